@@ -1,0 +1,193 @@
+"""Forwarding encoded media from one publisher to many subscribers, without decoding.
+
+A `Publication` receives the publisher's reassembled encoded frames (VP8 pictures, Opus packets) straight
+from aiortc's jitter buffer and hands them to one `ForwardedTrack` per subscriber. The subscriber's
+RTCRtpSender re-packetises them (`encoder.pack`) but never encodes. `media-forwarding` measures and deepens
+this path; keep every forwarding decision in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+from media import aiortc_hooks
+
+log = logging.getLogger(__name__)
+
+CLOCK_RATE = {"audio": 48000, "video": 90000}
+FRAME_STEP = {"audio": 960, "video": 3000}  # one 20 ms Opus packet, one 30 fps picture
+QUEUE_BOUND = {"audio": 50, "video": 60}  # about one to two seconds of media
+KEYFRAME_INTERVAL = 0.5  # at most one upstream keyframe request per publisher per 500 ms
+
+
+def is_keyframe(kind: str, data: bytes) -> bool:
+    if kind != "video":
+        return True
+    # VP8 payload header (RFC 6386 §9.1): bit 0 of the first byte is 0 for a key frame.
+    return bool(data) and not data[0] & 0x01
+
+
+class Publication:
+    """One published track (a participant's microphone or camera), fanned out to subscribers.
+
+    It outlives the publisher's peer connection: after a reconnect the new receiver is attached and the
+    subscribers' tracks carry on with continuous timestamps.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._subscribers: set[ForwardedTrack] = set()
+        self._receiver: RTCRtpReceiver | None = None
+        self._epoch = 0
+        self._last_request = 0.0
+        self._pending_request: asyncio.Task | None = None
+        self.frames_in = 0
+        self.frames_out = 0
+
+    def attach(self, receiver: RTCRtpReceiver) -> None:
+        """Take encoded frames from this (not yet started) receiver from now on."""
+        self._receiver = receiver
+        self._epoch += 1
+        epoch = self._epoch
+        aiortc_hooks.tap_receiver(receiver, lambda codec, frame: self._deliver(epoch, frame))
+        self.request_keyframe()
+
+    def detach(self, receiver: RTCRtpReceiver | None = None) -> None:
+        if receiver is None or receiver is self._receiver:
+            self._receiver = None
+
+    def subscribe(self) -> ForwardedTrack:
+        track = ForwardedTrack(self)
+        self._subscribers.add(track)
+        return track
+
+    def unsubscribe(self, track: ForwardedTrack) -> None:
+        self._subscribers.discard(track)
+
+    def close(self) -> None:
+        for track in list(self._subscribers):
+            track.stop()
+        self._subscribers.clear()
+        self._receiver = None
+        if self._pending_request is not None:
+            self._pending_request.cancel()
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, coalescing requests within KEYFRAME_INTERVAL."""
+        if self.kind != "video" or self._pending_request is not None:
+            return
+        delay = max(0.0, self._last_request + KEYFRAME_INTERVAL - time.monotonic())
+        self._pending_request = asyncio.get_running_loop().create_task(self._send_pli(delay))
+
+    async def _send_pli(self, delay: float) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            # Right after attach no packet has arrived yet, so the SSRC is unknown: retry briefly.
+            for _ in range(20):
+                receiver = self._receiver
+                if receiver is not None and await aiortc_hooks.request_keyframe(receiver):
+                    break
+                await asyncio.sleep(0.05)
+            self._last_request = time.monotonic()
+        except ConnectionError:
+            pass
+        finally:
+            self._pending_request = None
+
+    def _deliver(self, epoch: int, frame: Any) -> None:
+        if epoch != self._epoch:
+            return  # a late frame from a receiver that has been replaced
+        self.frames_in += 1
+        key = is_keyframe(self.kind, frame.data)
+        for track in self._subscribers:
+            track.push(epoch, frame.timestamp, frame.data, key)
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """What one subscriber's RTCRtpSender reads: pre-encoded `av.Packet`s from one publication.
+
+    Bounded: a subscriber that cannot keep up loses its backlog and, for video, waits for the next
+    keyframe instead of stalling the publisher or the other subscribers.
+    """
+
+    def __init__(self, publication: Publication) -> None:
+        super().__init__()
+        self.kind = publication.kind
+        self._publication = publication
+        self._time_base = Fraction(1, CLOCK_RATE[self.kind])
+        self._step = FRAME_STEP[self.kind]
+        self._bound = QUEUE_BOUND[self.kind]
+        self._queue: deque[tuple[int, int, bytes, bool]] = deque()
+        self._ready = asyncio.Event()
+        self._need_keyframe = self.kind == "video"
+        self._started = False
+        self._epoch: int | None = None
+        self._offset = 0
+        self._last_pts: int | None = None
+        self.dropped = 0
+
+    def push(self, epoch: int, timestamp: int, data: bytes, key: bool) -> None:
+        if self.readyState != "live":
+            return
+        if self._need_keyframe:
+            if not key:
+                return
+            self._need_keyframe = False
+        if len(self._queue) >= self._bound:
+            self.dropped += len(self._queue)
+            self._queue.clear()
+            if self.kind == "video":
+                self._need_keyframe = not key
+                if not key:
+                    self._publication.request_keyframe()
+                    return
+        self._queue.append((epoch, timestamp, data, key))
+        self._ready.set()
+
+    def request_keyframe(self) -> None:
+        """The subscriber reported picture loss (PLI/FIR)."""
+        self._publication.request_keyframe()
+
+    async def recv(self) -> av.Packet:
+        if not self._started:
+            self._started = True
+            if self._need_keyframe:
+                self._publication.request_keyframe()
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        epoch, timestamp, data, _key = self._queue.popleft()
+        packet = av.Packet(data)
+        packet.pts = self._continuous(epoch, timestamp)
+        packet.time_base = self._time_base
+        self._publication.frames_out += 1
+        return packet
+
+    def _continuous(self, epoch: int, timestamp: int) -> int:
+        """Keep timestamps rising when the publisher reconnects and its clock restarts at zero."""
+        if epoch != self._epoch:
+            if self._last_pts is not None:
+                self._offset = self._last_pts + self._step - timestamp
+            self._epoch = epoch
+        pts = timestamp + self._offset
+        self._last_pts = pts
+        return pts
+
+    def stop(self) -> None:
+        super().stop()
+        self._publication.unsubscribe(self)
+        self._ready.set()

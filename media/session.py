@@ -1,0 +1,276 @@
+"""A media session: the server-side peer connections of one consultation and who receives whom.
+
+Each participant has one RTCPeerConnection to the server. Its first two m-lines (audio, video) carry what
+the participant publishes; every further m-line carries one track of another participant. The server is
+always the offerer when the set of tracks changes, so the browser only ever answers; a client-initiated
+offer that crosses a server offer is refused as glare (the server is the impolite peer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.sdp import candidate_from_sdp
+
+from media import aiortc_hooks
+from media.forwarding import ForwardedTrack, Publication
+from media.ice import IceConfig, server_rtc_configuration
+
+log = logging.getLogger(__name__)
+
+KINDS = ("audio", "video")
+# Forwarding passes encoded frames through, so publisher and subscriber must share the codec.
+PREFERRED_CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+
+SendSignal = Callable[[dict], Awaitable[None]]
+
+
+class NegotiationError(Exception):
+    """An offer/answer/candidate that cannot be applied; `code` is a stable signaling error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _prefer_codecs(transceiver: RTCRtpTransceiver, kind: str) -> None:
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in PREFERRED_CODECS[kind]])
+
+
+class MediaPeer:
+    """The server's end of one participant's peer connection."""
+
+    def __init__(
+        self, peer_id: str, session: MediaSession, send: SendSignal, config: IceConfig
+    ) -> None:
+        self.peer_id = peer_id
+        self._session = session
+        self._send = send
+        self.pc = RTCPeerConnection(server_rtc_configuration(config))
+        self._lock = asyncio.Lock()
+        self._again = False
+        self._closed = False
+        self._uplink: dict[str, RTCRtpTransceiver] = {}
+        # (publisher id, kind) → transceiver sending that publication to this peer
+        self._downlink: dict[tuple[str, str], RTCRtpTransceiver] = {}
+        self._spare: dict[str, list[RTCRtpTransceiver]] = {kind: [] for kind in KINDS}
+        self.pc.on("track", self._on_track)
+        for kind in KINDS:
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            _prefer_codecs(transceiver, kind)
+            self._uplink[kind] = transceiver
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                break
+        else:
+            return
+        if self._uplink.get(track.kind) is not transceiver:
+            # A client that offers more tracks than one microphone and one camera: not forwarded.
+            log.info("peer %s: extra %s track ignored", self.peer_id, track.kind)
+            return
+        self._session.publication(self.peer_id, track.kind).attach(transceiver.receiver)
+
+    def subscribe(self, publisher_id: str, publication: Publication) -> None:
+        key = (publisher_id, publication.kind)
+        if key in self._downlink or self._closed:
+            return
+        track = publication.subscribe()
+        spare = self._spare[publication.kind]
+        if spare:
+            transceiver = spare.pop()
+            transceiver.direction = "sendonly"
+            transceiver.sender.replaceTrack(track)
+        else:
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            _prefer_codecs(transceiver, publication.kind)
+            sender = transceiver.sender
+            aiortc_hooks.on_keyframe_request(
+                sender, lambda: getattr(sender.track, "request_keyframe", lambda: None)()
+            )
+        self._downlink[key] = transceiver
+
+    def unsubscribe(self, publisher_id: str) -> None:
+        for kind in KINDS:
+            transceiver = self._downlink.pop((publisher_id, kind), None)
+            if transceiver is None:
+                continue
+            track = transceiver.sender.track
+            transceiver.sender.replaceTrack(None)
+            if isinstance(track, ForwardedTrack):
+                track.stop()
+            transceiver.direction = "inactive"
+            self._spare[kind].append(transceiver)
+
+    def streams(self) -> dict[str, dict[str, str]]:
+        """mid → whose track it carries, for the client to label remote media."""
+        return {
+            transceiver.mid: {"participant_id": publisher, "kind": kind}
+            for (publisher, kind), transceiver in self._downlink.items()
+            if transceiver.mid is not None
+        }
+
+    async def negotiate(self) -> None:
+        """Send a fresh offer, or remember to once the outstanding one is answered."""
+        async with self._lock:
+            if self._closed:
+                return
+            if self.pc.signalingState != "stable":
+                self._again = True
+                return
+            self._again = False
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            description = self.pc.localDescription
+            message = {"type": "offer", "sdp": description.sdp, "streams": self.streams()}
+        await self._send(message)
+
+    async def apply_answer(self, sdp: str) -> None:
+        async with self._lock:
+            if self.pc.signalingState != "have-local-offer":
+                raise NegotiationError("no_offer_pending", "no offer is waiting for an answer")
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:  # aiortc raises ValueError, AssertionError, OperationError …
+                raise NegotiationError("negotiation_failed", f"answer rejected: {exc}") from None
+            again = self._again
+        if again:
+            await self.negotiate()
+
+    async def apply_offer(self, sdp: str) -> dict[str, Any]:
+        async with self._lock:
+            if self.pc.signalingState != "stable":
+                raise NegotiationError(
+                    "glare", "the server's offer is outstanding; answer it first"
+                )
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except Exception as exc:
+                raise NegotiationError("negotiation_failed", f"offer rejected: {exc}") from None
+            return {"sdp": self.pc.localDescription.sdp, "streams": self.streams()}
+
+    async def add_candidate(self, candidate: dict | None) -> None:
+        if candidate is None or not candidate.get("candidate"):
+            return  # end of candidates: aiortc needs no marker for bundled transports
+        text = candidate["candidate"]
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        try:
+            parsed = candidate_from_sdp(text)
+        except Exception:
+            raise NegotiationError(
+                "bad_message", "candidate is not a valid ICE candidate"
+            ) from None
+        if parsed.ip.endswith(".local"):
+            return  # mDNS names would need multicast resolution; the browser offers raw IPs too
+        parsed.sdpMid = candidate.get("sdpMid")
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            parsed.sdpMLineIndex = 0
+        await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        self._closed = True
+        for kind in KINDS:
+            for transceiver in (self._uplink[kind],):
+                self._session.publication(self.peer_id, kind).detach(transceiver.receiver)
+        for transceiver in self._downlink.values():
+            track = transceiver.sender.track
+            if isinstance(track, ForwardedTrack):
+                track.stop()
+        self._downlink.clear()
+        await self.pc.close()
+
+
+class MediaSession:
+    """All peers of one consultation. Methods are called by the signaling layer, one room each."""
+
+    def __init__(self, config: IceConfig) -> None:
+        self._config = config
+        self._peers: dict[str, MediaPeer] = {}
+        self._publications: dict[str, dict[str, Publication]] = {}
+
+    def publication(self, peer_id: str, kind: str) -> Publication:
+        kinds = self._publications.setdefault(peer_id, {})
+        if kind not in kinds:
+            kinds[kind] = Publication(kind)
+        return kinds[kind]
+
+    def peer(self, peer_id: str) -> MediaPeer:
+        try:
+            return self._peers[peer_id]
+        except KeyError:
+            raise NegotiationError(
+                "not_joined", "no media connection for this participant"
+            ) from None
+
+    async def connect(self, peer_id: str, send: SendSignal) -> None:
+        """A participant joined, or came back on a new connection: (re)build its peer connection."""
+        old = self._peers.pop(peer_id, None)
+        if old is not None:
+            await old.close()
+        peer = MediaPeer(peer_id, self, send, self._config)
+        self._peers[peer_id] = peer
+        for kind in KINDS:
+            self.publication(peer_id, kind)
+        for other_id, other in self._peers.items():
+            if other_id == peer_id:
+                continue
+            for kind in KINDS:
+                peer.subscribe(other_id, self.publication(other_id, kind))
+                if old is None:
+                    other.subscribe(peer_id, self.publication(peer_id, kind))
+        await peer.negotiate()
+        if old is None:
+            await asyncio.gather(
+                *(
+                    other.negotiate()
+                    for other_id, other in self._peers.items()
+                    if other_id != peer_id
+                )
+            )
+
+    async def suspend(self, peer_id: str) -> None:
+        """The participant's connection dropped: stop its peer connection, keep its place."""
+        peer = self._peers.pop(peer_id, None)
+        if peer is not None:
+            await peer.close()
+            self._peers[peer_id] = peer  # kept (closed) so subscriptions survive until reconnect
+
+    async def remove(self, peer_id: str) -> None:
+        """The participant left for good: drop its media everywhere and renegotiate the others."""
+        peer = self._peers.pop(peer_id, None)
+        if peer is not None:
+            await peer.close()
+        for publication in self._publications.pop(peer_id, {}).values():
+            publication.close()
+        for other in self._peers.values():
+            other.unsubscribe(peer_id)
+        await asyncio.gather(*(other.negotiate() for other in self._peers.values()))
+
+    async def close(self) -> None:
+        for peer_id in list(self._peers):
+            peer = self._peers.pop(peer_id)
+            await peer.close()
+        for kinds in self._publications.values():
+            for publication in kinds.values():
+                publication.close()
+        self._publications.clear()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "peers": len(self._peers),
+            "frames_in": sum(p.frames_in for k in self._publications.values() for p in k.values()),
+            "frames_out": sum(
+                p.frames_out for k in self._publications.values() for p in k.values()
+            ),
+        }

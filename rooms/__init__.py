@@ -1,0 +1,1 @@
+"""Rooms, roles, join tokens and staff accounts: who may enter which consultation."""

@@ -1,0 +1,236 @@
+"""Live rooms of this process: participants, their connections, grace periods and fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from media.ice import IceConfig
+from media.session import MediaSession
+
+log = logging.getLogger(__name__)
+
+MAX_PARTICIPANTS = 4
+GRACE_SECONDS = 30.0
+
+
+class AdmissionError(Exception):
+    """A hello that cannot be honoured; `code` is the signaling error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a verified join token grants."""
+
+    room_id: str
+    role: str
+    expires_at: float
+
+
+Admit = Callable[[str], Awaitable[Admission]]
+
+
+@dataclass
+class Participant:
+    participant_id: str
+    role: str
+    name: str
+    resume: str
+    ws: web.WebSocketResponse | None = None
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    grace: asyncio.TimerHandle | None = None
+
+    def public(self) -> dict[str, str]:
+        return {"participant_id": self.participant_id, "role": self.role, "name": self.name}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        ws = self.ws
+        if ws is None or ws.closed:
+            return
+        async with self.send_lock:
+            try:
+                await ws.send_json(message)
+            except (ConnectionError, RuntimeError):
+                pass  # the reader notices the closed socket and starts the grace period
+
+
+class LiveRoom:
+    def __init__(self, room_id: str, expires_at: float, hub: SignalingHub) -> None:
+        self.room_id = room_id
+        self.expires_at = expires_at
+        self.participants: dict[str, Participant] = {}
+        self.media = MediaSession(hub.ice)
+        self.lock = asyncio.Lock()
+
+    async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
+        await asyncio.gather(
+            *(
+                p.send(message)
+                for pid, p in self.participants.items()
+                if pid != exclude and p.ws is not None
+            )
+        )
+
+
+class SignalingHub:
+    """Owns every live room in this process; everything hangs off the app, nothing is global."""
+
+    def __init__(self, admit: Admit, ice: IceConfig, grace_seconds: float = GRACE_SECONDS) -> None:
+        self.admit = admit
+        self.ice = ice
+        self.grace_seconds = grace_seconds
+        self.rooms: dict[str, LiveRoom] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        """Run background work that the hub cancels on shutdown, so no task outlives the app."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("signaling task failed", exc_info=task.exception())
+
+    def room(self, admission: Admission) -> LiveRoom:
+        room = self.rooms.get(admission.room_id)
+        if room is None:
+            room = LiveRoom(admission.room_id, admission.expires_at, self)
+            self.rooms[admission.room_id] = room
+            delay = max(0.0, admission.expires_at - time.time())
+            self._expiry[room.room_id] = asyncio.get_running_loop().call_later(
+                delay, lambda: self.spawn(self.expire(room))
+            )
+        return room
+
+    async def join(
+        self, room: LiveRoom, role: str, name: str, resume: str | None, ws: web.WebSocketResponse
+    ) -> tuple[Participant, bool]:
+        """Seat a connection in the room: its old place when `resume` matches, else a new one."""
+        async with room.lock:
+            if resume:
+                for participant in room.participants.values():
+                    if (
+                        secrets.compare_digest(participant.resume, resume)
+                        and participant.role == role
+                    ):
+                        await self._takeover(participant, ws)
+                        return participant, True
+            if len(room.participants) >= MAX_PARTICIPANTS:
+                raise AdmissionError("room_full", f"a room holds at most {MAX_PARTICIPANTS} people")
+            participant = Participant(
+                participant_id="p-" + secrets.token_hex(4),
+                role=role,
+                name=name,
+                resume=secrets.token_urlsafe(18),
+                ws=ws,
+            )
+            room.participants[participant.participant_id] = participant
+            log.info("room %s: %s joined as %s", room.room_id, participant.participant_id, role)
+            return participant, False
+
+    async def _takeover(self, participant: Participant, ws: web.WebSocketResponse) -> None:
+        if participant.grace is not None:
+            participant.grace.cancel()
+            participant.grace = None
+        old, participant.ws = participant.ws, ws
+        if old is not None and not old.closed:
+            # The same person opened the call again (another tab, a new network): the newest wins.
+            await old.close(code=4001, message=b"resumed elsewhere")
+
+    async def start_media(self, room: LiveRoom, participant: Participant) -> None:
+        await room.media.connect(participant.participant_id, participant.send)
+
+    async def disconnected(
+        self, room: LiveRoom, participant: Participant, ws: web.WebSocketResponse
+    ) -> None:
+        """The socket closed without `leave`: keep the place for the grace period."""
+        async with room.lock:
+            if (
+                participant.ws is not ws
+                or room.participants.get(participant.participant_id) is not participant
+            ):
+                return  # already replaced by a newer connection, or gone
+            participant.ws = None
+            await room.media.suspend(participant.participant_id)
+            participant.grace = asyncio.get_running_loop().call_later(
+                self.grace_seconds,
+                lambda: self.spawn(self.remove(room, participant, "timeout")),
+            )
+            log.info(
+                "room %s: %s disconnected, grace period", room.room_id, participant.participant_id
+            )
+
+    async def remove(self, room: LiveRoom, participant: Participant, reason: str) -> None:
+        async with room.lock:
+            if room.participants.get(participant.participant_id) is not participant:
+                return
+            del room.participants[participant.participant_id]
+            if participant.grace is not None:
+                participant.grace.cancel()
+            await room.broadcast(
+                {
+                    "type": "participant-left",
+                    "participant_id": participant.participant_id,
+                    "reason": reason,
+                }
+            )
+            await room.media.remove(participant.participant_id)
+            log.info("room %s: %s left (%s)", room.room_id, participant.participant_id, reason)
+            if not room.participants:
+                await self._drop(room)
+
+    async def _drop(self, room: LiveRoom) -> None:
+        if self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+        handle = self._expiry.pop(room.room_id, None)
+        if handle is not None:
+            handle.cancel()
+        await room.media.close()
+
+    async def expire(self, room: LiveRoom) -> None:
+        async with room.lock:
+            for participant in list(room.participants.values()):
+                if participant.grace is not None:
+                    participant.grace.cancel()
+                await participant.send(
+                    {
+                        "type": "participant-left",
+                        "participant_id": participant.participant_id,
+                        "reason": "expired",
+                    }
+                )
+                if participant.ws is not None:
+                    await participant.ws.close(code=4002, message=b"room expired")
+            room.participants.clear()
+            await self._drop(room)
+
+    async def close(self) -> None:
+        for handle in self._expiry.values():
+            handle.cancel()
+        for room in list(self.rooms.values()):
+            for participant in room.participants.values():
+                if participant.grace is not None:
+                    participant.grace.cancel()
+                if participant.ws is not None and not participant.ws.closed:
+                    await participant.ws.close(code=1001, message=b"server shutting down")
+            await room.media.close()
+        self.rooms.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""The outer ring: aiohttp app factory, routes, pages, static client, CLI and configuration."""

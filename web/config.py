@@ -1,0 +1,63 @@
+"""Configuration: defaults → SPRECHSTUNDE_* environment → command-line flags."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from media.ice import IceConfig
+
+ENV_PREFIX = "SPRECHSTUNDE_"
+SECRET_FILE = "server-secret"
+DATABASE_FILE = "sprechstunde.sqlite3"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in (env(name) or "").split(",") if item.strip()]
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    base_url: str | None = None
+    stun_urls: list[str] = field(default_factory=list)
+    turn_urls: list[str] = field(default_factory=list)
+    turn_secret: str | None = None
+    media_addresses: list[str] = field(default_factory=list)
+    demo: bool = True
+
+    @property
+    def public_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def ice(self) -> IceConfig:
+        return IceConfig(
+            stun_urls=self.stun_urls, turn_urls=self.turn_urls, turn_secret=self.turn_secret
+        )
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / DATABASE_FILE
+
+
+def prepare_data_dir(data_dir: Path) -> bytes:
+    """Create the data directory and return the server secret, generating it (mode 0600) once."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+    secret = bytes.fromhex(path.read_text().strip())
+    if len(secret) < 32:
+        raise SystemExit(f"{path} holds a secret shorter than 32 bytes; delete it to regenerate")
+    return secret
