@@ -67,9 +67,7 @@ def check() -> None:
 def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink) -> None:
     """Divert encoded frames to `sink`. Must run before `receiver.receive()` starts the decoder."""
     if getattr(receiver, _DECODER_THREAD) is not None:
-        raise RuntimeError(
-            "receiver already started; tap it from the peer connection's track event"
-        )
+        raise RuntimeError("receiver already started; tap it from the peer connection's track event")
     setattr(receiver, _DECODER_QUEUE, FrameTap(sink))
 
 
@@ -91,9 +89,20 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     return True
 
 
-def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
-    """Route a subscriber's PLI/FIR (which aiortc turns into `_send_keyframe`) to `callback`."""
-    sender._send_keyframe = callback  # type: ignore[method-assign]
+def on_keyframe_request(sender: RTCRtpSender) -> None:
+    """Route a subscriber's PLI/FIR (aiortc's `_send_keyframe`) to the track's `request_keyframe`.
+
+    Tracks that carry decoded frames have none; for them the sender's own encoder makes the keyframe.
+    """
+
+    def keyframe() -> None:
+        request = getattr(sender.track, "request_keyframe", None)
+        if request is not None:
+            request()
+        else:
+            RTCRtpSender._send_keyframe(sender)
+
+    sender._send_keyframe = keyframe  # type: ignore[method-assign]
 
 
 def set_host_addresses(addresses: list[str] | None) -> None:

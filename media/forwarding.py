@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 import av
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
@@ -191,3 +192,62 @@ class ForwardedTrack(MediaStreamTrack):
         super().stop()
         self._publication.unsubscribe(self)
         self._ready.set()
+
+
+class TranscodingPublication(Publication):
+    """The baseline an SFU must beat: aiortc decodes the publisher's track and every subscriber's
+    sender re-encodes it (aiortc's `MediaRelay`). Selected with `--media-mode transcode`; kept for
+    the benchmark and as the fallback when participants share no codec.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self._relay = MediaRelay()
+        self._source: MediaStreamTrack | None = None
+        self._source_changed = asyncio.Event()
+
+    def attach(self, receiver: RTCRtpReceiver) -> None:
+        self._receiver = receiver
+        self._source = receiver.track
+        self._source_changed.set()
+        self._source_changed = asyncio.Event()
+
+    def subscribe(self) -> MediaStreamTrack:
+        return RelayedTrack(self)
+
+    async def next_source(self, current: MediaStreamTrack | None) -> MediaStreamTrack:
+        while self._source is None or self._source is current:
+            await self._source_changed.wait()
+        return self._source
+
+    def relay(self, source: MediaStreamTrack) -> MediaStreamTrack:
+        return self._relay.subscribe(source, buffered=False)
+
+    def close(self) -> None:
+        super().close()
+        self._source_changed.set()
+
+
+class RelayedTrack(MediaStreamTrack):
+    """A subscriber's decoded-frame view of a `TranscodingPublication`, surviving publisher reconnects."""
+
+    def __init__(self, publication: TranscodingPublication) -> None:
+        super().__init__()
+        self.kind = publication.kind
+        self._publication = publication
+        self._source: MediaStreamTrack | None = None
+        self._view: MediaStreamTrack | None = None
+
+    async def recv(self) -> Any:
+        while self.readyState == "live":
+            if self._view is None:
+                self._source = await self._publication.next_source(self._source)
+                self._view = self._publication.relay(self._source)
+            try:
+                frame = await self._view.recv()
+            except MediaStreamError:
+                self._view = None
+                continue
+            self._publication.frames_out += 1
+            return frame
+        raise MediaStreamError

@@ -37,9 +37,7 @@ def client_ice_servers(config: IceConfig, user: str) -> list[dict]:
         servers.append({"urls": list(config.stun_urls)})
     if config.turn_urls and config.turn_secret:
         username, credential = turn_credentials(config.turn_secret, user, config.turn_ttl)
-        servers.append(
-            {"urls": list(config.turn_urls), "username": username, "credential": credential}
-        )
+        servers.append({"urls": list(config.turn_urls), "username": username, "credential": credential})
     return servers
 
 

@@ -19,7 +19,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
 from media import aiortc_hooks
-from media.forwarding import ForwardedTrack, Publication
+from media.forwarding import ForwardedTrack, Publication, TranscodingPublication
 from media.ice import IceConfig, server_rtc_configuration
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 KINDS = ("audio", "video")
 # Forwarding passes encoded frames through, so publisher and subscriber must share the codec.
 PREFERRED_CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+
+MEDIA_MODES = ("forward", "transcode")
 
 SendSignal = Callable[[dict], Awaitable[None]]
 
@@ -48,9 +50,7 @@ def _prefer_codecs(transceiver: RTCRtpTransceiver, kind: str) -> None:
 class MediaPeer:
     """The server's end of one participant's peer connection."""
 
-    def __init__(
-        self, peer_id: str, session: MediaSession, send: SendSignal, config: IceConfig
-    ) -> None:
+    def __init__(self, peer_id: str, session: MediaSession, send: SendSignal, config: IceConfig) -> None:
         self.peer_id = peer_id
         self._session = session
         self._send = send
@@ -94,9 +94,7 @@ class MediaPeer:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             _prefer_codecs(transceiver, publication.kind)
             sender = transceiver.sender
-            aiortc_hooks.on_keyframe_request(
-                sender, lambda: getattr(sender.track, "request_keyframe", lambda: None)()
-            )
+            aiortc_hooks.on_keyframe_request(sender)
         self._downlink[key] = transceiver
 
     def unsubscribe(self, publisher_id: str) -> None:
@@ -148,9 +146,7 @@ class MediaPeer:
     async def apply_offer(self, sdp: str) -> dict[str, Any]:
         async with self._lock:
             if self.pc.signalingState != "stable":
-                raise NegotiationError(
-                    "glare", "the server's offer is outstanding; answer it first"
-                )
+                raise NegotiationError("glare", "the server's offer is outstanding; answer it first")
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -167,9 +163,7 @@ class MediaPeer:
         try:
             parsed = candidate_from_sdp(text)
         except Exception:
-            raise NegotiationError(
-                "bad_message", "candidate is not a valid ICE candidate"
-            ) from None
+            raise NegotiationError("bad_message", "candidate is not a valid ICE candidate") from None
         if parsed.ip.endswith(".local"):
             return  # mDNS names would need multicast resolution; the browser offers raw IPs too
         parsed.sdpMid = candidate.get("sdpMid")
@@ -194,24 +188,25 @@ class MediaPeer:
 class MediaSession:
     """All peers of one consultation. Methods are called by the signaling layer, one room each."""
 
-    def __init__(self, config: IceConfig) -> None:
+    def __init__(self, config: IceConfig, mode: str = "forward") -> None:
+        if mode not in MEDIA_MODES:
+            raise ValueError(f"media mode must be one of {MEDIA_MODES}")
         self._config = config
+        self._publication_class = Publication if mode == "forward" else TranscodingPublication
         self._peers: dict[str, MediaPeer] = {}
         self._publications: dict[str, dict[str, Publication]] = {}
 
     def publication(self, peer_id: str, kind: str) -> Publication:
         kinds = self._publications.setdefault(peer_id, {})
         if kind not in kinds:
-            kinds[kind] = Publication(kind)
+            kinds[kind] = self._publication_class(kind)
         return kinds[kind]
 
     def peer(self, peer_id: str) -> MediaPeer:
         try:
             return self._peers[peer_id]
         except KeyError:
-            raise NegotiationError(
-                "not_joined", "no media connection for this participant"
-            ) from None
+            raise NegotiationError("not_joined", "no media connection for this participant") from None
 
     async def connect(self, peer_id: str, send: SendSignal) -> None:
         """A participant joined, or came back on a new connection: (re)build its peer connection."""
@@ -232,11 +227,7 @@ class MediaSession:
         await peer.negotiate()
         if old is None:
             await asyncio.gather(
-                *(
-                    other.negotiate()
-                    for other_id, other in self._peers.items()
-                    if other_id != peer_id
-                )
+                *(other.negotiate() for other_id, other in self._peers.items() if other_id != peer_id)
             )
 
     async def suspend(self, peer_id: str) -> None:
@@ -270,7 +261,5 @@ class MediaSession:
         return {
             "peers": len(self._peers),
             "frames_in": sum(p.frames_in for k in self._publications.values() for p in k.values()),
-            "frames_out": sum(
-                p.frames_out for k in self._publications.values() for p in k.values()
-            ),
+            "frames_out": sum(p.frames_out for k in self._publications.values() for p in k.values()),
         }

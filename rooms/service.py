@@ -66,9 +66,7 @@ def parse_duration(text: str) -> float:
 
 
 class RoomService:
-    def __init__(
-        self, store: Store, signer: TokenSigner, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, store: Store, signer: TokenSigner, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._signer = signer
         self._clock = clock

@@ -99,9 +99,7 @@ class StaffDirectory:
 
     async def open_session(self, member: StaffMember) -> str:
         session_id = secrets.token_urlsafe(32)
-        await self._store.put(
-            SESSION_KIND, session_id, {"username": member.username}, ttl=SESSION_TTL
-        )
+        await self._store.put(SESSION_KIND, session_id, {"username": member.username}, ttl=SESSION_TTL)
         return session_id
 
     async def session_member(self, session_id: str | None) -> StaffMember | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +66,8 @@ class Connection:
                 if self.left:
                     break
         finally:
-            await self.closed()
+            # aiohttp cancels the handler when the client vanishes; the cleanup must still finish.
+            await asyncio.shield(self.hub.spawn(self.closed()))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -83,14 +85,10 @@ class Connection:
             if kind == "answer":
                 await media.peer(self.participant.participant_id).apply_answer(message["sdp"])
             elif kind == "offer":
-                answer = await media.peer(self.participant.participant_id).apply_offer(
-                    message["sdp"]
-                )
+                answer = await media.peer(self.participant.participant_id).apply_offer(message["sdp"])
                 await self.reply({"type": "answer", "id": request_id, **answer})
             elif kind == "candidate":
-                await media.peer(self.participant.participant_id).add_candidate(
-                    message["candidate"]
-                )
+                await media.peer(self.participant.participant_id).add_candidate(message["candidate"])
             elif kind == "chat":
                 await self.chat(message)
             elif kind == "leave":
@@ -123,9 +121,7 @@ class Connection:
         except AdmissionError as exc:
             raise ProtocolError(exc.code, exc.message, request_id) from None
         self.room, self.participant = room, participant
-        others = [
-            p.public() for pid, p in room.participants.items() if pid != participant.participant_id
-        ]
+        others = [p.public() for pid, p in room.participants.items() if pid != participant.participant_id]
         await participant.send(
             {
                 "type": "welcome",

@@ -71,25 +71,28 @@ class LiveRoom:
         self.room_id = room_id
         self.expires_at = expires_at
         self.participants: dict[str, Participant] = {}
-        self.media = MediaSession(hub.ice)
+        self.media = MediaSession(hub.ice, hub.media_mode)
         self.lock = asyncio.Lock()
 
     async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
         await asyncio.gather(
-            *(
-                p.send(message)
-                for pid, p in self.participants.items()
-                if pid != exclude and p.ws is not None
-            )
+            *(p.send(message) for pid, p in self.participants.items() if pid != exclude and p.ws is not None)
         )
 
 
 class SignalingHub:
     """Owns every live room in this process; everything hangs off the app, nothing is global."""
 
-    def __init__(self, admit: Admit, ice: IceConfig, grace_seconds: float = GRACE_SECONDS) -> None:
+    def __init__(
+        self,
+        admit: Admit,
+        ice: IceConfig,
+        media_mode: str = "forward",
+        grace_seconds: float = GRACE_SECONDS,
+    ) -> None:
         self.admit = admit
         self.ice = ice
+        self.media_mode = media_mode
         self.grace_seconds = grace_seconds
         self.rooms: dict[str, LiveRoom] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -125,10 +128,7 @@ class SignalingHub:
         async with room.lock:
             if resume:
                 for participant in room.participants.values():
-                    if (
-                        secrets.compare_digest(participant.resume, resume)
-                        and participant.role == role
-                    ):
+                    if secrets.compare_digest(participant.resume, resume) and participant.role == role:
                         await self._takeover(participant, ws)
                         return participant, True
             if len(room.participants) >= MAX_PARTICIPANTS:
@@ -156,9 +156,7 @@ class SignalingHub:
     async def start_media(self, room: LiveRoom, participant: Participant) -> None:
         await room.media.connect(participant.participant_id, participant.send)
 
-    async def disconnected(
-        self, room: LiveRoom, participant: Participant, ws: web.WebSocketResponse
-    ) -> None:
+    async def disconnected(self, room: LiveRoom, participant: Participant, ws: web.WebSocketResponse) -> None:
         """The socket closed without `leave`: keep the place for the grace period."""
         async with room.lock:
             if (
@@ -172,9 +170,7 @@ class SignalingHub:
                 self.grace_seconds,
                 lambda: self.spawn(self.remove(room, participant, "timeout")),
             )
-            log.info(
-                "room %s: %s disconnected, grace period", room.room_id, participant.participant_id
-            )
+            log.info("room %s: %s disconnected, grace period", room.room_id, participant.participant_id)
 
     async def remove(self, room: LiveRoom, participant: Participant, reason: str) -> None:
         async with room.lock:

@@ -78,9 +78,7 @@ def parse(frame: str | bytes) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, types):
             raise ProtocolError("bad_message", f"field {field!r} has the wrong type", request_id)
         if limit is not None and isinstance(value, str) and len(value) > limit:
-            raise ProtocolError(
-                "bad_message", f"field {field!r} exceeds {limit} characters", request_id
-            )
+            raise ProtocolError("bad_message", f"field {field!r} exceeds {limit} characters", request_id)
     if kind == "candidate" and message["candidate"] is not None:
         _check_candidate(message["candidate"], request_id)
     return message

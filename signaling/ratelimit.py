@@ -9,9 +9,7 @@ from collections.abc import Callable
 class TokenBucket:
     """Allows `rate` messages per second sustained, with bursts up to `burst`."""
 
-    def __init__(
-        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = rate
         self._burst = burst
         self._tokens = burst

@@ -59,8 +59,7 @@ class SQLiteStore:
     async def get(self, kind: str, key: str) -> Record | None:
         def op() -> Record | None:
             row = self._db.execute(
-                "SELECT value FROM records WHERE kind=? AND key=? "
-                "AND (expires_at IS NULL OR expires_at > ?)",
+                "SELECT value FROM records WHERE kind=? AND key=? AND (expires_at IS NULL OR expires_at > ?)",
                 (kind, key, self._clock()),
             ).fetchone()
             return None if row is None else json.loads(row[0])
@@ -106,8 +105,7 @@ class SQLiteStore:
     async def delete(self, kind: str, key: str) -> bool:
         def op() -> bool:
             cur = self._db.execute(
-                "DELETE FROM records WHERE kind=? AND key=? "
-                "AND (expires_at IS NULL OR expires_at > ?)",
+                "DELETE FROM records WHERE kind=? AND key=? AND (expires_at IS NULL OR expires_at > ?)",
                 (kind, key, self._clock()),
             )
             return cur.rowcount == 1

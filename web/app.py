@@ -46,7 +46,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         rooms=rooms,
         staff=StaffDirectory(store),
         pages=Pages(Catalog()),
-        hub=SignalingHub(admit, config.ice),
+        hub=SignalingHub(admit, config.ice, config.media_mode),
         secret=secret,
         throttle=LoginThrottle(),
     )

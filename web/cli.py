@@ -16,6 +16,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from media.session import MEDIA_MODES
 from rooms.service import RoomError, RoomService, parse_duration
 from rooms.staff import STAFF_ROLES, StaffDirectory, StaffError
 from rooms.tokens import TokenSigner
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: all interfaces but loopback [SPRECHSTUNDE_MEDIA_ADDRESSES]",
     )
     serve.add_argument(
+        "--media-mode",
+        choices=MEDIA_MODES,
+        default=env("MEDIA_MODE", "forward"),
+        help="forward: pass encoded media through (default); transcode: decode and re-encode every "
+        "stream, the baseline for bench/media_relay.py [SPRECHSTUNDE_MEDIA_MODE]",
+    )
+    serve.add_argument(
         "--no-demo",
         action="store_true",
         default=env("NO_DEMO") == "1",
@@ -102,9 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     room = commands.add_parser("room", help="manage consultation rooms")
     room_commands = room.add_subparsers(dest="room_command", required=True)
-    create = room_commands.add_parser(
-        "create", help="create a room and print its links as one JSON object"
-    )
+    create = room_commands.add_parser("create", help="create a room and print its links as one JSON object")
     _common(create)
     create.add_argument("--office", required=True, help="office id, e.g. vhs")
     create.add_argument(
@@ -112,9 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("BASE_URL"),
         help="public URL of the server [SPRECHSTUNDE_BASE_URL, http://127.0.0.1:8080]",
     )
-    create.add_argument(
-        "--ttl", default="2h", help="how long the links are valid: 90m, 2h, 1d [2h]"
-    )
+    create.add_argument("--ttl", default="2h", help="how long the links are valid: 90m, 2h, 1d [2h]")
 
     user = commands.add_parser("user", help="manage staff accounts")
     user_commands = user.add_subparsers(dest="user_command", required=True)
@@ -148,6 +152,7 @@ def _serve(args: argparse.Namespace) -> None:
         turn_urls=args.turn_url,
         turn_secret=args.turn_secret,
         media_addresses=args.media_address,
+        media_mode=args.media_mode,
         demo=not args.no_demo,
     )
     if config.demo:
@@ -169,9 +174,7 @@ async def _ensure_demo(config: Config) -> str:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")
-        password = (
-            path.read_text().strip() if path.exists() else "(changed; see `sprechstunde user`)"
-        )
+        password = path.read_text().strip() if path.exists() else "(changed; see `sprechstunde user`)"
     finally:
         await store.close()
     return (

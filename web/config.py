@@ -32,6 +32,7 @@ class Config:
     turn_urls: list[str] = field(default_factory=list)
     turn_secret: str | None = None
     media_addresses: list[str] = field(default_factory=list)
+    media_mode: str = "forward"
     demo: bool = True
 
     @property
@@ -40,9 +41,7 @@ class Config:
 
     @property
     def ice(self) -> IceConfig:
-        return IceConfig(
-            stun_urls=self.stun_urls, turn_urls=self.turn_urls, turn_secret=self.turn_secret
-        )
+        return IceConfig(stun_urls=self.stun_urls, turn_urls=self.turn_urls, turn_secret=self.turn_secret)
 
     @property
     def database_path(self) -> Path:

@@ -22,9 +22,7 @@ async def join(request: web.Request) -> web.Response:
     try:
         grant, room = await services.rooms.admit(request.match_info["token"])
     except RoomError as exc:
-        return services.pages.error(
-            request, exc.status, ERROR_KEYS.get(exc.status, "error.invalid_token")
-        )
+        return services.pages.error(request, exc.status, ERROR_KEYS.get(exc.status, "error.invalid_token"))
     strings = services.pages.catalog.strings(services.pages.lang(request))
     return services.pages.render(
         request,

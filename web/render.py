@@ -28,9 +28,7 @@ class Pages:
             return query
         return self.catalog.pick(request.headers.get("Accept-Language"))
 
-    def render(
-        self, request: web.Request, template: str, status: int = 200, **context: Any
-    ) -> web.Response:
+    def render(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
         lang = self.lang(request)
         strings = self.catalog.strings(lang)
         html = self.env.get_template(template).render(lang=lang, t=strings, **context)

@@ -64,9 +64,7 @@ class Services:
     async def current_staff(self, request: web.Request) -> StaffMember | None:
         return await self.staff.session_member(request.cookies.get(SESSION_COOKIE))
 
-    def set_session_cookie(
-        self, request: web.Request, response: web.Response, session_id: str
-    ) -> None:
+    def set_session_cookie(self, request: web.Request, response: web.Response, session_id: str) -> None:
         response.set_cookie(
             SESSION_COOKIE,
             session_id,

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from web.app import create_app
+from web.config import Config
+from web.services import SERVICES
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return Config(data_dir=tmp_path / "data", media_addresses=["127.0.0.1"], demo=False)
+
+
+@pytest.fixture
+async def client(aiohttp_client, config):
+    return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+def services(client):
+    return client.app[SERVICES]
+
+
+@pytest.fixture
+async def room_links(services):
+    """A fresh room's links (advisor_url, citizen_url, …) as `room create` prints them."""
+    room = await services.rooms.create("vhs", 3600)
+    return services.rooms.links(room, "http://test").as_json()
+
+
+def token_of(url: str) -> str:
+    return url.rsplit("/join/", 1)[1]

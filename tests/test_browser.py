@@ -1,0 +1,290 @@
+"""Real-browser test: two Chromium pages hold a consultation through the real server process.
+
+Drives Debian's /usr/bin/chromium with Playwright (never `playwright install`). The fake camera and
+microphone of Chromium produce real media; the server relays it over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MOBILE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+# wait_for_function() gets arrow functions: a bare expression would be eval()ed, which the page's CSP
+# (script-src 'self', no 'unsafe-eval') forbids — and the test must run under the real CSP.
+# Installed in every page before the client runs: measures click on "Beitreten" → first decoded remote frame.
+PROBE = """
+window.__probe = { t0: null, firstFrameMs: null };
+document.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("#join-button") : null;
+  if (!button || window.__probe.t0 !== null) return;
+  window.__probe.t0 = performance.now();
+  const poll = async () => {
+    const pc = window.sprechstunde && window.sprechstunde.pc;
+    try {
+      if (pc) {
+        for (const s of (await pc.getStats()).values()) {
+          if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0) {
+            window.__probe.firstFrameMs = performance.now() - window.__probe.t0;
+            return;
+          }
+        }
+      }
+    } catch (e) { /* a connection replaced during the poll */ }
+    setTimeout(poll, 15);
+  };
+  poll();
+}, true);
+"""
+
+MEDIA_STATS = """
+async () => {
+  const out = { frames: 0, packets: 0, width: 0 };
+  const pc = window.sprechstunde.pc;
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type !== "inbound-rtp") continue;
+    if (s.kind === "video") out.frames += s.framesDecoded || 0;
+    if (s.kind === "audio") out.packets += s.packetsReceived || 0;
+  }
+  for (const video of document.querySelectorAll("#remote-tiles .tile video")) {
+    out.width = Math.max(out.width, video.videoWidth);
+  }
+  return out;
+}
+"""
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> None:
+    if _in_ci():
+        pytest.fail(f"{reason} (CI is set, so this is an error rather than a skip)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("server")
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = data_dir / "server.log"
+    env = dict(os.environ, SPRECHSTUNDE_MEDIA_ADDRESSES="127.0.0.1", PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable,
+        "-m",
+        "web.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--no-demo",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /healthz within 15 s:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield {"base_url": base_url, "data_dir": data_dir, "log": log_path}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        text = log_path.read_text(errors="replace")
+        if "Traceback" in text:
+            print(f"--- server log ---\n{text}")
+
+
+def create_room(server) -> dict:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "web.cli",
+            "room",
+            "create",
+            "--office",
+            "vhs",
+            "--data-dir",
+            str(server["data_dir"]),
+            "--base-url",
+            server["base_url"],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def open_page(browser, url: str, viewport: dict, errors: list):
+    context = browser.new_context(locale="de-DE", viewport=viewport)
+    context.add_init_script(PROBE)
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(f"{url[-12:]}: {error}"))
+    page.goto(url)
+    # The pre-join preview shows the (fake) camera before anyone joins.
+    page.wait_for_function("() => document.getElementById('preview-video').videoWidth > 0", timeout=10000)
+    return page
+
+
+def media_stats(page) -> dict:
+    return page.evaluate(MEDIA_STATS)
+
+
+def screenshot(page, name: str) -> None:
+    directory = os.environ.get("SPRECHSTUNDE_SCREENSHOTS")
+    if directory:
+        page.screenshot(path=str(Path(directory) / f"shot-{name}.png"), full_page=True)
+
+
+def test_two_party_call(browser, server, record_property):
+    from playwright.sync_api import expect
+
+    room = create_room(server)
+    errors: list[str] = []
+    citizen = open_page(browser, room["citizen_url"], MOBILE, errors)
+    advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
+
+    # The citizen must give a name; the advisor may join with the default one.
+    citizen.get_by_role("button", name="Beitreten", exact=True).click()
+    expect(citizen.get_by_text("Bitte geben Sie Ihren Namen ein.")).to_be_visible()
+    assert citizen.evaluate("window.sprechstunde.state") == "prejoin"
+    citizen.get_by_label("Ihr Name").fill("Frau Yılmaz")
+
+    citizen.get_by_role("button", name="Beitreten", exact=True).click()
+    advisor.get_by_role("button", name="Beitreten", exact=True).click()
+
+    for page in (citizen, advisor):
+        page.wait_for_function("() => window.sprechstunde.state === 'in-call'", timeout=10000)
+    first_frame = {}
+    for name, page in (("citizen", citizen), ("advisor", advisor)):
+        page.wait_for_function("() => window.__probe.firstFrameMs !== null", timeout=15000)
+        first_frame[name] = round(page.evaluate("window.__probe.firstFrameMs"))
+        record_property(f"join_to_first_frame_ms_{name}", first_frame[name])
+    print(
+        f"\njoin → first decoded remote frame: citizen {first_frame['citizen']} ms, "
+        f"advisor {first_frame['advisor']} ms"
+    )
+
+    before = {name: media_stats(page) for name, page in (("citizen", citizen), ("advisor", advisor))}
+    time.sleep(2)
+    after = {name: media_stats(page) for name, page in (("citizen", citizen), ("advisor", advisor))}
+    for name in ("citizen", "advisor"):
+        assert after[name]["frames"] > before[name]["frames"], (name, before[name], after[name])
+        assert after[name]["packets"] > 0, (name, after[name])
+        assert after[name]["width"] > 0, (name, after[name])
+    print(
+        f"frames decoded in 2 s: citizen {after['citizen']['frames'] - before['citizen']['frames']}, "
+        f"advisor {after['advisor']['frames'] - before['advisor']['frames']}"
+    )
+
+    citizen_id = citizen.evaluate("window.sprechstunde.participantId")
+    advisor_id = advisor.evaluate("window.sprechstunde.participantId")
+    expect(advisor.locator(f'.tile[data-participant-id="{citizen_id}"]')).to_contain_text("Frau Yılmaz")
+    expect(citizen.locator(f'.tile[data-participant-id="{advisor_id}"]')).to_contain_text("Beratung")
+
+    # Chat is plain text: markup arrives literally, never as HTML.
+    advisor.get_by_role("textbox", name="Nachricht").fill("<b>x</b>")
+    advisor.get_by_role("button", name="Senden").click()
+    message = citizen.locator("#chat-log .chat-message").last
+    expect(message.locator(".chat-text")).to_have_text("<b>x</b>")
+    expect(message.locator(".chat-name")).to_have_text("Beratung")
+    assert citizen.locator("#chat-log b").count() == 0
+    expect(advisor.locator("#chat-log .chat-text").last).to_have_text("<b>x</b>")
+
+    screenshot(citizen, "citizen-mobile")
+    screenshot(advisor, "advisor-desktop")
+
+    # The citizen leaves; the advisor's page drops the tile.
+    citizen.get_by_role("button", name="Verlassen").click()
+    expect(citizen.get_by_role("heading", name="Sie haben die Beratung verlassen")).to_be_visible()
+    assert citizen.evaluate("window.sprechstunde.state") == "left"
+    expect(advisor.locator(f'.tile[data-participant-id="{citizen_id}"]')).to_have_count(0)
+    expect(advisor.locator("#status")).to_contain_text("Frau Yılmaz")
+    assert advisor.evaluate("window.sprechstunde.state") == "in-call"
+
+    assert not errors, errors
+    for page in (citizen, advisor):
+        page.context.close()
+
+
+def test_tampered_link_is_refused(browser, server):
+    room = create_room(server)
+    body, signature = room["citizen_url"].rsplit(".", 1)
+    tampered = f"{body}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+    context = browser.new_context(locale="de-DE")
+    page = context.new_page()
+    response = page.goto(tampered)
+    assert response.status == 403
+    content = page.content()
+    assert "ungültig" in content
+    assert "Traceback" not in content
+    assert page.locator("#join-button").count() == 0
+    context.close()

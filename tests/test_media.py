@@ -1,0 +1,49 @@
+"""Two real aiortc peers call each other through the server's SFU-lite."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import token_of
+from tests.rtc_client import RtcParticipant
+
+
+async def test_two_participants_receive_each_others_video_and_audio(client, room_links, services):
+    url = str(client.make_url("/ws"))
+    session = client.session
+    citizen = RtcParticipant(session, url, token_of(room_links["citizen_url"]), "Bürgerin")
+    advisor = RtcParticipant(session, url, token_of(room_links["advisor_url"]), "Berater")
+    try:
+        await citizen.join()
+        welcome = await advisor.join()
+        assert [p["role"] for p in welcome["participants"]] == ["citizen"]
+        joined = await citizen.wait_for("participant-joined")
+        assert joined["participant"]["role"] == "advisor"
+        await asyncio.gather(citizen.wait_frames(video=30, audio=50), advisor.wait_frames(video=30, audio=50))
+        # Forwarded, not transcoded: the server decoded nothing and passed the frames through.
+        stats = services.hub.rooms[welcome["room_id"]].media.stats()
+        assert stats["frames_out"] > 0
+    finally:
+        await citizen.close()
+        await advisor.close()
+
+
+async def test_reconnect_within_grace_keeps_place_and_media_resumes(client, room_links):
+    url = str(client.make_url("/ws"))
+    citizen = RtcParticipant(client.session, url, token_of(room_links["citizen_url"]), "Bürgerin")
+    advisor = RtcParticipant(client.session, url, token_of(room_links["advisor_url"]), "Berater")
+    try:
+        await citizen.join()
+        await advisor.join()
+        await citizen.wait_frames(video=10, audio=10)
+        first_id = citizen.welcome["participant_id"]
+        await citizen.drop()
+        welcome = await citizen.join(resume=citizen.resume)
+        assert welcome["resumed"] is True
+        assert welcome["participant_id"] == first_id
+        await citizen.wait_frames(video=10, audio=10)
+        await advisor.wait_frames(video=10, audio=10)
+        assert not [m for m in advisor.messages if m["type"] == "participant-left"]
+    finally:
+        await citizen.close()
+        await advisor.close()

@@ -1,0 +1,455 @@
+// The call page: pre-join check, joining, the call itself, reconnection and leaving.
+
+import { LocalMedia } from "./media.js";
+import { PeerSession } from "./peer.js";
+import { SignalingClient, signalingUrl } from "./signaling.js";
+import { loadStrings, tr } from "./strings.js";
+import { ChatLog, StatusLine, Tiles, displayName } from "./ui.js";
+
+const $ = (id) => document.getElementById(id);
+const root = $("call-app");
+loadStrings($("call-strings"));
+
+const token = root.dataset.token || "";
+const role = root.dataset.role || "guest";
+const lang = root.dataset.lang || document.documentElement.lang || "de";
+const NAME_KEY = "sprechstunde.name";
+
+const media = new LocalMedia();
+const tiles = new Tiles($("remote-tiles"), $("waiting"));
+const chat = new ChatLog($("chat-log"), $("chat-empty"), lang);
+const status = new StatusLine($("status"));
+
+let state = "prejoin";
+let signaling = null;
+let peer = null;
+let participantId = null;
+let selfName = "";
+let chatMax = 2000;
+let chatSeq = 0;
+const departed = new Set(); // participants that left; a late offer must not bring their tile back
+
+window.sprechstunde = {
+  get pc() {
+    return peer ? peer.pc : null;
+  },
+  get participantId() {
+    return participantId;
+  },
+  get state() {
+    return state;
+  },
+};
+
+function setState(next) {
+  state = next;
+  root.dataset.state = next;
+}
+
+function showNotice(node, text, kind) {
+  node.textContent = text || "";
+  node.hidden = !text;
+  if (kind) node.className = `notice ${kind}`;
+}
+
+// ---------------------------------------------------------------- local media and devices
+
+function refreshLocalViews() {
+  const video = media.track("video");
+  for (const id of ["preview-video", "self-video"]) {
+    const node = $(id);
+    const current = node.srcObject ? node.srcObject.getVideoTracks()[0] : null;
+    if (current !== video) {
+      node.srcObject = video ? new MediaStream([video]) : null;
+      if (video) node.play().catch(() => {});
+    }
+  }
+  const cameraOn = !!video && media.enabled.video;
+  $("preview-off").hidden = cameraOn;
+  $("preview-video").hidden = !cameraOn;
+  root.classList.toggle("camera-off", !cameraOn);
+  updateControls();
+}
+
+function updateControls() {
+  const setButton = (button, hasTrack, on, labels) => {
+    button.querySelector(".label").textContent = !hasTrack ? labels.none : on ? labels.on : labels.off;
+    button.disabled = !hasTrack;
+    button.classList.toggle("is-off", !hasTrack || !on);
+  };
+  setButton($("mic-button"), !!media.track("audio"), media.enabled.audio, {
+    none: tr("call.mic.none"),
+    on: tr("call.mic.mute"),
+    off: tr("call.mic.unmute"),
+  });
+  setButton($("camera-button"), !!media.track("video"), media.enabled.video, {
+    none: tr("call.camera.none"),
+    on: tr("call.camera.off"),
+    off: tr("call.camera.on"),
+  });
+}
+
+async function refreshDeviceSelects() {
+  const devices = await media.devices();
+  for (const select of document.querySelectorAll("select[data-kind]")) {
+    const kind = select.dataset.kind;
+    const trackKind = kind === "videoinput" ? "video" : "audio";
+    const current = media.deviceId(trackKind);
+    const options = [];
+    devices[kind].forEach((device, index) => {
+      const fallback = kind === "videoinput" ? "call.devices.unnamed_camera" : "call.devices.unnamed_microphone";
+      options.push(new Option(device.label || tr(fallback, { count: index + 1 }), device.deviceId));
+    });
+    if (current && !devices[kind].some((d) => d.deviceId === current)) {
+      const fallback = kind === "videoinput" ? "call.devices.unnamed_camera" : "call.devices.unnamed_microphone";
+      options.unshift(new Option(tr(fallback, { count: 1 }), current));
+    }
+    options.push(new Option(tr(kind === "videoinput" ? "call.devices.no_camera" : "call.devices.no_microphone"), ""));
+    select.replaceChildren(...options);
+    select.value = current;
+  }
+}
+
+async function onDeviceSelected(event) {
+  const select = event.target;
+  const kind = select.dataset.kind === "videoinput" ? "video" : "audio";
+  select.disabled = true;
+  try {
+    await media.switchDevice(kind, select.value);
+  } catch {
+    const message = tr("call.media.switch_failed");
+    if (state === "prejoin") showNotice($("media-message"), message, "warning");
+    else status.show(message, { kind: "error" });
+  } finally {
+    select.disabled = false;
+    await refreshDeviceSelects();
+  }
+}
+
+media.onTrackChanged = (kind, track) => {
+  refreshLocalViews();
+  if (peer) peer.replaceLocalTrack(kind, track).catch(() => {});
+};
+
+const MEDIA_PROBLEMS = {
+  insecure: "call.media.insecure",
+  denied: "call.media.denied",
+  missing: "call.media.missing",
+  no_camera: "call.media.no_camera",
+  no_microphone: "call.media.no_microphone",
+  busy: "call.media.busy",
+  failed: "call.media.failed",
+};
+
+async function startPreview() {
+  showNotice($("media-message"), tr("call.media.checking"), "info");
+  const { problem } = await media.start();
+  if (state === "left") {
+    media.stop();
+    return;
+  }
+  showNotice($("media-message"), problem ? tr(MEDIA_PROBLEMS[problem]) : "", "warning");
+  refreshLocalViews();
+  await refreshDeviceSelects();
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    navigator.mediaDevices.addEventListener("devicechange", () => refreshDeviceSelects());
+  }
+}
+
+// ---------------------------------------------------------------- joining
+
+function readName() {
+  const input = $("name-input");
+  const name = input.value.trim();
+  const missing = role === "citizen" && !name;
+  $("name-error").hidden = !missing;
+  if (missing) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    return null;
+  }
+  input.removeAttribute("aria-invalid");
+  try {
+    if (name) sessionStorage.setItem(NAME_KEY, name);
+  } catch {
+    // storage disabled
+  }
+  return name || tr(`call.name.default.${role}`);
+}
+
+function join(event) {
+  event.preventDefault();
+  if (state !== "prejoin") return;
+  const name = readName();
+  if (name === null) return;
+  selfName = name;
+  setState("joining");
+  $("join-button").disabled = true;
+  $("join-form").setAttribute("aria-busy", "true");
+  showNotice($("join-error"), "");
+  $("join-status").textContent = tr("call.joining");
+  signaling = new SignalingClient({
+    url: signalingUrl(),
+    token,
+    name,
+    resumeStorageKey: `sprechstunde.resume.${token}`,
+    handlers: { onWelcome, onMessage, onReconnecting, onRejected, onEnded },
+  });
+  signaling.connect();
+}
+
+function enterCall() {
+  $("prejoin").hidden = true;
+  $("incall").hidden = false;
+  $("join-form").removeAttribute("aria-busy");
+  $("join-status").textContent = "";
+  refreshLocalViews();
+  $("incall-heading").focus();
+}
+
+function onWelcome(msg, { reconnected }) {
+  participantId = msg.participant_id;
+  if (msg.limits && Number.isInteger(msg.limits.chat_max_chars)) {
+    chatMax = msg.limits.chat_max_chars;
+    $("chat-input").maxLength = chatMax;
+  }
+  // A (re)welcome always comes with a fresh offer for a fresh connection.
+  if (peer) peer.close();
+  peer = new PeerSession({
+    iceServers: msg.ice_servers,
+    send: (message) => signaling && signaling.send(message),
+    localTrack: (kind) => media.track(kind),
+    onRemoteTracks: applyRemoteTracks,
+    onError: (error) => {
+      console.error("negotiation failed", error);
+      status.show(tr("call.error.media"), { kind: "error" });
+    },
+    onStateChange: (connectionState) => {
+      if (connectionState === "failed" && state === "in-call") {
+        status.show(tr("call.error.media"), { kind: "error", sticky: true });
+      }
+    },
+  });
+  const others = (Array.isArray(msg.participants) ? msg.participants : []).filter(
+    (p) => p && p.participant_id && p.participant_id !== participantId,
+  );
+  for (const p of others) departed.delete(p.participant_id);
+  tiles.reconcile(others);
+  const first = state === "joining";
+  setState("in-call");
+  root.classList.remove("is-reconnecting");
+  if (first) {
+    enterCall();
+    status.show(tr("call.status.connected"));
+  } else if (reconnected) {
+    status.show(tr("call.status.reconnected"));
+  }
+}
+
+function applyRemoteTracks(byParticipant) {
+  for (const [id, tracks] of byParticipant) {
+    if (id === participantId || departed.has(id)) continue;
+    if (!tiles.has(id)) tiles.upsert({ participant_id: id });
+    tiles.setTracks(id, tracks);
+  }
+  for (const id of tiles.ids()) {
+    if (!byParticipant.has(id)) tiles.setTracks(id, {});
+  }
+}
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "offer":
+      if (peer && typeof msg.sdp === "string") peer.handleOffer(msg);
+      break;
+    case "candidate":
+      if (peer) peer.addRemoteCandidate(msg.candidate);
+      break;
+    case "participant-joined": {
+      const p = msg.participant;
+      if (!p || !p.participant_id || p.participant_id === participantId) break;
+      departed.delete(p.participant_id);
+      const known = tiles.has(p.participant_id) && tiles.info(p.participant_id).name;
+      tiles.upsert(p);
+      if (!known) status.show(tr("call.status.joined", { name: displayName(p) }));
+      break;
+    }
+    case "participant-left": {
+      const id = msg.participant_id;
+      const info = tiles.info(id) || {};
+      departed.add(id);
+      tiles.remove(id);
+      const key = msg.reason === "timeout" ? "call.status.timeout"
+        : msg.reason === "expired" ? "call.status.expired" : "call.status.left";
+      status.show(tr(key, { name: displayName(info) }));
+      break;
+    }
+    case "chat":
+      if (typeof msg.text === "string") {
+        chat.append({
+          name: typeof msg.name === "string" && msg.name ? msg.name : displayName({ role: msg.role }),
+          text: msg.text,
+          own: msg.from === participantId,
+          sentAt: msg.sent_at,
+        });
+      }
+      break;
+    case "error": {
+      const text = tr("call.status.error", { code: msg.code || "?", message: msg.message || "" });
+      if (typeof msg.id === "string" && msg.id.startsWith("c-")) showNotice($("chat-error"), text);
+      status.show(text, { kind: "error" });
+      break;
+    }
+    default:
+      break; // answer, pong, unknown: nothing to do
+  }
+}
+
+function onReconnecting() {
+  if (state === "left") return;
+  setState("reconnecting");
+  root.classList.add("is-reconnecting");
+  status.show(tr("call.status.reconnecting"), { kind: "warning", sticky: true });
+}
+
+function onRejected(code) {
+  const key = `call.error.${code}`;
+  const text = tr(key) !== key ? tr(key) : tr("call.status.error", { code, message: "" });
+  if (state === "joining") {
+    signaling = null;
+    setState("prejoin");
+    $("join-button").disabled = false;
+    $("join-form").removeAttribute("aria-busy");
+    $("join-status").textContent = "";
+    showNotice($("join-error"), text, "error");
+    return;
+  }
+  end(tr("call.ended.heading"), text);
+}
+
+function onEnded(code) {
+  const text = code === 4001 ? tr("call.ended.replaced")
+    : code === 4002 ? tr("call.status.expired") : tr("call.ended.closed");
+  end(tr("call.ended.heading"), text);
+}
+
+// ---------------------------------------------------------------- leaving
+
+function teardown() {
+  if (peer) peer.close();
+  peer = null;
+  media.stop();
+  tiles.clear();
+  root.classList.remove("is-reconnecting");
+}
+
+function end(heading, text) {
+  teardown();
+  setState("left");
+  $("prejoin").hidden = true;
+  $("incall").hidden = true;
+  $("left").hidden = false;
+  $("left-heading").textContent = heading;
+  $("left-text").textContent = text;
+  $("left-heading").focus();
+}
+
+function leave() {
+  if (signaling) signaling.leave();
+  signaling = null;
+  end(tr("call.left.heading"), tr("call.left.text"));
+}
+
+// ---------------------------------------------------------------- chat
+
+function sendChat(event) {
+  event.preventDefault();
+  const input = $("chat-input");
+  const text = input.value.trim();
+  showNotice($("chat-error"), "");
+  if (!text) return;
+  if (text.length > chatMax) {
+    showNotice($("chat-error"), tr("call.chat.too_long", { max: chatMax }));
+    return;
+  }
+  chatSeq += 1;
+  const sent = signaling && signaling.send({ type: "chat", id: `c-${chatSeq}`, text });
+  if (!sent) {
+    showNotice($("chat-error"), tr("call.status.reconnecting"));
+    return;
+  }
+  input.value = "";
+  updateCounter();
+}
+
+function updateCounter() {
+  const length = $("chat-input").value.length;
+  $("chat-counter").textContent = length > chatMax * 0.8 ? tr("call.chat.counter", { count: length, max: chatMax }) : "";
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  $("join-form").addEventListener("submit", join);
+  $("name-input").addEventListener("input", () => {
+    if ($("name-input").value.trim()) {
+      $("name-error").hidden = true;
+      $("name-input").removeAttribute("aria-invalid");
+    }
+  });
+  for (const select of document.querySelectorAll("select[data-kind]")) {
+    select.addEventListener("change", onDeviceSelected);
+  }
+  $("mic-button").addEventListener("click", () => {
+    media.setEnabled("audio", !media.enabled.audio);
+    updateControls();
+    status.show(tr(media.enabled.audio ? "call.status.mic_on" : "call.status.mic_off"));
+  });
+  $("camera-button").addEventListener("click", () => {
+    media.setEnabled("video", !media.enabled.video);
+    refreshLocalViews();
+    status.show(tr(media.enabled.video ? "call.status.camera_on" : "call.status.camera_off"));
+  });
+  $("devices-button").addEventListener("click", () => {
+    const panel = $("devices-panel");
+    panel.hidden = !panel.hidden;
+    $("devices-button").setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) refreshDeviceSelects();
+  });
+  $("leave-button").addEventListener("click", leave);
+  $("chat-form").addEventListener("submit", sendChat);
+  $("chat-input").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("chat-form").requestSubmit();
+    }
+  });
+  $("chat-input").addEventListener("input", updateCounter);
+  $("rejoin-link").href = window.location.pathname;
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !$("devices-panel").hidden) {
+      $("devices-panel").hidden = true;
+      $("devices-button").setAttribute("aria-expanded", "false");
+      $("devices-button").focus();
+    }
+  });
+}
+
+function init() {
+  wire();
+  try {
+    const saved = sessionStorage.getItem(NAME_KEY);
+    if (saved && !$("name-input").value) $("name-input").value = saved;
+  } catch {
+    // storage disabled
+  }
+  if (!("RTCPeerConnection" in window) || !("WebSocket" in window)) {
+    showNotice($("join-error"), tr("call.unsupported"), "error");
+    $("join-button").disabled = true;
+    return;
+  }
+  updateControls();
+  startPreview();
+}
+
+init();

@@ -1,0 +1,174 @@
+// DOM helpers of the call page. Text from other people goes in with textContent only, never as HTML.
+
+import { tr } from "./strings.js";
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export function displayName(participant) {
+  const name = participant && typeof participant.name === "string" ? participant.name.trim() : "";
+  if (name) return name;
+  const role = participant && participant.role;
+  return role ? tr(`call.role.${role}`) : tr("call.participant.unknown");
+}
+
+function initials(name) {
+  const parts = name.split(/\s+/).filter(Boolean);
+  const letters = parts.length > 1 ? [parts[0], parts[parts.length - 1]] : parts;
+  return letters.map((part) => Array.from(part)[0] || "").join("").toUpperCase();
+}
+
+/** One tile per remote participant: video (with its audio) and a name label. */
+export class Tiles {
+  constructor(list, waiting) {
+    this.list = list;
+    this.waiting = waiting;
+    this.tiles = new Map();
+  }
+
+  has(participantId) {
+    return this.tiles.has(participantId);
+  }
+
+  ids() {
+    return [...this.tiles.keys()];
+  }
+
+  info(participantId) {
+    const tile = this.tiles.get(participantId);
+    return tile ? tile.participant : null;
+  }
+
+  upsert(participant) {
+    const id = participant.participant_id;
+    let tile = this.tiles.get(id);
+    if (!tile) {
+      const item = el("li", "tile no-video");
+      item.dataset.participantId = id;
+      const video = el("video");
+      video.autoplay = true;
+      video.playsInline = true;
+      const avatar = el("span", "avatar");
+      avatar.setAttribute("aria-hidden", "true");
+      const label = el("p", "tile-name");
+      const name = el("span", "name");
+      const role = el("span", "role");
+      label.append(name, role);
+      item.append(video, avatar, label);
+      this.list.append(item);
+      tile = { item, video, avatar, name, role, participant: {}, audio: null, videoTrack: null };
+      this.tiles.set(id, tile);
+    }
+    tile.participant = { ...tile.participant, ...participant };
+    const shown = displayName(tile.participant);
+    const roleText = tile.participant.role ? tr(`call.role.${tile.participant.role}`) : "";
+    tile.name.textContent = shown;
+    tile.role.textContent = roleText && roleText !== shown ? roleText : "";
+    tile.avatar.textContent = initials(shown);
+    tile.video.setAttribute("aria-label", tr("call.participant.video", { name: shown }));
+    if (tile.participant.role) tile.item.dataset.role = tile.participant.role;
+    this.updateLayout();
+    return tile;
+  }
+
+  remove(participantId) {
+    const tile = this.tiles.get(participantId);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.item.remove();
+    this.tiles.delete(participantId);
+    this.updateLayout();
+  }
+
+  /** Keep exactly the given participants (after a (re)welcome). */
+  reconcile(participants) {
+    const keep = new Set(participants.map((p) => p.participant_id));
+    for (const id of this.ids()) if (!keep.has(id)) this.remove(id);
+    for (const participant of participants) this.upsert(participant);
+  }
+
+  setTracks(participantId, { audio = null, video = null }) {
+    const tile = this.tiles.get(participantId);
+    if (!tile) return;
+    if (tile.audio !== audio || tile.videoTrack !== video) {
+      tile.audio = audio;
+      tile.videoTrack = video;
+      const tracks = [audio, video].filter(Boolean);
+      tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+      if (tracks.length) tile.video.play().catch(() => {});
+      if (video) video.onmute = video.onunmute = () => this.refreshVideoState(tile);
+    }
+    this.refreshVideoState(tile);
+  }
+
+  refreshVideoState(tile) {
+    const showing = tile.videoTrack && !tile.videoTrack.muted && tile.videoTrack.readyState === "live";
+    tile.item.classList.toggle("no-video", !showing);
+  }
+
+  clear() {
+    for (const id of this.ids()) this.remove(id);
+  }
+
+  updateLayout() {
+    const count = this.tiles.size;
+    this.list.dataset.count = String(count);
+    this.waiting.hidden = count > 0;
+  }
+}
+
+/** The chat log. */
+export class ChatLog {
+  constructor(list, empty, lang) {
+    this.list = list;
+    this.empty = empty;
+    this.lang = lang;
+  }
+
+  append({ name, text, own, sentAt }) {
+    const item = el("li", own ? "chat-message own" : "chat-message");
+    const meta = el("p", "chat-meta");
+    meta.append(el("span", "chat-name", own ? `${name} (${tr("call.you")})` : name));
+    const when = sentAt ? new Date(sentAt) : new Date();
+    if (!Number.isNaN(when.getTime())) {
+      const time = el("time", "chat-time", when.toLocaleTimeString(this.lang, {
+        hour: "2-digit",
+        minute: "2-digit",
+      }));
+      time.dateTime = when.toISOString();
+      meta.append(" ", time);
+    }
+    item.append(meta, el("p", "chat-text", text));
+    const list = this.list;
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    list.append(item);
+    this.empty.hidden = true;
+    // Follow new messages unless the reader scrolled up; never scroll the page itself.
+    if (atBottom || own) list.scrollTop = list.scrollHeight;
+  }
+}
+
+/** The aria-live status line. */
+export class StatusLine {
+  constructor(node) {
+    this.node = node;
+    this.timer = null;
+  }
+
+  show(text, { kind = "info", sticky = false } = {}) {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.node.dataset.kind = kind;
+    this.node.textContent = text;
+    if (!sticky) {
+      this.timer = setTimeout(() => {
+        this.node.textContent = "";
+        this.node.dataset.kind = "";
+      }, 8000);
+    }
+  }
+}
