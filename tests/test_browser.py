@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -146,7 +148,7 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"server did not answer /healthz within 15 s:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield {"base_url": base_url, "data_dir": data_dir, "log": log_path}
+        yield {"base_url": base_url, "port": port, "data_dir": data_dir, "log": log_path}
     finally:
         process.terminate()
         try:
@@ -198,6 +200,26 @@ def media_stats(page) -> dict:
     return page.evaluate(MEDIA_STATS)
 
 
+def assert_media_flows(pages: dict) -> dict:
+    """Remote video frames keep being decoded for 2 s and remote audio arrives, on every page."""
+    before = {name: media_stats(page) for name, page in pages.items()}
+    time.sleep(2)
+    after = {name: media_stats(page) for name, page in pages.items()}
+    for name in pages:
+        assert after[name]["frames"] > before[name]["frames"], (name, before[name], after[name])
+        assert after[name]["packets"] > 0, (name, after[name])
+        assert after[name]["width"] > 0, (name, after[name])
+    return {name: after[name]["frames"] - before[name]["frames"] for name in pages}
+
+
+def join_call(citizen, advisor) -> None:
+    citizen.get_by_label("Ihr Name").fill("Frau Yılmaz")
+    citizen.get_by_role("button", name="Beitreten", exact=True).click()
+    advisor.get_by_role("button", name="Beitreten", exact=True).click()
+    for page in (citizen, advisor):
+        page.wait_for_function("() => window.sprechstunde.state === 'in-call'", timeout=10000)
+
+
 def screenshot(page, name: str) -> None:
     directory = os.environ.get("SPRECHSTUNDE_SCREENSHOTS")
     if directory:
@@ -216,13 +238,8 @@ def test_two_party_call(browser, server, record_property):
     citizen.get_by_role("button", name="Beitreten", exact=True).click()
     expect(citizen.get_by_text("Bitte geben Sie Ihren Namen ein.")).to_be_visible()
     assert citizen.evaluate("window.sprechstunde.state") == "prejoin"
-    citizen.get_by_label("Ihr Name").fill("Frau Yılmaz")
 
-    citizen.get_by_role("button", name="Beitreten", exact=True).click()
-    advisor.get_by_role("button", name="Beitreten", exact=True).click()
-
-    for page in (citizen, advisor):
-        page.wait_for_function("() => window.sprechstunde.state === 'in-call'", timeout=10000)
+    join_call(citizen, advisor)
     first_frame = {}
     for name, page in (("citizen", citizen), ("advisor", advisor)):
         page.wait_for_function("() => window.__probe.firstFrameMs !== null", timeout=15000)
@@ -273,6 +290,47 @@ def test_two_party_call(browser, server, record_property):
     assert not errors, errors
     for page in (citizen, advisor):
         page.context.close()
+
+
+def test_reconnect_resumes_after_network_drop(browser, server):
+    from playwright.sync_api import expect
+
+    proxy = TcpProxy(server["port"])
+    try:
+        room = create_room(server, f"http://127.0.0.1:{proxy.port}")
+        errors: list[str] = []
+        citizen = open_page(browser, room["citizen_url"], MOBILE, errors)
+        advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
+        join_call(citizen, advisor)
+        ids = {}
+        for name, page in (("citizen", citizen), ("advisor", advisor)):
+            page.wait_for_function("() => window.__probe.firstFrameMs !== null", timeout=15000)
+            page.evaluate("window.__oldPc = window.sprechstunde.pc")
+            ids[name] = page.evaluate("window.sprechstunde.participantId")
+
+        proxy.drop()  # both signaling sockets die without a close handshake
+        expect(citizen.locator("#status")).to_have_text("Verbindung wird wiederhergestellt…")
+        for name, page in (("citizen", citizen), ("advisor", advisor)):
+            page.wait_for_function("() => window.sprechstunde.state === 'in-call'", timeout=10000)
+            # Resumed: the same participant, on a fresh RTCPeerConnection.
+            assert page.evaluate("window.sprechstunde.participantId") == ids[name]
+            assert page.evaluate("window.sprechstunde.pc !== window.__oldPc")
+        expect(advisor.locator(f'.tile[data-participant-id="{ids["citizen"]}"]')).to_have_count(1)
+        expect(citizen.locator(f'.tile[data-participant-id="{ids["advisor"]}"]')).to_have_count(1)
+        for page in (citizen, advisor):
+            page.wait_for_function(
+                """async () => { const pc = window.sprechstunde.pc;
+                   for (const s of (await pc.getStats()).values())
+                     if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0) return true;
+                   return false; }""",
+                timeout=10000,
+            )
+        assert_media_flows({"citizen": citizen, "advisor": advisor})
+        assert not errors, errors
+        for page in (citizen, advisor):
+            page.context.close()
+    finally:
+        proxy.close()
 
 
 def test_tampered_link_is_refused(browser, server):

@@ -1,0 +1,108 @@
+"""The command line as an operator scripts it."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+
+
+def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "web.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_room_create_prints_one_json_object(tmp_path):
+    result = run(
+        "room",
+        "create",
+        "--office",
+        "vhs",
+        "--data-dir",
+        str(tmp_path),
+        "--base-url",
+        "https://video.example.de/",
+        "--ttl",
+        "90m",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"room_id", "advisor_url", "citizen_url", "expires_at"}
+    assert data["citizen_url"].startswith("https://video.example.de/join/")
+    assert datetime.fromisoformat(data["expires_at"]).tzinfo is not None
+    secret = tmp_path / "server-secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert (tmp_path / "sprechstunde.sqlite3").exists()
+
+
+def test_room_create_rejects_bad_office(tmp_path):
+    result = run("room", "create", "--office", "VHS Köln!", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "office" in result.stderr and result.stdout == ""
+
+
+def test_data_dir_from_environment(tmp_path):
+    import os
+
+    env = dict(os.environ, SPRECHSTUNDE_DATA_DIR=str(tmp_path / "envdir"))
+    result = run("room", "create", "--office", "vhs", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "envdir" / "server-secret").exists()
+
+
+def test_user_add_with_password_from_stdin(tmp_path):
+    result = run(
+        "user",
+        "add",
+        "frau.meier",
+        "--role",
+        "advisor",
+        "--office",
+        "vhs",
+        "--office",
+        "familienbuero",
+        "--data-dir",
+        str(tmp_path),
+        "--password-stdin",
+        stdin="ein-sicheres-passwort\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "password:" not in result.stdout
+    again = run(
+        "user",
+        "add",
+        "frau.meier",
+        "--office",
+        "vhs",
+        "--data-dir",
+        str(tmp_path),
+        "--password-stdin",
+        stdin="ein-sicheres-passwort\n",
+    )
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_user_add_generates_password_without_terminal(tmp_path):
+    result = run("user", "add", "herr.schulz", "--office", "vhs", "--data-dir", str(tmp_path), stdin="")
+    assert result.returncode == 0, result.stderr
+    assert "password: " in result.stdout
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["--host", "--port", "--data-dir", "--base-url", "--turn-secret", "--media-address", "SPRECHSTUNDE_"],
+)
+def test_serve_help_explains_options(option):
+    result = run("serve", "--help")
+    assert result.returncode == 0
+    assert option in result.stdout
