@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 
 class RtcParticipant:
@@ -20,12 +20,14 @@ class RtcParticipant:
         token: str,
         name: str,
         tracks: list[MediaStreamTrack] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.session = session
         self.ws_url = ws_url
         self.token = token
         self.name = name
         self.tracks = tracks if tracks is not None else [AudioStreamTrack(), VideoStreamTrack()]
+        self.relay_only = relay_only
         self.pc: RTCPeerConnection | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.welcome: dict[str, Any] = {}
@@ -38,10 +40,7 @@ class RtcParticipant:
 
     async def join(self, resume: str | None = None) -> dict[str, Any]:
         self.ws = await self.session.ws_connect(self.ws_url)
-        # aiortc's default BALANCED policy leaves a second m-line of one kind on a transport it then
-        # stops, when both arrive in the first offer; MAX_BUNDLE puts everything on one transport.
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-        self.pc.on("track", self._on_track)
+        self.pc = None
         self._published = False
         await self.ws.send_json(
             {"type": "hello", "id": "h", "v": 1, "token": self.token, "name": self.name, "resume": resume}
@@ -50,6 +49,24 @@ class RtcParticipant:
         self.welcome = await self.wait_for("welcome")
         self.resume = self.welcome["resume"]
         return self.welcome
+
+    def _open_peer_connection(self, ice_servers: list[dict[str, Any]]) -> None:
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in ice_servers
+        ]
+        # aiortc's default BALANCED policy leaves a second m-line of one kind on a transport it then
+        # stops, when both arrive in the first offer; MAX_BUNDLE puts everything on one transport.
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=servers,
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                iceTransportPolicy=RTCIceTransportPolicy.RELAY
+                if self.relay_only
+                else RTCIceTransportPolicy.ALL,
+            )
+        )
+        self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._consumers.append(asyncio.ensure_future(self._consume(track)))
@@ -68,6 +85,8 @@ class RtcParticipant:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             message = json.loads(msg.data)
+            if message["type"] == "welcome":
+                self._open_peer_connection(message["ice_servers"])
             if message["type"] == "offer":
                 await self._answer(message)
             self.messages.append(message)
