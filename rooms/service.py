@@ -14,7 +14,6 @@ from rooms.tokens import JoinGrant, TokenError, TokenSigner
 from store.port import Store
 
 ROOM_KIND = "room"
-MAX_PARTICIPANTS = 4
 MAX_TTL_SECONDS = 7 * 24 * 3600
 OFFICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
