@@ -204,7 +204,8 @@ function enterCall() {
   $("join-form").removeAttribute("aria-busy");
   $("join-status").textContent = "";
   refreshLocalViews();
-  $("incall-heading").focus();
+  window.scrollTo(0, 0);
+  $("incall-heading").focus({ preventScroll: true });
 }
 
 function onWelcome(msg, { reconnected }) {
@@ -351,7 +352,8 @@ function end(heading, text) {
   $("left").hidden = false;
   $("left-heading").textContent = heading;
   $("left-text").textContent = text;
-  $("left-heading").focus();
+  window.scrollTo(0, 0);
+  $("left-heading").focus({ preventScroll: true });
 }
 
 function leave() {

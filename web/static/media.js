@@ -103,7 +103,6 @@ export class LocalMedia {
     this.tracks[kind] = track;
     if (track) {
       track.enabled = this.enabled[kind];
-      if (kind === "video" && "contentHint" in track) track.contentHint = "motion";
       this.stream.addTrack(track);
     }
     this.onTrackChanged(kind, track);

@@ -60,7 +60,17 @@ export class Tiles {
       label.append(name, role);
       item.append(video, avatar, label);
       this.list.append(item);
-      tile = { item, video, avatar, name, role, participant: {}, audio: null, videoTrack: null };
+      tile = {
+        item,
+        video,
+        avatar,
+        name,
+        role,
+        participant: {},
+        audio: null,
+        videoTrack: null,
+        soundButton: null,
+      };
       this.tiles.set(id, tile);
     }
     tile.participant = { ...tile.participant, ...participant };
@@ -99,10 +109,40 @@ export class Tiles {
       tile.videoTrack = video;
       const tracks = [audio, video].filter(Boolean);
       tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
-      if (tracks.length) tile.video.play().catch(() => {});
+      if (tracks.length) this.play(tile);
       if (video) video.onmute = video.onunmute = () => this.refreshVideoState(tile);
     }
     this.refreshVideoState(tile);
+  }
+
+  play(tile) {
+    tile.video.play().catch((error) => {
+      if (error.name !== "NotAllowedError") return;
+      // Autoplay with sound refused (no user gesture yet): show the picture muted and offer a button.
+      tile.video.muted = true;
+      tile.video.play().catch(() => {});
+      this.offerSound();
+    });
+  }
+
+  offerSound() {
+    for (const tile of this.tiles.values()) {
+      if (tile.soundButton || !tile.video.muted) continue;
+      const button = el("button", "button primary sound-button", tr("call.audio.enable"));
+      button.type = "button";
+      button.addEventListener("click", () => this.enableSound());
+      tile.item.append(button);
+      tile.soundButton = button;
+    }
+  }
+
+  enableSound() {
+    for (const tile of this.tiles.values()) {
+      tile.video.muted = false;
+      tile.video.play().catch(() => {});
+      if (tile.soundButton) tile.soundButton.remove();
+      tile.soundButton = null;
+    }
   }
 
   refreshVideoState(tile) {

@@ -1,0 +1,329 @@
+"""Load-client process: several simulated participants in one asyncio loop, cheap enough to share a core.
+
+Each participant speaks our signaling protocol, publishes the pre-encoded clip (no encoder) and counts
+what it receives at the jitter-buffer level (no decoder): a frame counts as delivered when aiortc has
+reassembled it completely, which is exactly what a browser would hand to its decoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+import av
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+from bench.clip import AUDIO_SAMPLES, FPS, SAMPLE_RATE, Clip
+from media import aiortc_hooks
+
+KINDS = ("audio", "video")
+JOIN_TIMEOUT = 20.0
+CLOSE_TIMEOUT = 5.0
+_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"  # private to aiortc 1.16, like media/aiortc_hooks.py
+_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+
+
+class ClipTrack(MediaStreamTrack):
+    """Replays the clip's encoded packets in real time; aiortc's sender only packetises them.
+
+    A keyframe request (PLI/FIR reaching the sender) makes the next packet the clip's next keyframe,
+    as a live encoder would, so a new subscriber does not wait for the loop to come round.
+    """
+
+    def __init__(self, kind: str, clip: Clip) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "video":
+            self._packets, self._keyframes = clip.video, clip.keyframes
+            self._interval, self._step, self._time_base = 1 / FPS, 90000 // FPS, Fraction(1, 90000)
+        else:
+            self._packets, self._keyframes = clip.audio, []
+            self._interval = AUDIO_SAMPLES / SAMPLE_RATE
+            self._step, self._time_base = AUDIO_SAMPLES, Fraction(1, SAMPLE_RATE)
+        self._position = 0
+        self._count = 0
+        self._start: float | None = None
+        self._keyframe_wanted = False
+        self.keyframe_requests = 0
+        self.max_lag = 0.0  # how late the loop delivered a packet: > a few ms means the client core is busy
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+        self._keyframe_wanted = True
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count * self._interval
+        if due > now:
+            await asyncio.sleep(due - now)
+        else:
+            self.max_lag = max(self.max_lag, now - due)
+        if self._keyframe_wanted:
+            self._keyframe_wanted = False
+            if self._position not in self._keyframes:
+                ahead = [k for k in self._keyframes if k > self._position]
+                self._position = ahead[0] if ahead else self._keyframes[0]
+        packet = av.Packet(self._packets[self._position])
+        packet.pts = self._count * self._step
+        packet.time_base = self._time_base
+        self._position = (self._position + 1) % len(self._packets)
+        self._count += 1
+        return packet
+
+
+def _is_vp8_keyframe(data: bytes) -> bool:
+    return bool(data) and not data[0] & 0x01
+
+
+def _receiver_counters(receiver: RTCRtpReceiver) -> tuple[int, int]:
+    """(packets lost, packets expected) of the media SSRCs, RTX streams left out.
+
+    getStats() files every SSRC of a receiver under one id, so an RTX stream can hide the media stream;
+    reading the statistics objects directly avoids that.
+    """
+    streams = getattr(receiver, _REMOTE_STREAMS)
+    rtx = getattr(receiver, _RTX_SSRC)
+    lost = expected = 0
+    for ssrc, stream in streams.items():
+        if ssrc in rtx:
+            continue
+        lost += stream.packets_lost
+        expected += stream.packets_received + stream.packets_lost
+    return lost, expected
+
+
+@dataclass
+class Snapshot:
+    down: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind → (lost, expected)
+    up: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind → (lost per server RR, sent)
+
+
+class LoadParticipant:
+    """One citizen or advisor: joins, publishes the clip, records arrival times of remote frames."""
+
+    def __init__(self, spec: dict[str, Any], clip: Clip, ws_url: str) -> None:
+        self.spec = spec
+        self.ws_url = ws_url
+        self.tracks = {kind: ClipTrack(kind, clip) for kind in KINDS}
+        self.senders: dict[str, RTCRtpSender] = {}
+        self.receivers: dict[str, RTCRtpReceiver] = {}
+        self.arrivals: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        self.first_video_key: bool | None = None
+        self.hello_at: float | None = None
+        self.welcome_at: float | None = None
+        self.subscribed_at: float | None = None  # the offer that first announced the remote video
+        self.error: str | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task | None = None
+        self._published = False
+
+    async def join(self, session: aiohttp.ClientSession) -> None:
+        self.ws = await session.ws_connect(self.ws_url)
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.pc.on("track", self._on_track)
+        welcomed = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.ensure_future(self._read(welcomed))
+        self.hello_at = time.monotonic()
+        await self.ws.send_json(
+            {"type": "hello", "id": "h", "v": 1, "token": self.spec["token"], "name": self.spec["name"]}
+        )
+        await welcomed
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.pc is not None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                self.receivers[track.kind] = transceiver.receiver
+                arrivals = self.arrivals[track.kind]
+
+                def sink(
+                    codec: Any, frame: Any, arrivals: list[float] = arrivals, kind: str = track.kind
+                ) -> None:
+                    if kind == "video" and self.first_video_key is None:
+                        self.first_video_key = _is_vp8_keyframe(frame.data)
+                    arrivals.append(time.monotonic())
+
+                aiortc_hooks.tap_receiver(transceiver.receiver, sink)
+                return
+
+    async def _read(self, welcomed: asyncio.Future) -> None:
+        assert self.ws is not None
+        try:
+            async for msg in self.ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                message = json.loads(msg.data)
+                kind = message["type"]
+                if kind == "welcome":
+                    self.welcome_at = time.monotonic()
+                    if not welcomed.done():
+                        welcomed.set_result(None)
+                elif kind == "offer":
+                    if self.subscribed_at is None and any(
+                        s.get("kind") == "video" for s in message.get("streams", {}).values()
+                    ):
+                        self.subscribed_at = time.monotonic()
+                    await self._answer(message["sdp"])
+                elif kind == "error":
+                    self.error = f"{message.get('code')}: {message.get('message')}"
+                    if not welcomed.done():
+                        welcomed.set_exception(RuntimeError(self.error))
+        except Exception as exc:  # the benchmark records it and carries on with the others
+            self.error = self.error or f"signaling: {exc!r}"
+        if not welcomed.done():
+            welcomed.set_exception(RuntimeError(self.error or "socket closed before welcome"))
+
+    async def _answer(self, sdp: str) -> None:
+        assert self.pc is not None and self.ws is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if not self._published:
+            self._published = True
+            for kind, track in self.tracks.items():
+                sender = self.pc.addTrack(track)
+                sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+                self.senders[kind] = sender
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    async def snapshot(self) -> Snapshot:
+        snap = Snapshot()
+        for kind, receiver in self.receivers.items():
+            snap.down[kind] = _receiver_counters(receiver)
+        for kind, sender in self.senders.items():
+            lost = sent = 0
+            for stats in (await sender.getStats()).values():
+                if stats.type == "remote-inbound-rtp":
+                    lost = stats.packetsLost
+                elif stats.type == "outbound-rtp":
+                    sent = stats.packetsSent
+            snap.up[kind] = (lost, sent)
+        return snap
+
+    def reset_lag(self) -> None:
+        for track in self.tracks.values():
+            track.max_lag = 0.0
+
+    def summary(self, t0: float, t1: float, before: Snapshot, after: Snapshot) -> dict[str, Any]:
+        """Per-second counts and gaps inside the measurement window [t0, t1)."""
+        bins = max(1, int(t1 - t0))
+        result: dict[str, Any] = {
+            "name": self.spec["name"],
+            "consultation": self.spec["consultation"],
+            "role": self.spec["role"],
+            "error": self.error,
+            "joined": self.welcome_at is not None,
+            "pid": os.getpid(),
+        }
+        for kind in KINDS:
+            times = self.arrivals[kind]
+            inside = [t for t in times if t0 <= t < t1]
+            per_second = [0] * bins
+            for t in inside:
+                index = int(t - t0)
+                if index < bins:
+                    per_second[index] += 1
+            earlier = [t for t in times if t < t0]
+            points = [earlier[-1] if earlier else t0, *inside, t1]
+            gaps = [b - a for a, b in zip(points, points[1:], strict=False)]
+            worst = max(range(len(gaps)), key=gaps.__getitem__)
+            result[kind] = {
+                "count": len(inside),
+                "per_second": per_second,
+                "max_gap_ms": round(gaps[worst] * 1000, 1),
+                "max_gap_at_s": round(points[worst] - t0, 2),  # where in the window it began
+                "first_ms": (
+                    round((times[0] - self.subscribed_at) * 1000, 1)
+                    if times and self.subscribed_at is not None
+                    else None
+                ),
+                "down": [after.down.get(kind, (0, 0))[i] - before.down.get(kind, (0, 0))[i] for i in (0, 1)],
+                "up": [after.up.get(kind, (0, 0))[i] - before.up.get(kind, (0, 0))[i] for i in (0, 1)],
+                "max_send_lag_ms": round(self.tracks[kind].max_lag * 1000, 1),
+            }
+        result["first_video_key"] = self.first_video_key
+        result["keyframe_requests"] = self.tracks["video"].keyframe_requests
+        result["join_ms"] = (
+            round((self.welcome_at - self.hello_at) * 1000, 1) if self.welcome_at and self.hello_at else None
+        )
+        return result
+
+    async def close(self) -> None:
+        try:
+            if self.ws is not None and not self.ws.closed:
+                await self.ws.send_json({"type": "leave", "id": "bye"})
+                await self.ws.close()
+            if self._reader is not None:
+                self._reader.cancel()
+            if self.pc is not None:
+                await self.pc.close()
+        except Exception:
+            pass
+        for track in self.tracks.values():
+            track.stop()
+
+
+async def _sleep_until(deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+async def _run(
+    participants: list[dict[str, Any]], clip: Clip, schedule: dict[str, Any]
+) -> list[dict[str, Any]]:
+    aiortc_hooks.set_host_addresses(["127.0.0.1"])
+    t0, t1 = schedule["t0"], schedule["t1"]
+    async with aiohttp.ClientSession() as session:
+        peers = [LoadParticipant(spec, clip, schedule["ws_url"]) for spec in participants]
+
+        async def join(peer: LoadParticipant) -> None:
+            await _sleep_until(peer.spec["join_at"])
+            try:
+                await asyncio.wait_for(peer.join(session), JOIN_TIMEOUT)
+            except Exception as exc:
+                peer.error = peer.error or f"join: {exc!r}"
+
+        joins = [asyncio.ensure_future(join(peer)) for peer in peers]
+        await _sleep_until(t0)
+        before = [await peer.snapshot() for peer in peers]
+        for peer in peers:
+            peer.reset_lag()
+        await _sleep_until(t1)
+        after = [await peer.snapshot() for peer in peers]
+        results = [peer.summary(t0, t1, b, a) for peer, b, a in zip(peers, before, after, strict=True)]
+        for task in joins:
+            task.cancel()
+        await asyncio.gather(
+            *(asyncio.wait_for(peer.close(), CLOSE_TIMEOUT) for peer in peers), return_exceptions=True
+        )
+    return results
+
+
+def client_main(conn: Connection, participants: list[dict[str, Any]], clip: Clip, cpu: int | None) -> None:
+    """Entry point of one load-client process: report ready, take the schedule, run, send results."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    conn.send(("ready", os.getpid()))
+    schedule = conn.recv()
+    for spec, join_at in zip(participants, schedule["join_at"], strict=True):
+        spec["join_at"] = join_at
+    try:
+        results = asyncio.run(_run(participants, clip, schedule))
+        conn.send(("results", results))
+    except Exception as exc:
+        conn.send(("failed", repr(exc)))
+    finally:
+        conn.close()

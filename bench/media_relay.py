@@ -1,0 +1,504 @@
+"""Media benchmark: server CPU per consultation, forwarding vs. decode-and-re-encode (aiortc MediaRelay).
+
+N simulated 1:1 consultations (two participants each, both publishing 640×480@30 VP8 + Opus and
+subscribing to each other) go through one `sprechstunde serve` process. The server runs pinned to one
+core and the load clients to another, so the server's CPU time read from /proc is the figure that
+matters: how many consultations one server core carries. The same run repeats with
+`--media-mode transcode` as the baseline an SFU must beat.
+
+    .venv/bin/python -m bench.media_relay            # full run, ~6 minutes
+    .venv/bin/python -m bench.media_relay --quick    # N = 1, 2 with short windows
+
+Results: a table on stdout and bench/results/media_relay.json (server logs next to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.clip import Clip, build_clip, check_decodable
+from bench.loadclient import client_main
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MAX_CLIENT_PROCESSES = 4
+STAGGER = 0.4  # seconds between consultations joining
+SATURATED = 0.9  # server cores at which a row is marked as saturated
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of a process in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values
+
+
+def _core_busy() -> dict[str, tuple[int, int]]:
+    """Per-CPU (busy, total) jiffies from /proc/stat, to check nothing else ran on the server core."""
+    result = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            numbers = [int(v) for v in values]
+            idle = numbers[3] + numbers[4]
+            result[name] = (sum(numbers[:8]) - idle, sum(numbers[:8]))
+    return result
+
+
+def _sleep_until(deadline: float) -> None:
+    time.sleep(max(0.0, deadline - time.monotonic()))
+
+
+def create_rooms(data_dir: Path, base_url: str, count: int) -> list[dict[str, str]]:
+    """`sprechstunde room create` N times (concurrently): the tokens the participants join with."""
+    procs = [
+        subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "web.cli",
+                "room",
+                "create",
+                "--office",
+                "vhs",
+                "--data-dir",
+                str(data_dir),
+                "--base-url",
+                base_url,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    rooms = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"room create failed: {err.strip()}")
+        links = json.loads(out)
+        rooms.append({role: links[f"{role}_url"].rsplit("/join/", 1)[1] for role in ("citizen", "advisor")})
+    return rooms
+
+
+class Server:
+    """`sprechstunde serve` as a subprocess pinned to one core."""
+
+    def __init__(self, mode: str, data_dir: Path, cpu: int | None, log_path: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        command = [
+            PYTHON,
+            "-m",
+            "web.cli",
+            "serve",
+            "--no-demo",
+            "--media-address",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            "--media-mode",
+            mode,
+            "--log-level",
+            "warning",
+        ]
+        if cpu is not None and shutil.which("taskset"):
+            command = ["taskset", "-c", str(cpu), *command]
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        if cpu is not None and not shutil.which("taskset"):
+            os.sched_setaffinity(self.proc.pid, {cpu})
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid  # taskset execs the server, so the pid is the server's
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not healthy after {timeout} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def _assign(rooms: list[dict[str, str]], processes: int, join_at: float) -> list[list[dict[str, Any]]]:
+    """Participants round-robin over the client processes, so a citizen and its advisor are apart."""
+    groups: list[list[dict[str, Any]]] = [[] for _ in range(processes)]
+    index = 0
+    for number, room in enumerate(rooms):
+        for offset, role in enumerate(("citizen", "advisor")):
+            groups[index % processes].append(
+                {
+                    "name": f"{role}-{number}",
+                    "consultation": number,
+                    "role": role,
+                    "token": room[role],
+                    "join_at": join_at + number * STAGGER + offset * STAGGER / 2,
+                }
+            )
+            index += 1
+    return groups
+
+
+def run_case(
+    mode: str, n: int, clip: Clip, seconds: float, warmup: float, cpus: tuple[int, int] | None
+) -> dict:
+    """One server, N consultations, one measurement window; returns raw and summarised figures."""
+    server_cpu, client_cpu = cpus if cpus else (None, None)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sprechstunde-bench-") as tmp:
+        data_dir = Path(tmp)
+        server = Server(mode, data_dir, server_cpu, RESULTS / f"server-{mode}-{n}.log")
+        procs: list[multiprocessing.Process] = []
+        try:
+            rooms = create_rooms(data_dir, server.url, n)
+            server.wait_healthy()
+            time.sleep(1.0)
+            idle = memory_mb(server.pid)
+            context = multiprocessing.get_context("spawn")
+            processes = min(2 * n, MAX_CLIENT_PROCESSES)
+            groups = _assign(rooms, processes, 0.0)
+            pipes = []
+            for group in groups:
+                parent, child = context.Pipe()
+                proc = context.Process(target=client_main, args=(child, group, clip, client_cpu), daemon=True)
+                proc.start()
+                child.close()
+                procs.append(proc)
+                pipes.append(parent)
+            client_pids = []
+            for pipe in pipes:
+                if not pipe.poll(60):
+                    raise RuntimeError("a load client did not start")
+                client_pids.append(pipe.recv()[1])
+            start = time.monotonic() + 0.5
+            last_join = start + (n - 1) * STAGGER + STAGGER / 2
+            t0 = last_join + warmup
+            t1 = t0 + seconds
+            for pipe, group in zip(pipes, groups, strict=True):
+                # the specs went to the processes at start-up; only now are the absolute times known
+                pipe.send(
+                    {
+                        "ws_url": f"ws://127.0.0.1:{server.port}/ws",
+                        "t0": t0,
+                        "t1": t1,
+                        "join_at": [start + spec["join_at"] for spec in group],
+                    }
+                )
+            _sleep_until(t0)
+            cpu_before = cpu_seconds(server.pid)
+            clients_before = sum(cpu_seconds(pid) for pid in client_pids)
+            busy_before = _core_busy()
+            wall_before = time.monotonic()
+            _sleep_until(t1)
+            cpu_after = cpu_seconds(server.pid)
+            clients_after = sum(cpu_seconds(pid) for pid in client_pids)
+            busy_after = _core_busy()
+            wall = time.monotonic() - wall_before
+            memory = memory_mb(server.pid)
+            participants: list[dict[str, Any]] = []
+            failures = []
+            for pipe in pipes:
+                if not pipe.poll(60):
+                    failures.append("a load client sent no results")
+                    continue
+                status, payload = pipe.recv()
+                if status == "results":
+                    participants.extend(payload)
+                else:
+                    failures.append(payload)
+        finally:
+            for proc in procs:
+                proc.join(timeout=15)
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(timeout=5)
+            server.stop()
+    cores = {
+        name: (busy_after[name][0] - busy_before[name][0])
+        / max(1, busy_after[name][1] - busy_before[name][1])
+        for name in busy_after
+    }
+    raw = {
+        "mode": mode,
+        "n": n,
+        "seconds": seconds,
+        "pinning": cpus,
+        "warmup": warmup,
+        "wall": wall,
+        "server_cores": (cpu_after - cpu_before) / wall,
+        "client_cores": (clients_after - clients_before) / wall,
+        "core_busy": cores,
+        "rss_idle_mb": idle.get("VmRSS", 0.0),
+        "rss_mb": memory.get("VmRSS", 0.0),
+        "rss_peak_mb": memory.get("VmHWM", 0.0),
+        "client_failures": failures,
+        "participants": participants,
+        "server_log_lines": sum(1 for _ in (RESULTS / f"server-{mode}-{n}.log").open()),
+    }
+    raw["summary"] = summarise(raw)
+    return raw
+
+
+def _percent(pairs: list[list[int]]) -> float | None:
+    lost = sum(p[0] for p in pairs)
+    total = sum(p[1] for p in pairs)
+    return 100.0 * lost / total if total > 0 else None
+
+
+def summarise(raw: dict) -> dict[str, Any]:
+    """The figures the table shows; every participant is also a subscriber of its counterpart."""
+    n, seconds, people = raw["n"], raw["seconds"], raw["participants"]
+    expected = 2 * n
+    subscribers = people + [None] * (expected - len(people))  # a lost client process counts as zero
+    video = [p["video"]["count"] / seconds if p else 0.0 for p in subscribers]
+    audio = [p["audio"]["count"] / seconds if p else 0.0 for p in subscribers]
+    worst_video = min((min(p["video"]["per_second"]) if p else 0 for p in subscribers), default=0)
+    worst_audio = min((min(p["audio"]["per_second"]) if p else 0 for p in subscribers), default=0)
+    gaps = [p["video"]["max_gap_ms"] if p else seconds * 1000 for p in subscribers]
+    firsts = [p["video"]["first_ms"] for p in people if p["video"]["first_ms"] is not None]
+    down = [p[kind]["down"] for p in people for kind in ("audio", "video")]
+    up = [p[kind]["up"] for p in people for kind in ("audio", "video")]
+    return {
+        "cores_per_consultation": raw["server_cores"] / n,
+        "video_fps_mean": statistics.fmean(video),
+        "video_fps_min_subscriber": min(video),
+        "video_fps_worst_second": worst_video,
+        "audio_pps_mean": statistics.fmean(audio),
+        "audio_pps_worst_second": worst_audio,
+        "max_video_gap_ms": max(gaps),
+        "loss_down_pct": _percent(down),
+        "loss_up_pct": _percent(up),
+        "rss_per_consultation_mb": (raw["rss_mb"] - raw["rss_idle_mb"]) / n,
+        "first_frame_ms_median": statistics.median(firsts) if firsts else None,
+        "first_frame_ms_max": max(firsts) if len(firsts) == expected else None,
+        "subscribers_without_video": expected - len(firsts),
+        "first_frame_not_keyframe": sum(1 for p in people if p["first_video_key"] is False),
+        "joined": sum(1 for p in people if p["joined"]),
+        "errors": sorted({p["error"] for p in people if p["error"]}),
+        "keyframe_requests": sum(p["keyframe_requests"] for p in people),
+        "client_max_send_lag_ms": max(
+            (max(p["audio"]["max_send_lag_ms"], p["video"]["max_send_lag_ms"]) for p in people), default=None
+        ),
+        "saturated": raw["server_cores"] >= SATURATED,
+        # CPU time other processes took on the server's core: > 0.1 means the machine was not quiet
+        "foreign_cores": max(0.0, raw["core_busy"].get(f"cpu{raw['pinning'][0]}", 0.0) - raw["server_cores"])
+        if raw["pinning"]
+        else None,
+    }
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+LEGEND = [
+    "* saturated (>= 0.9 cores); srv cores: server CPU in the window; cores/cons: per consultation",
+    "fps, audio/s: mean per subscriber of video frames / Opus packets its jitter buffer reassembled",
+    "fps min1s: fewest video frames any subscriber got in any 1-s window; gap ms: largest video frame gap",
+    "loss↓: RTP loss at the subscribers; loss↑: loss the server reported (RTCP RR) on publishers' streams",
+    "MB/cons: (RSS - idle RSS) / N; 1st frame: offer announcing the remote video -> first complete frame",
+    "cli cores: CPU of the load clients (their own core); other: CPU other processes took on the server core",
+]
+
+
+def render(runs: list[dict]) -> str:
+    columns = [
+        ("mode", 9), ("N", 2), ("srv cores", 10), ("cores/cons", 10), ("fps", 5), ("fps min1s", 9),
+        ("audio/s", 7), ("gap ms", 6), ("loss↓%", 6), ("loss↑%", 6), ("RSS MB", 6), ("MB/cons", 7),
+        ("1st frame ms", 12), ("joined", 6), ("cli cores", 9), ("other", 5),
+    ]  # fmt: skip
+
+    def row(cells: list[str]) -> str:
+        return " ".join(
+            f"{cell:<{width}}" if i == 0 else f"{cell:>{width}}"
+            for i, (cell, (_, width)) in enumerate(zip(cells, columns, strict=True))
+        )
+
+    lines = [row([name for name, _ in columns])]
+    lines.append("-" * len(lines[0]))
+    for run in runs:
+        s = run["summary"]
+        cells = [
+            run["mode"],
+            str(run["n"]),
+            f"{run['server_cores']:.3f}{'*' if s['saturated'] else ' '}",
+            f"{s['cores_per_consultation']:.3f}",
+            f"{s['video_fps_mean']:.1f}",
+            str(s["video_fps_worst_second"]),
+            f"{s['audio_pps_mean']:.1f}",
+            f"{s['max_video_gap_ms']:.0f}",
+            _fmt(s["loss_down_pct"], 2),
+            _fmt(s["loss_up_pct"], 2),
+            f"{run['rss_mb']:.0f}",
+            f"{s['rss_per_consultation_mb']:.1f}",
+            f"{_fmt(s['first_frame_ms_median'], 0)}/{_fmt(s['first_frame_ms_max'], 0)}",
+            f"{s['joined']}/{2 * run['n']}",
+            f"{run['client_cores']:.2f}",
+            _fmt(s["foreign_cores"], 2),
+        ]
+        lines.append(row(cells))
+    by_key = {(run["mode"], run["n"]): run for run in runs}
+    ratios = []
+    for n in sorted({run["n"] for run in runs}):
+        forward, transcode = by_key.get(("forward", n)), by_key.get(("transcode", n))
+        if forward and transcode and forward["server_cores"] > 0:
+            ratio = transcode["server_cores"] / forward["server_cores"]
+            note = " (transcode saturated: a lower bound)" if transcode["summary"]["saturated"] else ""
+            ratios.append(f"N={n}: {ratio:.1f}×{note}")
+    if ratios:
+        lines.append("")
+        lines.append("server CPU per consultation, transcode / forward: " + "; ".join(ratios))
+    lines.append("")
+    lines.extend(LEGEND)
+    return "\n".join(lines)
+
+
+def _pinning() -> tuple[int, int] | None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print(
+            "warning: fewer than 2 CPUs: server and clients share a core; figures are not the server's alone"
+        )
+        return None
+    return cpus[0], cpus[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default="forward,transcode", help="comma-separated [forward,transcode]")
+    parser.add_argument("--ns", default="1,2,4,8", help="consultation counts, comma-separated [1,2,4,8]")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per run [20]")
+    parser.add_argument(
+        "--transcode-seconds",
+        type=float,
+        default=15.0,
+        help="window cap for transcode runs, which saturate anyway [15]",
+    )
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the last join [5]")
+    parser.add_argument("--quick", action="store_true", help="N = 1, 2; 6 s windows, 3 s warm-up")
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS / "media_relay.json", help="where to write results"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.ns, args.seconds, args.warmup, args.transcode_seconds = "1,2", 6.0, 3.0, 6.0
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    ns = [int(v) for v in args.ns.split(",") if v.strip()]
+    cpus = _pinning()
+    if cpus:
+        # this process, the room-create helpers and the load clients stay off the server core
+        os.sched_setaffinity(0, {cpus[1]})
+    started = time.monotonic()
+    clip = build_clip()
+    decoded = check_decodable(clip)
+    print(
+        f"clip: {len(clip.video)} VP8 pictures ({clip.video_bitrate / 1000:.0f} kbit/s, keyframes at "
+        f"{clip.keyframes}, {decoded} decoded when looped twice), {len(clip.audio)} Opus packets "
+        f"({clip.audio_bitrate / 1000:.0f} kbit/s); server on CPU {cpus[0] if cpus else '-'}, "
+        f"clients on CPU {cpus[1] if cpus else '-'}",
+        flush=True,
+    )
+    runs = []
+    for mode in modes:
+        for n in ns:
+            seconds = min(args.seconds, args.transcode_seconds) if mode == "transcode" else args.seconds
+            run = run_case(mode, n, clip, seconds, args.warmup, cpus)
+            s = run["summary"]
+            print(
+                f"  {mode} N={n}: server {run['server_cores']:.3f} cores, {s['video_fps_mean']:.1f} fps, "
+                f"{s['joined']}/{2 * n} joined, clients {run['client_cores']:.2f} cores"
+                + (f", errors {s['errors']}" if s["errors"] else ""),
+                flush=True,
+            )
+            runs.append(run)
+    table = render(runs)
+    print()
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "pinning": cpus},
+                "clip": {
+                    "video_kbps": clip.video_bitrate / 1000,
+                    "audio_kbps": clip.audio_bitrate / 1000,
+                    "keyframes": clip.keyframes,
+                    "pictures": len(clip.video),
+                },
+                "elapsed_s": time.monotonic() - started,
+                "runs": runs,
+                "table": table,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"\nwritten: {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json} "
+        f"({time.monotonic() - started:.0f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
