@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiortc import RTCSessionDescription
+
 from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
 
@@ -47,3 +49,34 @@ async def test_reconnect_within_grace_keeps_place_and_media_resumes(client, room
     finally:
         await citizen.close()
         await advisor.close()
+
+
+async def test_client_offer_is_answered_when_stable_and_refused_as_glare_otherwise(client, room_links):
+    url = str(client.make_url("/ws"))
+    citizen = RtcParticipant(client.session, url, token_of(room_links["citizen_url"]), "Bürgerin")
+    try:
+        await citizen.join()
+        await citizen.wait_for("offer")
+        await asyncio.sleep(0.2)  # our answer to the server's offer is on its way
+        pc = citizen.pc
+        await pc.setLocalDescription(await pc.createOffer())
+        await citizen.send({"type": "offer", "id": "o1", "sdp": pc.localDescription.sdp})
+        answer = await citizen.wait_for("answer", id="o1")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        assert pc.signalingState == "stable"
+
+        # A second participant makes the server offer again; an offer crossing it is glare.
+        advisor = RtcParticipant(client.session, url, token_of(room_links["advisor_url"]), "Berater")
+        advisor._answer = _never_answer  # keep the server's offer outstanding
+        await advisor.join()
+        await advisor.wait_for("offer")
+        await advisor.send({"type": "offer", "id": "o2", "sdp": "v=0\r\n"})
+        error = await advisor.wait_for("error", id="o2")
+        assert error["code"] == "glare"
+        await advisor.close()
+    finally:
+        await citizen.close()
+
+
+async def _never_answer(offer) -> None:
+    return None
