@@ -126,6 +126,7 @@ class LoadParticipant:
         self.hello_at: float | None = None
         self.welcome_at: float | None = None
         self.subscribed_at: float | None = None  # the offer that first announced the remote video
+        self.connected_at: float | None = None  # ICE + DTLS done
         self.error: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -136,6 +137,7 @@ class LoadParticipant:
         self.ws = await session.ws_connect(self.ws_url)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
         welcomed = asyncio.get_running_loop().create_future()
         self._reader = asyncio.ensure_future(self._read(welcomed))
         self.hello_at = time.monotonic()
@@ -143,6 +145,11 @@ class LoadParticipant:
             {"type": "hello", "id": "h", "v": 1, "token": self.spec["token"], "name": self.spec["name"]}
         )
         await welcomed
+
+    def _on_state(self) -> None:
+        assert self.pc is not None
+        if self.pc.connectionState == "connected" and self.connected_at is None:
+            self.connected_at = time.monotonic()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.pc is not None
@@ -257,6 +264,11 @@ class LoadParticipant:
             }
         result["first_video_key"] = self.first_video_key
         result["keyframe_requests"] = self.tracks["video"].keyframe_requests
+        result["connect_ms"] = (
+            round((self.connected_at - self.hello_at) * 1000, 1)
+            if self.connected_at and self.hello_at
+            else None
+        )
         result["join_ms"] = (
             round((self.welcome_at - self.hello_at) * 1000, 1) if self.welcome_at and self.hello_at else None
         )

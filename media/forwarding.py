@@ -60,7 +60,10 @@ class Publication:
         self._epoch += 1
         epoch = self._epoch
         aiortc_hooks.tap_receiver(receiver, lambda codec, frame: self._deliver(epoch, frame))
-        self.request_keyframe()
+        if self._subscribers:
+            # Subscribers are waiting (the publisher reconnected); without subscribers a request now
+            # would only use up the rate limit that a newcomer's request needs moments later.
+            self.request_keyframe()
 
     def detach(self, receiver: RTCRtpReceiver | None = None) -> None:
         if receiver is None or receiver is self._receiver:

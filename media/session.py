@@ -19,7 +19,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
 from media import aiortc_hooks
-from media.forwarding import ForwardedTrack, Publication, TranscodingPublication
+from media.forwarding import Publication, TranscodingPublication
 from media.ice import IceConfig, server_rtc_configuration
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class MediaPeer:
                 continue
             track = transceiver.sender.track
             transceiver.sender.replaceTrack(None)
-            if isinstance(track, ForwardedTrack):
+            if track is not None:
                 track.stop()
             transceiver.direction = "inactive"
             self._spare[kind].append(transceiver)
@@ -174,13 +174,11 @@ class MediaPeer:
 
     async def close(self) -> None:
         self._closed = True
-        for kind in KINDS:
-            for transceiver in (self._uplink[kind],):
-                self._session.publication(self.peer_id, kind).detach(transceiver.receiver)
+        for kind, transceiver in self._uplink.items():
+            self._session.publication(self.peer_id, kind).detach(transceiver.receiver)
         for transceiver in self._downlink.values():
-            track = transceiver.sender.track
-            if isinstance(track, ForwardedTrack):
-                track.stop()
+            if transceiver.sender.track is not None:
+                transceiver.sender.track.stop()
         self._downlink.clear()
         await self.pc.close()
 
@@ -232,10 +230,10 @@ class MediaSession:
 
     async def suspend(self, peer_id: str) -> None:
         """The participant's connection dropped: stop its peer connection, keep its place."""
-        peer = self._peers.pop(peer_id, None)
+        # The closed peer stays registered so that `connect` knows this is a comeback, not a newcomer.
+        peer = self._peers.get(peer_id)
         if peer is not None:
             await peer.close()
-            self._peers[peer_id] = peer  # kept (closed) so subscriptions survive until reconnect
 
     async def remove(self, peer_id: str) -> None:
         """The participant left for good: drop its media everywhere and renegotiate the others."""

@@ -41,8 +41,17 @@ class SQLiteStore:
         self._run_sync(self._open)
 
     def _open(self) -> None:
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        # Switching a new file to WAL can report "locked" at once when another process opens it at the
+        # same moment (the busy timeout does not apply to this pragma); retry briefly.
+        for attempt in range(100):
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 99:
+                    raise
+                time.sleep(0.05)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(_SCHEMA)
         self._conn = conn

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
 from datetime import datetime
 
 import pytest
+
+from rooms.tokens import TokenSigner
+from web.config import prepare_data_dir
 
 
 def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -52,8 +56,6 @@ def test_room_create_rejects_bad_office(tmp_path):
 
 
 def test_data_dir_from_environment(tmp_path):
-    import os
-
     env = dict(os.environ, SPRECHSTUNDE_DATA_DIR=str(tmp_path / "envdir"))
     result = run("room", "create", "--office", "vhs", env=env)
     assert result.returncode == 0, result.stderr
@@ -106,3 +108,33 @@ def test_serve_help_explains_options(option):
     result = run("serve", "--help")
     assert result.returncode == 0
     assert option in result.stdout
+
+
+def test_concurrent_first_start_shares_one_secret(tmp_path):
+    data_dir = tmp_path / "fresh"
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "web.cli",
+                "room",
+                "create",
+                "--office",
+                "vhs",
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, [err for _, err in outputs]
+    signer = TokenSigner(prepare_data_dir(data_dir))
+    for out, _ in outputs:
+        token = json.loads(out)["citizen_url"].rsplit("/join/", 1)[1]
+        assert signer.verify_join(token).role == "citizen"
+    assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith(".")) == []

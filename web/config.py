@@ -53,9 +53,20 @@ def prepare_data_dir(data_dir: Path) -> bytes:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / SECRET_FILE
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written aside and linked into place, so a process starting at the same moment (serve and
+        # `room create`) either sees no file or a complete one, never an empty one.
+        draft = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process won; use its secret
+        finally:
+            draft.unlink()
     secret = bytes.fromhex(path.read_text().strip())
     if len(secret) < 32:
         raise SystemExit(f"{path} holds a secret shorter than 32 bytes; delete it to regenerate")
