@@ -121,6 +121,18 @@ class SignalingHub:
             )
         return room
 
+    async def publish(self, room_id: str, message: dict[str, Any]) -> int:
+        """Push a server event (e.g. a shared document) to everyone connected to a live room.
+
+        Returns how many participants were connected; 0 when nobody is in the room right now.
+        """
+        room = self.rooms.get(room_id)
+        if room is None:
+            return 0
+        connected = [p for p in room.participants.values() if p.ws is not None]
+        await asyncio.gather(*(p.send(message) for p in connected))
+        return len(connected)
+
     async def join(
         self, room: LiveRoom, role: str, name: str, resume: str | None, ws: web.WebSocketResponse
     ) -> tuple[Participant, bool]:

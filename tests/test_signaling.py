@@ -192,3 +192,19 @@ def test_clean_name_keeps_letters_and_drops_controls():
     assert clean_name("  Ömer\u202e\x00  Çelik ", "Gast") == "Ömer Çelik"
     assert clean_name("\u200b", "Gast") == "Gast"
     assert len(clean_name("x" * 500, "Gast")) == 60
+
+
+async def test_server_events_reach_everyone_in_the_room(client, room_links, services):
+    a = await client.ws_connect("/ws")
+    b = await client.ws_connect("/ws")
+    welcome = await hello(a, token_of(room_links["advisor_url"]))
+    await hello(b, token_of(room_links["citizen_url"]))
+    sent = await services.hub.publish(
+        welcome["room_id"], {"type": "document-added", "document": {"id": "d1"}}
+    )
+    assert sent == 2
+    for ws in (a, b):
+        assert (await next_of(ws, "document-added"))["document"] == {"id": "d1"}
+    assert await services.hub.publish("no-such-room", {"type": "x"}) == 0
+    await a.close()
+    await b.close()
