@@ -88,7 +88,10 @@ class RtcParticipant:
             if message["type"] == "welcome":
                 self._open_peer_connection(message["ice_servers"])
             if message["type"] == "offer":
-                await self._answer(message)
+                try:
+                    await self._answer(message)
+                except ConnectionError:
+                    break  # we are closing; the server's offer no longer matters
             self.messages.append(message)
             self._event.set()
 
