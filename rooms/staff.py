@@ -14,7 +14,12 @@ from store.port import Store
 
 STAFF_KIND = "staff"
 SESSION_KIND = "staff-session"
+# advisor: serves citizens of their offices; lead: an office lead, serves too and sees statistics;
+# admin: city IT, manages accounts, serves no queue.
 STAFF_ROLES = ("advisor", "lead", "admin")
+SERVING_ROLES = ("advisor", "lead")
+DEFAULT_LANGUAGES = ("de",)
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 SESSION_TTL = 12 * 3600
 # scrypt cost: n=2**14, r=8 takes ~50 ms here, enough to make offline guessing expensive.
@@ -34,6 +39,13 @@ class StaffMember:
     role: str
     offices: list[str] = field(default_factory=list)
     disabled: bool = False
+    # Accounts created before languages existed carry none in the store and read as German-speaking.
+    languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))
+
+
+def _check_password(password: str) -> None:
+    if not isinstance(password, str) or len(password) < 10:
+        raise StaffError("weak_password", "password must have at least 10 characters")
 
 
 def hash_password(password: str) -> str:
@@ -66,14 +78,30 @@ class StaffDirectory:
         self._store = store
         self._clock = clock
 
-    async def add(self, username: str, password: str, role: str, offices: list[str]) -> StaffMember:
+    async def add(
+        self,
+        username: str,
+        password: str,
+        role: str,
+        offices: list[str],
+        languages: list[str] | None = None,
+    ) -> StaffMember:
+        """Create an account; `languages` defaults to German only."""
         if not USERNAME.match(username or ""):
             raise StaffError("invalid_username", "username: 2–40 of a-z 0-9 . _ -")
         if role not in STAFF_ROLES:
             raise StaffError("invalid_role", f"role must be one of {', '.join(STAFF_ROLES)}")
-        if len(password) < 10:
-            raise StaffError("weak_password", "password must have at least 10 characters")
-        member = StaffMember(username=username, role=role, offices=sorted(set(offices)))
+        _check_password(password)
+        languages = list(DEFAULT_LANGUAGES) if languages is None else languages
+        bad = [code for code in languages if not isinstance(code, str) or not LANGUAGE_CODE.match(code)]
+        if bad or not languages:
+            raise StaffError("invalid_language", "languages: codes of 2–3 lowercase letters, e.g. de, en, tr")
+        member = StaffMember(
+            username=username,
+            role=role,
+            offices=sorted(set(offices)),
+            languages=list(dict.fromkeys(languages)),
+        )
         record = asdict(member) | {"password": hash_password(password)}
         if not await self._store.create(STAFF_KIND, username, record):
             raise StaffError("exists", f"user {username!r} already exists")
@@ -85,6 +113,34 @@ class StaffDirectory:
             return None
         record.pop("password", None)
         return StaffMember(**record)
+
+    async def members(self) -> list[StaffMember]:
+        """Every account, ordered by username, without password hashes."""
+        members = []
+        for _, record in await self._store.scan(STAFF_KIND):
+            record.pop("password", None)
+            members.append(StaffMember(**record))
+        return members
+
+    async def set_disabled(self, username: str, disabled: bool = True) -> StaffMember:
+        """Lock (or unlock) an account; its open sessions stop working at their next request."""
+        return await self._update(username, {"disabled": disabled})
+
+    async def set_password(self, username: str, password: str) -> StaffMember:
+        _check_password(password)
+        return await self._update(username, {"password": hash_password(password)})
+
+    async def _update(self, username: str, changes: dict) -> StaffMember:
+        # Compare-and-set, so a concurrent change to the same account (e.g. disable while the password
+        # is being reset) is never silently undone.
+        while True:
+            record = await self._store.get(STAFF_KIND, username) if USERNAME.match(username or "") else None
+            if record is None:
+                raise StaffError("unknown_user", f"there is no user {username!r}")
+            updated = record | changes
+            if await self._store.compare_and_set(STAFF_KIND, username, record, updated):
+                updated.pop("password")
+                return StaffMember(**updated)
 
     async def authenticate(self, username: str, password: str) -> StaffMember | None:
         record = await self._store.get(STAFF_KIND, username) if USERNAME.match(username) else None

@@ -10,24 +10,37 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from store.port import Record
+from store.port import QueueItem, Record
 
 T = TypeVar("T")
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     expires_at REAL,
     PRIMARY KEY (kind, key)
+)""",
+    """
+CREATE TABLE IF NOT EXISTS queue_items (
+    queue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    lane TEXT NOT NULL,
+    score REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_at REAL,
+    PRIMARY KEY (queue, key)
+)""",
+    "CREATE INDEX IF NOT EXISTS queue_items_order ON queue_items (queue, lane, claimed_by, score, key)",
 )
-"""
+_ITEM_COLUMNS = "key, lane, score, claimed_by, claimed_at"
 
 
 class SQLiteStore:
@@ -53,7 +66,8 @@ class SQLiteStore:
                     raise
                 time.sleep(0.05)
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(_SCHEMA)
+        for statement in _SCHEMA:
+            conn.execute(statement)
         self._conn = conn
 
     def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -64,6 +78,27 @@ class SQLiteStore:
 
     def _expiry(self, ttl: float | None) -> float | None:
         return None if ttl is None else self._clock() + ttl
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `body` in one write transaction. BEGIN IMMEDIATE takes the write lock up front, so a read
+        inside `body` cannot be invalidated by another process before the write; within this process
+        the single store thread already serialises every call."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _live_value(self, db: sqlite3.Connection, kind: str, key: str) -> Any:
+        row = db.execute(
+            "SELECT value FROM records WHERE kind=? AND key=? AND (expires_at IS NULL OR expires_at > ?)",
+            (kind, key, self._clock()),
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
 
     async def get(self, kind: str, key: str) -> Record | None:
         def op() -> Record | None:
@@ -91,25 +126,48 @@ class SQLiteStore:
         data = json.dumps(value)
         expires = self._expiry(ttl)
 
-        def op() -> bool:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    "DELETE FROM records WHERE kind=? AND key=? AND expires_at <= ?",
-                    (kind, key, self._clock()),
-                )
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO records (kind, key, value, expires_at) VALUES (?,?,?,?)",
-                    (kind, key, data, expires),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        def op(db: sqlite3.Connection) -> bool:
+            db.execute(
+                "DELETE FROM records WHERE kind=? AND key=? AND expires_at <= ?",
+                (kind, key, self._clock()),
+            )
+            cur = db.execute(
+                "INSERT OR IGNORE INTO records (kind, key, value, expires_at) VALUES (?,?,?,?)",
+                (kind, key, data, expires),
+            )
             return cur.rowcount == 1
 
-        return await self._run(op)
+        return await self._run(self._transaction, op)
+
+    async def compare_and_set(
+        self, kind: str, key: str, expected: Record | None, new: Record, *, ttl: float | None = None
+    ) -> bool:
+        data = json.dumps(new)
+        expires = self._expiry(ttl)
+
+        def op(db: sqlite3.Connection) -> bool:
+            # Compared as decoded JSON, so key order or float formatting cannot make equal records differ.
+            if self._live_value(db, kind, key) != expected:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO records (kind, key, value, expires_at) VALUES (?,?,?,?)",
+                (kind, key, data, expires),
+            )
+            return True
+
+        return await self._run(self._transaction, op)
+
+    async def incr(self, kind: str, key: str) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            current = self._live_value(db, kind, key)
+            value = (current or {}).get("n", 0) + 1
+            db.execute(
+                "INSERT OR REPLACE INTO records (kind, key, value, expires_at) VALUES (?,?,?,NULL)",
+                (kind, key, json.dumps({"n": value})),
+            )
+            return value
+
+        return await self._run(self._transaction, op)
 
     async def delete(self, kind: str, key: str) -> bool:
         def op() -> bool:
@@ -121,14 +179,122 @@ class SQLiteStore:
 
         return await self._run(op)
 
-    async def scan(self, kind: str) -> list[tuple[str, Record]]:
+    async def scan(self, kind: str, prefix: str = "") -> list[tuple[str, Record]]:
         def op() -> list[tuple[str, Record]]:
+            # substr() rather than LIKE: a key may contain % or _, and LIKE ignores case.
             rows = self._db.execute(
-                "SELECT key, value FROM records WHERE kind=? "
+                "SELECT key, value FROM records WHERE kind=? AND substr(key, 1, ?) = ? "
                 "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
-                (kind, self._clock()),
+                (kind, len(prefix), prefix, self._clock()),
             ).fetchall()
             return [(k, json.loads(v)) for k, v in rows]
+
+        return await self._run(op)
+
+    # --- ordered queues -------------------------------------------------------------------------
+
+    async def enqueue(self, queue: str, key: str, *, lane: str, score: float, replace: bool = False) -> bool:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+
+        def op() -> bool:
+            cur = self._db.execute(
+                f"{verb} INTO queue_items (queue, key, lane, score, claimed_by, claimed_at) "
+                "VALUES (?,?,?,?,NULL,NULL)",
+                (queue, key, lane, float(score)),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(op)
+
+    async def claim_first(
+        self, queue: str, lanes: Sequence[str], claimant: str, *, max_score: float | None = None
+    ) -> QueueItem | None:
+        lanes = list(lanes)
+        if not lanes:
+            return None
+        marks = ",".join("?" * len(lanes))
+        limit = float("inf") if max_score is None else float(max_score)
+
+        def op(db: sqlite3.Connection) -> QueueItem | None:
+            row = db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE queue=? AND lane IN ({marks}) "
+                "AND claimed_by IS NULL AND score <= ? ORDER BY score, key LIMIT 1",
+                (queue, *lanes, limit),
+            ).fetchone()
+            if row is None:
+                return None
+            now = self._clock()
+            db.execute(
+                "UPDATE queue_items SET claimed_by=?, claimed_at=? WHERE queue=? AND key=?",
+                (claimant, now, queue, row[0]),
+            )
+            return QueueItem(row[0], row[1], row[2], claimant, now)
+
+        return await self._run(self._transaction, op)
+
+    async def claim_item(
+        self, queue: str, key: str, claimant: str, *, lanes: Sequence[str] | None = None
+    ) -> QueueItem | None:
+        def op(db: sqlite3.Connection) -> QueueItem | None:
+            row = db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE queue=? AND key=? AND claimed_by IS NULL",
+                (queue, key),
+            ).fetchone()
+            if row is None or (lanes is not None and row[1] not in lanes):
+                return None
+            now = self._clock()
+            # The claimed_by IS NULL guard makes the update itself the compare-and-set.
+            cur = db.execute(
+                "UPDATE queue_items SET claimed_by=?, claimed_at=? "
+                "WHERE queue=? AND key=? AND claimed_by IS NULL",
+                (claimant, now, queue, key),
+            )
+            return QueueItem(row[0], row[1], row[2], claimant, now) if cur.rowcount == 1 else None
+
+        return await self._run(self._transaction, op)
+
+    async def queue_item(self, queue: str, key: str) -> QueueItem | None:
+        def op() -> QueueItem | None:
+            row = self._db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE queue=? AND key=?", (queue, key)
+            ).fetchone()
+            return None if row is None else QueueItem(*row)
+
+        return await self._run(op)
+
+    async def queued(
+        self, queue: str, lanes: Sequence[str] | None = None, *, claimed: bool | None = False
+    ) -> list[QueueItem]:
+        sql = f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE queue=?"
+        params: list[Any] = [queue]
+        if lanes is not None:
+            lanes = list(lanes)
+            if not lanes:
+                return []
+            sql += f" AND lane IN ({','.join('?' * len(lanes))})"
+            params += lanes
+        if claimed is not None:
+            sql += " AND claimed_by IS NOT NULL" if claimed else " AND claimed_by IS NULL"
+        sql += " ORDER BY score, key"
+
+        def op() -> list[QueueItem]:
+            return [QueueItem(*row) for row in self._db.execute(sql, params).fetchall()]
+
+        return await self._run(op)
+
+    async def dequeue(
+        self, queue: str, key: str, *, only_unclaimed: bool = False, claimant: str | None = None
+    ) -> bool:
+        sql = "DELETE FROM queue_items WHERE queue=? AND key=?"
+        params: list[Any] = [queue, key]
+        if only_unclaimed:
+            sql += " AND claimed_by IS NULL"
+        if claimant is not None:
+            sql += " AND claimed_by = ?"
+            params.append(claimant)
+
+        def op() -> bool:
+            return self._db.execute(sql, params).rowcount == 1
 
         return await self._run(op)
 

@@ -1,15 +1,34 @@
 """The storage port every domain package talks to.
 
 Records are small JSON objects addressed by (kind, key). The port is deliberately narrow so that the
-embedded adapter (SQLite) and the Redis adapter can honour the same contract, including atomic creation
-and expiry.
+embedded adapter (SQLite) and the Redis adapter can honour the same contract, including atomic creation,
+compare-and-set, counters and expiry.
+
+Ordered queues are the second half of the port: an item is a key with a `lane` (e.g. "vhs:de:walk-in")
+and a numeric `score` (its place in line). `claim_first` hands the lowest-scored unclaimed item of a set
+of lanes to exactly one claimant, however many ask at once — the primitive behind "Nächste Person".
+Items carry only ordering and claim state; the data behind them lives in ordinary records.
+Redis maps a lane to a sorted set and `claim_first` to one Lua script.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One place in an ordered queue; `claimed_by` is None while it waits."""
+
+    key: str
+    lane: str
+    score: float
+    claimed_by: str | None = None
+    claimed_at: float | None = None
 
 
 class Store(Protocol):
@@ -22,11 +41,51 @@ class Store(Protocol):
     async def create(self, kind: str, key: str, value: Record, *, ttl: float | None = None) -> bool:
         """Atomically create; False when a live record with that key already exists."""
 
+    async def compare_and_set(
+        self, kind: str, key: str, expected: Record | None, new: Record, *, ttl: float | None = None
+    ) -> bool:
+        """Replace the live record by `new` only if it still equals `expected` (None: only if absent).
+
+        The building block for read-modify-write updates that must not lose a concurrent change.
+        """
+
+    async def incr(self, kind: str, key: str) -> int:
+        """Atomically add one to a counter (created at 0) and return the new value; never expires."""
+
     async def delete(self, kind: str, key: str) -> bool:
         """True when a live record was removed."""
 
-    async def scan(self, kind: str) -> list[tuple[str, Record]]:
-        """All live records of a kind, ordered by key."""
+    async def scan(self, kind: str, prefix: str = "") -> list[tuple[str, Record]]:
+        """All live records of a kind whose key starts with `prefix`, ordered by key."""
+
+    async def enqueue(self, queue: str, key: str, *, lane: str, score: float, replace: bool = False) -> bool:
+        """Add an unclaimed item; False when the key is already in the queue (unless `replace`, which
+        also moves a claimed item back into line, unclaimed, in `lane` at `score`)."""
+
+    async def claim_first(
+        self, queue: str, lanes: Sequence[str], claimant: str, *, max_score: float | None = None
+    ) -> QueueItem | None:
+        """Atomically mark the unclaimed item with the lowest (score, key) in any of `lanes` (and a
+        score ≤ `max_score`) as claimed by `claimant` and return it; None when there is none."""
+
+    async def claim_item(
+        self, queue: str, key: str, claimant: str, *, lanes: Sequence[str] | None = None
+    ) -> QueueItem | None:
+        """Atomically claim one given item if it is unclaimed (and in one of `lanes`); else None."""
+
+    async def queue_item(self, queue: str, key: str) -> QueueItem | None:
+        """The item, claimed or not, or None."""
+
+    async def queued(
+        self, queue: str, lanes: Sequence[str] | None = None, *, claimed: bool | None = False
+    ) -> list[QueueItem]:
+        """Items ordered by (score, key); `claimed` False: waiting only, True: claimed only, None: all."""
+
+    async def dequeue(
+        self, queue: str, key: str, *, only_unclaimed: bool = False, claimant: str | None = None
+    ) -> bool:
+        """Remove an item; with `only_unclaimed` only if nobody holds it, with `claimant` only if that
+        claimant holds it. True when it was removed."""
 
     async def close(self) -> None:
         """Release connections; further calls are errors."""

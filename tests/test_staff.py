@@ -1,0 +1,76 @@
+"""Staff accounts: roles, offices, languages, disabling and password changes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rooms.staff import STAFF_KIND, StaffDirectory, StaffError
+from store import SQLiteStore
+
+
+@pytest.fixture
+async def staff(tmp_path):
+    store = SQLiteStore(tmp_path / "staff.sqlite3")
+    yield StaffDirectory(store), store
+    await store.close()
+
+
+async def test_languages_default_to_german_and_old_records_still_load(staff):
+    directory, store = staff
+    member = await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"])
+    assert member.languages == ["de"]
+    # An account stored before languages existed.
+    await store.put(
+        STAFF_KIND, "alt", {"username": "alt", "role": "advisor", "offices": ["vhs"], "disabled": False}
+    )
+    assert (await directory.get("alt")).languages == ["de"]
+    tr = await directory.add(
+        "tuerkan", "ein-langes-passwort", "lead", ["vhs", "familienbuero"], ["tr", "de", "tr"]
+    )
+    assert tr.languages == ["tr", "de"] and tr.offices == ["familienbuero", "vhs"]
+    assert [m.username for m in await directory.members()] == ["alt", "anna", "tuerkan"]
+
+
+@pytest.mark.parametrize("languages", [[], ["Deutsch"], ["d"], [3]])
+async def test_bad_languages(staff, languages):
+    directory, store = staff
+    with pytest.raises(StaffError) as err:
+        await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"], languages)
+    assert err.value.code == "invalid_language"
+    assert await store.scan(STAFF_KIND) == []
+
+
+async def test_disable_ends_sessions_and_login(staff):
+    directory, _ = staff
+    member = await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"])
+    session = await directory.open_session(member)
+    assert (await directory.set_disabled("anna")).disabled
+    assert await directory.session_member(session) is None
+    assert await directory.authenticate("anna", "ein-langes-passwort") is None
+    await directory.set_disabled("anna", False)
+    assert await directory.authenticate("anna", "ein-langes-passwort") is not None
+
+
+async def test_password_change(staff):
+    directory, _ = staff
+    await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"])
+    with pytest.raises(StaffError) as err:
+        await directory.set_password("anna", "kurz")
+    assert err.value.code == "weak_password"
+    await directory.set_password("anna", "ein-neues-passwort")
+    assert await directory.authenticate("anna", "ein-langes-passwort") is None
+    assert await directory.authenticate("anna", "ein-neues-passwort") is not None
+    with pytest.raises(StaffError) as err:
+        await directory.set_password("niemand", "ein-neues-passwort")
+    assert err.value.code == "unknown_user"
+
+
+async def test_concurrent_disable_and_password_change_keep_both(staff):
+    directory, _ = staff
+    await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"])
+    await asyncio.gather(directory.set_disabled("anna"), directory.set_password("anna", "ein-neues-passwort"))
+    assert (await directory.get("anna")).disabled
+    await directory.set_disabled("anna", False)
+    assert await directory.authenticate("anna", "ein-neues-passwort") is not None
