@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser_support import launched_browser, running_server
 from web.app import create_app
 from web.config import Config
 from web.services import SERVICES
@@ -31,3 +32,17 @@ async def room_links(services):
 
 def token_of(url: str) -> str:
     return url.rsplit("/join/", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium shared by the tests of one module (tests/browser_support.py)."""
+    with launched_browser() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`sprechstunde serve` as a real process, shared by the tests of one module."""
+    with running_server(tmp_path_factory.mktemp("server")) as server:
+        yield server

@@ -138,3 +138,26 @@ def test_concurrent_first_start_shares_one_secret(tmp_path):
         token = json.loads(out)["citizen_url"].rsplit("/join/", 1)[1]
         assert signer.verify_join(token).role == "citizen"
     assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith(".")) == []
+
+
+def test_user_list_disable_passwd(tmp_path):
+    data = ["--data-dir", str(tmp_path)]
+    add = ["user", "add", "frau.yilmaz", "--office", "vhs", "--language", "de", "--language", "tr"]
+    assert run(*add, *data, "--password-stdin", stdin="erstes-passwort-1\n").returncode == 0
+    assert run("user", "add", "chef", "--role", "lead", "--office", "vhs", *data, stdin="").returncode == 0
+    listed = run("user", "list", *data)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "chef\tlead\tvhs\tde\tactive",
+        "frau.yilmaz\tadvisor\tvhs\tde,tr\tactive",
+    ]
+    assert "passwort" not in listed.stdout and "scrypt" not in listed.stdout
+    changed = run("user", "passwd", "frau.yilmaz", *data, "--password-stdin", stdin="zweites-passwort-2\n")
+    assert changed.returncode == 0 and "password:" not in changed.stdout
+    assert run("user", "passwd", "frau.yilmaz", *data, "--password-stdin", stdin="kurz\n").returncode == 2
+    assert run("user", "disable", "frau.yilmaz", *data).returncode == 0
+    assert "frau.yilmaz\tadvisor\tvhs\tde,tr\tdisabled" in run("user", "list", *data).stdout
+    missing = run("user", "disable", "niemand", *data)
+    assert missing.returncode == 2 and "no user" in missing.stderr
+    bad = run("user", "add", "x.y", "--office", "vhs", "--language", "Deutsch", *data, stdin="")
+    assert bad.returncode == 2 and "language" in bad.stderr

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from documents import DocumentService, KeyRing, Limits
+from documents.service import Notify
 from media import aiortc_hooks
 from rooms.service import RoomError, RoomService
 from rooms.staff import StaffDirectory
@@ -15,7 +19,7 @@ from signaling.connection import HUB_KEY, websocket_handler
 from signaling.hub import Admission, AdmissionError, SignalingHub
 from store import SQLiteStore
 from store.port import Store
-from web import api, pages
+from web import api, documents_api, pages
 from web.config import Config, prepare_data_dir
 from web.i18n import Catalog
 from web.render import Pages
@@ -24,6 +28,25 @@ from web.services import SERVICES, LoginThrottle, Services
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+
+
+def build_documents(
+    config: Config,
+    store: Store,
+    notify: Notify | None = None,
+    clock: Callable[[], float] = time.time,
+) -> DocumentService:
+    mb = 1024 * 1024
+    return DocumentService(
+        store,
+        config.data_dir,
+        KeyRing(config.data_dir, config.document_keys),
+        limits=Limits(int(config.max_file_mb * mb), int(config.max_room_mb * mb)),
+        retention_days=config.retention_days,
+        metadata_days=config.metadata_days,
+        clock=clock,
+        notify=notify,
+    )
 
 
 def build_services(config: Config, store: Store | None = None) -> Services:
@@ -39,6 +62,9 @@ def build_services(config: Config, store: Store | None = None) -> Services:
             raise AdmissionError(exc.code, exc.message) from None
         return Admission(room_id=room.room_id, role=grant.role, expires_at=room.expires_at)
 
+    hub = SignalingHub(admit, config.ice, config.media_mode)
+    # "document-added" / "document-removed" reach everyone connected to the live room at once.
+    documents = build_documents(config, store, notify=hub.publish)
     return Services(
         config=config,
         store=store,
@@ -46,9 +72,10 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         rooms=rooms,
         staff=StaffDirectory(store),
         pages=Pages(Catalog()),
-        hub=SignalingHub(admit, config.ice, config.media_mode),
+        hub=hub,
         secret=secret,
         throttle=LoginThrottle(),
+        documents=documents,
     )
 
 
@@ -63,16 +90,23 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app[SERVICES] = services
     app[HUB_KEY] = services.hub
     app.add_routes(api.routes)
+    app.add_routes(documents_api.routes)
     app.add_routes(pages.routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_static("/static", STATIC)
 
+    async def startup(app: web.Application) -> None:
+        # Removes half-written uploads of a crash, runs due retention jobs, then keeps running them.
+        await services.documents.start(config.retention_interval)
+
     async def shutdown(app: web.Application) -> None:
         await services.hub.close()
+        await services.documents.close()
 
     async def cleanup(app: web.Application) -> None:
         await services.store.close()
 
+    app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
     return app

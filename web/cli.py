@@ -1,4 +1,4 @@
-"""`sprechstunde` command line: serve, room create, user add.
+"""`sprechstunde` command line: serve, room create, user add|list|disable|passwd, keys rotate.
 
 Every option can also be set as an environment variable SPRECHSTUNDE_<OPTION> (e.g.
 SPRECHSTUNDE_DATA_DIR); a flag on the command line wins.
@@ -16,6 +16,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from documents import DocumentService, KeyRing, KeyRingError
 from media.session import MEDIA_MODES
 from rooms.service import RoomError, RoomService, parse_duration
 from rooms.staff import STAFF_ROLES, StaffDirectory, StaffError
@@ -35,6 +36,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=Path(env("DATA_DIR", "data")),
         help="directory for the server secret and the SQLite file [SPRECHSTUNDE_DATA_DIR, ./data]",
     )
+
+
+def _document_keys(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--document-keys",
+        default=env("DOCUMENT_KEYS"),
+        metavar="KID:BASE64[,…]",
+        help="master keys for documents, the first one active, e.g. k1:$(openssl rand -base64 32); "
+        "default: the file document-keys (mode 0600) in the data directory, created on first start "
+        "[SPRECHSTUNDE_DOCUMENT_KEYS]",
+    )
+
+
+def _number(name: str, default: float) -> float:
+    value = env(name)
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise SystemExit(f"SPRECHSTUNDE_{name} must be a number, not {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +121,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("NO_DEMO") == "1",
         help="do not create the demo staff account on first start [SPRECHSTUNDE_NO_DEMO=1]",
     )
+    _document_keys(serve)
+    serve.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=_number("MAX_FILE_MB", 25),
+        help="largest document that can be shared, in MB [SPRECHSTUNDE_MAX_FILE_MB, 25]",
+    )
+    serve.add_argument(
+        "--max-room-mb",
+        type=float,
+        default=_number("MAX_ROOM_MB", 100),
+        help="total size of a room's documents, in MB [SPRECHSTUNDE_MAX_ROOM_MB, 100]",
+    )
+    serve.add_argument(
+        "--retention-days",
+        type=float,
+        default=_number("RETENTION_DAYS", 7),
+        help="documents and links are deleted this many days after the consultation ends "
+        "[SPRECHSTUNDE_RETENTION_DAYS, 7]",
+    )
+    serve.add_argument(
+        "--metadata-days",
+        type=float,
+        default=_number("METADATA_DAYS", 90),
+        help="document metadata and audit entries are deleted after this many days "
+        "[SPRECHSTUNDE_METADATA_DAYS, 90]",
+    )
+    serve.add_argument(
+        "--retention-interval",
+        type=float,
+        default=_number("RETENTION_INTERVAL", 600),
+        help="seconds between runs of the retention job (it also runs at start-up) "
+        "[SPRECHSTUNDE_RETENTION_INTERVAL, 600]",
+    )
     serve.add_argument(
         "--log-level",
         default=env("LOG_LEVEL", "info"),
@@ -128,9 +182,42 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=STAFF_ROLES, default="advisor", help="[advisor]")
     add.add_argument("--office", action="append", required=True, help="office id, repeatable")
     add.add_argument(
+        "--language",
+        action="append",
+        help="language the advisor speaks (de, en, fr, it, pl, tr, ku, …), repeatable [de]",
+    )
+    add.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password from standard input instead of asking or generating one",
+    )
+    listing = user_commands.add_parser("list", help="list staff accounts (never passwords)")
+    _common(listing)
+    disable = user_commands.add_parser("disable", help="lock an account; its sessions end at once")
+    _common(disable)
+    disable.add_argument("name", help="username")
+    passwd = user_commands.add_parser("passwd", help="set a new password")
+    _common(passwd)
+    passwd.add_argument("name", help="username")
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of asking or generating one",
+    )
+
+    keys = commands.add_parser("keys", help="manage the master keys that wrap document keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_commands.add_parser(
+        "rotate",
+        help="make a new master key active and re-wrap every document key with it "
+        "(document contents are not re-encrypted); safe while the server runs",
+    )
+    _common(rotate)
+    _document_keys(rotate)
+    rotate.add_argument(
+        "--keep-retired",
+        action="store_true",
+        help="keep the old master keys in the key file (default: delete those no document uses any more)",
     )
     return parser
 
@@ -154,6 +241,12 @@ def _serve(args: argparse.Namespace) -> None:
         media_addresses=args.media_address,
         media_mode=args.media_mode,
         demo=not args.no_demo,
+        document_keys=args.document_keys,
+        max_file_mb=args.max_file_mb,
+        max_room_mb=args.max_room_mb,
+        retention_days=args.retention_days,
+        metadata_days=args.metadata_days,
+        retention_interval=args.retention_interval,
     )
     if config.demo:
         print(asyncio.run(_ensure_demo(config)), flush=True)
@@ -200,31 +293,84 @@ async def _room_create(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _user_add(args: argparse.Namespace) -> int:
-    generated = False
-    if args.password_stdin:
+def _read_password(from_stdin: bool) -> tuple[str, bool] | None:
+    """(password, generated) from stdin, the terminal or a fresh random one; None if the two entries
+    on the terminal differ."""
+    if from_stdin:
         password = sys.stdin.readline().rstrip("\n")
     elif sys.stdin.isatty():
         password = getpass.getpass("Password (empty: generate one): ")
         if password and password != getpass.getpass("Repeat: "):
             print("error: passwords differ", file=sys.stderr)
-            return 2
+            return None
     else:
         password = ""
     if not password:
-        password, generated = secrets.token_urlsafe(12), True
+        return secrets.token_urlsafe(12), True
+    return password, False
+
+
+async def _user(args: argparse.Namespace) -> int:
+    password, generated = "", False
+    if args.user_command in ("add", "passwd"):
+        read = _read_password(args.password_stdin)
+        if read is None:
+            return 2
+        password, generated = read
     prepare_data_dir(args.data_dir)
     store = SQLiteStore(args.data_dir / "sprechstunde.sqlite3")
     try:
-        member = await StaffDirectory(store).add(args.name, password, args.role, args.office)
+        staff = StaffDirectory(store)
+        if args.user_command == "add":
+            member = await staff.add(args.name, password, args.role, args.office, args.language)
+            print(f"added {member.role} {member.username} ({', '.join(member.offices)})")
+        elif args.user_command == "list":
+            for m in await staff.members():
+                state = "disabled" if m.disabled else "active"
+                print(f"{m.username}\t{m.role}\t{','.join(m.offices)}\t{','.join(m.languages)}\t{state}")
+            return 0
+        elif args.user_command == "disable":
+            member = await staff.set_disabled(args.name)
+            print(f"disabled {member.username}")
+        else:
+            member = await staff.set_password(args.name, password)
+            print(f"new password set for {member.username}")
     except StaffError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     finally:
         await store.close()
-    print(f"added {member.role} {member.username} ({', '.join(member.offices)})")
     if generated:
         print(f"password: {password}")
+    return 0
+
+
+async def _keys_rotate(args: argparse.Namespace) -> int:
+    """With the key file: generate a new active key. With configured keys: the operator put the new
+    one first. Either way every document key is re-wrapped under the active master key."""
+    prepare_data_dir(args.data_dir)
+    store = SQLiteStore(args.data_dir / "sprechstunde.sqlite3")
+    try:
+        ring = KeyRing(args.data_dir, args.document_keys)
+        previous = ring.active_id
+        if not ring.configured:
+            ring.add_file_key()
+        service = DocumentService(store, args.data_dir, ring)
+        try:
+            result = await service.rewrap()
+        finally:
+            await service.close()
+        retired: list[str] = []
+        if not ring.configured and not args.keep_retired:
+            retired = sorted(ring.ids() - set(result["in_use"]) - {ring.active_id})
+            ring.drop_file_keys(set(retired))
+    except KeyRingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    report = {"active": result["active"], "previous": previous, "rewrapped": result["rewrapped"]}
+    print(json.dumps(report | {"retired": retired}))
     return 0
 
 
@@ -235,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "room":
         return asyncio.run(_room_create(args))
-    return asyncio.run(_user_add(args))
+    if args.command == "keys":
+        return asyncio.run(_keys_rotate(args))
+    return asyncio.run(_user(args))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,14 @@ class Config:
     media_addresses: list[str] = field(default_factory=list)
     media_mode: str = "forward"
     demo: bool = True
+    # documents: master keys "kid:base64[,kid:base64…]" (first active; else the 0600 file in data_dir)
+    document_keys: str | None = field(default=None, repr=False)
+    max_file_mb: float = 25
+    max_room_mb: float = 100
+    retention_days: float = 7
+    metadata_days: float = 90
+    retention_interval: float = 600
+    download_ttl: float = 60
 
     @property
     def public_url(self) -> str:

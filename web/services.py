@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from documents import DocumentService
 from rooms.service import RoomService
 from rooms.staff import StaffDirectory, StaffMember
 from rooms.tokens import TokenSigner
@@ -54,6 +55,7 @@ class Services:
     hub: SignalingHub
     secret: bytes
     throttle: LoginThrottle
+    documents: DocumentService
 
     def csrf_token(self, session_id: str) -> str:
         return hmac.new(self.secret, b"csrf." + session_id.encode(), hashlib.sha256).hexdigest()

@@ -1,5 +1,6 @@
 // The call page: pre-join check, joining, the call itself, reconnection and leaving.
 
+import { DocumentsPanel } from "./documents.js";
 import { LocalMedia } from "./media.js";
 import { PeerSession } from "./peer.js";
 import { SignalingClient, signalingUrl } from "./signaling.js";
@@ -19,6 +20,7 @@ const media = new LocalMedia();
 const tiles = new Tiles($("remote-tiles"), $("waiting"));
 const chat = new ChatLog($("chat-log"), $("chat-empty"), lang);
 const status = new StatusLine($("status"));
+const documents = new DocumentsPanel({ root: $("documents"), token, roomId: root.dataset.roomId || "", lang });
 
 let state = "prejoin";
 let signaling = null;
@@ -237,6 +239,7 @@ function onWelcome(msg, { reconnected }) {
   for (const p of others) departed.delete(p.participant_id);
   tiles.reconcile(others);
   const first = state === "joining";
+  documents.refresh(); // the shared list as it is now (also catches up after a reconnect)
   setState("in-call");
   root.classList.remove("is-reconnecting");
   if (first) {
@@ -285,6 +288,10 @@ function onMessage(msg) {
       status.show(tr(key, { name: displayName(info) }));
       break;
     }
+    case "document-added":
+    case "document-removed":
+      documents.handleEvent(msg);
+      break;
     case "chat":
       if (typeof msg.text === "string") {
         chat.append({

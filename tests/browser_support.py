@@ -1,0 +1,272 @@
+"""Shared by the real-browser tests and the tests that run the server as a real process.
+
+Starts `sprechstunde serve` in a subprocess and drives Debian's /usr/bin/chromium with Playwright (never
+`playwright install`). The `browser` and `server` fixtures in tests/conftest.py are built from these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MOBILE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+# wait_for_function() gets arrow functions: a bare expression would be eval()ed, which the page's CSP
+# (script-src 'self', no 'unsafe-eval') forbids — and the test must run under the real CSP.
+# Installed in every page before the client runs: measures click on "Beitreten" → first decoded remote frame.
+PROBE = """
+window.__probe = { t0: null, firstFrameMs: null };
+document.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("#join-button") : null;
+  if (!button || window.__probe.t0 !== null) return;
+  window.__probe.t0 = performance.now();
+  const poll = async () => {
+    const pc = window.sprechstunde && window.sprechstunde.pc;
+    try {
+      if (pc) {
+        for (const s of (await pc.getStats()).values()) {
+          if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0) {
+            window.__probe.firstFrameMs = performance.now() - window.__probe.t0;
+            return;
+          }
+        }
+      }
+    } catch (e) { /* a connection replaced during the poll */ }
+    setTimeout(poll, 15);
+  };
+  poll();
+}, true);
+"""
+
+MEDIA_STATS = """
+async () => {
+  const out = { frames: 0, packets: 0, width: 0 };
+  const pc = window.sprechstunde.pc;
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type !== "inbound-rtp") continue;
+    if (s.kind === "video") out.frames += s.framesDecoded || 0;
+    if (s.kind === "audio") out.packets += s.packetsReceived || 0;
+  }
+  for (const video of document.querySelectorAll("#remote-tiles .tile video")) {
+    out.width = Math.max(out.width, video.videoWidth);
+  }
+  return out;
+}
+"""
+
+FIRST_FRAME_ON_CURRENT_PC = """
+async () => {
+  for (const s of (await window.sprechstunde.pc.getStats()).values()) {
+    if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0) return true;
+  }
+  return false;
+}
+"""
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> None:
+    if _in_ci():
+        pytest.fail(f"{reason} (CI is set, so this is an error rather than a skip)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched_browser() -> Iterator:
+    """Headless Debian chromium with fake camera/microphone; skipped (failed under CI) when missing."""
+    if not os.path.exists(CHROMIUM):
+        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, *extra_args: str) -> Iterator[dict]:
+    """`sprechstunde serve` in a subprocess on a free port, until the block ends."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = data_dir / "server.log"
+    env = dict(os.environ, SPRECHSTUNDE_MEDIA_ADDRESSES="127.0.0.1", PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable,
+        "-m",
+        "web.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--no-demo",
+        *extra_args,
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /healthz within 15 s:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield {"base_url": base_url, "port": port, "data_dir": data_dir, "log": log_path, "process": process}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        text = log_path.read_text(errors="replace")
+        if "Traceback" in text:
+            print(f"--- server log ---\n{text}")
+
+
+class TcpProxy:
+    """Forwards a local port to the server; drop() cuts every connection at once without a WebSocket
+    close frame, which the browser sees as a lost network (close code 1006). Media (UDP) does not
+    pass through it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                if self.listener.fileno() == -1:
+                    return
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def drop(self) -> None:
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the pump threads blocked in recv()
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.drop()
+
+
+def create_room(server, base_url: str | None = None) -> dict:
+    command = [sys.executable, "-m", "web.cli", "room", "create", "--office", "vhs"]
+    command += ["--data-dir", str(server["data_dir"]), "--base-url", base_url or server["base_url"]]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(result.stdout)
+
+
+def open_page(browser, url: str, viewport: dict, errors: list):
+    context = browser.new_context(locale="de-DE", viewport=viewport)
+    context.add_init_script(PROBE)
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(f"{url[-12:]}: {error}"))
+    page.goto(url)
+    # The pre-join preview shows the (fake) camera before anyone joins.
+    page.wait_for_function("() => document.getElementById('preview-video').videoWidth > 0", timeout=10000)
+    return page
+
+
+def media_stats(page) -> dict:
+    return page.evaluate(MEDIA_STATS)
+
+
+def assert_media_flows(pages: dict) -> dict:
+    """Remote video frames keep being decoded for 2 s and remote audio arrives, on every page."""
+    before = {name: media_stats(page) for name, page in pages.items()}
+    time.sleep(2)
+    after = {name: media_stats(page) for name, page in pages.items()}
+    for name in pages:
+        assert after[name]["frames"] > before[name]["frames"], (name, before[name], after[name])
+        assert after[name]["packets"] > 0, (name, after[name])
+        assert after[name]["width"] > 0, (name, after[name])
+    return {name: after[name]["frames"] - before[name]["frames"] for name in pages}
+
+
+def join_call(citizen, advisor) -> None:
+    citizen.get_by_label("Ihr Name").fill("Frau Yılmaz")
+    citizen.get_by_role("button", name="Beitreten", exact=True).click()
+    advisor.get_by_role("button", name="Beitreten", exact=True).click()
+    for page in (citizen, advisor):
+        page.wait_for_function("() => window.sprechstunde.state === 'in-call'", timeout=10000)
+
+
+def screenshot(page, name: str) -> None:
+    directory = os.environ.get("SPRECHSTUNDE_SCREENSHOTS")
+    if directory:
+        page.screenshot(path=str(Path(directory) / f"shot-{name}.png"), full_page=True)
