@@ -19,13 +19,13 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from bench.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -103,47 +103,17 @@ async def service_upload(size: int, directory: Path) -> dict:
     return {"mbps": size / MB / elapsed, "rss_before": before, "rss_peak": peak}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def http_upload(size: int, directory: Path) -> dict:
     import aiohttp
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     limit = str(max(256, size // MB + 1))
-    command = [
-        sys.executable,
-        "-m",
-        "web.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(directory),
-        "--no-demo",
-        "--max-file-mb",
-        limit,
-        "--max-room-mb",
-        limit,
-        "--log-level",
-        "warning",
-    ]
-    env = dict(os.environ, SPRECHSTUNDE_MEDIA_ADDRESSES="127.0.0.1")
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = ServerProcess(
+        directory, "--max-file-mb", limit, "--max-room-mb", limit, "--log-level", "warning",
+        log_path=directory / "server.log",
+    )  # fmt: skip
+    base = server.url
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
+        server.wait_healthy(timeout=20)
         created = subprocess.run(
             [
                 sys.executable,
@@ -183,8 +153,7 @@ async def http_upload(size: int, directory: Path) -> dict:
         peak = vm_hwm(server.pid)
         return {"mbps": size / MB / elapsed, "rss_before": before, "rss_peak": peak}
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
 
 
 def child(kind: str, size_mb: int) -> None:

@@ -19,21 +19,18 @@ import json
 import multiprocessing
 import os
 import platform
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.clip import Clip, build_clip, check_decodable
 from bench.loadclient import client_main
+from bench.server import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,12 +41,6 @@ STAGGER = 0.4  # seconds between consultations joining
 PAIR_GAP = 0.2  # seconds between a consultation's citizen and its advisor joining
 SATURATED = 0.9  # server cores at which a row is marked as saturated
 QUIET = 0.15  # CPU other processes may take on a benchmark core without the run being repeated
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,76 +113,8 @@ def _tokens(proc: subprocess.Popen) -> dict[str, str]:
 
 
 def create_rooms(data_dir: Path, base_url: str, count: int) -> list[dict[str, str]]:
-    """`sprechstunde room create` N times: the tokens the participants join with.
-
-    The first call runs alone because it creates the data directory's secret: concurrent first-time
-    calls of web/config.py `prepare_data_dir` can fail (FileExistsError, or an empty secret read back).
-    """
-    rooms = [_tokens(_room_create(data_dir, base_url))]
-    rooms += [_tokens(proc) for proc in [_room_create(data_dir, base_url) for _ in range(count - 1)]]
-    return rooms
-
-
-class Server:
-    """`sprechstunde serve` as a subprocess pinned to one core."""
-
-    def __init__(self, mode: str, port: int, data_dir: Path, cpu: int | None, log_path: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        command = [
-            PYTHON,
-            "-m",
-            "web.cli",
-            "serve",
-            "--no-demo",
-            "--media-address",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(data_dir),
-            "--media-mode",
-            mode,
-            "--log-level",
-            "warning",
-        ]
-        if cpu is not None and shutil.which("taskset"):
-            command = ["taskset", "-c", str(cpu), *command]
-        self.proc = subprocess.Popen(
-            command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        if cpu is not None and not shutil.which("taskset"):
-            os.sched_setaffinity(self.proc.pid, {cpu})
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid  # taskset execs the server, so the pid is the server's
-
-    def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not healthy after {timeout} s; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    """`sprechstunde room create` N times, concurrently: the tokens the participants join with."""
+    return [_tokens(proc) for proc in [_room_create(data_dir, base_url) for _ in range(count)]]
 
 
 @dataclass(frozen=True)
@@ -230,9 +153,12 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sprechstunde-bench-") as tmp:
         data_dir = Path(tmp)
-        port = _free_port()
+        port = free_port()
         rooms = create_rooms(data_dir, f"http://127.0.0.1:{port}", n)
-        server = Server(mode, port, data_dir, server_cpu, RESULTS / f"server-{mode}-{n}.log")
+        server = ServerProcess(
+            data_dir, "--media-mode", mode, "--log-level", "warning",
+            log_path=RESULTS / f"server-{mode}-{n}.log", port=port, cpu=server_cpu,
+        )  # fmt: skip
         procs: list[multiprocessing.Process] = []
         try:
             server.wait_healthy()

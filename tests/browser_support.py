@@ -15,12 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from bench.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -101,12 +101,6 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def launched_browser() -> Iterator:
     """Headless Debian chromium with fake camera/microphone; skipped (failed under CI) when missing."""
@@ -125,51 +119,20 @@ def launched_browser() -> Iterator:
 @contextlib.contextmanager
 def running_server(data_dir: Path, *extra_args: str) -> Iterator[dict]:
     """`sprechstunde serve` in a subprocess on a free port, until the block ends."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = data_dir / "server.log"
-    env = dict(os.environ, SPRECHSTUNDE_MEDIA_ADDRESSES="127.0.0.1", PYTHONUNBUFFERED="1")
-    command = [
-        sys.executable,
-        "-m",
-        "web.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--no-demo",
-        *extra_args,
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = ServerProcess(data_dir, *extra_args, log_path=data_dir / "server.log")
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer /healthz within 15 s:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield {"base_url": base_url, "port": port, "data_dir": data_dir, "log": log_path, "process": process}
-    finally:
-        process.terminate()
         try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        text = log_path.read_text(errors="replace")
-        if "Traceback" in text:
-            print(f"--- server log ---\n{text}")
+            server.wait_healthy(timeout=15)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield {
+            "base_url": server.url, "port": server.port, "data_dir": data_dir,
+            "log": server.log_path, "process": server.proc,
+        }  # fmt: skip
+    finally:
+        server.stop()
+        if "Traceback" in server.log():
+            print(f"--- server log ---\n{server.log()}")
 
 
 class TcpProxy:
