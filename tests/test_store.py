@@ -1,12 +1,19 @@
-"""The storage port's contract. Issue `multi-node` runs the same suite against the Redis adapter."""
+"""The storage port's contract, run against both adapters: embedded (SQLite) and Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import uuid
 
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from store import SQLiteStore
+from store import RedisStore, SQLiteStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -22,18 +29,58 @@ def clock() -> Clock:
     return Clock()
 
 
-def open_store(adapter: str, tmp_path, clock):
-    """One store per adapter; issue `multi-node` adds "redis" here and to the fixture's params."""
-    if adapter == "embedded":
-        return SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
-    raise ValueError(adapter)
+@contextlib.asynccontextmanager
+async def redis_namespace(url: str = REDIS_URL):
+    """A fresh key prefix on the real server at 127.0.0.1:6379; its keys are removed afterwards.
+
+    Without a server the test is skipped, except under CI (`CI` set), where `./run test` starts one."""
+    client = Redis.from_url(url)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        reason = f"no Redis server at {url} ({exc}); `./run test` starts one"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    prefix = f"sprechstunde-test:{uuid.uuid4().hex}:"
+    try:
+        yield prefix
+    finally:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
 
 
-@pytest.fixture(params=["embedded"])
+@pytest.fixture(params=["embedded", "redis"])
 async def store(request, tmp_path, clock):
-    s = open_store(request.param, tmp_path, clock)
-    yield s
-    await s.close()
+    """The same contract for every adapter; the Redis one uses a real server and a per-test prefix."""
+    if request.param == "embedded":
+        s = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+        yield s
+        await s.close()
+        return
+    async with redis_namespace() as prefix:
+        s = RedisStore(REDIS_URL, prefix=prefix, clock=clock)
+        yield s
+        await s.close()
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def twins(request, tmp_path, clock):
+    """Two handles (own connections) on the same data, as two server processes would hold them."""
+    if request.param == "embedded":
+        pair = [SQLiteStore(tmp_path / "s.sqlite3", clock=clock) for _ in range(2)]
+        yield pair
+        for s in pair:
+            await s.close()
+        return
+    async with redis_namespace() as prefix:
+        pair = [RedisStore(REDIS_URL, prefix=prefix, clock=clock) for _ in range(2)]
+        yield pair
+        for s in pair:
+            await s.close()
 
 
 async def test_put_get_delete(store):
@@ -228,3 +275,85 @@ async def test_queues_survive_reopen(tmp_path, clock):
     ]
     assert await second.incr("seq", "2026") == 2
     await second.close()
+
+
+# --- several processes, odd keys ------------------------------------------------------------------
+
+
+async def test_two_handles_share_records_and_claim_each_item_once(twins):
+    one, two = twins
+    await one.put("room", "r", {"v": 1})
+    assert await two.get("room", "r") == {"v": 1}
+    assert [await s.create("room", "new", {"by": i}) for i, s in enumerate(twins)] == [True, False]
+    for i in range(30):
+        await one.enqueue("q", f"e{i:02d}", lane="vhs:de" if i % 2 else "vhs:en", score=i)
+    claims = await asyncio.gather(
+        *(s.claim_first("q", ["vhs:de", "vhs:en"], f"adv{n}") for n in range(30) for s in twins)
+    )
+    won = [c for c in claims if c is not None]
+    assert sorted(c.key for c in won) == [f"e{i:02d}" for i in range(30)]
+    counters = await asyncio.gather(*(s.incr("seq", "2026") for _ in range(20) for s in twins))
+    assert sorted(counters) == list(range(1, 41))
+
+
+async def test_keys_sort_by_code_point_and_may_hold_any_character(store):
+    keys = ["b", "a:b", "a", "ä", "a b", "Z", "a%", "\u00e9t\u00e9", "\U0001f600", "a*", "a[1]"]
+    for key in keys:
+        await store.put("k:ind", key, {"k": key})
+    assert [k for k, _ in await store.scan("k:ind")] == sorted(keys)
+    assert [k for k, _ in await store.scan("k:ind", "a")] == sorted(k for k in keys if k.startswith("a"))
+    assert await store.scan("k", "ind") == [] and await store.get("k", "ind:a") is None
+    for i, key in enumerate(keys):
+        await store.enqueue("q:x", key, lane="l:1", score=1 if i % 2 else 0.5)
+    expected = sorted(keys, key=lambda k: (1 if keys.index(k) % 2 else 0.5, k))
+    assert [i.key for i in await store.queued("q:x")] == expected
+    first = await store.claim_first("q:x", ["l:1", "l"], "anna")
+    assert first.key == expected[0] and first.score == 0.5
+    assert (await store.claim_item("q:x", "\U0001f600", "ben")).claimed_by == "ben"
+    assert await store.queued("q") == []
+
+
+async def test_scores_and_claim_times_keep_full_precision(store, clock):
+    clock.now = 1_764_000_000.123456
+    await store.enqueue("q", "x", lane="l", score=1_764_000_000.987654)
+    claimed = await store.claim_first("q", ["l"], "anna", max_score=1_764_000_000.987654)
+    assert (claimed.score, claimed.claimed_at) == (1_764_000_000.987654, 1_764_000_000.123456)
+    item = await store.queue_item("q", "x")
+    assert (item.score, item.claimed_at) == (1_764_000_000.987654, 1_764_000_000.123456)
+
+
+async def test_delete_and_scan_forget_expired_records(store, clock):
+    await store.put("s", "a", {"v": 1}, ttl=5)
+    await store.put("s", "b", {"v": 2})
+    clock.now += 6
+    assert await store.delete("s", "a") is False
+    assert await store.scan("s") == [("b", {"v": 2})]
+    assert await store.incr("s", "a") == 1  # an expired record counts as absent
+
+
+# --- Redis only: native expiry and the key layout ----------------------------------------------
+
+
+async def test_redis_records_expire_natively_and_leave_no_index_behind():
+    async with redis_namespace() as prefix:
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        raw = Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            await store.put("session", "s", {"u": "demo"}, ttl=0.2)
+            await store.incr("seq", "2026")
+            assert 0 < await raw.pttl(f"{prefix}r:session:s") <= 200
+            assert await raw.pttl(f"{prefix}r:seq:2026") == -1  # counters never expire
+            await asyncio.sleep(0.3)
+            assert await raw.exists(f"{prefix}r:session:s") == 0
+            assert await raw.zrange(f"{prefix}i:session", 0, -1) == ["s"]
+            assert await store.scan("session") == []
+            assert await raw.exists(f"{prefix}i:session") == 0  # cleaned by the scan
+            await store.enqueue("q", "x", lane="l", score=1)
+            await store.claim_first("q", ["l"], "anna")
+            await store.dequeue("q", "x", claimant="anna")
+            # An emptied queue leaves no key behind; the counter and its index entry stay.
+            left = sorted([k async for k in raw.scan_iter(match=f"{prefix}*")])
+            assert left == [f"{prefix}i:seq", f"{prefix}r:seq:2026"]
+        finally:
+            await store.close()
+            await raw.aclose()
