@@ -81,15 +81,6 @@ async () => {
 }
 """
 
-FIRST_FRAME_ON_CURRENT_PC = """
-async () => {
-  for (const s of (await window.sprechstunde.pc.getStats()).values()) {
-    if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0) return true;
-  }
-  return false;
-}
-"""
-
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -207,6 +198,15 @@ def open_page(browser, url: str, viewport: dict, errors: list):
 
 def media_stats(page) -> dict:
     return page.evaluate(MEDIA_STATS)
+
+
+def wait_for_decoded_video(page, frames: int = 1, timeout: float = 20.0) -> None:
+    """Until the current peer connection has decoded `frames` remote video frames. Polled from Python:
+    wait_for_function would take the promise of an async predicate as a truthy answer at once."""
+    deadline = time.monotonic() + timeout
+    while media_stats(page)["frames"] < frames:
+        assert time.monotonic() < deadline, "no remote video frame decoded"
+        time.sleep(0.2)
 
 
 def assert_media_flows(pages: dict) -> dict:

@@ -11,7 +11,6 @@ import pytest
 
 from tests.browser_support import (
     DESKTOP,
-    FIRST_FRAME_ON_CURRENT_PC,
     MOBILE,
     TcpProxy,
     assert_media_flows,
@@ -19,6 +18,7 @@ from tests.browser_support import (
     join_call,
     open_page,
     screenshot,
+    wait_for_decoded_video,
 )
 
 pytestmark = pytest.mark.browser
@@ -108,7 +108,7 @@ def test_reconnect_resumes_after_network_drop(browser, server):
         expect(advisor.locator(f'.tile[data-participant-id="{ids["citizen"]}"]')).to_have_count(1)
         expect(citizen.locator(f'.tile[data-participant-id="{ids["advisor"]}"]')).to_have_count(1)
         for page in pages.values():
-            page.wait_for_function(FIRST_FRAME_ON_CURRENT_PC, timeout=10000)
+            wait_for_decoded_video(page)
         assert_media_flows(pages)
         assert not errors, errors
         for page in pages.values():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,23 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_stun(port: int, process: subprocess.Popen, log: Path, timeout: float = 10.0) -> None:
+    """Until coturn answers a STUN binding request: on a busy machine it takes a moment to listen."""
+    request = struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, os.urandom(12))
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text() if log.exists() else "coturn exited"
+            sock.sendto(request, ("127.0.0.1", port))
+            try:
+                if sock.recv(1024)[:2] == b"\x01\x01":  # binding success response
+                    return
+            except OSError:
+                pass
+    pytest.fail(f"coturn did not answer on port {port} within {timeout} s")
 
 
 @pytest.fixture
@@ -69,8 +88,7 @@ def coturn(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(0.5)
-    assert process.poll() is None, (tmp_path / "turn.log").read_text()
+    wait_for_stun(port, process, tmp_path / "turn.log")
     yield f"turn:127.0.0.1:{port}?transport=udp"
     process.terminate()
     process.wait(timeout=10)
