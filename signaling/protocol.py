@@ -49,8 +49,13 @@ def error_message(code: str, message: str, request_id: Any = None) -> dict[str, 
     return reply
 
 
-def parse(frame: str | bytes) -> dict[str, Any]:
-    """A validated message, or ProtocolError with the stable code to report."""
+Schema = dict[str, dict[str, tuple[tuple[type, ...], bool, int | None]]]
+
+
+def parse(frame: str | bytes, schema: Schema | None = None) -> dict[str, Any]:
+    """A validated message (of `schema`, default: the call signaling's), or ProtocolError with the
+    stable code to report."""
+    schema = _SCHEMA if schema is None else schema
     if len(frame) > MAX_FRAME_BYTES:
         raise ProtocolError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
     try:
@@ -67,9 +72,9 @@ def parse(frame: str | bytes) -> dict[str, Any]:
     ):
         raise ProtocolError("bad_message", "'id' must be a string or integer of ≤ 64 characters")
     kind = message.get("type")
-    if not isinstance(kind, str) or kind not in _SCHEMA:
+    if not isinstance(kind, str) or kind not in schema:
         raise ProtocolError("unknown_type", f"unknown message type {str(kind)[:40]!r}", request_id)
-    for field, (types, required, limit) in _SCHEMA[kind].items():
+    for field, (types, required, limit) in schema[kind].items():
         if field not in message:
             if required:
                 raise ProtocolError("bad_message", f"field {field!r} is missing", request_id)

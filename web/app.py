@@ -12,14 +12,17 @@ from aiohttp import web
 from documents import DocumentService, KeyRing, Limits
 from documents.service import Notify
 from media import aiortc_hooks
+from rooms.offices import load_offices
+from rooms.queue import QueueService
 from rooms.service import RoomError, RoomService
 from rooms.staff import StaffDirectory
 from rooms.tokens import TokenSigner
 from signaling.connection import HUB_KEY, websocket_handler
 from signaling.hub import Admission, AdmissionError, SignalingHub
-from store import SQLiteStore
+from signaling.waiting import Clock, WaitingRoom
+from store import open_store
 from store.port import Store
-from web import api, documents_api, pages
+from web import api, documents_api, pages, queue_api
 from web.config import Config, prepare_data_dir
 from web.i18n import Catalog
 from web.render import Pages
@@ -51,7 +54,9 @@ def build_documents(
 
 def build_services(config: Config, store: Store | None = None) -> Services:
     secret = prepare_data_dir(config.data_dir)
-    store = store or SQLiteStore(config.database_path)
+    store = store or open_store(
+        config.database_path, redis_url=config.redis_url, redis_prefix=config.redis_prefix
+    )
     signer = TokenSigner(secret)
     rooms = RoomService(store, signer)
 
@@ -65,6 +70,10 @@ def build_services(config: Config, store: Store | None = None) -> Services:
     hub = SignalingHub(admit, config.ice, config.media_mode)
     # "document-added" / "document-removed" reach everyone connected to the live room at once.
     documents = build_documents(config, store, notify=hub.publish)
+    # Offices are read once; a mistake stops start-up with "<file>: <field>: <problem>".
+    offices = load_offices(config.offices_path, holiday_state=config.holiday_state)
+    clock = Clock()  # tests move it to an opening hour
+    queue = QueueService(store, offices, signer, rooms, clock=clock)
     return Services(
         config=config,
         store=store,
@@ -76,6 +85,8 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         secret=secret,
         throttle=LoginThrottle(),
         documents=documents,
+        queue=queue,
+        waiting=WaitingRoom(queue, offices, queue_api.room_links(rooms), clock),
     )
 
 
@@ -92,15 +103,19 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(documents_api.routes)
     app.add_routes(pages.routes)
+    app.add_routes(queue_api.routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_static("/static", STATIC)
 
     async def startup(app: web.Application) -> None:
         # Removes half-written uploads of a crash, runs due retention jobs, then keeps running them.
         await services.documents.start(config.retention_interval)
+        # Abandons waiting citizens whose grace ran out, every 5 s.
+        services.waiting.start()
 
     async def shutdown(app: web.Application) -> None:
         await services.hub.close()
+        await services.waiting.close()
         await services.documents.close()
 
     async def cleanup(app: web.Application) -> None:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from documents import DocumentService, KeyRing, KeyRingError
 from media.session import MEDIA_MODES
+from rooms.offices import OfficeConfigError
 from rooms.service import RoomError, RoomService, parse_duration
 from rooms.staff import STAFF_ROLES, StaffDirectory, StaffError
 from rooms.tokens import TokenSigner
-from store import SQLiteStore
-from web.config import Config, env, env_list, prepare_data_dir
+from store import DEFAULT_PREFIX, Store, StoreUnavailable, open_store, ready
+from web.config import DATABASE_FILE, Config, env, env_list, prepare_data_dir
 
 DEMO_OFFICE = "vhs"
 DEMO_USER = "demo"
@@ -36,6 +37,29 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=Path(env("DATA_DIR", "data")),
         help="directory for the server secret and the SQLite file [SPRECHSTUNDE_DATA_DIR, ./data]",
     )
+    parser.add_argument(
+        "--redis",
+        default=env("REDIS_URL"),
+        metavar="URL",
+        help="keep shared state in Redis instead of the SQLite file, e.g. redis://127.0.0.1:6379/0; "
+        "needed when several server processes serve one city [SPRECHSTUNDE_REDIS_URL]",
+    )
+    parser.add_argument(
+        "--redis-prefix",
+        default=env("REDIS_PREFIX", DEFAULT_PREFIX),
+        help=f"prefix of every Redis key [SPRECHSTUNDE_REDIS_PREFIX, {DEFAULT_PREFIX}]",
+    )
+
+
+async def _open_store(args: argparse.Namespace) -> Store:
+    """The configured store, checked to be reachable (StoreUnavailable otherwise)."""
+    store = open_store(args.data_dir / DATABASE_FILE, redis_url=args.redis, redis_prefix=args.redis_prefix)
+    try:
+        await ready(store)
+    except StoreUnavailable:
+        await store.close()
+        raise
+    return store
 
 
 def _document_keys(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
         "[SPRECHSTUNDE_RETENTION_INTERVAL, 600]",
     )
     serve.add_argument(
+        "--offices",
+        type=Path,
+        default=Path(env("OFFICES")) if env("OFFICES") else None,
+        metavar="FILE",
+        help="offices, service hours, closures and languages (TOML); default: the demo offices "
+        "(vhs, familienbuero, buergertelefon, standesamt) of rooms/offices.toml [SPRECHSTUNDE_OFFICES]",
+    )
+    serve.add_argument(
+        "--holiday-state",
+        default=env("HOLIDAY_STATE"),
+        metavar="CODE",
+        help="federal state whose public holidays close the offices, e.g. NW, BY; overrides the "
+        "offices file's top level, an office's own setting still wins [SPRECHSTUNDE_HOLIDAY_STATE]",
+    )
+    serve.add_argument(
         "--log-level",
         default=env("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -247,7 +286,13 @@ def _serve(args: argparse.Namespace) -> None:
         retention_days=args.retention_days,
         metadata_days=args.metadata_days,
         retention_interval=args.retention_interval,
+        redis_url=args.redis,
+        redis_prefix=args.redis_prefix,
+        offices_path=args.offices,
+        holiday_state=args.holiday_state,
     )
+    if config.redis_url:  # fail at once, in one line, when Redis cannot be reached
+        asyncio.run(_check_store(args))
     if config.demo:
         print(asyncio.run(_ensure_demo(config)), flush=True)
     app = create_app(config)
@@ -255,15 +300,19 @@ def _serve(args: argparse.Namespace) -> None:
     web.run_app(app, host=config.host, port=config.port, print=None, shutdown_timeout=5)
 
 
+async def _check_store(args: argparse.Namespace) -> None:
+    await (await _open_store(args)).close()
+
+
 async def _ensure_demo(config: Config) -> str:
     prepare_data_dir(config.data_dir)
-    store = SQLiteStore(config.database_path)
+    store = open_store(config.database_path, redis_url=config.redis_url, redis_prefix=config.redis_prefix)
     try:
         staff = StaffDirectory(store)
         path = config.data_dir / DEMO_FILE
         if await staff.get(DEMO_USER) is None:
             password = secrets.token_urlsafe(12)
-            await staff.add(DEMO_USER, password, "advisor", [DEMO_OFFICE])
+            await staff.add(DEMO_USER, password, "advisor", [DEMO_OFFICE], ["de", "en"])
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")
@@ -279,7 +328,7 @@ async def _ensure_demo(config: Config) -> str:
 
 async def _room_create(args: argparse.Namespace) -> int:
     secret = prepare_data_dir(args.data_dir)
-    store = SQLiteStore(args.data_dir / "sprechstunde.sqlite3")
+    store = await _open_store(args)
     try:
         service = RoomService(store, TokenSigner(secret))
         room = await service.create(args.office, parse_duration(args.ttl))
@@ -318,7 +367,7 @@ async def _user(args: argparse.Namespace) -> int:
             return 2
         password, generated = read
     prepare_data_dir(args.data_dir)
-    store = SQLiteStore(args.data_dir / "sprechstunde.sqlite3")
+    store = await _open_store(args)
     try:
         staff = StaffDirectory(store)
         if args.user_command == "add":
@@ -349,7 +398,7 @@ async def _keys_rotate(args: argparse.Namespace) -> int:
     """With the key file: generate a new active key. With configured keys: the operator put the new
     one first. Either way every document key is re-wrapped under the active master key."""
     prepare_data_dir(args.data_dir)
-    store = SQLiteStore(args.data_dir / "sprechstunde.sqlite3")
+    store = await _open_store(args)
     try:
         ring = KeyRing(args.data_dir, args.document_keys)
         previous = ring.active_id
@@ -376,14 +425,21 @@ async def _keys_rotate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        _serve(args)
-        return 0
-    if args.command == "room":
-        return asyncio.run(_room_create(args))
-    if args.command == "keys":
-        return asyncio.run(_keys_rotate(args))
-    return asyncio.run(_user(args))
+    try:
+        if args.command == "serve":
+            _serve(args)
+            return 0
+        if args.command == "room":
+            return asyncio.run(_room_create(args))
+        if args.command == "keys":
+            return asyncio.run(_keys_rotate(args))
+        return asyncio.run(_user(args))
+    except StoreUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OfficeConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ class Config:
     metadata_days: float = 90
     retention_interval: float = 600
     download_ttl: float = 60
+    # waiting room: the offices file (None: the demo rooms/offices.toml) and the default holiday state
+    offices_path: Path | None = None
+    holiday_state: str | None = None
+    # shared state for several processes; None: the embedded SQLite file in data_dir
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str | None = None
 
     @property
     def public_url(self) -> str:

@@ -11,9 +11,16 @@ routes = web.RouteTableDef()
 ERROR_KEYS = {403: "error.invalid_token", 404: "error.unknown_room", 410: "error.expired"}
 
 
+def _js_strings(request: web.Request, *prefixes: str) -> dict[str, str]:
+    """The UI strings a page's script needs (rendered as JSON into the page, read by strings.js)."""
+    pages = request.app[SERVICES].pages
+    return {k: v for k, v in pages.catalog.strings(pages.lang(request)).items() if k.startswith(prefixes)}
+
+
 @routes.get("/")
 async def home(request: web.Request) -> web.Response:
-    return request.app[SERVICES].pages.render(request, "home.html")
+    strings = _js_strings(request, "home.", "day.")
+    return request.app[SERVICES].pages.render(request, "home.html", page_strings=strings)
 
 
 @routes.get("/join/{token}")
@@ -67,7 +74,10 @@ async def _console(request: web.Request, links: dict | None = None) -> web.Respo
     if member is None:
         raise web.HTTPSeeOther("/login")
     csrf = services.csrf_token(request.cookies[SESSION_COOKIE])
-    return services.pages.render(request, "console.html", member=member, csrf=csrf, links=links)
+    strings = _js_strings(request, "console.")
+    return services.pages.render(
+        request, "console.html", member=member, csrf=csrf, links=links, page_strings=strings
+    )
 
 
 @routes.get("/console")

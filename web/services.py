@@ -6,15 +6,17 @@ import hashlib
 import hmac
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from documents import DocumentService
+from rooms.queue import QueueService
 from rooms.service import RoomService
 from rooms.staff import StaffDirectory, StaffMember
 from rooms.tokens import TokenSigner
 from signaling.hub import SignalingHub
+from signaling.waiting import WaitingRoom
 from store.port import Store
 from web.config import Config
 from web.render import Pages
@@ -56,6 +58,11 @@ class Services:
     secret: bytes
     throttle: LoginThrottle
     documents: DocumentService
+    # the waiting room: the queue's domain core and the sockets' shared state (change notifier, sweep)
+    queue: QueueService
+    waiting: WaitingRoom
+    # anonymous POST /api/queue: at most 30 per minute from one address (a chatbot proxies many citizens)
+    queue_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(per_account=10**9, per_ip=30))
 
     def csrf_token(self, session_id: str) -> str:
         return hmac.new(self.secret, b"csrf." + session_id.encode(), hashlib.sha256).hexdigest()

@@ -1,4 +1,8 @@
 // The call page: pre-join check, joining, the call itself, reconnection and leaving.
+//
+// Two pages use it: join.html (data-mode="join": the pre-join form with its "Beitreten" button) and the
+// waiting room, waiting.html (data-mode="wait": waiting.js shows the queue and calls startCall() when an
+// advisor admits the citizen, with the camera and microphone that are already open — no reload).
 
 import { DocumentsPanel } from "./documents.js";
 import { LocalMedia } from "./media.js";
@@ -11,8 +15,9 @@ const $ = (id) => document.getElementById(id);
 const root = $("call-app");
 loadStrings($("call-strings"));
 
-const token = root.dataset.token || "";
-const role = root.dataset.role || "guest";
+const mode = root.dataset.mode || "join";
+let token = root.dataset.token || "";
+let role = root.dataset.role || "guest";
 const lang = root.dataset.lang || document.documentElement.lang || "de";
 const NAME_KEY = "sprechstunde.name";
 
@@ -20,9 +25,9 @@ const media = new LocalMedia();
 const tiles = new Tiles($("remote-tiles"), $("waiting"));
 const chat = new ChatLog($("chat-log"), $("chat-empty"), lang);
 const status = new StatusLine($("status"));
-const documents = new DocumentsPanel({ root: $("documents"), token, roomId: root.dataset.roomId || "", lang });
+let documents = null; // created once the join token is known
 
-let state = "prejoin";
+let state = mode === "wait" ? "waiting" : "prejoin";
 let signaling = null;
 let peer = null;
 let participantId = null;
@@ -46,6 +51,15 @@ window.sprechstunde = {
 function setState(next) {
   state = next;
   root.dataset.state = next;
+}
+
+function inPrejoin() {
+  return state === "prejoin" || state === "waiting";
+}
+
+/** Set a property of an element that only one of the two pages has. */
+function optional(id) {
+  return $(id) || { hidden: true, disabled: false, textContent: "", setAttribute() {}, removeAttribute() {} };
 }
 
 function showNotice(node, text, kind) {
@@ -120,7 +134,7 @@ async function onDeviceSelected(event) {
     await media.switchDevice(kind, select.value);
   } catch {
     const message = tr("call.media.switch_failed");
-    if (state === "prejoin") showNotice($("media-message"), message, "warning");
+    if (inPrejoin()) showNotice($("media-message"), message, "warning");
     else status.show(message, { kind: "error" });
   } finally {
     select.disabled = false;
@@ -184,12 +198,19 @@ function join(event) {
   if (state !== "prejoin") return;
   const name = readName();
   if (name === null) return;
+  connect(name);
+}
+
+function connect(name) {
   selfName = name;
+  if (!documents) {
+    documents = new DocumentsPanel({ root: $("documents"), token, roomId: root.dataset.roomId || "", lang });
+  }
   setState("joining");
-  $("join-button").disabled = true;
-  $("join-form").setAttribute("aria-busy", "true");
+  optional("join-button").disabled = true;
+  optional("join-form").setAttribute("aria-busy", "true");
   showNotice($("join-error"), "");
-  $("join-status").textContent = tr("call.joining");
+  optional("join-status").textContent = tr("call.joining");
   signaling = new SignalingClient({
     url: signalingUrl(),
     token,
@@ -200,11 +221,40 @@ function join(event) {
   signaling.connect();
 }
 
+/**
+ * Join the call without reloading the page (the waiting room, once an advisor admitted the citizen).
+ * Uses the camera and microphone that the page already opened. Returns false if the call already began.
+ */
+export function startCall({ token: joinToken, roomId, role: joinRole = "citizen", name }) {
+  if (!inPrejoin() || !joinToken) return false;
+  token = joinToken;
+  role = joinRole;
+  root.dataset.token = joinToken;
+  root.dataset.role = joinRole;
+  if (roomId) root.dataset.roomId = roomId;
+  const given = typeof name === "string" ? name.trim() : "";
+  const chosen = given || tr(`call.name.default.${role}`);
+  try {
+    if (given) sessionStorage.setItem(NAME_KEY, given);
+  } catch {
+    // storage disabled
+  }
+  connect(chosen);
+  return true;
+}
+
+/** The waiting room was left without a call: release camera and microphone. */
+export function stopMedia() {
+  if (!inPrejoin()) return;
+  teardown();
+  setState("left");
+}
+
 function enterCall() {
   $("prejoin").hidden = true;
   $("incall").hidden = false;
-  $("join-form").removeAttribute("aria-busy");
-  $("join-status").textContent = "";
+  optional("join-form").removeAttribute("aria-busy");
+  optional("join-status").textContent = "";
   refreshLocalViews();
   window.scrollTo(0, 0);
   $("incall-heading").focus({ preventScroll: true });
@@ -239,7 +289,7 @@ function onWelcome(msg, { reconnected }) {
   for (const p of others) departed.delete(p.participant_id);
   tiles.reconcile(others);
   const first = state === "joining";
-  documents.refresh(); // the shared list as it is now (also catches up after a reconnect)
+  if (documents) documents.refresh(); // the shared list as it is now (also catches up after a reconnect)
   setState("in-call");
   root.classList.remove("is-reconnecting");
   if (first) {
@@ -290,7 +340,7 @@ function onMessage(msg) {
     }
     case "document-added":
     case "document-removed":
-      documents.handleEvent(msg);
+      if (documents) documents.handleEvent(msg);
       break;
     case "chat":
       if (typeof msg.text === "string") {
@@ -325,10 +375,10 @@ function onRejected(code) {
   const text = tr(key) !== key ? tr(key) : tr("call.status.error", { code, message: "" });
   if (state === "joining") {
     signaling = null;
-    setState("prejoin");
-    $("join-button").disabled = false;
-    $("join-form").removeAttribute("aria-busy");
-    $("join-status").textContent = "";
+    setState(mode === "wait" ? "waiting" : "prejoin");
+    optional("join-button").disabled = false;
+    optional("join-form").removeAttribute("aria-busy");
+    optional("join-status").textContent = "";
     showNotice($("join-error"), text, "error");
     return;
   }
@@ -399,7 +449,7 @@ function updateCounter() {
 // ---------------------------------------------------------------- wiring
 
 function wire() {
-  $("join-form").addEventListener("submit", join);
+  if ($("join-form")) $("join-form").addEventListener("submit", join);
   $("name-input").addEventListener("input", () => {
     if ($("name-input").value.trim()) {
       $("name-error").hidden = true;
@@ -454,7 +504,7 @@ function init() {
   }
   if (!("RTCPeerConnection" in window) || !("WebSocket" in window)) {
     showNotice($("join-error"), tr("call.unsupported"), "error");
-    $("join-button").disabled = true;
+    optional("join-button").disabled = true;
     return;
   }
   updateControls();

@@ -1,0 +1,253 @@
+// The advisor console's live queue (/ws/console, docs/protocol.md): who is waiting, "Nächste Person",
+// "Aufrufen"; on `claimed` the advisor goes to the call. Everything from citizens is text, never HTML.
+
+import { languageName } from "./format.js";
+import { loadStrings, tr } from "./strings.js";
+
+const $ = (id) => document.getElementById(id);
+loadStrings($("page-strings"));
+
+const root = $("queue-app");
+const lang = root.dataset.lang || document.documentElement.lang || "de";
+const list = $("queue-list");
+const PING_INTERVAL_MS = 20000;
+const FATAL_CLOSE = new Set([4401, 4403]);
+
+let ws = null;
+let attempt = 0;
+let everConnected = false;
+let stopped = false;
+let reconnectTimer = null;
+let pingTimer = null;
+let nextId = 1;
+let busy = false;
+let entries = [];
+let receivedAt = performance.now();
+const openTranscripts = new Set(); // entry ids whose transcript the advisor unfolded
+
+window.sprechstundeConsole = {
+  get entries() {
+    return entries;
+  },
+};
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function show(node, text) {
+  node.textContent = text || "";
+  node.hidden = !text;
+}
+
+function waitedText(entry) {
+  const seconds = (entry.waited_seconds || 0) + (performance.now() - receivedAt) / 1000;
+  return seconds < 60 ? tr("console.queue.seconds") : tr("console.queue.minutes", { minutes: Math.floor(seconds / 60) });
+}
+
+/** An instant (appointments come in UTC) in the advisor's own clock. */
+function localTime(iso) {
+  const when = new Date(iso);
+  return Number.isNaN(when.getTime()) ? "–" : when.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+}
+
+function fact(label, value, className) {
+  const wrap = el("div", className ? `queue-fact ${className}` : "queue-fact");
+  wrap.append(el("dt", "", label), el("dd", "", value));
+  return wrap;
+}
+
+function renderEntry(entry, index) {
+  const item = el("li", "queue-entry");
+  item.dataset.entryId = entry.entry_id;
+  const headingId = `queue-entry-${index}`;
+  const head = el("div", "queue-entry-head");
+  const topic = el("h2", "queue-topic", entry.topic || "–");
+  topic.id = headingId;
+  const claim = el("button", "button", tr("console.queue.claim"));
+  claim.type = "button";
+  claim.dataset.entryId = entry.entry_id;
+  claim.setAttribute("aria-label", tr("console.queue.claim_label", { topic: entry.topic || "–" }));
+  claim.disabled = busy;
+  claim.addEventListener("click", () => request({ type: "claim", entry_id: entry.entry_id }));
+  head.append(topic, claim);
+  item.append(head);
+  item.setAttribute("aria-labelledby", headingId);
+
+  const facts = el("dl", "queue-facts");
+  facts.append(fact(tr("console.queue.language"), languageName(entry.language)));
+  facts.append(fact(tr("console.queue.office"), entry.office_name || entry.office || "–"));
+  facts.append(fact(tr("console.queue.waited"), waitedText(entry), "queue-waited"));
+  const appointment = entry.appointment && entry.appointment.starts_at
+    ? tr("console.queue.appointment", { time: localTime(entry.appointment.starts_at) })
+    : tr("console.queue.walk_in");
+  item.append(facts);
+  item.append(el("p", entry.appointment ? "queue-badge is-appointment" : "queue-badge", appointment));
+  if (entry.appointment) item.classList.add("has-appointment");
+
+  if (entry.note) {
+    const note = el("p", "queue-note");
+    note.append(el("strong", "", `${tr("console.queue.note")}: `), document.createTextNode(entry.note));
+    item.append(note);
+  }
+  if (Array.isArray(entry.transferred_from) && entry.transferred_from.length) {
+    item.append(el("p", "hint", tr("console.queue.transferred", { offices: entry.transferred_from.join(", ") })));
+  }
+  const transcript = Array.isArray(entry.transcript) ? entry.transcript : [];
+  if (transcript.length) {
+    const details = el("details", "queue-transcript");
+    details.open = openTranscripts.has(entry.entry_id);
+    details.addEventListener("toggle", () => {
+      if (details.open) openTranscripts.add(entry.entry_id);
+      else openTranscripts.delete(entry.entry_id);
+    });
+    details.append(el("summary", "", tr("console.queue.transcript", { count: transcript.length })));
+    const log = el("ol", "transcript-log");
+    for (const message of transcript) {
+      const role = message && message.role === "bot" ? "bot" : "citizen";
+      const line = el("li", `transcript-${role}`);
+      line.append(el("span", "transcript-role", `${tr(`console.queue.role.${role}`)}: `));
+      line.append(document.createTextNode(message && typeof message.text === "string" ? message.text : ""));
+      log.append(line);
+    }
+    details.append(log);
+    item.append(details);
+  }
+  return item;
+}
+
+function render() {
+  const focusedId = document.activeElement && document.activeElement.dataset
+    ? document.activeElement.dataset.entryId : null;
+  list.replaceChildren(...entries.map(renderEntry));
+  if (focusedId) {
+    const again = list.querySelector(`button[data-entry-id="${CSS.escape(focusedId)}"]`);
+    if (again) again.focus();
+  }
+  $("queue-empty").hidden = entries.length > 0;
+  $("queue-count").textContent = tr("console.queue.count", { count: entries.length });
+  $("queue-next").disabled = busy || entries.length === 0;
+}
+
+function tick() {
+  const nodes = list.querySelectorAll(".queue-entry");
+  nodes.forEach((node, index) => {
+    const entry = entries[index];
+    const value = node.querySelector(".queue-waited dd");
+    if (entry && value) value.textContent = waitedText(entry);
+  });
+}
+
+function setBusy(value) {
+  busy = value;
+  root.setAttribute("aria-busy", String(value));
+  $("queue-next").disabled = busy || entries.length === 0;
+  for (const button of list.querySelectorAll("button[data-entry-id]")) button.disabled = busy;
+}
+
+// ---------------------------------------------------------------- the socket
+
+function request(msg) {
+  if (busy) return;
+  show($("queue-error"), "");
+  if (!ws || ws.readyState !== WebSocket.OPEN) {
+    show($("queue-error"), tr("console.queue.reconnecting"));
+    return;
+  }
+  setBusy(true);
+  ws.send(JSON.stringify({ ...msg, id: `r-${nextId++}` }));
+}
+
+function handle(msg) {
+  switch (msg.type) {
+    case "queue": {
+      attempt = 0;
+      everConnected = true;
+      show($("queue-connection"), "");
+      const before = entries.length;
+      entries = Array.isArray(msg.entries) ? msg.entries.filter((e) => e && typeof e.entry_id === "string") : [];
+      receivedAt = performance.now();
+      if (Number.isInteger(msg.advisors_online)) {
+        $("queue-advisors").textContent = tr("console.queue.advisors", { count: msg.advisors_online });
+      }
+      render();
+      if (entries.length !== before) $("queue-live").textContent = tr("console.queue.count", { count: entries.length });
+      break;
+    }
+    case "claimed": {
+      stopped = true;
+      const topic = msg.entry && msg.entry.topic ? msg.entry.topic : "";
+      show($("queue-connection"), tr("console.queue.claimed", { topic }));
+      if (typeof msg.advisor_url === "string") {
+        const url = new URL(msg.advisor_url, window.location.href);
+        window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
+      }
+      break;
+    }
+    case "error": {
+      setBusy(false);
+      const key = `console.error.${msg.code}`;
+      show($("queue-error"), tr(key) !== key ? tr(key) : tr("console.error.other", { message: msg.message || msg.code || "?" }));
+      if (msg.code === "not_authenticated" || msg.code === "forbidden_origin") stopped = true;
+      else $("queue-error").focus();
+      break;
+    }
+    default:
+      break; // pong, unknown
+  }
+}
+
+function connect() {
+  if (stopped) return;
+  reconnectTimer = null;
+  const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+  let socket;
+  try {
+    socket = new WebSocket(`${proto}//${window.location.host}/ws/console?lang=${encodeURIComponent(lang)}`);
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  ws = socket;
+  socket.onopen = () => {
+    if (socket !== ws) return;
+    pingTimer = setInterval(() => {
+      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
+    }, PING_INTERVAL_MS);
+  };
+  socket.onmessage = (event) => {
+    if (socket !== ws) return;
+    let msg;
+    try {
+      msg = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (msg && typeof msg === "object") handle(msg);
+  };
+  socket.onclose = (event) => {
+    if (socket !== ws) return;
+    ws = null;
+    if (pingTimer !== null) clearInterval(pingTimer);
+    pingTimer = null;
+    setBusy(false);
+    if (FATAL_CLOSE.has(event.code)) stopped = true;
+    scheduleReconnect();
+  };
+}
+
+function scheduleReconnect() {
+  if (stopped || reconnectTimer !== null) return;
+  const delay = Math.min(500 * 2 ** attempt, 5000);
+  attempt += 1;
+  show($("queue-connection"), tr(everConnected ? "console.queue.reconnecting" : "console.queue.connecting"));
+  reconnectTimer = setTimeout(connect, delay);
+}
+
+$("queue-next").addEventListener("click", () => request({ type: "next" }));
+setInterval(tick, 10000);
+render();
+connect();

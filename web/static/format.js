@@ -1,0 +1,74 @@
+// Small formatting helpers shared by the start page, the waiting room and the console.
+
+import { tr } from "./strings.js";
+
+/** Native names of the languages a citizen may choose (never translated: a Turkish speaker looks for "Türkçe"). */
+export const LANGUAGE_NAMES = {
+  de: "Deutsch",
+  en: "English",
+  fr: "Français",
+  it: "Italiano",
+  pl: "Polski",
+  tr: "Türkçe",
+  ku: "Kurdî",
+};
+
+export function languageName(code) {
+  return LANGUAGE_NAMES[code] || code;
+}
+
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/** "Mo–Do 08:00–17:00 · Fr 08:00–13:00" from [{day, intervals}], consecutive equal days grouped. */
+export function hoursText(hours) {
+  if (!Array.isArray(hours)) return "";
+  const byDay = new Map(hours.map((h) => [h.day, Array.isArray(h.intervals) ? h.intervals.join(", ") : ""]));
+  const groups = [];
+  for (const day of DAYS) {
+    const text = byDay.get(day) || "";
+    const last = groups[groups.length - 1];
+    if (last && last.text === text) last.to = day;
+    else groups.push({ from: day, to: day, text });
+  }
+  return groups
+    .filter((g) => g.text)
+    .map((g) => {
+      const days = g.from === g.to ? tr(`day.${g.from}`) : `${tr(`day.${g.from}`)}–${tr(`day.${g.to}`)}`;
+      return `${days} ${g.text}`;
+    })
+    .join(" · ");
+}
+
+/**
+ * The wall-clock time written in an ISO time stamp with offset ("2026-11-25T08:00:00+01:00" → 08:00): the
+ * office's own time, which is what its opening hours are written in, whatever zone the browser is in.
+ */
+function officeClock(iso) {
+  if (typeof iso !== "string" || !iso) return null;
+  const when = Date.parse(iso);
+  if (Number.isNaN(when)) return null;
+  const match = /([+-])(\d{2}):?(\d{2})$/.exec(iso);
+  const offset = match ? (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3])) : 0;
+  return new Date(when + offset * 60000); // read back in UTC
+}
+
+/** "Mi., 25.11., 08:00" in the office's time; "" for null or garbage. */
+export function whenText(iso, lang) {
+  const when = officeClock(iso);
+  if (!when) return "";
+  return when.toLocaleString(lang, {
+    timeZone: "UTC",
+    weekday: "short",
+    day: "2-digit",
+    month: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+}
+
+/** "17:00" in the office's time. */
+export function timeText(iso, lang) {
+  const when = officeClock(iso);
+  if (!when) return "";
+  return when.toLocaleTimeString(lang, { timeZone: "UTC", hour: "2-digit", minute: "2-digit" });
+}

@@ -1,0 +1,181 @@
+// The start page: "Jetzt Videoberatung starten" → POST /api/queue (JSON) → the waiting room.
+
+import { hoursText, languageName, timeText, whenText } from "./format.js";
+import { loadStrings, tr } from "./strings.js";
+
+const $ = (id) => document.getElementById(id);
+loadStrings($("page-strings"));
+
+const form = $("start-form");
+const lang = form.dataset.lang || document.documentElement.lang || "de";
+const ALL_LANGUAGES = ["de", "en", "fr", "it", "pl", "tr", "ku"];
+let offices = [];
+let sending = false;
+
+function office() {
+  return offices.find((o) => o.id === $("start-office").value) || null;
+}
+
+function officeName(o) {
+  return (o.names && (o.names[lang] || o.names.de)) || o.id;
+}
+
+function showError(text, { closed = false } = {}) {
+  $("start-error-text").textContent = text || "";
+  $("start-error-options").hidden = !closed;
+  $("start-error").hidden = !text;
+  if (text) $("start-error").focus();
+}
+
+function languagesOffered() {
+  const chosen = office();
+  if (chosen) return chosen.languages || ["de"];
+  const all = new Set();
+  for (const o of offices) for (const code of o.languages || []) all.add(code);
+  return ALL_LANGUAGES.filter((code) => all.has(code)).concat([...all].filter((c) => !ALL_LANGUAGES.includes(c)));
+}
+
+function renderLanguages() {
+  const select = $("start-language");
+  const previous = select.value || (ALL_LANGUAGES.includes(lang) ? lang : "de");
+  const codes = languagesOffered();
+  const options = (codes.length ? codes : ["de"]).map((code) => {
+    const option = new Option(languageName(code), code);
+    option.lang = code;
+    return option;
+  });
+  select.replaceChildren(...options);
+  select.value = codes.includes(previous) ? previous : codes.includes("de") ? "de" : codes[0] || "de";
+}
+
+function renderHours() {
+  const chosen = office();
+  const node = $("start-hours");
+  if (!chosen) {
+    node.textContent = "";
+    return;
+  }
+  const parts = [];
+  if (chosen.open_now && chosen.closes_at) parts.push(tr("home.start.open_until", { time: timeText(chosen.closes_at, lang) }));
+  if (!chosen.open_now && chosen.next_opening) {
+    parts.push(tr("home.start.closed_now", { when: whenText(chosen.next_opening, lang) }));
+  }
+  const hours = hoursText(chosen.hours);
+  if (hours) parts.push(tr("home.start.hours", { hours }));
+  node.textContent = parts.join(" ");
+}
+
+function renderOffices() {
+  const select = $("start-office");
+  const auto = select.options[0];
+  const options = offices.map((o) => {
+    const name = officeName(o);
+    return new Option(o.open_now === false ? tr("home.start.office.closed", { name }) : name, o.id);
+  });
+  select.replaceChildren(auto, ...options);
+  const wanted = new URLSearchParams(window.location.search).get("office");
+  if (wanted && offices.some((o) => o.id === wanted)) select.value = wanted;
+  renderLanguages();
+  renderHours();
+}
+
+async function loadOffices() {
+  try {
+    const response = await fetch("/api/offices", { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(String(response.status));
+    const body = await response.json();
+    offices = Array.isArray(body.offices) ? body.offices : [];
+    renderOffices();
+    $("start-status").textContent = "";
+    $("start-submit").disabled = false;
+  } catch {
+    $("start-status").textContent = "";
+    showError(tr("home.start.offices_failed"));
+  }
+}
+
+function errorText(status, error) {
+  const code = (error && error.code) || `http_${status}`;
+  switch (code) {
+    case "closed":
+      return error.next_opening
+        ? tr("home.error.closed", { when: whenText(error.next_opening, lang) })
+        : tr("home.error.closed_unknown");
+    case "unknown_language": {
+      const list = Array.isArray(error.languages) ? error.languages.map(languageName).join(", ") : "";
+      return tr("home.error.unknown_language", { languages: list });
+    }
+    case "unknown_office":
+    case "invalid_topic":
+    case "note_too_long":
+    case "rate_limited":
+      return tr(`home.error.${code}`);
+    case "empty_note":
+      return tr("home.error.invalid_topic");
+    default:
+      return tr("home.error.other", { code });
+  }
+}
+
+async function submit(event) {
+  event.preventDefault();
+  if (sending) return;
+  showError("");
+  const topic = $("start-topic").value.trim();
+  $("start-topic-error").hidden = !!topic;
+  if (!topic) {
+    $("start-topic").setAttribute("aria-invalid", "true");
+    $("start-topic").focus();
+    return;
+  }
+  $("start-topic").removeAttribute("aria-invalid");
+  const payload = { language: $("start-language").value, topic };
+  if ($("start-office").value) payload.office = $("start-office").value;
+  const note = $("start-note").value.trim();
+  if (note) payload.note = note;
+
+  sending = true;
+  $("start-submit").disabled = true;
+  form.setAttribute("aria-busy", "true");
+  $("start-status").textContent = tr("home.start.sending");
+  try {
+    const response = await fetch("/api/queue", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(payload),
+    });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (response.ok && body && typeof body.waiting_url === "string") {
+      // Same origin only: the waiting room is ours, whatever host name the server put into the URL.
+      const url = new URL(body.waiting_url, window.location.href);
+      window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
+      return;
+    }
+    const error = body && body.error ? body.error : null;
+    showError(errorText(response.status, error), { closed: !!error && error.code === "closed" });
+  } catch {
+    showError(tr("home.error.network"));
+  }
+  sending = false;
+  $("start-submit").disabled = false;
+  form.removeAttribute("aria-busy");
+  $("start-status").textContent = "";
+}
+
+$("start-office").addEventListener("change", () => {
+  renderLanguages();
+  renderHours();
+});
+$("start-topic").addEventListener("input", () => {
+  if ($("start-topic").value.trim()) {
+    $("start-topic-error").hidden = true;
+    $("start-topic").removeAttribute("aria-invalid");
+  }
+});
+form.addEventListener("submit", submit);
+loadOffices();

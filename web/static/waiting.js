@@ -1,0 +1,339 @@
+// The waiting room: keeps the citizen's place over /ws/queue (docs/protocol.md), shows position, estimate,
+// who is online and the office hours, sends the note, and moves into the call on this same page when an
+// advisor admits the citizen (call.js startCall, with the camera and microphone opened here).
+
+import { startCall, stopMedia } from "./call.js";
+import { languageName, timeText, whenText } from "./format.js";
+import { tr } from "./strings.js";
+
+const $ = (id) => document.getElementById(id);
+const root = $("call-app");
+const lang = root.dataset.lang || document.documentElement.lang || "de";
+const waitingToken = root.dataset.waitingToken || "";
+const NAME_KEY = "sprechstunde.name";
+const PING_INTERVAL_MS = 20000;
+const FATAL = new Set(["invalid_token", "expired", "unknown_entry"]);
+
+function readJson(id) {
+  try {
+    return JSON.parse($(id).textContent) || {};
+  } catch {
+    return {};
+  }
+}
+
+const entry = readJson("wait-entry");
+let ws = null;
+let finished = false; // admitted, removed or left: no reconnect
+let attempt = 0;
+let everConnected = false;
+let reconnectTimer = null;
+let pingTimer = null;
+let nextId = 1;
+let pendingNote = null;
+let lastAnnounced = "";
+let switching = false;
+let lastStatus = null;
+
+// For tests and support: the last queue-status pushed by the server.
+window.sprechstundeWaiting = {
+  get status() {
+    return lastStatus;
+  },
+};
+
+function show(node, text) {
+  node.textContent = text || "";
+  node.hidden = !text;
+}
+
+// ---------------------------------------------------------------- rendering
+
+function estimateText(seconds) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return tr("wait.estimate.none");
+  if (seconds < 60) return tr("wait.estimate.soon");
+  const minutes = Math.round(seconds / 60);
+  return minutes <= 1 ? tr("wait.estimate.one") : tr("wait.estimate.minutes", { minutes });
+}
+
+function aheadText(position) {
+  if (!Number.isInteger(position) || position < 1) return "";
+  if (position === 1) return tr("wait.position.next");
+  if (position === 2) return tr("wait.position.one_ahead");
+  return tr("wait.position.n", { ahead: position - 1 });
+}
+
+function render(status) {
+  lastStatus = status;
+  const position = Number.isInteger(status.position) ? status.position : null;
+  $("wait-position").textContent = position !== null ? String(position) : tr("wait.position.unknown");
+  $("wait-ahead").textContent = aheadText(position);
+  const estimate = estimateText(status.estimated_wait_seconds);
+  $("wait-estimate").textContent = estimate;
+  const online = Number.isInteger(status.advisors_online) ? status.advisors_online : null;
+  $("wait-advisors").textContent = online !== null ? tr("wait.advisors.count", { count: online }) : "–";
+
+  // Nobody online at all, or nobody who speaks this language: say so and offer the ways out.
+  const languages = Array.isArray(status.languages_online) ? status.languages_online : [];
+  // advisors_online counts those who can serve this entry; languages_online what the office serves now.
+  const noLanguage = status.language_available === false && languages.length > 0;
+  const nobody = !noLanguage && online === 0;
+  $("wait-nobody").hidden = !nobody;
+  $("wait-language").hidden = !noLanguage;
+  if (noLanguage) {
+    $("wait-language-online").textContent = languages.length
+      ? tr("wait.language.online", { languages: languages.map(languageName).join(", ") })
+      : "";
+    $("wait-german").hidden = !(entry.language && entry.language !== "de" && languages.includes("de") && entry.topic);
+  }
+
+  const office = status.office || {};
+  if (office.name) $("wait-office").textContent = office.name;
+  if (office.open_now === false) {
+    show($("wait-closed"), tr("wait.closed", { when: whenText(office.next_opening, lang) || "–" }));
+  } else {
+    show($("wait-closed"), "");
+  }
+  show($("wait-closes-at"), office.open_now !== false && office.closes_at
+    ? tr("wait.closes_at", { time: timeText(office.closes_at, lang) }) : "");
+
+  if (pendingNote !== null && status.note === pendingNote) {
+    pendingNote = null;
+    $("note-feedback").textContent = tr("wait.note.sent");
+    $("note-send").disabled = false;
+  }
+
+  if (position !== null) {
+    const announcement = position === 1
+      ? tr("wait.announce.next", { estimate })
+      : tr("wait.announce", { position, estimate });
+    if (announcement !== lastAnnounced) {
+      lastAnnounced = announcement;
+      $("wait-live").textContent = announcement;
+    }
+  }
+}
+
+function gone(text) {
+  finished = true;
+  closeSocket();
+  stopMedia();
+  $("prejoin").hidden = true;
+  $("wait-gone").hidden = false;
+  $("wait-gone-text").textContent = text;
+  root.dataset.state = "gone";
+  window.scrollTo(0, 0);
+  $("wait-gone-heading").focus({ preventScroll: true });
+}
+
+function admitted(msg) {
+  finished = true;
+  closeSocket();
+  root.dataset.admitted = "true";
+  $("wait-connection").hidden = true;
+  $("wait-leave").hidden = true;
+  $("note-send").disabled = true;
+  $("wait-german").hidden = true;
+  // A fallback in case the in-page call cannot start: the same join link as a page of its own.
+  if (typeof msg.join_url === "string") {
+    const url = new URL(msg.join_url, window.location.href);
+    $("wait-join-link").href = url.origin === window.location.origin ? url.href : url.pathname;
+  }
+  $("wait-admitted").hidden = false;
+  const started = startCall({
+    token: msg.join_token,
+    roomId: msg.room_id,
+    role: "citizen",
+    name: $("name-input").value,
+  });
+  if (!started && typeof msg.join_url === "string") window.location.assign($("wait-join-link").href);
+}
+
+// ---------------------------------------------------------------- the socket
+
+function socketUrl() {
+  const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${window.location.host}/ws/queue?lang=${encodeURIComponent(lang)}`;
+}
+
+function send(msg) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(JSON.stringify(msg));
+  return true;
+}
+
+function closeSocket() {
+  if (pingTimer !== null) clearInterval(pingTimer);
+  pingTimer = null;
+  if (reconnectTimer !== null) clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  const old = ws;
+  ws = null;
+  if (old && (old.readyState === WebSocket.OPEN || old.readyState === WebSocket.CONNECTING)) {
+    try {
+      old.close(1000);
+    } catch {
+      // already closing
+    }
+  }
+}
+
+function connect() {
+  if (finished) return;
+  reconnectTimer = null;
+  let socket;
+  try {
+    socket = new WebSocket(socketUrl());
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  ws = socket;
+  socket.onopen = () => {
+    if (socket !== ws) return;
+    socket.send(JSON.stringify({ type: "wait", id: nextId++, token: waitingToken }));
+    pingTimer = setInterval(() => send({ type: "ping" }), PING_INTERVAL_MS);
+  };
+  socket.onmessage = (event) => {
+    if (socket !== ws) return;
+    let msg;
+    try {
+      msg = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (msg && typeof msg === "object") handle(msg);
+  };
+  socket.onclose = () => {
+    if (socket !== ws) return;
+    ws = null;
+    if (pingTimer !== null) clearInterval(pingTimer);
+    pingTimer = null;
+    scheduleReconnect();
+  };
+}
+
+function scheduleReconnect() {
+  if (finished || reconnectTimer !== null) return;
+  const delay = Math.min(500 * 2 ** attempt, 5000);
+  attempt += 1;
+  show($("wait-connection"), tr(everConnected ? "wait.reconnecting" : attempt > 3 ? "wait.error.connection" : "wait.connecting"));
+  reconnectTimer = setTimeout(connect, delay);
+}
+
+function handle(msg) {
+  switch (msg.type) {
+    case "queue-status":
+      attempt = 0;
+      everConnected = true;
+      show($("wait-connection"), "");
+      if (msg.state && msg.state !== "waiting") break; // called: `admitted` follows at once
+      render(msg);
+      break;
+    case "admitted":
+      if (typeof msg.join_token === "string") admitted(msg);
+      break;
+    case "removed": {
+      if (switching) break;
+      const key = `wait.removed.${msg.reason}`;
+      gone(tr(key) !== key ? tr(key) : tr("wait.removed.abandoned"));
+      break;
+    }
+    case "error":
+      onError(msg);
+      break;
+    default:
+      break; // pong, unknown
+  }
+}
+
+function onError(msg) {
+  const code = typeof msg.code === "string" ? msg.code : "";
+  if (FATAL.has(code)) {
+    gone(tr(`wait.error.${code}`));
+    return;
+  }
+  if (typeof msg.id === "string" && msg.id.startsWith("n-")) {
+    pendingNote = null;
+    $("note-send").disabled = false;
+    const key = `wait.note.${code === "note_too_long" ? "too_long" : code === "empty_note" ? "empty" : ""}`;
+    $("note-feedback").textContent = code === "note_too_long" || code === "empty_note"
+      ? tr(key) : tr("wait.error.other", { message: msg.message || code });
+  }
+}
+
+// ---------------------------------------------------------------- the citizen's actions
+
+function sendNote(event) {
+  event.preventDefault();
+  const text = $("note-input").value.trim();
+  if (!text) {
+    $("note-feedback").textContent = tr("wait.note.empty");
+    $("note-input").focus();
+    return;
+  }
+  if (text.length > 500) {
+    $("note-feedback").textContent = tr("wait.note.too_long");
+    return;
+  }
+  if (!send({ type: "note", id: `n-${nextId++}`, text })) {
+    $("note-feedback").textContent = tr("wait.note.offline");
+    return;
+  }
+  pendingNote = text;
+  $("note-send").disabled = true;
+  $("note-feedback").textContent = "";
+}
+
+function leave() {
+  send({ type: "leave" });
+  gone(tr("wait.removed.left"));
+}
+
+async function continueInGerman() {
+  if (switching) return;
+  switching = true;
+  $("wait-german").disabled = true;
+  $("wait-language-text").textContent = tr("wait.language.switching");
+  const payload = { office: entry.office, language: "de", topic: entry.topic };
+  if (entry.note) payload.note = entry.note;
+  if (lastStatus && typeof lastStatus.note === "string" && lastStatus.note) payload.note = lastStatus.note;
+  try {
+    const response = await fetch("/api/queue", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(payload),
+    });
+    const body = await response.json();
+    if (!response.ok || typeof body.waiting_url !== "string") throw new Error("refused");
+    send({ type: "leave" });
+    finished = true;
+    const url = new URL(body.waiting_url, window.location.href);
+    window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
+  } catch {
+    switching = false;
+    $("wait-german").disabled = false;
+    $("wait-language-text").textContent = `${tr("wait.language.unavailable")} ${tr("wait.language.switch_failed")}`;
+  }
+}
+
+function init() {
+  $("note-form").addEventListener("submit", sendNote);
+  $("wait-leave").addEventListener("click", leave);
+  $("wait-german").addEventListener("click", continueInGerman);
+  $("name-input").addEventListener("input", () => {
+    try {
+      sessionStorage.setItem(NAME_KEY, $("name-input").value.trim());
+    } catch {
+      // storage disabled
+    }
+  });
+  if (!("WebSocket" in window)) {
+    show($("wait-connection"), tr("call.unsupported"));
+    return;
+  }
+  show($("wait-connection"), tr("wait.connecting"));
+  connect();
+}
+
+init();
