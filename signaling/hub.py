@@ -14,6 +14,7 @@ from aiohttp import web
 
 from media.ice import IceConfig
 from media.session import MediaSession
+from signaling.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +96,12 @@ class SignalingHub:
         self.media_mode = media_mode
         self.grace_seconds = grace_seconds
         self.rooms: dict[str, LiveRoom] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks("signaling")
         self._expiry: dict[str, asyncio.TimerHandle] = {}
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         """Run background work that the hub cancels on shutdown, so no task outlives the app."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("signaling task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     def room(self, admission: Admission) -> LiveRoom:
         room = self.rooms.get(admission.room_id)
@@ -239,6 +232,4 @@ class SignalingHub:
                     await participant.ws.close(code=1001, message=b"server shutting down")
             await room.media.close()
         self.rooms.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()

@@ -26,6 +26,7 @@ from rooms.service import RoomError
 from rooms.staff import StaffMember
 from signaling.protocol import MAX_ID_CHARS, ProtocolError, Schema, error_message, parse
 from signaling.ratelimit import TokenBucket
+from signaling.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -192,19 +193,11 @@ class WaitingRoom:
         self.advisors: Counter[str] = Counter()
         self.sockets: set[web.WebSocketResponse] = set()
         self._sweeper: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks("waiting-room")
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         """Background work (a closed socket's cleanup) that `close` waits for, so none outlives the app."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("waiting-room task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     def start(self, interval: float = SWEEP_INTERVAL) -> None:
         if self._sweeper is None:
@@ -231,8 +224,7 @@ class WaitingRoom:
             self._sweeper = None
         for ws in list(self.sockets):
             await ws.close(code=1001, message=b"server shutting down")
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5.0)
+        await self._tasks.wait(timeout=5.0)
 
     async def advisors_online(self, member: StaffMember) -> int:
         return sum(1 for a in await self.queue.presence.advisors() if set(a.offices) & set(member.offices))
