@@ -2,6 +2,7 @@
 // "Aufrufen"; on `claimed` the advisor goes to the call. Everything from citizens is text, never HTML.
 
 import { languageName } from "./format.js";
+import { parseMessage } from "./signaling.js";
 import { loadStrings, tr } from "./strings.js";
 
 const $ = (id) => document.getElementById(id);
@@ -220,13 +221,8 @@ function connect() {
   };
   socket.onmessage = (event) => {
     if (socket !== ws) return;
-    let msg;
-    try {
-      msg = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (msg && typeof msg === "object") handle(msg);
+    const msg = parseMessage(event.data);
+    if (msg) handle(msg);
   };
   socket.onclose = (event) => {
     if (socket !== ws) return;

@@ -94,14 +94,8 @@ export class SignalingClient {
     };
     ws.onmessage = (event) => {
       if (ws !== this.ws) return;
-      let msg;
-      try {
-        msg = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      if (!msg || typeof msg !== "object") return;
-      this.dispatch(msg);
+      const msg = parseMessage(event.data);
+      if (msg) this.dispatch(msg);
     };
     ws.onclose = (event) => {
       if (ws !== this.ws) return;
@@ -241,5 +235,15 @@ export class SignalingClient {
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     window.removeEventListener("online", this.onlineListener);
+  }
+}
+
+/** A server frame as an object, or null for anything that is not a JSON object (ignored by callers). */
+export function parseMessage(data) {
+  try {
+    const msg = JSON.parse(data);
+    return msg && typeof msg === "object" ? msg : null;
+  } catch {
+    return null;
   }
 }

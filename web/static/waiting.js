@@ -4,6 +4,7 @@
 
 import { startCall, stopMedia } from "./call.js";
 import { languageName, timeText, whenText } from "./format.js";
+import { parseMessage } from "./signaling.js";
 import { tr } from "./strings.js";
 
 const $ = (id) => document.getElementById(id);
@@ -196,13 +197,8 @@ function connect() {
   };
   socket.onmessage = (event) => {
     if (socket !== ws) return;
-    let msg;
-    try {
-      msg = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (msg && typeof msg === "object") handle(msg);
+    const msg = parseMessage(event.data);
+    if (msg) handle(msg);
   };
   socket.onclose = () => {
     if (socket !== ws) return;
