@@ -1,0 +1,183 @@
+"""GET /api/openapi.json: one OpenAPI 3.1 document for the public JSON APIs, assembled from fragments.
+
+Each API area contributes a `Fragment` (paths and component schemas) to `FRAGMENTS`; the document is
+their union. To describe a new area (e.g. POST /api/chatbot/messages), define a Fragment next to its
+routes and add it to FRAGMENTS below — nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from web.services import SERVICES, Services
+
+routes = web.RouteTableDef()
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Fragment:
+    paths: dict[str, Any]
+    schemas: dict[str, Any] = field(default_factory=dict)
+    tags: list[dict[str, str]] = field(default_factory=list)
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    """The error responses of an operation, all `{"error": {"code", "message"}}`."""
+    text = {
+        400: "invalid input (the code names the problem)",
+        401: "not signed in",
+        403: "forbidden: forged token, missing CSRF header, another office",
+        404: "unknown office, service, booking or entry",
+        409: "conflict, e.g. slot_taken (with fresh `slots`) or not_booked",
+        410: "the link has expired",
+        413: "body too large",
+        415: "not a JSON body",
+        422: "idempotency key reused for a different request",
+        429: "rate limited",
+    }
+    return {str(s): body(ref("Error"), text.get(s, "error")) for s in statuses}
+
+
+COMMON = Fragment(
+    paths={},
+    schemas={
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    "additionalProperties": True,
+                }
+            },
+        }
+    },
+)
+
+# The waiting room's public routes (web/queue_api.py).
+QUEUE = Fragment(
+    tags=[{"name": "waiting-room", "description": "Join the video queue of an office"}],
+    paths={
+        "/api/queue": {
+            "post": {
+                "tags": ["waiting-room"],
+                "summary": "Join an office's queue; returns the waiting-room link",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["language", "topic"],
+                                "properties": {
+                                    "office": {"type": "string", "description": "office id; none: any"},
+                                    "language": {"type": "string", "examples": ["de"]},
+                                    "topic": {"type": "string", "maxLength": 200},
+                                    "note": {"type": "string", "maxLength": 500},
+                                    "transcript": {
+                                        "type": "array",
+                                        "maxItems": 200,
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["role", "text"],
+                                            "properties": {
+                                                "role": {"enum": ["citizen", "bot"]},
+                                                "text": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "entry_id": {"type": "string"},
+                                "waiting_url": {"type": "string", "format": "uri"},
+                                "waiting_token": {"type": "string"},
+                                "office": {"type": "object"},
+                                "status": {"type": "object"},
+                            },
+                        },
+                        "queued",
+                    ),
+                    **errors(400, 404, 409, 413, 415, 429),
+                },
+            }
+        },
+        "/api/offices": {
+            "get": {
+                "tags": ["waiting-room"],
+                "summary": "Offices with service hours, open now, next opening, languages",
+                "responses": {"200": body({"type": "object", "properties": {"offices": {"type": "array"}}})},
+            }
+        },
+    },
+)
+
+
+def fragments() -> list[Fragment]:
+    """Every area's fragment. Add yours here (chatbot: POST /api/chatbot/messages)."""
+    from web import booking_api
+
+    return [
+        COMMON,
+        QUEUE,
+        booking_api.OPENAPI,
+        # chatbot: add its Fragment here
+    ]
+
+
+def document(server_url: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    tags: list[dict[str, str]] = []
+    for fragment in fragments():
+        for path, operations in fragment.paths.items():
+            paths.setdefault(path, {}).update(operations)
+        schemas.update(fragment.schemas)
+        tags += fragment.tags
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sprechstunde API",
+            "version": "1",
+            "description": "Public JSON APIs of Sprechstunde: waiting room and appointment booking. "
+            'Errors are {"error": {"code", "message"}}. Staff routes need the session cookie '
+            "(POST /api/login) and, when they change something, the X-CSRF-Token header.",
+        },
+        "servers": [{"url": server_url}],
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "sprechstunde_session"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            },
+        },
+    }
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    return web.json_response(document(services.config.public_url))
