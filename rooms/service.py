@@ -90,14 +90,17 @@ class RoomService:
         record = await self._store.get(ROOM_KIND, room_id)
         return None if record is None else Room(**record)
 
+    def link(self, room: Room, role: str, base_url: str) -> str:
+        """A join link for one role; valid until the room expires."""
+        token = self._signer.join_token(room.room_id, role, room.expires_at)
+        return f"{base_url.rstrip('/')}/join/{quote(token)}"
+
     def links(self, room: Room, base_url: str) -> RoomLinks:
-        base = base_url.rstrip("/")
-
-        def url(role: str) -> str:
-            token = self._signer.join_token(room.room_id, role, room.expires_at)
-            return f"{base}/join/{quote(token)}"
-
-        return RoomLinks(room=room, advisor_url=url("advisor"), citizen_url=url("citizen"))
+        return RoomLinks(
+            room=room,
+            advisor_url=self.link(room, "advisor", base_url),
+            citizen_url=self.link(room, "citizen", base_url),
+        )
 
     async def admit(self, token: str) -> tuple[JoinGrant, Room]:
         """Resolve a join token to its grant and live room; RoomError with 403/404/410 otherwise."""

@@ -38,6 +38,10 @@ class Ticket:
     entry_id: str | None = None
     language: str | None = None
     topic: str | None = None
+    # "consultation" (an advisor's follow-up) or "question" (a citizen's question left in writing)
+    source: str = "consultation"
+    # how the office answers a question: an e-mail address or phone number the citizen gave
+    contact: str | None = None
 
 
 def check_notes(notes: str | None, limit: int = MAX_TICKET_NOTES) -> str:
@@ -75,6 +79,8 @@ class TicketBook:
         entry_id: str | None = None,
         language: str | None = None,
         topic: str | None = None,
+        source: str = "consultation",
+        contact: str | None = None,
     ) -> Ticket:
         """A new open ticket with the next reference of the current year."""
         self._offices.require(office)
@@ -93,6 +99,8 @@ class TicketBook:
             entry_id=entry_id,
             language=language,
             topic=topic,
+            source=source,
+            contact=contact,
         )
         if not await self._store.create(TICKET_KIND, ticket.reference, asdict(ticket)):
             # Only possible if someone reset the counter by hand; never overwrite an existing ticket.

@@ -8,6 +8,7 @@ not depend on the time of day.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -103,6 +104,17 @@ def test_waiting_room_to_call(browser, waiting_server):
     expect(first.locator("#start-error")).to_contain_text("Die Beratungsstelle hat gerade geschlossen.")
     expect(first.locator("#start-error")).to_contain_text("vereinbaren Sie einen Termin")
     assert first.url.rstrip("/") == base
+    # ... and offers to leave the question in writing: a ticket with a reference number.
+    expect(first.get_by_role("heading", name="Frage schriftlich stellen")).to_be_visible()
+    first.get_by_label("Ihre Frage").fill("Kann ich die Akte auch online einsehen?")
+    first.get_by_label("E-Mail-Adresse oder Telefonnummer für die Antwort").fill("keine")
+    first.get_by_role("button", name="Frage absenden").click()
+    expect(first.locator("#question-error")).to_have_text(
+        "Das ist weder eine E-Mail-Adresse noch eine Telefonnummer."
+    )
+    first.get_by_label("E-Mail-Adresse oder Telefonnummer für die Antwort").fill("frau.y@example.org")
+    first.get_by_role("button", name="Frage absenden").click()
+    expect(first.locator("#question-sent")).to_contain_text(re.compile(r"Vorgangsnummer: SP-\d{4}-\d{6}"))
 
     # First citizen: position 1.
     _request_consultation(first, base, "Wohngeld <b>Antrag</b>", "Frau Yılmaz")
@@ -185,10 +197,9 @@ def test_waiting_room_to_call(browser, waiting_server):
     expect(third.locator("#wait-gone-text")).to_have_text(
         "Sie haben den Warteraum verlassen. Ihr Platz wurde freigegeben."
     )
-    # Only the two in the call keep their cameras running (less load on the machine from here on).
+    # Only the two in the call and the next one keep their cameras running.
     assert not errors, errors
-    for page in (second, third):
-        page.context.close()
+    third.context.close()
 
     # Both decode each other's video (getStats: inbound framesDecoded keeps rising); the name came along.
     for page in (first, advisor):
@@ -197,6 +208,40 @@ def test_waiting_room_to_call(browser, waiting_server):
     citizen_id = first.evaluate("window.sprechstunde.participantId")
     expect(advisor.locator(f'.tile[data-participant-id="{citizen_id}"]')).to_contain_text("Frau Yılmaz")
     screenshot(first, "waiting-call-mobile")
+
+    # The advisor's call page: the citizen's concern, a guest link, and the outcome → a ticket.
+    panel = advisor.locator("#consultation")
+    expect(panel.get_by_role("heading", name="Beratung: Wohngeld <b>Antrag</b>")).to_be_visible()
+    advisor.get_by_role("button", name="Gast-Link erzeugen").click()
+    expect(advisor.locator("#guest-url")).to_have_value(re.compile(r"^http://.+/join/"))
+    advisor.get_by_label("Nacharbeit nötig – Vorgang (Ticket) anlegen").check()
+    advisor.get_by_label("Notizen").fill("Bescheid vom Vermieter fehlt")
+    advisor.get_by_role("button", name="Beratung abschließen").click()
+    expect(advisor.locator("#consultation-status")).to_contain_text(re.compile(r"Ticket SP-\d{4}-\d{6}"))
+    reference = re.search(r"SP-\d{4}-\d{6}", advisor.locator("#consultation-status").inner_text()).group(0)
+    screenshot(advisor, "consultation-closed-desktop")
+    first.context.close()
+
+    # Back on the console: the ticket is listed; the next citizen is transferred to another office.
+    advisor.goto(base + "/console")
+    expect(advisor.locator("#tickets")).to_contain_text(reference)
+    expect(advisor.locator("#tickets")).to_contain_text("Bescheid vom Vermieter fehlt")
+    second.evaluate("window.__sameDocument = true")
+    advisor.get_by_role("button", name="Nächste Person").click()
+    advisor.wait_for_url("**/join/**")
+    advisor.get_by_role("button", name="Beitreten", exact=True).click()
+    for page in (second, advisor):
+        _in_call(page)
+    advisor.get_by_label("Stelle", exact=True).select_option("familienbuero")
+    advisor.get_by_label("Notiz für die Kolleg*innen").fill("Fragt nach KiTa-Platz")
+    advisor.get_by_role("button", name="In deren Warteschlange übergeben").click()
+    expect(advisor.locator("#consultation-status")).to_contain_text("Übergeben an Familienbüro")
+    # The citizen's page leaves the call and waits again, now for the Familienbüro.
+    expect(second.locator("#wait-office")).to_have_text("Familienbüro", timeout=15000)
+    expect(second.locator("#wait-position")).to_have_text("1")
+    assert second.evaluate("window.__sameDocument") is None  # the waiting page was loaded afresh
+    assert not errors, errors
+    second.context.close()
 
     assert not errors, errors
     for page in (first, advisor):

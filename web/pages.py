@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 from aiohttp import web
 
+from rooms.errors import QueueError
+from rooms.offices import DEFAULT_TIMEZONE
 from rooms.service import RoomError, parse_duration
+from rooms.tickets import TICKET_STATUSES
+from signaling.waiting import entry_json
 from web.services import SERVICES, SESSION_COOKIE, Services
 
 routes = web.RouteTableDef()
+MAX_CONSOLE_TICKETS = 50
 ERROR_KEYS = {403: "error.invalid_token", 404: "error.unknown_room", 410: "error.expired"}
 
 
@@ -30,7 +38,10 @@ async def join(request: web.Request) -> web.Response:
         grant, room = await services.rooms.admit(request.match_info["token"])
     except RoomError as exc:
         return services.pages.error(request, exc.status, ERROR_KEYS.get(exc.status, "error.invalid_token"))
-    strings = services.pages.catalog.strings(services.pages.lang(request))
+    lang = services.pages.lang(request)
+    strings = services.pages.catalog.strings(lang)
+    consultation = await _consultation(request, services, room.room_id) if grant.role == "advisor" else None
+    prefixes = ("call.", "consult.") if consultation else ("call.",)
     return services.pages.render(
         request,
         "join.html",
@@ -38,8 +49,26 @@ async def join(request: web.Request) -> web.Response:
         role=grant.role,
         room_id=room.room_id,
         office=room.office,
-        call_strings={k: v for k, v in strings.items() if k.startswith("call.")},
+        call_strings={k: v for k, v in strings.items() if k.startswith(prefixes)},
+        consultation=consultation,
+        csrf=services.csrf_token(request.cookies[SESSION_COOKIE]) if consultation else "",
+        transfer_offices=[
+            {"id": o.id, "name": o.name(lang), "languages": o.languages}
+            for o in services.waiting.offices
+            if consultation and o.id != consultation["office"]
+        ],
     )
+
+
+async def _consultation(request: web.Request, services: Services, room_id: str) -> dict | None:
+    """The queue entry that the signed-in advisor admitted into this room, if any."""
+    member = await services.current_staff(request)
+    if member is None:
+        return None
+    for entry in await services.queue.serving(member):
+        if entry.room_id == room_id:
+            return entry_json(entry, services.waiting.offices, services.waiting.clock())
+    return None
 
 
 @routes.get("/login")
@@ -75,8 +104,34 @@ async def _console(request: web.Request, links: dict | None = None) -> web.Respo
         raise web.HTTPSeeOther("/login")
     csrf = services.csrf_token(request.cookies[SESSION_COOKIE])
     strings = _js_strings(request, "console.")
+    now = services.waiting.clock()
+    serving = []
+    for entry in await services.queue.serving(member):
+        room = await services.rooms.get(entry.room_id) if entry.room_id else None
+        if room is not None:
+            view = entry_json(entry, services.waiting.offices, now, transcript=False)
+            serving.append(view | {"advisor_url": services.rooms.link(room, "advisor", "")})
+    offices = [o.id for o in services.waiting.offices] if member.role == "admin" else member.offices
+    tickets = [
+        t
+        for office in offices
+        for t in await services.queue.tickets.for_office(office)
+        if t.status != "done"
+    ]
+    tickets.sort(key=lambda t: (t.created_at, t.reference), reverse=True)
     return services.pages.render(
-        request, "console.html", member=member, csrf=csrf, links=links, page_strings=strings
+        request,
+        "console.html",
+        member=member,
+        csrf=csrf,
+        links=links,
+        page_strings=strings,
+        serving=serving,
+        tickets=tickets[:MAX_CONSOLE_TICKETS],
+        more_tickets=max(0, len(tickets) - MAX_CONSOLE_TICKETS),
+        ticket_statuses=TICKET_STATUSES,
+        statistics=member.role in ("lead", "admin"),
+        opened=datetime_text,
     )
 
 
@@ -103,6 +158,29 @@ async def console_create_room(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest() from None
     links = services.rooms.links(room, services.config.public_url).as_json()
     return await _console(request, links)
+
+
+@routes.post("/console/tickets/{reference}")
+async def console_update_ticket(request: web.Request) -> web.Response:
+    """The console's ticket form (no script needed): change the status, optionally add to the notes."""
+    services: Services = request.app[SERVICES]
+    member = await services.current_staff(request)
+    if member is None:
+        raise web.HTTPSeeOther("/login")
+    form = await request.post()
+    if not services.check_csrf(request.cookies[SESSION_COOKIE], form.get("csrf")):
+        raise web.HTTPForbidden()
+    status = str(form.get("status", ""))
+    try:
+        await services.queue.tickets.update(member, request.match_info["reference"], status=status)
+    except QueueError as exc:
+        return services.pages.error(request, exc.status, "console.tickets.failed")
+    raise web.HTTPSeeOther("/console#tickets")
+
+
+def datetime_text(timestamp: float) -> str:
+    """A ticket's time as the city reads it: 24.11.2026 14:05."""
+    return datetime.fromtimestamp(timestamp, ZoneInfo(DEFAULT_TIMEZONE)).strftime("%d.%m.%Y %H:%M")
 
 
 @routes.post("/logout")

@@ -87,6 +87,8 @@ async def api_enqueue(request: web.Request) -> web.Response:
             transcript=data.get("transcript"),
         )
     except QueueError as exc:
+        if exc.code == "closed":
+            exc.detail["office"] = office  # the start page offers to leave a question there
         return queue_error(exc)
     await services.waiting.events.notify()
     the_office = services.waiting.offices.require(office)

@@ -352,6 +352,9 @@ function onMessage(msg) {
         });
       }
       break;
+    case "transferred":
+      if (role === "citizen") transferred(msg);
+      break;
     case "error": {
       const text = tr("call.status.error", { code: msg.code || "?", message: msg.message || "" });
       if (typeof msg.id === "string" && msg.id.startsWith("c-")) showNotice($("chat-error"), text);
@@ -417,6 +420,21 @@ function leave() {
   if (signaling) signaling.leave();
   signaling = null;
   end(tr("call.left.heading"), tr("call.left.text"));
+}
+
+/** The advisor handed the citizen to another office's queue: leave this call. The waiting page takes
+ * the citizen back into line (it cancels the event); a bare join page says where they went. */
+function transferred(msg) {
+  const office = msg.office && typeof msg.office.name === "string" ? msg.office.name : "";
+  if (signaling) signaling.leave();
+  signaling = null;
+  const event = new CustomEvent("call:transferred", { detail: { office }, cancelable: true });
+  if (!root.dispatchEvent(event)) {
+    teardown();
+    setState("left");
+    return;
+  }
+  end(tr("call.transferred.heading"), tr("call.transferred.text", { office }));
 }
 
 // ---------------------------------------------------------------- chat

@@ -11,6 +11,7 @@ const lang = form.dataset.lang || document.documentElement.lang || "de";
 const ALL_LANGUAGES = ["de", "en", "fr", "it", "pl", "tr", "ku"];
 let offices = [];
 let sending = false;
+let questionOffice = null; // the closed office a written question goes to
 
 function office() {
   return offices.find((o) => o.id === $("start-office").value) || null;
@@ -158,6 +159,7 @@ async function submit(event) {
     }
     const error = body && body.error ? body.error : null;
     showError(errorText(response.status, error), { closed: !!error && error.code === "closed" });
+    if (error && error.code === "closed" && typeof error.office === "string") offerQuestion(error.office);
   } catch {
     showError(tr("home.error.network"));
   }
@@ -167,9 +169,85 @@ async function submit(event) {
   $("start-status").textContent = "";
 }
 
+// ---------------------------------------------------------------- outside service hours: a question
+
+function offerQuestion(officeId) {
+  questionOffice = officeId;
+  $("question").hidden = false;
+  $("question-sent").hidden = true;
+  $("question-form").hidden = false;
+}
+
+async function sendQuestion(event) {
+  event.preventDefault();
+  if (sending || !questionOffice) return;
+  const payload = {
+    office: questionOffice,
+    language: $("start-language").value,
+    topic: $("start-topic").value.trim(),
+    question: $("question-text").value.trim(),
+    contact: $("question-contact").value.trim(),
+  };
+  const error = $("question-error");
+  error.hidden = true;
+  sending = true;
+  $("question-submit").disabled = true;
+  try {
+    const response = await fetch("/api/questions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(payload),
+    });
+    const body = await response.json().catch(() => null);
+    if (response.ok && body && typeof body.reference === "string") {
+      $("question-form").hidden = true;
+      $("question-sent").textContent = tr("home.question.sent", { reference: body.reference });
+      $("question-sent").hidden = false;
+      $("question-sent").focus();
+    } else {
+      const code = (body && body.error && body.error.code) || `http_${response.status}`;
+      const key = `home.question.error.${code}`;
+      error.textContent = tr(key) !== key ? tr(key) : code === "invalid_topic"
+        ? tr("home.start.topic.required") : tr("home.question.error.other", { code });
+      error.hidden = false;
+    }
+  } catch {
+    error.textContent = tr("home.error.network");
+    error.hidden = false;
+  }
+  sending = false;
+  $("question-submit").disabled = false;
+}
+
+// ---------------------------------------------------------------- "Beste Zeiten" from real waits
+
+async function loadBestTimes() {
+  const node = $("best-times");
+  const chosen = $("start-office").value;
+  try {
+    const response = await fetch(`/api/best-times${chosen ? `?office=${encodeURIComponent(chosen)}` : ""}`, {
+      headers: { Accept: "application/json" },
+    });
+    const body = response.ok ? await response.json() : null;
+    const hours = body && Array.isArray(body.hours) ? body.hours : [];
+    if (chosen !== $("start-office").value) return; // the choice changed meanwhile
+    const pad = (hour) => String(hour).padStart(2, "0");
+    const text = hours
+      .filter((h) => Number.isInteger(h.hour))
+      .map((h) => tr("home.best.hour", { from: pad(h.hour), to: pad((h.hour + 1) % 24) }))
+      .join(", ");
+    node.textContent = text ? `${tr("home.best.heading")}: ${tr("home.best.text", { hours: text })}` : "";
+    node.hidden = !text;
+  } catch {
+    node.hidden = true;
+  }
+}
+
+$("question-form").addEventListener("submit", sendQuestion);
 $("start-office").addEventListener("change", () => {
   renderLanguages();
   renderHours();
+  loadBestTimes();
 });
 $("start-topic").addEventListener("input", () => {
   if ($("start-topic").value.trim()) {
@@ -178,4 +256,4 @@ $("start-topic").addEventListener("input", () => {
   }
 });
 form.addEventListener("submit", submit);
-loadOffices();
+loadOffices().then(loadBestTimes);

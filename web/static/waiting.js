@@ -316,6 +316,11 @@ async function continueInGerman() {
 function init() {
   $("note-form").addEventListener("submit", sendNote);
   $("wait-leave").addEventListener("click", leave);
+  // Transferred to another office during the call: back into line, at the old arrival time.
+  root.addEventListener("call:transferred", (event) => {
+    event.preventDefault();
+    window.location.reload();
+  });
   $("wait-german").addEventListener("click", continueInGerman);
   $("name-input").addEventListener("input", () => {
     try {
