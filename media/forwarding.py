@@ -37,6 +37,15 @@ def is_keyframe(kind: str, data: bytes) -> bool:
     return bool(data) and not data[0] & 0x01
 
 
+class ForwardingStats:
+    """Totals of encoded frames and bytes handed to subscribers' senders, for the whole process; a plain
+    object (no metrics library here) that web/observability.py reads at each scrape."""
+
+    def __init__(self) -> None:
+        self.frames = {"audio": 0, "video": 0}
+        self.bytes = {"audio": 0, "video": 0}
+
+
 class Publication:
     """One published track (a participant's microphone or camera), fanned out to subscribers.
 
@@ -44,8 +53,9 @@ class Publication:
     subscribers' tracks carry on with continuous timestamps.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, stats: ForwardingStats | None = None) -> None:
         self.kind = kind
+        self.stats = stats
         self._subscribers: set[ForwardedTrack] = set()
         self._receiver: RTCRtpReceiver | None = None
         self._epoch = 0
@@ -179,6 +189,10 @@ class ForwardedTrack(MediaStreamTrack):
         packet.pts = self._continuous(epoch, timestamp)
         packet.time_base = self._time_base
         self._publication.frames_out += 1
+        stats = self._publication.stats
+        if stats is not None:
+            stats.frames[self.kind] += 1
+            stats.bytes[self.kind] += len(data)
         return packet
 
     def _continuous(self, epoch: int, timestamp: int) -> int:
@@ -203,8 +217,8 @@ class TranscodingPublication(Publication):
     the benchmark and as the fallback when participants share no codec.
     """
 
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
+    def __init__(self, kind: str, stats: ForwardingStats | None = None) -> None:
+        super().__init__(kind, stats)
         self._relay = MediaRelay()
         self._source: MediaStreamTrack | None = None
         self._source_changed = asyncio.Event()

@@ -19,7 +19,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
 from media import aiortc_hooks
-from media.forwarding import Publication, TranscodingPublication
+from media.forwarding import ForwardingStats, Publication, TranscodingPublication
 from media.ice import IceConfig, server_rtc_configuration
 
 log = logging.getLogger(__name__)
@@ -186,10 +186,13 @@ class MediaPeer:
 class MediaSession:
     """All peers of one consultation. Methods are called by the signaling layer, one room each."""
 
-    def __init__(self, config: IceConfig, mode: str = "forward") -> None:
+    def __init__(
+        self, config: IceConfig, mode: str = "forward", stats: ForwardingStats | None = None
+    ) -> None:
         if mode not in MEDIA_MODES:
             raise ValueError(f"media mode must be one of {MEDIA_MODES}")
         self._config = config
+        self._stats = stats  # totals of the whole process, shared by every room's publications
         self._publication_class = Publication if mode == "forward" else TranscodingPublication
         self._peers: dict[str, MediaPeer] = {}
         self._publications: dict[str, dict[str, Publication]] = {}
@@ -197,7 +200,7 @@ class MediaSession:
     def publication(self, peer_id: str, kind: str) -> Publication:
         kinds = self._publications.setdefault(peer_id, {})
         if kind not in kinds:
-            kinds[kind] = self._publication_class(kind)
+            kinds[kind] = self._publication_class(kind, self._stats)
         return kinds[kind]
 
     def peer(self, peer_id: str) -> MediaPeer:

@@ -46,6 +46,8 @@ class ConsultationLog:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
+        # called with every stored record (e.g. the metrics of web/observability.py); must not raise
+        self.observers: list[Callable[[ConsultationRecord], None]] = []
 
     def new_record(
         self,
@@ -80,6 +82,8 @@ class ConsultationLog:
         (a no-show says nothing about how long a consultation takes)."""
         key = f"{record.day}/{record.office}/{record.entry_id}"
         await self._store.put(CONSULTATION_KIND, key, asdict(record))
+        for observe in self.observers:
+            observe(record)
         if record.outcome in ("resolved", "ticket") and record.handling_seconds is not None:
             await self._remember_handling(record.office, record.handling_seconds)
 

@@ -56,10 +56,14 @@ class Connection:
                     await self.ws.close(code=1008, message=b"too many messages")
                     break
                 try:
-                    await self.dispatch(parse(frame.data))
+                    message = parse(frame.data)
+                    self.hub.messages[message["type"]] += 1  # plain counters, read by /metrics
+                    await self.dispatch(message)
                 except ProtocolError as exc:
+                    self.hub.errors[exc.code] += 1
                     await self.reply(error_message(exc.code, exc.message, exc.request_id))
                 except Exception:
+                    self.hub.errors["internal"] += 1
                     # A bug or an aiortc surprise must not end the call: report it, keep reading.
                     log.exception("signaling message failed")
                     await self.reply(error_message("internal", "the server could not process this"))

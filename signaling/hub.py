@@ -6,12 +6,14 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from media.forwarding import ForwardingStats
 from media.ice import IceConfig
 from media.session import MediaSession
 from signaling.tasks import BackgroundTasks
@@ -72,7 +74,7 @@ class LiveRoom:
         self.room_id = room_id
         self.expires_at = expires_at
         self.participants: dict[str, Participant] = {}
-        self.media = MediaSession(hub.ice, hub.media_mode)
+        self.media = MediaSession(hub.ice, hub.media_mode, hub.forwarding)
         self.lock = asyncio.Lock()
 
     async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
@@ -98,6 +100,10 @@ class SignalingHub:
         self.rooms: dict[str, LiveRoom] = {}
         self._tasks = BackgroundTasks("signaling")
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        # plain counters for /metrics (web/observability.py): messages by type, errors by code, media
+        self.messages: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.forwarding = ForwardingStats()
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         """Run background work that the hub cancels on shutdown, so no task outlives the app."""
