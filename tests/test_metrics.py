@@ -10,6 +10,7 @@ from tests.rtc_client import RtcParticipant
 from tests.test_documents import PDF, upload
 from tests.test_waiting_api import OPEN
 from web.app import create_app
+from web.services import SERVICES
 
 
 async def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
@@ -114,3 +115,27 @@ async def test_live_rooms_signaling_counters_and_forwarded_media(client, service
     # counters keep their totals after the call; the room is gone once everybody left
     samples = await scrape(client)
     assert value(samples, "sprechstunde_media_frames_forwarded_total", kind="video") >= 5
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_client_counts(aiohttp_client, config):
+    """nginx on the same host: without --trusted-proxy every citizen would look like 127.0.0.1 and could
+    read /metrics through the proxy; with it, the forwarded address and scheme are used."""
+    config.trusted_proxies = ["127.0.0.1/32", "::1"]
+    client = await aiohttp_client(create_app(config))
+    outside = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https"}
+    assert (await client.get("/metrics", headers=outside)).status == 403
+    assert (await client.get("/metrics")).status == 200  # the proxy host itself (Prometheus on it)
+    spoofed = {"X-Forwarded-For": "127.0.0.1, 203.0.113.9"}  # the client prepended a loopback address
+    assert (await client.get("/metrics", headers=spoofed)).status == 403
+    services = client.app[SERVICES]
+    await services.staff.add("berater", "richtig-langes-passwort", "advisor", ["vhs"], ["de"])
+    login = await client.post(
+        "/api/login", json={"username": "berater", "password": "richtig-langes-passwort"}, headers=outside
+    )
+    assert login.status == 200
+    assert "Secure" in login.headers["Set-Cookie"]
+
+
+async def test_forwarded_headers_of_an_untrusted_peer_are_ignored(client):
+    forged = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    assert (await client.get("/metrics", headers=forged)).status == 200  # still loopback

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -46,6 +45,7 @@ from rooms.consultations import ConsultationRecord
 from rooms.queue import QUEUE
 from store import StoreUnavailable, ready
 from store.port import Store
+from web.proxy import Network, address_in, parse_networks
 from web.security import json_error
 from web.services import SERVICES, Services
 
@@ -226,18 +226,9 @@ class AccessLogger(AbstractAccessLogger):
 # --- metrics -----------------------------------------------------------------------------------------
 
 
-def parse_allowlist(entries: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def parse_allowlist(entries: Iterable[str]) -> list[Network]:
     """CIDRs (or single addresses) for `--metrics-allow`; ValueError names the bad entry."""
-    networks = []
-    for entry in entries:
-        entry = entry.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(f"--metrics-allow: {entry!r} is not an IP address or CIDR network") from None
-    return networks
+    return parse_networks(entries, "--metrics-allow")
 
 
 class LiveCollector(Collector):
@@ -374,13 +365,7 @@ class Metrics:
             given = request.headers.get("Authorization", "")
             if given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode()):
                 return True
-        try:
-            remote = ipaddress.ip_address(request.remote or "")
-        except ValueError:
-            return False
-        if isinstance(remote, ipaddress.IPv6Address) and remote.ipv4_mapped:
-            remote = remote.ipv4_mapped  # a dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d
-        return any(remote in network for network in self.allow)
+        return address_in(request.remote, self.allow)
 
 
 METRICS = web.AppKey("metrics", Metrics)
