@@ -140,3 +140,8 @@ class AvailabilityBook:
 def office_pattern(hours: tuple[tuple[Interval, ...], ...], username: str) -> Availability:
     """A pattern equal to an office's service hours: the demo advisor's default."""
     return Availability(username, tuple(tuple(day) for day in hours))
+
+
+async def ensure_pattern(store: Store, username: str, hours: tuple[tuple[Interval, ...], ...]) -> bool:
+    """Give `username` a pattern equal to `hours` unless they have one (the demo advisor); True if set."""
+    return await store.create(AVAILABILITY_KIND, username, office_pattern(hours, username).as_json())
