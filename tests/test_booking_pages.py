@@ -215,3 +215,17 @@ async def test_english_pages_and_privacy_notice(client, services):
     assert "Datenschutzhinweise" in await get(
         client, "/termin/datenschutz", headers={"Accept-Language": "de"}
     )
+
+
+async def test_advisor_appointments_page(client, services):
+    await advisor(services)
+    anonymous = await client.get("/console/appointments", allow_redirects=False)
+    assert anonymous.status == 303 and anonymous.headers["Location"] == "/login"
+    await client.post("/api/login", json={"username": "anna", "password": "richtig-langes-passwort"})
+    html = await get(client, "/console/appointments")
+    csrf = re.search(r'data-csrf="([^"]+)"', html).group(1)
+    assert 'src="/static/appointments.js"' in html and "appointments.no_show" in html
+    session = client.session.cookie_jar.filter_cookies(client.make_url("/"))["sprechstunde_session"].value
+    assert services.check_csrf(session, csrf)
+    console = await get(client, "/console")
+    assert 'href="/console/appointments"' in console

@@ -26,7 +26,7 @@ from scheduling.catalog import Service
 from scheduling.errors import BookingError
 from scheduling.mail import JOIN_PATH, MANAGE_PATH
 from web.booking_api import ics_response
-from web.services import SERVICES, Services
+from web.services import SERVICES, SESSION_COOKIE, Services
 
 fixed_routes = web.RouteTableDef()
 office_routes = web.RouteTableDef()  # after the fixed ones: /termin/verwalten/… is no office
@@ -459,6 +459,24 @@ async def join(request: web.Request) -> web.Response:
     )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+
+@fixed_routes.get("/console/appointments")
+async def appointments_page(request: web.Request) -> web.Response:
+    """The advisor's appointments (linked from the console); the list itself comes from the JSON API."""
+    services: Services = request.app[SERVICES]
+    member = await services.current_staff(request)
+    if member is None:
+        raise web.HTTPSeeOther("/login")
+    strings = services.pages.catalog.strings(services.pages.lang(request))
+    return services.pages.render(
+        request,
+        "appointments.html",
+        member=member,
+        csrf=services.csrf_token(request.cookies[SESSION_COOKIE]),
+        page_strings={k: v for k, v in strings.items() if k.startswith("appointments.")},
+    )
 
 
 routes = [*fixed_routes, *office_routes]
