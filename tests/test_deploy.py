@@ -1,0 +1,419 @@
+"""deploy/: what can be checked without Docker, with the real tools a city's server runs.
+
+- nginx.conf: `nginx -t` on the file as shipped, then a real nginx (ports and upstreams moved to free
+  ones) in front of two real `sprechstunde serve` processes: TLS, WebSocket upgrade, both participants of a
+  room on one node, rooms spread over both, /metrics not reachable through the proxy.
+- turnserver.conf: coturn starts with it without "Bad configuration" lines and grants a TURN allocation,
+  over UDP and TLS, to exactly the credentials a node hands out (media/ice.py), and refuses others.
+- docker-compose.yml: valid against the vendored compose-spec JSON schema, and consistent with itself
+  (ports, shared volume, secrets, AOF).
+- Dockerfile, systemd units, env examples: every path, option and variable they name exists.
+
+A missing tool fails with the package to install (./run test installs them); nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import aiohttp
+import jsonschema
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bench.server import ServerProcess, free_port
+from media.ice import turn_credentials
+from tests.test_turn import free_udp_port, wait_for_stun
+from web.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+SECRET = "turn-secret-of-the-test"
+
+
+def tool(name: str, package: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if path is None:
+        pytest.fail(f"{name} is missing: apt-get install {package} (./run test installs it)")
+    return path
+
+
+def self_signed(directory: Path, name: str = "localhost") -> None:
+    """fullchain.pem + privkey.pem, as certbot lays them out."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+# --- nginx -------------------------------------------------------------------------------------------
+
+
+def test_nginx_conf_passes_nginx_t(tmp_path):
+    nginx = tool("nginx", "nginx")
+    shutil.copy(DEPLOY / "nginx.conf", tmp_path / "nginx.conf")
+    self_signed(tmp_path / "certs")
+    result = subprocess.run(
+        [nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", f"{tmp_path}/", "-e", "stderr"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def render_nginx(tmp_path: Path, http: int, https: int, nodes: list[int]) -> Path:
+    """The shipped config with test-local ports, pid, logs and temp paths; nothing else changed."""
+    text = (DEPLOY / "nginx.conf").read_text()
+    replacements = [
+        ("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;"),
+        ("access_log /dev/stdout privacy;", f"access_log {tmp_path}/access.log privacy;"),
+        ("listen 80;", f"listen 127.0.0.1:{http};"),
+        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https} ssl http2;"),
+        ("server 127.0.0.1:8081 ", f"server 127.0.0.1:{nodes[0]} "),
+        ("server 127.0.0.1:8082 ", f"server 127.0.0.1:{nodes[1]} "),
+    ]
+    for old, new in replacements:
+        assert old in text, f"deploy/nginx.conf no longer contains {old!r}"
+        text = text.replace(old, new)
+    text = "\n".join(line for line in text.splitlines() if "listen [::]" not in line)
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = [f"{kind}_temp_path {tmp_path}/{kind};" for kind in kinds]
+    text = text.replace("http {\n", "http {\n    " + "\n    ".join(temp) + "\n", 1)
+    for kind in kinds:
+        (tmp_path / kind).mkdir(mode=0o777, exist_ok=True)
+        os.chmod(tmp_path / kind, 0o777)  # workers run as nobody when the test runs as root
+    self_signed(tmp_path / "certs")
+    path = tmp_path / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "web.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+async def hello(http: aiohttp.ClientSession, base: str, room: dict, role: str) -> tuple:
+    token = room[f"{role}_url"].rsplit("/join/", 1)[1]
+    ws = await http.ws_connect(f"{base}/ws?room={room['room_id']}", ssl=False)
+    await ws.send_json({"type": "hello", "id": 1, "v": 1, "token": token, "name": role})
+    while (welcome := await ws.receive_json(timeout=15))["type"] != "welcome":
+        pass
+    return ws, welcome
+
+
+async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path):
+    nginx = tool("nginx", "nginx")
+    data = tmp_path / "data"  # one data directory for both nodes, as the compose file's shared volume
+    rooms = []
+    for _ in range(8):
+        made = cli("room", "create", "--office", "vhs", "--data-dir", str(data))
+        assert made.returncode == 0, made.stderr
+        rooms.append(json.loads(made.stdout))
+    http_port, https_port = free_port(), free_port()
+    with (
+        ServerProcess(data, "--trusted-proxy", "127.0.0.1", log_path=tmp_path / "node1.log") as node1,
+        ServerProcess(data, "--trusted-proxy", "127.0.0.1", log_path=tmp_path / "node2.log") as node2,
+    ):
+        node1.wait_healthy(timeout=30)
+        node2.wait_healthy(timeout=30)
+        config = render_nginx(tmp_path, http_port, https_port, [node1.port, node2.port])
+        proxy = subprocess.Popen(
+            [nginx, "-c", str(config), "-p", f"{tmp_path}/", "-e", "stderr", "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "nginx.err", "wb"), start_new_session=True,
+        )  # fmt: skip
+        try:
+            base = f"https://127.0.0.1:{https_port}"
+            async with aiohttp.ClientSession() as http:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        async with http.get(base + "/healthz", ssl=False) as r:
+                            assert r.status == 200
+                            assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+                            assert re.fullmatch(r"[0-9a-f]{32}", r.headers["X-Request-Id"])  # nginx's id
+                            break
+                    except aiohttp.ClientConnectorError:
+                        assert proxy.poll() is None, (tmp_path / "nginx.err").read_text()
+                        assert time.monotonic() < deadline, "nginx did not listen"
+                        await asyncio.sleep(0.1)
+                async with http.get(f"http://127.0.0.1:{http_port}/join/x", allow_redirects=False) as r:
+                    assert r.status == 301 and r.headers["Location"].startswith("https://")
+                async with http.get(base + "/metrics", ssl=False) as r:
+                    assert r.status == 404  # Prometheus scrapes the nodes, never the public name
+                for room in rooms:
+                    # citizen and advisor connect separately; the advisor's welcome lists the citizen
+                    # only if both reached the same node
+                    citizen, _ = await hello(http, base, room, "citizen")
+                    advisor, welcome = await hello(http, base, room, "advisor")
+                    assert [p["role"] for p in welcome["participants"]] == ["citizen"], room["room_id"]
+                    # a document of the room reaches the room's node: the citizen hears of it at once
+                    async with http.post(
+                        f"{base}/api/rooms/{room['room_id']}/links",
+                        json={"url": "https://www.stadt.de/formular"},
+                        headers={"X-Join-Token": room["advisor_url"].rsplit("/join/", 1)[1]},
+                        ssl=False,
+                    ) as r:
+                        assert r.status == 201, await r.text()
+                    while (event := await citizen.receive_json(timeout=10))["type"] != "document-added":
+                        pass
+                    assert event["document"]["type"] == "link"
+                    await citizen.close()
+                    await advisor.close()
+        finally:
+            os.killpg(proxy.pid, signal.SIGTERM)
+            proxy.wait(timeout=10)
+    lines = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
+    by_room: dict[str, set[str]] = {}
+    for line in lines:
+        match = re.match(r"^/api/rooms/([^/]+)/", line["path"])
+        if match:
+            by_room.setdefault(match.group(1), set()).add(line["upstream"])
+    assert len(by_room) == len(rooms) and all(len(upstreams) == 1 for upstreams in by_room.values())
+    used = set().union(*by_room.values())
+    assert used == {f"127.0.0.1:{node1.port}", f"127.0.0.1:{node2.port}"}, "rooms were not spread"
+    # the access log holds no join tokens and no full client addresses
+    log = (tmp_path / "access.log").read_text()
+    assert all(room["citizen_url"].rsplit("/", 1)[1] not in log for room in rooms)
+    assert '"client":"127.0.0.0"' in log and '"path":"/join/…"' in log
+
+
+# --- coturn ------------------------------------------------------------------------------------------
+
+
+class _Quiet:
+    def connection_made(self, transport: object) -> None:
+        pass
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        pass
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+async def allocate(port: int, username: str, password: str, transport: str = "udp") -> tuple:
+    from aioice.turn import create_turn_endpoint
+
+    context = None
+    if transport == "tls":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    turn, _ = await asyncio.wait_for(
+        create_turn_endpoint(
+            _Quiet, ("127.0.0.1", port), username, password, ssl=context,
+            transport="tcp" if transport == "tls" else "udp",
+        ),
+        timeout=10,
+    )  # fmt: skip
+    relayed = turn.get_extra_info("sockname")
+    turn.close()
+    return relayed
+
+
+async def test_turnserver_conf_is_accepted_and_grants_the_nodes_credentials(tmp_path):
+    binary = tool("turnserver", "coturn")
+    self_signed(tmp_path / "certs")
+    port, tls_port = free_udp_port(), free_port()
+    relay = free_udp_port() // 2 * 2
+    command = [
+        binary, "-c", str(DEPLOY / "turnserver.conf"),
+        # what compose passes on the command line, and the test-local addresses, ports and files
+        f"--static-auth-secret={SECRET}", "--realm=video.stadt.test",
+        "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+        f"--listening-port={port}", f"--tls-listening-port={tls_port}",
+        f"--min-port={min(relay, 65000)}", f"--max-port={min(relay, 65000) + 40}",
+        f"--cert={tmp_path / 'certs' / 'fullchain.pem'}", f"--pkey={tmp_path / 'certs' / 'privkey.pem'}",
+        f"--pidfile={tmp_path / 'turn.pid'}", "--log-file=stdout",
+    ]  # fmt: skip
+    log = tmp_path / "turn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_stun(port, process, log)
+        username, password = turn_credentials(SECRET, "p-test", ttl=3600)
+        relayed = await allocate(port, username, password)
+        assert relayed[0] == "127.0.0.1"
+        relayed_tls = await allocate(tls_port, username, password, transport="tls")
+        assert relayed_tls[0] == "127.0.0.1"
+        with pytest.raises(Exception):  # noqa: B017 - aioice raises TransactionFailed (401) here
+            await allocate(port, username, turn_credentials("another-secret", "p-test", ttl=3600)[1])
+        expired = turn_credentials(SECRET, "p-old", ttl=-60)
+        with pytest.raises(Exception):  # noqa: B017
+            await allocate(port, *expired)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    text = log.read_text(errors="replace")
+    assert "Bad configuration format" not in text, text
+    assert "CONFIG ERROR" not in text.upper(), text
+    assert re.search(r"pkey file found|Certificate file found", text, re.IGNORECASE), text
+
+
+# --- compose ------------------------------------------------------------------------------------------
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def test_compose_file_is_valid_against_the_compose_spec_schema():
+    schema = json.loads((DEPLOY / "schema" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(compose()), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+    # and the validator does catch a mistake
+    broken = compose()
+    broken["services"]["redis"]["restart"] = ["always"]
+    broken["services"]["nginx"]["volumes_from_typo"] = []
+    assert len(list(validator.iter_errors(broken))) >= 2
+
+
+def test_compose_services_fit_together():
+    spec = compose()
+    services = spec["services"]
+    assert {"node1", "node2", "redis", "coturn", "nginx"} <= services.keys()
+    nginx_conf = (DEPLOY / "nginx.conf").read_text()
+    ports = []
+    for name in ("node1", "node2"):
+        node = services[name]
+        env = node["environment"]
+        ports.append(env["SPRECHSTUNDE_PORT"])
+        assert node["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        assert "app-data:/var/lib/sprechstunde" in node["volumes"]  # one secret, keys and documents
+        assert env["SPRECHSTUNDE_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+        assert "${TURN_SECRET" in env["SPRECHSTUNDE_TURN_SECRET"]
+        assert env["SPRECHSTUNDE_TRUSTED_PROXIES"] == "127.0.0.1/32"
+        assert env["SPRECHSTUNDE_HOST"] == "127.0.0.1"
+        assert node["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert f"127.0.0.1:{env['SPRECHSTUNDE_PORT']}/readyz" in " ".join(node["healthcheck"]["test"])
+    assert sorted(ports) == ["8081", "8082"]
+    for port in ports:
+        assert nginx_conf.count(f"server 127.0.0.1:{port} ") == 2  # in both upstreams
+    redis = services["redis"]["command"]
+    assert redis[redis.index("--appendonly") + 1] == "yes"
+    assert "--requirepass" in redis and redis[redis.index("--bind") + 1] == "127.0.0.1"
+    coturn = services["coturn"]
+    assert "--static-auth-secret=${TURN_SECRET}" in coturn["command"]
+    assert "./turnserver.conf:/etc/coturn/turnserver.conf:ro" in coturn["volumes"]
+    assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in services["nginx"]["volumes"]
+    example = (DEPLOY / ".env.example").read_text()
+    used = set(re.findall(r"\$\{([A-Z_]+)", (DEPLOY / "docker-compose.yml").read_text()))
+    defined = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
+    assert used <= defined, f"variables used in docker-compose.yml but not in .env.example: {used - defined}"
+
+
+# --- Dockerfile, systemd, environment ---------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def test_dockerfile_copies_what_pip_install_needs_and_runs_the_cli():
+    instructions = dockerfile_instructions()
+    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("python:3.11")
+    for word, rest in instructions:
+        if word == "COPY":
+            *sources, _target = [s for s in shlex.split(rest) if not s.startswith("--")]
+            for source in sources:
+                assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+    ignored = [
+        line.strip().rstrip("/")
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    for needed in ["pyproject.toml", "README.md", *packages]:
+        assert needed not in ignored, f"Dockerfile.dockerignore drops {needed}, which pip install . needs"
+    users = [rest for word, rest in instructions if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    entry = json.loads(next(rest for word, rest in instructions if word == "ENTRYPOINT"))
+    command = json.loads(next(rest for word, rest in instructions if word == "CMD"))
+    assert entry == ["sprechstunde"] and "sprechstunde" in project["project"]["scripts"]
+    build_parser().parse_args(command)  # a valid command line of the CLI
+    health = next(rest for word, rest in instructions if word == "HEALTHCHECK")
+    assert "/readyz" in health
+
+
+def test_systemd_units_verify(tmp_path):
+    analyze = tool("systemd-analyze", "systemd")
+    executable = Path(sys.prefix) / "bin" / "sprechstunde"
+    assert executable.exists(), "pip install -e . provides the sprechstunde command"
+    for name in ("sprechstunde.service", "sprechstunde@.service"):
+        text = (DEPLOY / name).read_text()
+        assert "ExecStart=/opt/sprechstunde/venv/bin/sprechstunde serve" in text
+        (tmp_path / name).write_text(text.replace("/opt/sprechstunde/venv/bin/sprechstunde", str(executable)))
+    os.symlink(tmp_path / "sprechstunde@.service", tmp_path / "sprechstunde@8081.service")
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(tmp_path / "sprechstunde.service"),
+         str(tmp_path / "sprechstunde@8081.service")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    problems = [line for line in result.stderr.splitlines() if "sprechstunde" in line]
+    assert result.returncode == 0 and not problems, result.stderr
+    assert "Environment=SPRECHSTUNDE_PORT=%i" in (DEPLOY / "sprechstunde@.service").read_text()
+
+
+def known_variables() -> set[str]:
+    """Every SPRECHSTUNDE_* variable the command line reads."""
+    source = (ROOT / "web" / "cli.py").read_text()
+    names = set(re.findall(r"""env(?:_list)?\(\s*["']([A-Z_]+)["']""", source))
+    names |= set(re.findall(r"""_number\(\s*["']([A-Z_]+)["']""", source))
+    return {"SPRECHSTUNDE_" + name for name in names}
+
+
+def test_every_variable_in_the_deploy_files_is_an_option():
+    known = known_variables()
+    assert {"SPRECHSTUNDE_REDIS_URL", "SPRECHSTUNDE_TURN_SECRET", "SPRECHSTUNDE_LOG_FORMAT"} <= known
+    for name in ("docker-compose.yml", "Dockerfile", "sprechstunde.env.example", "sprechstunde.service",
+                 "sprechstunde@.service"):  # fmt: skip
+        used = set(re.findall(r"SPRECHSTUNDE_[A-Z_]+", (DEPLOY / name).read_text()))
+        assert used <= known, f"{name} sets {used - known}, which no option reads"
