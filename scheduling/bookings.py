@@ -60,6 +60,7 @@ IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
 EMAIL = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[A-Za-z]{2,}$")
 PHONE = re.compile(r"^\+?[0-9 ()/.-]{6,30}$")
 MAX_NAME = 100
+FORGOTTEN = "–"  # the name of a booking whose personal data was removed after the retention period
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ class SchedulingService:
             closed = office.closed_reason(day)
             if day <= last_bookable and advisors:
                 slots = await self._day_slots(office, service, day, language, advisors=advisors)
-                free = sum(1 for _ in slots)
+                free = len(slots)
             result.append({"date": day.isoformat(), "free_slots": free, "closed": closed})
             day += timedelta(days=1)
         return result
@@ -644,6 +645,21 @@ class SchedulingService:
                 raise BookingError("not_booked", f"this appointment is {current.status}", 409)
             if await self._store.compare_and_set(BOOKING_KIND, booking_id, record, asdict(updated)):
                 return updated
+
+    async def forget_people(self, ended_before: float) -> int:
+        """Data minimisation: appointments that ended before `ended_before` keep their reference, times
+        and status (for statistics) but lose the citizen's name, e-mail, phone and waiting-room token."""
+        count = 0
+        for booking in await self.all():
+            if booking.ends_at < ended_before and (
+                booking.email or booking.phone or booking.name != FORGOTTEN
+            ):
+                await self._update(
+                    booking.booking_id,
+                    lambda b: replace(b, name=FORGOTTEN, email=None, phone=None, wait_token=None),
+                )
+                count += 1
+        return count
 
     def _changed(self, booking: Booking) -> None:
         if self.on_change is not None:

@@ -213,7 +213,8 @@ def due_mails(booking: Booking, now: float) -> list[str]:
 
 
 class BookingMailer:
-    """The background job that sends due mails; one process at a time (store lease)."""
+    """The background job that sends due mails and, once an appointment is `retention_days` past,
+    removes the citizen's name and contact details from it; one process at a time (store lease)."""
 
     def __init__(
         self,
@@ -225,6 +226,7 @@ class BookingMailer:
         *,
         interval: float = 60.0,
         lease_ttl: float = 120.0,
+        retention_days: float = 30.0,
     ) -> None:
         self._scheduling = scheduling
         self._store = store
@@ -233,6 +235,7 @@ class BookingMailer:
         self._clock = clock
         self.interval = interval
         self.lease_ttl = lease_ttl
+        self.retention_days = retention_days
         self._node = secrets.token_hex(6)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -247,13 +250,14 @@ class BookingMailer:
     async def run_once(self) -> list[tuple[str, str]]:
         """Send every due mail; returns (reference, kind) of those sent. Does nothing without SMTP
         settings or while another process holds the lease."""
-        if self.mailer is None:
-            return []
         if not await self._store.create(LEASE_KIND, "mailer", {"node": self._node}, ttl=self.lease_ttl):
             return []
         sent = []
         try:
             now = self._clock()
+            await self._scheduling.forget_people(now - self.retention_days * 86400)
+            if self.mailer is None:
+                return []
             for booking in await self._scheduling.all():
                 for kind in due_mails(booking, now):
                     try:
@@ -278,7 +282,7 @@ class BookingMailer:
         return sent
 
     def start(self) -> None:
-        if self.mailer is not None and self._task is None:
+        if self._task is None:
             self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:

@@ -55,8 +55,8 @@ class World:
         return member
 
 
-def build_world(path: Path, clock: Clock | None = None) -> World:
-    store = open_store(path / "test.sqlite3")
+def build_world(path: Path, clock: Clock | None = None, store: Store | None = None) -> World:
+    store = store or open_store(path / "test.sqlite3")
     offices = OfficeDirectory(
         [
             make_office("vhs", {"de": "Volkshochschule", "en": "Adult Education Centre"}, hours=WEEK),

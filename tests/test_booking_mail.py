@@ -206,3 +206,20 @@ async def test_the_app_mails_on_booking_and_the_page_says_so(tmp_path, aiohttp_c
     assert len(inbox.messages) == 1 and booked["reference"] in inbox.messages[0]["Subject"]
     page = await client.get(booked["manage_url"].replace(services.config.public_url, ""))
     assert "Eine Bestätigung geht an erika@example.org" in await page.text()
+
+
+async def test_personal_data_is_removed_after_the_retention_period(world):
+    await world.advisor("anna")
+    booked = await world.scheduling.book(
+        "vhs", "beratung", "video", at("2027-01-12 08:00").isoformat(),
+        name="Erika", email="e@example.org", phone="0211 1234567", consent=True,
+    )  # fmt: skip
+    job = BookingMailer(world.scheduling, world.store, BookingLinks("https://x.example"), None, world.clock)
+    world.clock.set(at("2027-02-10 12:00"))  # 29 days after
+    await job.run_once()
+    assert (await world.scheduling.get(booked.booking.booking_id)).email == "e@example.org"
+    world.clock.set(at("2027-02-12 12:00"))
+    await job.run_once()
+    kept = await world.scheduling.get(booked.booking.booking_id)
+    assert (kept.name, kept.email, kept.phone) == ("–", None, None)
+    assert kept.reference == booked.booking.reference and kept.status == "booked"

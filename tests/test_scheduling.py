@@ -12,8 +12,9 @@ from rooms.queue import Appointment
 from rooms.routing import APPOINTMENT, lane
 from scheduling.bookings import BOOKING_KIND, JOIN_PURPOSE, MANAGE_PURPOSE, SchedulingService
 from scheduling.errors import BookingError
-from store import open_store
+from store import RedisStore, open_store
 from tests.scheduling_support import BERLIN, at, build_world
+from tests.test_store import REDIS_URL, redis_namespace
 
 TUESDAY = date(2027, 1, 12)
 
@@ -310,3 +311,25 @@ async def test_no_show_only_after_the_start(world):
 def test_appointment_carries_the_advisor():
     assert Appointment(at("2027-01-12 10:00"), "b", "anna").advisor == "anna"
     assert isinstance(SchedulingService, type)
+
+
+async def test_fifty_concurrent_requests_on_redis_too(tmp_path):
+    """The same race through the Redis adapter (several server processes share one Redis)."""
+    async with redis_namespace() as prefix:
+        world = build_world(tmp_path, store=RedisStore(REDIS_URL, prefix=prefix))
+        try:
+            world.clock.set(at("2027-01-04 12:00"))
+            await world.advisor("anna")
+            await world.advisor("bert")
+            results = await asyncio.gather(
+                *(book(world, "2027-01-12 10:40", name=f"P{i}") for i in range(50)), return_exceptions=True
+            )
+            won = [r for r in results if not isinstance(r, BaseException)]
+            assert len(won) == 2 and {w.booking.advisor for w in won} == {"anna", "bert"}
+            assert all(
+                isinstance(r, BookingError) and r.code == "slot_taken" for r in results if r not in won
+            )
+            await world.scheduling.cancel(won[0].booking)
+            assert (await world.scheduling.slots("vhs", "beratung", TUESDAY))[4].capacity == 1
+        finally:
+            await world.store.close()

@@ -410,18 +410,22 @@ async def api_staff_slots(request: web.Request) -> web.Response:
     return web.json_response({"date": day.isoformat(), "slots": [s.as_json() for s in slots]})
 
 
-def _availability_user(request: web.Request, member: Any) -> str:
-    """Advisors manage their own availability; leads and admins may name another account."""
+async def _availability_user(request: web.Request, services: Services, member: Any) -> str:
+    """Advisors manage their own availability; an office lead that of their offices' staff, an admin
+    anyone's."""
     username = request.query.get("username", member.username)
-    if username != member.username and member.role not in ("lead", "admin"):
-        raise ApiError(403, "forbidden", "you may only change your own availability")
+    if username == member.username or member.role == "admin":
+        return username
+    other = await services.staff.get(username) if member.role == "lead" else None
+    if other is None or not set(other.offices) & set(member.offices):
+        raise ApiError(403, "forbidden", "you may only change your own availability or your office's")
     return username
 
 
 @routes.get("/api/staff/availability")
 async def api_get_availability(request: web.Request) -> web.Response:
     services, member = await staff_member(request, change=False)
-    username = _availability_user(request, member)
+    username = await _availability_user(request, services, member)
     found = await services.scheduling.availability.get(username)
     body = found.as_json() if found else {"username": username, "weekly": {}, "absences": []}
     return web.json_response(body)
@@ -430,7 +434,7 @@ async def api_get_availability(request: web.Request) -> web.Response:
 @routes.put("/api/staff/availability")
 async def api_put_availability(request: web.Request) -> web.Response:
     services, member = await staff_member(request, change=True)
-    username = _availability_user(request, member)
+    username = await _availability_user(request, services, member)
     if await services.staff.get(username) is None:
         raise ApiError(404, "unknown_user", f"there is no user {username!r}")
     data = await read_json(request)
