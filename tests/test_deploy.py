@@ -145,10 +145,18 @@ async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path)
         made = cli("room", "create", "--office", "vhs", "--data-dir", str(data))
         assert made.returncode == 0, made.stderr
         rooms.append(json.loads(made.stdout))
+    added = subprocess.run(
+        [sys.executable, "-m", "web.cli", "user", "add", "berater", "--office", "vhs",
+         "--data-dir", str(data), "--password-stdin"],
+        input="richtig-langes-passwort\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
     http_port, https_port = free_port(), free_port()
+    base = f"https://127.0.0.1:{https_port}"
+    node_args = ("--trusted-proxy", "127.0.0.1", "--base-url", base)
     with (
-        ServerProcess(data, "--trusted-proxy", "127.0.0.1", log_path=tmp_path / "node1.log") as node1,
-        ServerProcess(data, "--trusted-proxy", "127.0.0.1", log_path=tmp_path / "node2.log") as node2,
+        ServerProcess(data, *node_args, log_path=tmp_path / "node1.log") as node1,
+        ServerProcess(data, *node_args, log_path=tmp_path / "node2.log") as node2,
     ):
         node1.wait_healthy(timeout=30)
         node2.wait_healthy(timeout=30)
@@ -158,8 +166,7 @@ async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path)
             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "nginx.err", "wb"), start_new_session=True,
         )  # fmt: skip
         try:
-            base = f"https://127.0.0.1:{https_port}"
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
                 deadline = time.monotonic() + 10
                 while True:
                     try:
@@ -176,6 +183,14 @@ async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path)
                     assert r.status == 301 and r.headers["Location"].startswith("https://")
                 async with http.get(base + "/metrics", ssl=False) as r:
                     assert r.status == 404  # Prometheus scrapes the nodes, never the public name
+                # sign-in over the proxy: the node sees https (Secure cookie) and the console socket's
+                # same-origin check passes with the headers nginx forwards
+                login = {"username": "berater", "password": "richtig-langes-passwort"}
+                async with http.post(base + "/api/login", json=login, ssl=False) as r:
+                    assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]
+                console = await http.ws_connect(base + "/ws/console", headers={"Origin": base}, ssl=False)
+                assert (await console.receive_json(timeout=10))["type"] == "queue"
+                await console.close()
                 for room in rooms:
                     # citizen and advisor connect separately; the advisor's welcome lists the citizen
                     # only if both reached the same node
