@@ -229,3 +229,14 @@ async def test_advisor_appointments_page(client, services):
     assert services.check_csrf(session, csrf)
     console = await get(client, "/console")
     assert 'href="/console/appointments"' in console
+
+
+async def test_in_person_confirmation_shows_the_address_and_no_join_link(client, services):
+    await advisor(services)
+    slot = quote(at("08:00").isoformat())
+    form = await get(client, f"/termin/vhs/weiterbildung/in_person?tag={TUESDAY}&zeit={slot}")
+    response = await client.post("/termin/vhs/weiterbildung/in_person", data=booking_form(form, email=""))
+    html = await response.text()
+    assert "Ihr Termin ist gebucht" in html and "Bildungszentrum, Am Markt 1" in html
+    assert not [h for h in hrefs(html) if h.startswith("/termin/beitreten/")]
+    assert "Es wird keine E-Mail versendet" in html
