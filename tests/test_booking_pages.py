@@ -240,3 +240,23 @@ async def test_in_person_confirmation_shows_the_address_and_no_join_link(client,
     assert "Ihr Termin ist gebucht" in html and "Bildungszentrum, Am Markt 1" in html
     assert not [h for h in hrefs(html) if h.startswith("/termin/beitreten/")]
     assert "Es wird keine E-Mail versendet" in html
+
+
+async def test_consultation_language_limits_slots_to_advisors_who_speak_it(client, services):
+    await advisor(services, "anna", languages=("de",))
+    await advisor(services, "ayse", languages=("de", "tr"))
+    base = "/termin/vhs/weiterbildung/video"
+    german = await get(client, f"{base}?tag={TUESDAY}")
+    assert 'option value="tr"' in german
+    turkish = await get(client, f"{base}?sprache=tr&tag={TUESDAY}")
+    assert all("sprache=tr" in h for h in hrefs(turkish) if "zeit=" in h)
+    slot = quote(at("08:00").isoformat())
+    form = await get(client, f"{base}?sprache=tr&tag={TUESDAY}&zeit={slot}")
+    assert 'name="language" value="tr"' in form
+    response = await client.post(f"{base}?sprache=tr", data=booking_form(form) | {"language": "tr"})
+    assert response.status == 200
+    booking = (await services.scheduling.all())[0]
+    assert (booking.language, booking.advisor) == ("tr", "ayse")
+    # nobody else speaks Turkish: 08:00 is gone in Turkish, still free in German
+    assert quote(at("08:00").isoformat()) not in await get(client, f"{base}?sprache=tr&tag={TUESDAY}")
+    assert quote(at("08:00").isoformat()) in await get(client, f"{base}?tag={TUESDAY}")

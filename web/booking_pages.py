@@ -37,6 +37,10 @@ MONTHS = {
     "de": "Januar Februar März April Mai Juni Juli August September Oktober November Dezember".split(),
     "en": "January February March April May June July August September October November December".split(),
 }
+LANGUAGE_NAMES = {
+    "de": "Deutsch", "en": "English", "fr": "Français", "it": "Italiano", "pl": "Polski", "tr": "Türkçe",
+    "ku": "Kurdî", "ar": "العربية", "uk": "Українська", "ru": "Русский",
+}  # fmt: skip
 WEEKDAYS = {
     "de": "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag".split(),
     "en": "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split(),
@@ -67,7 +71,8 @@ class Page:
         self.services: Services = request.app[SERVICES]
         self.lang = self.services.pages.lang(request)
         self.t = self.services.pages.catalog.strings(self.lang)
-        self.keep = {"lang": request.query["lang"]} if "lang" in request.query else {}
+        # the page language and the consultation language travel along every link
+        self.keep = {k: request.query[k] for k in ("lang", "sprache") if k in request.query}
 
     def url(self, path: str, **query: Any) -> str:
         params = {k: v for k, v in query.items() if v is not None} | self.keep
@@ -82,6 +87,7 @@ class Page:
             day_text=day_text,
             time_text=time_text,
             services_mail=self.services.booking_mailer.configured,
+            keep=self.keep,
             **context,
         )
         response.headers["Cache-Control"] = "no-store"
@@ -198,6 +204,12 @@ async def _calendar_context(
     }
 
 
+def _language(page: Page, office: Office, value: str | None = None) -> str:
+    """The consultation language (?sprache=, or the form's), German when the office does not offer it."""
+    value = value if value is not None else page.request.query.get("sprache", "de")
+    return value if value in office.languages else "de"
+
+
 def _form_nonce(services: Services) -> str:
     return services.signer.sign(
         FORM_PURPOSE, {"n": secrets.token_urlsafe(16), "exp": int(services.scheduling.clock() + FORM_TTL)}
@@ -212,7 +224,8 @@ async def choose_slot(request: web.Request) -> web.Response:
     channel = request.match_info["channel"]
     if channel not in service.channels:
         raise web.HTTPNotFound()
-    context = await _calendar_context(page, office, service, channel, "de")
+    language = _language(page, office)
+    context = await _calendar_context(page, office, service, channel, language)
     return page.render(
         "booking_calendar.html",
         office=office,
@@ -222,6 +235,8 @@ async def choose_slot(request: web.Request) -> web.Response:
         nonce=_form_nonce(page.services),
         form={},
         error=None,
+        language=language,
+        language_names=LANGUAGE_NAMES,
         step=4 if context["chosen_slot"] is None else 5,
         **context,
     )
@@ -236,6 +251,7 @@ async def submit_booking(request: web.Request) -> web.Response:
     channel = request.match_info["channel"]
     form = await request.post()
     values = {k: str(form.get(k, ""))[:300] for k in ("name", "email", "phone", "starts_at", "nonce")}
+    language = _language(page, office, str(form.get("language", "de")))
     error: BookingError | None = None
     try:
         if not services.booking_throttle.allow("booking", request.remote or "?"):
@@ -253,6 +269,7 @@ async def submit_booking(request: web.Request) -> web.Response:
             email=values["email"] or None,
             phone=values["phone"] or None,
             consent=form.get("consent") == "yes",
+            language=language,
             idempotency_key=f"form:{nonce}",
         )
     except BookingError as exc:
@@ -270,7 +287,7 @@ async def submit_booking(request: web.Request) -> web.Response:
         request_query |= {"tag": starts.date().isoformat()}
         if error.code not in ("slot_taken", "past_slot"):
             request_query |= {"zeit": starts.isoformat()}
-    context = await _calendar_context(page, office, service, channel, "de", request_query)
+    context = await _calendar_context(page, office, service, channel, language, request_query)
     return page.render(
         "booking_calendar.html",
         status=error.status,
@@ -281,6 +298,8 @@ async def submit_booking(request: web.Request) -> web.Response:
         nonce=values["nonce"] if error.code != "form_expired" else _form_nonce(services),
         form=values | {"consent": form.get("consent") == "yes"},
         error=error,
+        language=language,
+        language_names=LANGUAGE_NAMES,
         step=5 if context["chosen_slot"] is not None else 4,
         **context,
     )
@@ -459,7 +478,6 @@ async def join(request: web.Request) -> web.Response:
     )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
-
 
 
 @fixed_routes.get("/console/appointments")
