@@ -61,7 +61,7 @@ class Connection:
                     await self.dispatch(message)
                 except ProtocolError as exc:
                     self.hub.errors[exc.code] += 1
-                    await self.reply(error_message(exc.code, exc.message, exc.request_id))
+                    await self.reply(error_message(exc.code, exc.message, exc.request_id, **exc.detail))
                 except Exception:
                     self.hub.errors["internal"] += 1
                     # A bug or an aiortc surprise must not end the call: report it, keep reading.
@@ -116,6 +116,16 @@ class Connection:
             admission = await self.hub.admit(message["token"])
         except AdmissionError as exc:
             raise ProtocolError(exc.code, exc.message, request_id) from None
+        if self.hub.nodes is not None:
+            home = await self.hub.nodes.home(admission.room_id, admission.expires_at)
+            if home.node_id != self.hub.nodes.node_id:
+                raise ProtocolError(
+                    "wrong_node",
+                    "this consultation runs on another server; reconnect there",
+                    request_id,
+                    node=home.node_id,
+                    url=home.ws_url,
+                )
         room = self.hub.room(admission)
         name = clean_name(message.get("name"), DEFAULT_NAMES[admission.role])
         try:

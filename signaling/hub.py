@@ -16,11 +16,14 @@ from aiohttp import web
 from media.forwarding import ForwardingStats
 from media.ice import IceConfig
 from media.session import MediaSession
+from signaling.nodes import NodeRegistry
 from signaling.tasks import BackgroundTasks
+from store.port import Store, Subscription
 
 log = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 4
+ROOM_EVENTS = "room-events"
 GRACE_SECONDS = 30.0
 
 
@@ -92,8 +95,15 @@ class SignalingHub:
         ice: IceConfig,
         media_mode: str = "forward",
         grace_seconds: float = GRACE_SECONDS,
+        *,
+        bus: Store | None = None,
     ) -> None:
         self.admit = admit
+        # several nodes: the store carrying room events between them, and (set by the app) the registry
+        # that says which node hosts a room; both None for a single process
+        self.bus = bus
+        self.nodes: NodeRegistry | None = None
+        self._listener: asyncio.Task | None = None
         self.ice = ice
         self.media_mode = media_mode
         self.grace_seconds = grace_seconds
@@ -123,14 +133,40 @@ class SignalingHub:
     async def publish(self, room_id: str, message: dict[str, Any]) -> int:
         """Push a server event (e.g. a shared document) to everyone connected to a live room.
 
-        Returns how many participants were connected; 0 when nobody is in the room right now.
+        A room hosted by another node gets it over the store's channel. Returns how many participants
+        of this process it reached (0 when the room lives elsewhere or nobody is connected).
         """
         room = self.rooms.get(room_id)
         if room is None:
+            if self.bus is not None:
+                await self.bus.publish(ROOM_EVENTS, {"room_id": room_id, "message": message})
             return 0
+        return await self._deliver(room, message)
+
+    async def _deliver(self, room: LiveRoom, message: dict[str, Any]) -> int:
         connected = [p for p in room.participants.values() if p.ws is not None]
         await asyncio.gather(*(p.send(message) for p in connected))
         return len(connected)
+
+    async def start(self) -> None:
+        """With several nodes: listen for events of the rooms this node hosts."""
+        if self.bus is not None and self._listener is None:
+            subscription = await self.bus.subscribe(ROOM_EVENTS)
+            self._listener = self.spawn(self._listen(subscription))
+
+    async def _listen(self, subscription: Subscription) -> None:
+        try:
+            while True:
+                event = await subscription.next()
+                room = self.rooms.get(event.get("room_id", ""))
+                if room is not None and isinstance(event.get("message"), dict):
+                    await self._deliver(room, event["message"])
+        finally:
+            await subscription.close()
+
+    def load(self) -> tuple[int, int]:
+        """(live rooms, connected participants): what the node registry announces."""
+        return len(self.rooms), sum(len(room.participants) for room in self.rooms.values())
 
     async def join(
         self, room: LiveRoom, role: str, name: str, resume: str | None, ws: web.WebSocketResponse

@@ -35,15 +35,16 @@ MESSAGE_TYPES = frozenset(_SCHEMA)
 class ProtocolError(Exception):
     """Answered with an `error` message; the connection stays usable."""
 
-    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+    def __init__(self, code: str, message: str, request_id: Any = None, **detail: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.detail = detail  # machine-readable extras, e.g. where to go for `wrong_node`
 
 
-def error_message(code: str, message: str, request_id: Any = None) -> dict[str, Any]:
-    reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
+def error_message(code: str, message: str, request_id: Any = None, **detail: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = {"type": "error", "code": code, "message": message, **detail}
     if request_id is not None:
         reply["id"] = request_id
     return reply

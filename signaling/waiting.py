@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from rooms.staff import StaffMember
 from signaling.protocol import MAX_ID_CHARS, ProtocolError, Schema, error_message, parse
 from signaling.ratelimit import TokenBucket
 from signaling.tasks import BackgroundTasks
+from store.port import Store, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ FLOOD_RATE = 50.0
 FLOOD_BURST = 100.0
 HARD_FRAME_LIMIT = 1024 * 1024
 SWEEP_INTERVAL = 5.0
+QUEUE_CHANNEL = "queue-changes"
 PRESENCE_INTERVAL = 30.0
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -67,18 +70,50 @@ class Clock:
 
 
 class QueueEvents:
-    """Per-process change notifier: a version counter that waiters watch. Every enqueue, claim, leave,
-    note, abandonment and advisor online/offline calls `notify`; each open socket then recomputes what
-    it shows. Replace with Redis pub/sub for several processes (issue `multi-node`)."""
+    """Change notifier: a version counter that waiters watch. Every enqueue, claim, leave, note,
+    abandonment and advisor online/offline calls `notify`; each open socket then recomputes what it
+    shows. With a `bus` (several nodes on Redis) a change is also announced on the store's channel, and
+    changes announced by other nodes wake this node's sockets too."""
 
-    def __init__(self) -> None:
+    def __init__(self, bus: Store | None = None) -> None:
         self.version = 0
         self._event = asyncio.Event()
+        self._bus = bus
+        self._origin = secrets.token_hex(6)
+        self._listener: asyncio.Task | None = None
 
     async def notify(self) -> None:
+        self._bump()
+        if self._bus is not None:
+            try:
+                await self._bus.publish(QUEUE_CHANNEL, {"from": self._origin})
+            except Exception as exc:  # the change itself is stored; other nodes catch up at their sweep
+                log.warning("queue change not announced to other nodes: %s", exc)
+
+    def _bump(self) -> None:
         self.version += 1
         event, self._event = self._event, asyncio.Event()
         event.set()
+
+    async def start(self) -> None:
+        if self._bus is not None and self._listener is None:
+            subscription = await self._bus.subscribe(QUEUE_CHANNEL)
+            self._listener = asyncio.ensure_future(self._listen(subscription))
+
+    async def _listen(self, subscription: Subscription) -> None:
+        try:
+            while True:
+                message = await subscription.next()
+                if message.get("from") != self._origin:
+                    self._bump()
+        finally:
+            await subscription.close()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
 
     async def wait(self, seen: int) -> int:
         """Return as soon as the version differs from `seen` (at once if it already does)."""
@@ -194,12 +229,14 @@ class WaitingRoom:
         self.sockets: set[web.WebSocketResponse] = set()
         self._sweeper: asyncio.Task | None = None
         self._tasks = BackgroundTasks("waiting-room")
+        self._online: frozenset | None = None  # advisors online at the last sweep
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         """Background work (a closed socket's cleanup) that `close` waits for, so none outlives the app."""
         return self._tasks.spawn(coro)
 
-    def start(self, interval: float = SWEEP_INTERVAL) -> None:
+    async def start(self, interval: float = SWEEP_INTERVAL) -> None:
+        await self.events.start()
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep_forever(interval))
 
@@ -212,8 +249,16 @@ class WaitingRoom:
                 log.exception("queue sweep failed")
 
     async def sweep(self) -> list[str]:
+        """Abandon citizens whose grace ran out, and notice advisors who came or went without this
+        process seeing a socket (presence expired, or a console on another process): either way the
+        waiting citizens and consoles get fresh figures."""
         gone = await self.queue.sweep()
-        if gone:
+        online = frozenset(
+            (a.username, a.offices, a.languages) for a in await self.queue.presence.advisors()
+        )
+        changed = self._online is not None and online != self._online
+        self._online = online
+        if gone or changed:
             await self.events.notify()
         return gone
 
@@ -222,6 +267,7 @@ class WaitingRoom:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
+        await self.events.close()
         for ws in list(self.sockets):
             await ws.close(code=1001, message=b"server shutting down")
         await self._tasks.wait(timeout=5.0)

@@ -51,6 +51,7 @@ class SQLiteStore:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._conn: sqlite3.Connection | None = None
+        self._channels: dict[str, set[asyncio.Queue[Record]]] = {}
         self._run_sync(self._open)
 
     def _open(self) -> None:
@@ -298,6 +299,13 @@ class SQLiteStore:
 
         return await self._run(op)
 
+    async def publish(self, channel: str, message: Record) -> None:
+        for queue in list(self._channels.get(channel, ())):
+            queue.put_nowait(json.loads(json.dumps(message)))  # a copy, as if it went over the wire
+
+    async def subscribe(self, channel: str) -> LocalSubscription:
+        return LocalSubscription(self._channels, channel)
+
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
@@ -309,3 +317,23 @@ class SQLiteStore:
         if self._conn is None:
             raise RuntimeError("store is closed")
         return self._conn
+
+
+class LocalSubscription:
+    """A channel within this process (the embedded store has no other processes to reach)."""
+
+    def __init__(self, channels: dict[str, set[asyncio.Queue[Record]]], channel: str) -> None:
+        self._channels = channels
+        self._channel = channel
+        self._queue: asyncio.Queue[Record] = asyncio.Queue()
+        channels.setdefault(channel, set()).add(self._queue)
+
+    async def next(self) -> Record:
+        return await self._queue.get()
+
+    async def close(self) -> None:
+        listeners = self._channels.get(self._channel)
+        if listeners is not None:
+            listeners.discard(self._queue)
+            if not listeners:
+                del self._channels[self._channel]

@@ -9,6 +9,9 @@ and a numeric `score` (its place in line). `claim_first` hands the lowest-scored
 of lanes to exactly one claimant, however many ask at once — the primitive behind "Nächste Person".
 Items carry only ordering and claim state; the data behind them lives in ordinary records.
 Redis maps a lane to a sorted set and `claim_first` to one Lua script.
+
+Channels (publish/subscribe) carry change signals between processes: "the queue changed", "an event for
+room X". Redis maps them to its pub/sub; the embedded adapter delivers within its process.
 """
 
 from __future__ import annotations
@@ -87,5 +90,23 @@ class Store(Protocol):
         """Remove an item; with `only_unclaimed` only if nobody holds it, with `claimant` only if that
         claimant holds it. True when it was removed."""
 
+    async def publish(self, channel: str, message: Record) -> None:
+        """Send `message` to every current subscriber of `channel`, in every process sharing the store
+        (embedded: this process only). Fire and forget: a subscriber that is not listening misses it."""
+
+    async def subscribe(self, channel: str) -> Subscription:
+        """Listen on `channel`; returns once the subscription is active, so a later publish is seen."""
+
     async def close(self) -> None:
         """Release connections; further calls are errors."""
+
+
+class Subscription(Protocol):
+    """Messages of one channel, in order. Survives a lost connection (it resubscribes; messages sent
+    meanwhile are lost), so listeners use it for "something changed" signals, never for data."""
+
+    async def next(self) -> Record:
+        """Wait for the next message."""
+
+    async def close(self) -> None:
+        """Stop listening; a pending `next` raises asyncio.CancelledError."""

@@ -23,6 +23,7 @@ server (or a primary with replicas), not Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -431,7 +432,68 @@ class RedisStore:
         ]
         return await self._dequeue(keys=[self._queue(queue)], args=args) == 1
 
+    # --- channels -------------------------------------------------------------------------------
+
+    def _channel(self, channel: str) -> str:
+        return f"{self.prefix}c:{_name(channel)}"
+
+    async def publish(self, channel: str, message: Record) -> None:
+        await self._r.publish(self._channel(channel), _dumps(message))
+
+    async def subscribe(self, channel: str) -> RedisSubscription:
+        subscription = RedisSubscription(self._r, self._channel(channel))
+        await subscription.start()
+        return subscription
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+
+class RedisSubscription:
+    """One channel on its own pub/sub connection; after a lost connection it resubscribes by itself
+    (with a growing pause), so a Redis restart only costs the messages sent while it was away."""
+
+    RETRY_MAX = 5.0
+
+    def __init__(self, client: Redis, name: str) -> None:
+        self._client = client
+        self._name = name
+        self._pubsub: Any = None
+
+    async def start(self) -> None:
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self._name)
+
+    async def next(self) -> Record:
+        pause = 0.2
+        while True:
+            try:
+                if self._pubsub is None:
+                    await self.start()
+                    pause = 0.2
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except (RedisError, OSError):
+                await self._drop()
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.RETRY_MAX)
+                continue
+            if message is not None and message.get("type") == "message":
+                return json.loads(message["data"])
+
+    async def _drop(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except (RedisError, OSError):
+                pass
+
+    async def close(self) -> None:
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.unsubscribe(self._name)
+            except (RedisError, OSError):
+                pass
+        await self._drop()

@@ -38,17 +38,51 @@ class RtcParticipant:
         self._consumers: list[asyncio.Task] = []
         self._event = asyncio.Event()
 
-    async def join(self, resume: str | None = None) -> dict[str, Any]:
-        self.ws = await self.session.ws_connect(self.ws_url)
-        self.pc = None
-        self._published = False
-        await self.ws.send_json(
-            {"type": "hello", "id": "h", "v": 1, "token": self.token, "name": self.name, "resume": resume}
-        )
-        self._reader = asyncio.ensure_future(self._read())
-        self.welcome = await self.wait_for("welcome")
-        self.resume = self.welcome["resume"]
-        return self.welcome
+    async def join(self, resume: str | None = None, urls: list[str] | None = None) -> dict[str, Any]:
+        """Say hello on the first of `urls` (default: ws_url) that accepts a connection, and follow a
+        `wrong_node` redirect to the node hosting the room, as the browser does behind the proxy."""
+        candidates = list(urls or [self.ws_url])
+        redirects = 0
+        while True:
+            url = candidates[0]
+            try:
+                self.ws = await self.session.ws_connect(url)
+            except aiohttp.ClientError:
+                if len(candidates) == 1:
+                    raise
+                candidates = candidates[1:]  # that node is down: the next one, as a proxy would
+                continue
+            self.pc = None
+            self._published = False
+            self.messages.clear()
+            await self.ws.send_json(
+                {"type": "hello", "id": "h", "v": 1, "token": self.token, "name": self.name, "resume": resume}
+            )
+            self._reader = asyncio.ensure_future(self._read())
+            reply = await self._hello_reply()
+            if reply["type"] == "welcome":
+                self.ws_url = url
+                self.welcome = reply
+                self.resume = reply["resume"]
+                return reply
+            await self.ws.close()
+            await self._reader
+            if reply.get("code") != "wrong_node" or redirects >= 3:
+                raise RuntimeError(f"hello refused: {reply}")
+            redirects += 1
+            candidates = [reply["url"], *[u for u in candidates if u != reply["url"]]]
+
+    async def _hello_reply(self, timeout: float = 10.0) -> dict[str, Any]:
+        async def find() -> dict[str, Any]:
+            while True:
+                for message in self.messages:
+                    refused = message["type"] == "error" and message.get("id") == "h"
+                    if message["type"] == "welcome" or refused:
+                        return message
+                self._event.clear()
+                await self._event.wait()
+
+        return await asyncio.wait_for(find(), timeout)
 
     def _open_peer_connection(self, ice_servers: list[dict[str, Any]]) -> None:
         servers = [

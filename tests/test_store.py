@@ -331,6 +331,51 @@ async def test_delete_and_scan_forget_expired_records(store, clock):
     assert await store.incr("s", "a") == 1  # an expired record counts as absent
 
 
+# --- channels -----------------------------------------------------------------------------------
+
+
+async def test_channels_deliver_in_order_to_every_subscriber_of_that_channel(store):
+    first, second = await store.subscribe("queue"), await store.subscribe("queue")
+    other = await store.subscribe("room-events")
+    await store.publish("queue", {"n": 1})
+    await store.publish("queue", {"n": 2, "text": "Grüße"})
+    for subscription in (first, second):
+        assert await asyncio.wait_for(subscription.next(), 2) == {"n": 1}
+        assert await asyncio.wait_for(subscription.next(), 2) == {"n": 2, "text": "Grüße"}
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(other.next(), 0.3)
+    await second.close()
+    await store.publish("queue", {"n": 3})
+    assert await asyncio.wait_for(first.next(), 2) == {"n": 3}
+    for subscription in (first, other):
+        await subscription.close()
+
+
+async def test_redis_channels_reach_other_processes_and_survive_a_dropped_connection():
+    async with redis_namespace() as prefix:
+        publisher = RedisStore(REDIS_URL, prefix=prefix)
+        listener = RedisStore(REDIS_URL, prefix=prefix)
+        raw = Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            subscription = await listener.subscribe("queue")
+            await publisher.publish("queue", {"from": "node-1"})
+            assert await asyncio.wait_for(subscription.next(), 2) == {"from": "node-1"}
+            # Redis drops every pub/sub connection (as on a restart): the subscription comes back.
+            await raw.client_kill_filter(_type="pubsub")
+            pending = asyncio.ensure_future(subscription.next())
+            for _ in range(50):
+                await publisher.publish("queue", {"from": "again"})
+                done, _ = await asyncio.wait({pending}, timeout=0.2)
+                if done:
+                    break
+            assert pending.result() == {"from": "again"}
+            await subscription.close()
+        finally:
+            for store in (publisher, listener):
+                await store.close()
+            await raw.aclose()
+
+
 # --- Redis only: native expiry and the key layout ----------------------------------------------
 
 

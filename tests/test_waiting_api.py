@@ -208,6 +208,23 @@ async def test_advisor_is_online_while_the_console_is_open(client, services):
     assert await services.queue.presence.advisors() == []
 
 
+async def test_advisors_coming_and_going_elsewhere_reach_the_waiting_citizen(client, services):
+    """Presence set or expired without a console socket in this process (another node, a dead laptop)
+    is noticed by the sweep and pushed to the waiting page."""
+    entry = await enqueue(client)
+    citizen = await waiting_socket(client, token_from(entry["waiting_url"]))
+    assert (await receive(citizen, "queue-status"))["advisors_online"] == 0
+    await services.waiting.sweep()  # the first sweep only takes note
+    await services.staff.add("fern", PASSWORD, "advisor", ["vhs"], ["de"])
+    await services.queue.presence.online(await services.staff.get("fern"))
+    await services.waiting.sweep()
+    assert (await status_where(citizen, advisors_online=1))["language_available"] is True
+    await services.queue.presence.offline("fern")  # as if the presence record expired
+    await services.waiting.sweep()
+    assert (await status_where(citizen, advisors_online=0))["estimated_wait_seconds"] is None
+    await citizen.close()
+
+
 async def test_console_ends_with_the_session(client, services):
     await sign_in(client, services)
     console = await console_socket(client)

@@ -212,7 +212,7 @@ function connect(name) {
   showNotice($("join-error"), "");
   optional("join-status").textContent = tr("call.joining");
   signaling = new SignalingClient({
-    url: signalingUrl(),
+    url: signalingUrl(window.location, root.dataset.roomId || ""),
     token,
     name,
     resumeStorageKey: `sprechstunde.resume.${token}`,

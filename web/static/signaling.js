@@ -9,8 +9,11 @@ export function backoffDelay(attempt) {
   return Math.min(500 * 2 ** attempt, 5000);
 }
 
-export function signalingUrl(loc = window.location) {
-  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+// `room` only routes: a reverse proxy hashes it so that everyone of a room reaches the same node
+// (deploy/nginx.conf); the server trusts nothing but the token sent in `hello`.
+export function signalingUrl(loc = window.location, room = "") {
+  const query = room ? `?room=${encodeURIComponent(room)}` : "";
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws${query}`;
 }
 
 /**
@@ -37,6 +40,8 @@ export class SignalingClient {
     this.reconnectTimer = null;
     this.pingTimer = null;
     this.pingSentAt = null;
+    this.redirect = null; // the URL of the node hosting the room, for the next attempt only
+    this.redirects = 0;
     this.onlineListener = () => {
       if (this.reconnectTimer !== null) {
         clearTimeout(this.reconnectTimer);
@@ -72,9 +77,12 @@ export class SignalingClient {
     if (this.stopped) return;
     this.reconnectTimer = null;
     this.joined = false;
+    // A redirect (`wrong_node`) is used for one attempt; afterwards the proxy chooses again.
+    const url = this.redirect || this.url;
+    this.redirect = null;
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(url);
     } catch {
       this.scheduleReconnect();
       return;
@@ -115,6 +123,7 @@ export class SignalingClient {
       this.joined = true;
       this.everJoined = true;
       this.attempt = 0;
+      this.redirects = 0;
       if (typeof msg.resume === "string") this.resume = msg.resume;
       this.startPing();
       this.handlers.onWelcome(msg, { reconnected });
@@ -131,6 +140,16 @@ export class SignalingClient {
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000);
+    if (msg.code === "wrong_node" && typeof msg.node === "string" && this.redirects < 3) {
+      // The consultation runs on another server process: the reverse proxy routes ?node= to it
+      // (same origin, so the page's connect-src 'self' still holds).
+      this.redirects += 1;
+      const target = new URL(this.url);
+      target.searchParams.set("node", msg.node);
+      this.redirect = target.href;
+      this.connect();
+      return;
+    }
     if (this.resume && !["invalid_token", "expired", "unknown_room", "room_full",
       "unsupported_version"].includes(msg.code)) {
       // The resume secret was not accepted (e.g. malformed): join afresh.

@@ -1,0 +1,136 @@
+"""Several server processes on one Redis: which nodes are alive, and which node hosts which room.
+
+A room's media runs in exactly one process (every participant's peer connection must be where the
+forwarding is), so each room is pinned to one node. The pin is made when the room is first used, to the
+live node with the fewest participants (ties: the node asked, so a lone node never redirects), and it
+lasts as long as the room. A participant whose WebSocket reaches another node is told where to go
+(`wrong_node` with the node's id and WebSocket URL; behind the reverse proxy, `?node=<id>` selects the
+upstream, see deploy/nginx.conf). When a node stops sending heartbeats, its pins count as void: the next
+participant to reconnect re-pins the room to a live node and the consultation resumes there.
+
+Everything else (queue, consoles, documents, tickets, bookings) is shared through the store and needs no
+pinning; cross-node signals go over the store's channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from store.port import Store
+
+log = logging.getLogger(__name__)
+
+NODE_KIND = "node"
+PIN_KIND = "room-node"
+HEARTBEAT_SECONDS = 2.0
+# A node missing three heartbeats is gone: its rooms move on the next reconnect (well within 10 s).
+NODE_TTL_SECONDS = 6.0
+
+Load = Callable[[], tuple[int, int]]
+"""(live rooms, connected participants) of this process."""
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    url: str  # the public base URL through which clients reach this node
+    rooms: int = 0
+    participants: int = 0
+
+    @property
+    def ws_url(self) -> str:
+        """The signaling WebSocket of this node; `node` lets a reverse proxy route to it."""
+        parts = urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        path = parts.path.rstrip("/") + "/ws"
+        return urlunsplit((scheme, parts.netloc, path, f"node={self.node_id}", ""))
+
+
+class NodeRegistry:
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        url: str,
+        load: Load,
+        *,
+        clock: Callable[[], float] = time.time,
+        interval: float = HEARTBEAT_SECONDS,
+        ttl: float = NODE_TTL_SECONDS,
+    ) -> None:
+        self._store = store
+        self.node_id = node_id
+        self.url = url
+        self._load = load
+        self._clock = clock
+        self._interval = interval
+        self._ttl = ttl
+        self._beating: asyncio.Task | None = None
+
+    def me(self) -> Node:
+        rooms, participants = self._load()
+        return Node(self.node_id, self.url, rooms, participants)
+
+    async def beat(self) -> None:
+        node = self.me()
+        record = {"url": node.url, "rooms": node.rooms, "participants": node.participants}
+        await self._store.put(NODE_KIND, self.node_id, record, ttl=self._ttl)
+
+    async def start(self) -> None:
+        """Announce this node, then keep announcing it; a failed heartbeat (Redis away) is logged and
+        retried, never fatal: open calls go on without the store."""
+        if self._beating is None:
+            try:
+                await self.beat()
+            except Exception:
+                log.warning("node %s: first heartbeat failed", self.node_id, exc_info=True)
+            self._beating = asyncio.ensure_future(self._beat_forever())
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.beat()
+            except Exception as exc:  # a store outage must not end the loop
+                log.warning("node %s: heartbeat failed: %s", self.node_id, exc)
+
+    async def close(self) -> None:
+        """Stop the heartbeat and leave at once, so this node's rooms move without waiting for expiry."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
+            self._beating = None
+            try:
+                await self._store.delete(NODE_KIND, self.node_id)
+            except Exception:
+                log.warning("node %s: could not sign off", self.node_id, exc_info=True)
+
+    async def alive(self) -> list[Node]:
+        nodes = [
+            Node(key, r["url"], int(r.get("rooms", 0)), int(r.get("participants", 0)))
+            for key, r in await self._store.scan(NODE_KIND)
+        ]
+        if all(n.node_id != self.node_id for n in nodes):
+            nodes.append(self.me())  # asked, so alive, even if a heartbeat was missed
+        return nodes
+
+    async def home(self, room_id: str, expires_at: float) -> Node:
+        """The node that hosts `room_id`; pins it first if it has no live node (atomic, so two nodes
+        asked at once agree)."""
+        while True:
+            nodes = {n.node_id: n for n in await self.alive()}
+            pin = await self._store.get(PIN_KIND, room_id)
+            if pin is not None and pin.get("node") in nodes:
+                return nodes[pin["node"]]
+            choice = min(nodes.values(), key=lambda n: (n.participants, n.rooms, n.node_id != self.node_id))
+            ttl = max(60.0, expires_at - self._clock() + 60.0)
+            record = {"node": choice.node_id, "since": self._clock()}
+            if await self._store.compare_and_set(PIN_KIND, room_id, pin, record, ttl=ttl):
+                if pin is not None:
+                    log.info("room moved from gone node %s to %s", pin.get("node"), choice.node_id)
+                return choice
