@@ -167,6 +167,7 @@ async def main() -> None:
         try:
             start = time.perf_counter()
             service = ChatService(store, args.knowledge)
+            await service.ready()
             print(
                 f"knowledge base: {len(service.engine.base)} topics, index built in "
                 f"{(time.perf_counter() - start) * 1000:.0f} ms"

@@ -257,8 +257,7 @@ class Engine:
             # with the conversation's title, otherwise no follow-up
             alone = self.rank(rest, language)
             if alone.top is not None and alone.top.topic != last.id and alone.confidence >= ANSWER_THRESHOLD:
-                if not lexicon.continues(text):
-                    return None
+                return None
         context = f"{self._title(last, 'de')} {self._title(last, language)} {text}"
         combined = self.rank(context, language)
         if not combined.hits:

@@ -507,7 +507,7 @@ ARABIC_OUT_OF_SCOPE = [
 # A bare "no" in reply to an answer (only for messages of at most three words).
 SHORT_NO = re.compile(r"^(nein|no|non|nope|nie|hayir|na|لا)\b")
 UNHELPFUL = [
-    r"\b(hilft|half|hat) (mir )?(nicht|nichts|kein)",
+    r"\b(hilft|half|hat|bringt) (mir )?(auch |immer noch |leider |uberhaupt )?(nicht|nichts|kein)",
     r"\bnicht (hilfreich|geholfen|verstanden|das was ich)",
     r"\b(das|dies) (ist|war) (nicht|falsch)",
     r"\bfalsche antwort",
@@ -704,6 +704,16 @@ def _folded(text: str) -> str:
     return fold_german_digraphs(fold(normalise(text)))
 
 
+def _names_person(text: str) -> bool:
+    """A word of `text` is a person noun with at most an inflection ending ("Beraterin", "człowiekiem"),
+    not a longer compound ("Personalausweis")."""
+    for word in text.split():
+        for noun in PERSON_NOUNS:
+            if word.startswith(noun) and len(word) - len(noun) <= 3:
+                return True
+    return False
+
+
 def _has_prefix(text: str, prefixes: list[str]) -> bool:
     """Some word of `text` (folded, space-separated) starts with one of `prefixes`; multi-word entries
     match as phrases."""
@@ -750,14 +760,14 @@ def asks_for_person(text: str) -> bool:
     if any(re.search(pattern, clean) for pattern in PERSON_STRONG):
         return True
     rest = [w for w in clean.split() if w not in POLITE]
-    if rest and len(rest) <= 2 and all(_has_prefix(w, PERSON_NOUNS) for w in rest):
+    if rest and len(rest) <= 2 and all(_names_person(w) for w in rest):
         return True  # "Mitarbeiter bitte", "Berater!!!"
-    if _has_prefix(clean, PERSON_NOUNS) and _has_prefix(clean, PERSON_VERBS):
+    if _names_person(clean) and _has_prefix(clean, PERSON_VERBS):
         return True
     tokens = clean.split()
     for index, token in enumerate(tokens):
         if _has_prefix(token, WANT_VERBS) and any(
-            _has_prefix(t, PERSON_NOUNS) for t in tokens[index + 1 : index + 4]
+            _names_person(t) for t in tokens[index + 1 : index + 4]
         ):
             return True  # "ich will zu einem Menschen", "I need a human"
     arabic = normalise(text)

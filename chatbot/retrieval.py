@@ -51,6 +51,7 @@ SEPARABLE = (
     "ein",
     "aus",
 )
+PARTIAL = "~"  # marks a query form that is only part of an unknown compound
 PARTICLES = {"ab", "an", "um", "aus", "ein", "zu", "zurück", "zuruck", "nach", "vor", "weg", "mit"}
 
 
@@ -239,7 +240,10 @@ class TopicIndex:
             found = self.forms(word, language)
             if not found:
                 parts = self._query_parts(surface(word))
-                groups.extend([part] for part in parts)
+                if len(parts) == 1:  # one known part of an unknown compound: a clue that explains nothing
+                    groups.append([PARTIAL + parts[0]])
+                else:
+                    groups.extend([part] for part in parts)
                 if not parts:
                     groups.append([])
             else:
@@ -276,6 +280,12 @@ class TopicIndex:
                 left = head[: len(head) - len(link)] if link else head
                 if len(left) >= MIN_PART and left in self.vocabulary:
                     return [left, tail_form]
+        # one known part is still a clue: "ausweisverlängerung" → "ausweis"
+        for size in range(len(word) - 3, 4, -1):
+            if word[-size:] in self.surfaces:
+                return [word[-size:]]
+            if word[:size] in self.surfaces:
+                return [word[:size]]
         return []
 
     def specific_words(self, text: str, language: str, max_topics: int = 3) -> list[str]:
@@ -286,6 +296,7 @@ class TopicIndex:
             forms[0]
             for forms in groups
             if any(f in self.naming and self.words.df.get(f, 10**6) <= max_topics for f in forms)
+            and not forms[0].startswith(PARTIAL)
         ]
 
     def search(self, text: str, language: str, *, limit: int = 5) -> Ranking:
@@ -293,10 +304,14 @@ class TopicIndex:
         n = len(self.topic_ids)
         word_scores = [0.0] * n
         explained: list[set[int]] = [set() for _ in range(n)]
+        partial_hit = [False] * n
         ceiling = 0.0
         for position, forms in enumerate(groups):
             if not forms:
                 continue
+            partial = forms[0].startswith(PARTIAL)
+            if partial:
+                forms = [forms[0][len(PARTIAL) :]]
             best = [0.0] * n
             for form in forms:
                 for doc, value in self.words.term_scores(form):
@@ -305,8 +320,11 @@ class TopicIndex:
             ceiling += max(self.words.best(form) for form in forms)
             for doc in range(n):
                 if best[doc]:
-                    word_scores[doc] += best[doc]
-                    explained[doc].add(position)
+                    word_scores[doc] += best[doc] * (0.5 if partial else 1.0)
+                    if partial:
+                        partial_hit[doc] = True
+                    else:
+                        explained[doc].add(position)
         gram_scores = [0.0] * n
         gram_ceiling = 0.0
         for gram in set(grams):
@@ -329,8 +347,9 @@ class TopicIndex:
         second = mixed[order[1]] if n > 1 else 0.0
         coverage = len(explained[top]) / max(len(groups), 1)
         confidence = calibrate(mixed[top], mixed[top] - second, coverage)
-        if not explained[top]:  # only character n-grams in common: a resemblance, not an answer
-            confidence = min(confidence, 0.1)
+        if not explained[top]:
+            # only parts of unknown compounds or character n-grams in common: at most a "did you mean"
+            confidence = min(confidence, 0.45 if partial_hit[top] else 0.1)
         return Ranking(hits, confidence, coverage, sum(1 for f in groups if f), max(content, 1))
 
 

@@ -68,12 +68,10 @@ class ChatService:
         self.knowledge_dir = Path(knowledge_dir)
         self.city_path = city_path
         self._clock = clock
-        # Start-up serves what loads; broken files are logged (a reload then refuses until fixed).
-        self.city: CityOverrides = load_city(city_path)
-        base = load_knowledge(self.knowledge_dir, strict=False)
-        for problem in base.problems:
-            log.error("knowledge base: %s", problem)
-        self.engine = Engine(apply_city(base, self.city))
+        self.city: CityOverrides = load_city(city_path)  # an operator's mistake stops start-up
+        # Built on first use (about 0.3 s for 44 topics, off the event loop): an app that never chats
+        # — most test apps — never pays for it.
+        self._engine: Engine | None = None
         self.pages = PageIndex([])
         self._pages_version: Any = None
         self._reload_token: Any = None
@@ -81,6 +79,27 @@ class ChatService:
         self._lock = asyncio.Lock()
 
     # --- knowledge base ---------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("call `await ChatService.ready()` first")
+        return self._engine
+
+    async def ready(self) -> Engine:
+        """The engine, built at the first call: start-up serves what loads, broken files are logged
+        (and a reload refuses until they are fixed)."""
+        if self._engine is None:
+            async with self._lock:
+                if self._engine is None:
+                    self._engine = await asyncio.to_thread(self._initial)
+        return self._engine
+
+    def _initial(self) -> Engine:
+        base = load_knowledge(self.knowledge_dir, strict=False)
+        for problem in base.problems:
+            log.error("knowledge base: %s", problem)
+        return Engine(apply_city(base, self.city))
 
     def load(self) -> Engine:
         """A new engine from the files (strict: KnowledgeError lists every problem)."""
@@ -90,7 +109,7 @@ class ChatService:
     async def reload(self) -> int:
         """Reload the files; the old knowledge base stays in service when any file is broken."""
         engine = await asyncio.to_thread(self.load)
-        self.engine = engine
+        self._engine = engine
         log.info("knowledge base reloaded: %d topics", len(engine.base))
         return len(engine.base)
 
@@ -151,9 +170,9 @@ class ChatService:
         self, text: str, conversation_id: str | None = None, language: str | None = None
     ) -> tuple[str, Reply]:
         """Answer one citizen message; returns the conversation id (new if none was given) and the reply."""
+        engine = await self.ready()
         await self.refresh()
         conversation = await self.conversation(conversation_id)
-        engine = self.engine
         reply, state = engine.respond(text, conversation.state, language)
         if reply.kind in ("out_of_scope", "unsure") and len(self.pages):
             page_reply = self.page_answer(text, reply.language)
