@@ -40,6 +40,7 @@ from cryptography.x509.oid import NameOID
 
 from bench.server import ServerProcess, free_port
 from media.ice import turn_credentials
+from tests.test_readiness import RedisServer
 from tests.test_turn import free_udp_port, wait_for_stun
 from web.cli import build_parser
 
@@ -103,8 +104,8 @@ def render_nginx(tmp_path: Path, http: int, https: int, nodes: list[int]) -> Pat
         ("access_log /dev/stdout privacy;", f"access_log {tmp_path}/access.log privacy;"),
         ("listen 80;", f"listen 127.0.0.1:{http};"),
         ("listen 443 ssl http2;", f"listen 127.0.0.1:{https} ssl http2;"),
-        ("server 127.0.0.1:8081 ", f"server 127.0.0.1:{nodes[0]} "),
-        ("server 127.0.0.1:8082 ", f"server 127.0.0.1:{nodes[1]} "),
+        ("server 127.0.0.1:8081", f"server 127.0.0.1:{nodes[0]}"),
+        ("server 127.0.0.1:8082", f"server 127.0.0.1:{nodes[1]}"),
     ]
     for old, new in replacements:
         assert old in text, f"deploy/nginx.conf no longer contains {old!r}"
@@ -129,34 +130,49 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 async def hello(http: aiohttp.ClientSession, base: str, room: dict, role: str) -> tuple:
+    """Join as the browser does: /ws?room=<id>; on `wrong_node` once more at the URL the node names
+    (/ws?node=<id> on the public address, which nginx routes to that node). (socket, welcome, hops)."""
     token = room[f"{role}_url"].rsplit("/join/", 1)[1]
-    ws = await http.ws_connect(f"{base}/ws?room={room['room_id']}", ssl=False)
-    await ws.send_json({"type": "hello", "id": 1, "v": 1, "token": token, "name": role})
-    while (welcome := await ws.receive_json(timeout=15))["type"] != "welcome":
-        pass
-    return ws, welcome
+    url = f"{base.replace('https', 'wss')}/ws?room={room['room_id']}"
+    for hops in range(3):
+        ws = await http.ws_connect(url, ssl=False)
+        await ws.send_json({"type": "hello", "id": 1, "v": 1, "token": token, "name": role})
+        while (message := await ws.receive_json(timeout=15))["type"] not in ("welcome", "error"):
+            pass
+        if message["type"] == "welcome":
+            return ws, message, hops
+        assert message["code"] == "wrong_node", message
+        assert message["url"].startswith(base.replace("https", "wss") + "/ws?node="), message["url"]
+        url = message["url"]
+        await ws.close()
+    raise AssertionError("redirected in a circle")
 
 
 async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path):
+    """As in docker-compose.yml: two nodes on one Redis (a throwaway server of this test) and one data
+    directory, nginx with TLS in front."""
     nginx = tool("nginx", "nginx")
+    redis_server = RedisServer(tmp_path / "redis", appendonly=False)
+    redis_server.start()
+    redis = ("--redis", redis_server.url)
     data = tmp_path / "data"  # one data directory for both nodes, as the compose file's shared volume
     rooms = []
     for _ in range(8):
-        made = cli("room", "create", "--office", "vhs", "--data-dir", str(data))
+        made = cli("room", "create", "--office", "vhs", "--data-dir", str(data), *redis)
         assert made.returncode == 0, made.stderr
         rooms.append(json.loads(made.stdout))
     added = subprocess.run(
         [sys.executable, "-m", "web.cli", "user", "add", "berater", "--office", "vhs",
-         "--data-dir", str(data), "--password-stdin"],
+         "--data-dir", str(data), "--password-stdin", *redis],
         input="richtig-langes-passwort\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     http_port, https_port = free_port(), free_port()
     base = f"https://127.0.0.1:{https_port}"
-    node_args = ("--trusted-proxy", "127.0.0.1", "--base-url", base)
+    node_args = ("--trusted-proxy", "127.0.0.1", "--base-url", base, *redis)
     with (
-        ServerProcess(data, *node_args, log_path=tmp_path / "node1.log") as node1,
-        ServerProcess(data, *node_args, log_path=tmp_path / "node2.log") as node2,
+        ServerProcess(data, *node_args, "--node-id", "node1", log_path=tmp_path / "node1.log") as node1,
+        ServerProcess(data, *node_args, "--node-id", "node2", log_path=tmp_path / "node2.log") as node2,
     ):
         node1.wait_healthy(timeout=30)
         node2.wait_healthy(timeout=30)
@@ -194,8 +210,8 @@ async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path)
                 for room in rooms:
                     # citizen and advisor connect separately; the advisor's welcome lists the citizen
                     # only if both reached the same node
-                    citizen, _ = await hello(http, base, room, "citizen")
-                    advisor, welcome = await hello(http, base, room, "advisor")
+                    citizen, _, _ = await hello(http, base, room, "citizen")
+                    advisor, welcome, _ = await hello(http, base, room, "advisor")
                     assert [p["role"] for p in welcome["participants"]] == ["citizen"], room["room_id"]
                     # a document of the room reaches the room's node: the citizen hears of it at once
                     async with http.post(
@@ -208,11 +224,28 @@ async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path)
                     while (event := await citizen.receive_json(timeout=10))["type"] != "document-added":
                         pass
                     assert event["document"]["type"] == "link"
+                    # ?node= reaches exactly that node: the room's node welcomes, the other redirects to it
+                    answers = {}
+                    for node in ("node1", "node2"):
+                        wss = base.replace("https", "wss")
+                        ws = await http.ws_connect(f"{wss}/ws?node={node}", ssl=False)
+                        token = room["citizen_url"].rsplit("/join/", 1)[1]
+                        await ws.send_json({"type": "hello", "id": 1, "v": 1, "token": token})
+                        answer = await ws.receive_json(timeout=15)
+                        while answer["type"] not in ("welcome", "error"):
+                            answer = await ws.receive_json(timeout=15)
+                        answers[node] = answer
+                        await ws.close()
+                    kinds = sorted(a["type"] for a in answers.values())
+                    assert kinds == ["error", "welcome"], answers
+                    home = next(node for node, a in answers.items() if a["type"] == "welcome")
+                    assert all(a.get("node") == home for a in answers.values() if a["type"] == "error")
                     await citizen.close()
                     await advisor.close()
         finally:
             os.killpg(proxy.pid, signal.SIGTERM)
             proxy.wait(timeout=10)
+            redis_server.stop()
     lines = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
     by_room: dict[str, set[str]] = {}
     for line in lines:
@@ -343,7 +376,10 @@ def test_compose_services_fit_together():
         assert f"127.0.0.1:{env['SPRECHSTUNDE_PORT']}/readyz" in " ".join(node["healthcheck"]["test"])
     assert sorted(ports) == ["8081", "8082"]
     for port in ports:
-        assert nginx_conf.count(f"server 127.0.0.1:{port} ") == 2  # in both upstreams
+        assert nginx_conf.count(f"server 127.0.0.1:{port}") == 3  # its own upstream, rooms, the rest
+    for name in ("node1", "node2"):
+        node_id = services[name]["environment"]["SPRECHSTUNDE_NODE_ID"]
+        assert re.search(rf"^\s+{node_id}\s+sprechstunde_{name};", nginx_conf, re.MULTILINE), node_id
     redis = services["redis"]["command"]
     assert redis[redis.index("--appendonly") + 1] == "yes"
     assert "--requirepass" in redis and redis[redis.index("--bind") + 1] == "127.0.0.1"
