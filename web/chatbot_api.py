@@ -48,6 +48,16 @@ def consultation_language(office: Office, language: str) -> str:
     return "de" if "de" in office.languages else office.languages[0]
 
 
+def appointment_url(services: Services, office_id: str) -> str:
+    """The booking pages of the office when it offers bookable services, else the booking start."""
+    scheduling = getattr(services, "scheduling", None)
+    try:
+        bookable = bool(scheduling.catalog.for_office(office_id)) if scheduling is not None else False
+    except (AttributeError, KeyError):
+        bookable = False
+    return f"/termin/{quote(office_id)}" if bookable else "/termin"
+
+
 async def offers(services: Services, request: web.Request, office_id: str | None, language: str) -> list:
     """What the citizen can do instead of chatting: video now, an appointment, a written question."""
     office = office_for(services, office_id)
@@ -72,7 +82,7 @@ async def offers(services: Services, request: web.Request, office_id: str | None
         video["next_opening"] = opening.isoformat() if opening else None
     return [
         video,
-        {"type": "appointment", "office": office.id, "url": f"/termine?office={quote(office.id)}"},
+        {"type": "appointment", "office": office.id, "url": appointment_url(services, office.id)},
         {"type": "question", "office": office.id, "language": lang, "url": "/api/questions"},
     ]
 

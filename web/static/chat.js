@@ -1,0 +1,331 @@
+// The chat widget on the start page: POST /api/chatbot/messages, offers to talk to a person
+// (video now → POST /api/chatbot/escalate → the waiting room, an appointment link, a written question).
+// Server text is only ever inserted as text nodes; URLs become anchors built with DOM APIs.
+
+const $ = (id) => document.getElementById(id);
+const root = $("chat");
+const STORAGE_KEY = "sprechstunde.chat.conversation";
+
+let strings = {};
+try {
+  strings = JSON.parse($("chat-strings").textContent) || {};
+} catch {
+  strings = {};
+}
+
+function tr(key, values = {}) {
+  const text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+  return text.replace(/\{(\w+)\}/g, (whole, name) =>
+    Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : whole,
+  );
+}
+
+const uiLang = (root && root.dataset.lang) || document.documentElement.lang || "de";
+let conversationId = null;
+let sending = false;
+try {
+  conversationId = window.sessionStorage.getItem(STORAGE_KEY);
+} catch {
+  conversationId = null;
+}
+
+function remember(id) {
+  conversationId = id;
+  try {
+    window.sessionStorage.setItem(STORAGE_KEY, id);
+  } catch {
+    /* private mode: the conversation lasts as long as the page */
+  }
+}
+
+const URL_PATTERN = /https?:\/\/[^\s<>"'„“”]+[^\s<>"'„“”.,;:!?)]/g;
+
+/** A safe anchor for an http(s) URL, or null. */
+function anchor(url, label) {
+  let parsed;
+  try {
+    parsed = new URL(url, window.location.href);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return null;
+  const a = document.createElement("a");
+  a.href = parsed.href;
+  a.textContent = label || url;
+  if (parsed.origin !== window.location.origin) {
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+  }
+  return a;
+}
+
+/** Paragraphs of `text` with its URLs as anchors — text nodes only, never markup. */
+function richText(text) {
+  const fragment = document.createDocumentFragment();
+  for (const block of String(text).split(/\n{2,}/)) {
+    const p = document.createElement("p");
+    const lines = block.split("\n");
+    lines.forEach((line, index) => {
+      let last = 0;
+      for (const match of line.matchAll(URL_PATTERN)) {
+        p.append(document.createTextNode(line.slice(last, match.index)));
+        p.append(anchor(match[0]) || document.createTextNode(match[0]));
+        last = match.index + match[0].length;
+      }
+      p.append(document.createTextNode(line.slice(last)));
+      if (index < lines.length - 1) p.append(document.createElement("br"));
+    });
+    fragment.append(p);
+  }
+  return fragment;
+}
+
+function message(role, content, lang) {
+  const item = document.createElement("div");
+  item.className = `chat-message chat-${role}`;
+  if (lang) item.lang = lang;
+  if (lang === "ar") item.dir = "rtl";
+  const who = document.createElement("span");
+  who.className = "chat-who";
+  who.textContent = role === "citizen" ? tr("chat.you") : tr("chat.bot");
+  who.lang = uiLang;
+  who.dir = "auto";
+  item.append(who);
+  const body = document.createElement("div");
+  body.className = "chat-text";
+  if (typeof content === "string") body.append(richText(content));
+  else body.append(content);
+  item.append(body);
+  $("chat-log").append(item);
+  item.scrollIntoView({ block: "nearest" });
+  return item;
+}
+
+function button(label, onClick, className = "button") {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function whenText(iso) {
+  try {
+    return new Date(iso).toLocaleString(uiLang, { weekday: "long", hour: "2-digit", minute: "2-digit" });
+  } catch {
+    return iso;
+  }
+}
+
+function suggestionsBox(suggestions) {
+  const box = document.createElement("div");
+  box.className = "chat-suggestions";
+  for (const s of suggestions) {
+    if (s && typeof s.title === "string") box.append(button(s.title, () => send(s.title), "chat-chip"));
+  }
+  return box;
+}
+
+async function escalate(offer, language, status) {
+  status.textContent = tr("chat.video.joining");
+  try {
+    const response = await fetch("/api/chatbot/escalate", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ conversation_id: conversationId, offer: "video", language }),
+    });
+    const body = await response.json().catch(() => null);
+    if (response.ok && body && typeof body.waiting_url === "string") {
+      const url = new URL(body.waiting_url, window.location.href);
+      window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
+      return;
+    }
+    const error = body && body.error;
+    if (error && error.code === "closed") {
+      status.textContent = error.next_opening
+        ? tr("chat.video.opens", { office: offer.office_name || offer.office, when: whenText(error.next_opening) })
+        : tr("chat.video.closed", { office: offer.office_name || offer.office });
+    } else {
+      status.textContent = (error && error.message) || tr("chat.error");
+    }
+  } catch {
+    status.textContent = tr("chat.error");
+  }
+}
+
+function questionForm(offer, lastQuestion) {
+  const form = document.createElement("form");
+  form.className = "chat-question form";
+  form.noValidate = true;
+  const id = `chat-q-${Date.now()}`;
+  const label = document.createElement("label");
+  label.htmlFor = `${id}-text`;
+  label.textContent = tr("chat.question.text");
+  const text = document.createElement("textarea");
+  text.id = `${id}-text`;
+  text.rows = 3;
+  text.maxLength = 2000;
+  text.required = true;
+  text.value = lastQuestion || "";
+  const contactLabel = document.createElement("label");
+  contactLabel.htmlFor = `${id}-contact`;
+  contactLabel.textContent = tr("chat.question.contact");
+  const contact = document.createElement("input");
+  contact.id = `${id}-contact`;
+  contact.type = "text";
+  contact.maxLength = 200;
+  contact.autocomplete = "email";
+  contact.required = true;
+  const status = document.createElement("p");
+  status.className = "hint";
+  status.setAttribute("role", "status");
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.className = "button primary";
+  submit.textContent = tr("chat.question.send");
+  for (const [l, field] of [[label, text], [contactLabel, contact]]) {
+    const wrap = document.createElement("div");
+    wrap.className = "field";
+    wrap.append(l, field);
+    form.append(wrap);
+  }
+  form.append(submit, status);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!text.value.trim() || !contact.value.trim()) {
+      (text.value.trim() ? contact : text).focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const response = await fetch("/api/questions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({
+          office: offer.office,
+          language: offer.language || "de",
+          topic: "Chatbot",
+          question: text.value.trim(),
+          contact: contact.value.trim(),
+        }),
+      });
+      const body = await response.json().catch(() => null);
+      if (response.ok && body && body.reference) {
+        status.textContent = tr("chat.question.sent", { reference: body.reference });
+        form.querySelectorAll("textarea, input, button").forEach((el) => (el.disabled = true));
+        return;
+      }
+      status.textContent = (body && body.error && body.error.message) || tr("chat.error");
+    } catch {
+      status.textContent = tr("chat.error");
+    }
+    submit.disabled = false;
+  });
+  return form;
+}
+
+function offersBox(escalation, lastQuestion) {
+  const box = document.createElement("div");
+  box.className = "chat-offers";
+  const heading = document.createElement("p");
+  heading.textContent = tr("chat.offers");
+  box.append(heading);
+  const status = document.createElement("p");
+  status.className = "hint";
+  status.setAttribute("role", "status");
+  for (const offer of escalation.offers || []) {
+    const office = offer.office_name || offer.office || "";
+    if (offer.type === "video") {
+      if (offer.available) {
+        box.append(button(tr("chat.video.now", { office }), () => escalate(offer, offer.language, status), "button primary"));
+      } else if (offer.open_now) {
+        const p = document.createElement("p");
+        p.textContent = tr("chat.video.busy", { office });
+        box.append(p, button(tr("chat.video.wait"), () => escalate(offer, offer.language, status)));
+      } else {
+        const p = document.createElement("p");
+        p.textContent = offer.next_opening
+          ? tr("chat.video.opens", { office, when: whenText(offer.next_opening) })
+          : tr("chat.video.closed", { office });
+        box.append(p);
+      }
+    } else if (offer.type === "appointment" && typeof offer.url === "string") {
+      const a = anchor(offer.url, tr("chat.appointment"));
+      if (a) {
+        a.className = "button";
+        box.append(a);
+      }
+    } else if (offer.type === "question") {
+      const open = button(tr("chat.question"), () => {
+        open.replaceWith(questionForm(offer, lastQuestion));
+        box.querySelector("textarea").focus();
+      });
+      box.append(open);
+    }
+  }
+  box.append(status);
+  return box;
+}
+
+async function send(text) {
+  text = String(text || "").trim();
+  if (!text || sending) return;
+  sending = true;
+  $("chat-send").disabled = true;
+  message("citizen", text);
+  $("chat-status").textContent = tr("chat.thinking");
+  const payload = { text };
+  if (conversationId) payload.conversation_id = conversationId;
+  try {
+    let response = await postMessage(payload);
+    if (response.status === 400 && conversationId) {
+      // an id from an old session the server no longer accepts: start afresh
+      delete payload.conversation_id;
+      response = await postMessage(payload);
+    }
+    const body = await response.json().catch(() => null);
+    if (response.ok && body && typeof body.reply === "string") {
+      remember(body.conversation_id);
+      const content = document.createDocumentFragment();
+      content.append(richText(body.reply));
+      if (Array.isArray(body.suggestions) && body.suggestions.length) content.append(suggestionsBox(body.suggestions));
+      if (body.escalation) content.append(offersBox(body.escalation, text));
+      message("bot", content, body.language);
+      $("chat-status").textContent = "";
+    } else {
+      const code = body && body.error && body.error.code;
+      $("chat-status").textContent = code === "rate_limited" ? tr("chat.rate_limited") : tr("chat.error");
+    }
+  } catch {
+    $("chat-status").textContent = tr("chat.error");
+  }
+  sending = false;
+  $("chat-send").disabled = false;
+}
+
+function postMessage(payload) {
+  return fetch("/api/chatbot/messages", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(payload),
+  });
+}
+
+if (root) {
+  $("chat-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("chat-input");
+    const text = input.value;
+    if (!text.trim()) {
+      input.focus();
+      return;
+    }
+    input.value = "";
+    send(text).then(() => input.focus());
+  });
+  for (const chip of root.querySelectorAll(".chat-suggestions .chat-chip")) {
+    chip.addEventListener("click", () => send(chip.dataset.question));
+  }
+  $("chat-person").addEventListener("click", () => send(tr("chat.person.message")));
+}
