@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -222,3 +223,11 @@ async def test_readyz_times_out_on_a_frozen_redis(aiohttp_client, tmp_path, redi
         assert time.monotonic() - started < 3
     finally:
         os.kill(redis_server.proc.pid, signal.SIGCONT)
+
+
+def test_only_real_outages_of_sqlite_become_503():
+    from web.observability import store_outage
+
+    assert store_outage(sqlite3.OperationalError("database is locked"))
+    assert store_outage(sqlite3.OperationalError("disk I/O error"))
+    assert not store_outage(sqlite3.OperationalError("no such column: nam"))  # a bug: 500, logged

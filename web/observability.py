@@ -101,6 +101,19 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "store_ms": round(seconds * 1000, 2)})
 
 
+_SQLITE_OUTAGE = ("locked", "busy", "disk i/o", "readonly", "read-only", "unable to open", "full")
+
+
+def store_outage(exc: BaseException) -> bool:
+    """Whether the error means "the store cannot be used right now" rather than a bug: every Redis
+    connection/timeout error, but of SQLite's OperationalError only locks, I/O and full disks (a missing
+    table or column stays a 500 with a stack trace in the log)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        return any(word in message for word in _SQLITE_OUTAGE)
+    return isinstance(exc, STORE_ERRORS)
+
+
 def store_middleware(render_page: Callable[[web.Request, int, str], web.Response]) -> Callable:
     """503 `store_unavailable` instead of a 500 while Redis (or the SQLite file) cannot be used.
 
@@ -111,6 +124,8 @@ def store_middleware(render_page: Callable[[web.Request, int, str], web.Response
         try:
             return await handler(request)
         except STORE_ERRORS as exc:
+            if not store_outage(exc):
+                raise
             log.warning("store unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
             if request.path.startswith("/api/"):
                 response = json_error(
