@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -139,3 +142,15 @@ async def test_behind_a_trusted_proxy_the_forwarded_client_counts(aiohttp_client
 async def test_forwarded_headers_of_an_untrusted_peer_are_ignored(client):
     forged = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
     assert (await client.get("/metrics", headers=forged)).status == 200  # still loopback
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--metrics-allow", "intranet"), ("--trusted-proxy", "10.0.0.300")]
+)
+def test_a_bad_network_option_stops_serve_with_one_line(tmp_path, option, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "web.cli", "serve", "--data-dir", str(tmp_path), "--port", "0", option, value],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"error: {option}: {value!r} is not an IP address or CIDR network"
