@@ -125,6 +125,7 @@ async def run_omos(service: ChatService, store, show_errors: bool) -> None:
         questions = json.loads((OMOS / f"dataset_{dataset}.json").read_text())
         top1 = top5 = answerable = unanswerable = refused = 0
         latencies = []
+        confidences: list[tuple[float, bool, bool]] = []  # (confidence, answerable, top-1 right)
         for q in questions:
             if q["city"] not in OMOS_CITIES:
                 continue
@@ -136,6 +137,8 @@ async def run_omos(service: ChatService, store, show_errors: bool) -> None:
             hits = service.pages.search(q["question"], q["language"], limit=5, source=q["city"])
             latencies.append((time.perf_counter() - t0) * 1000)
             groups = [hit.page["group"] for hit in hits]
+            confidence = hits[0].confidence if hits else 0.0
+            confidences.append((confidence, bool(answers), bool(groups) and groups[0] == target))
             if answers:
                 answerable += 1
                 top1 += bool(groups) and groups[0] == target
@@ -143,6 +146,14 @@ async def run_omos(service: ChatService, store, show_errors: bool) -> None:
             else:
                 unanswerable += 1
                 refused += not hits or hits[0].confidence < PAGE_THRESHOLD
+        if show_errors:  # the trade-off behind PAGE_THRESHOLD
+            for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+                answered = sum(1 for c, a, ok in confidences if a and ok and c >= threshold)
+                held = sum(1 for c, a, _ in confidences if not a and c < threshold)
+                print(
+                    f"    threshold {threshold:.1f}: answerable answered with the right page "
+                    f"{pct(answered, answerable)}, unanswerable refused {pct(held, unanswerable)}"
+                )
         latencies.sort()
         print(
             f"  {dataset} questions: answerable {answerable}: top-1 {pct(top1, answerable)}, "
