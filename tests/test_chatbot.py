@@ -355,3 +355,43 @@ def test_bad_page_files_are_refused():
         parse_pages([{"title": "x", "content": "<p>a</p>", "url": "ftp://x", "language": "de"}], "s")
     with pytest.raises(Exception, match="list"):
         parse_pages({"title": "x"}, "s")
+
+
+# --- command line ------------------------------------------------------------------------------------------
+
+
+def test_cli_kb_reload_checks_files_and_signals_the_servers(tmp_path, capsys):
+    from web.cli import main
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["kb", "reload", *data, "--chatbot-knowledge", str(FIXTURES)]) == 0
+    assert "3 topics OK" in capsys.readouterr().out
+
+    shutil.copytree(FIXTURES, tmp_path / "kb")
+    (tmp_path / "kb" / "kita-platz.yaml").write_text("id: kita-platz\noffice: familienbuero\ntitle: {de: [\n")
+    assert main(["kb", "reload", *data, "--chatbot-knowledge", str(tmp_path / "kb")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'kb' / 'kita-platz.yaml'}:" in err and "nothing reloaded" in err
+
+
+async def test_cli_import_pages_stores_them_for_every_process(tmp_path, capsys):
+    import asyncio
+    import json
+
+    from web.cli import main
+
+    pages = tmp_path / "pages.json"
+    pages.write_text(json.dumps(PAGES))
+    data = tmp_path / "data"
+    code = await asyncio.to_thread(main, ["kb", "import-pages", str(pages), "--data-dir", str(data)])
+    assert code == 0 and "imported 2 pages as 'pages'" in capsys.readouterr().out
+    store = open_store(data / "sprechstunde.sqlite3")
+    try:
+        service = ChatService(store, FIXTURES)
+        _, reply = await service.message("Was kostet Bauschutt am Wertstoffhof?")
+        assert reply.kind == "page" and "20 €" in reply.text
+    finally:
+        await store.close()
+    pages.write_text("[{")
+    code = await asyncio.to_thread(main, ["kb", "import-pages", str(pages), "--data-dir", str(data)])
+    assert code == 2 and "not valid JSON" in capsys.readouterr().err
