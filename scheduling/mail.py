@@ -292,7 +292,8 @@ class BookingMailer:
             except Exception:
                 log.exception("the appointment mail job failed; trying again")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):  # unlike wait_for, no task per round
+                    await self._wake.wait()
             self._wake.clear()
 
     async def close(self) -> None:

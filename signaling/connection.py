@@ -22,12 +22,15 @@ from signaling.protocol import (
     parse,
 )
 from signaling.ratelimit import TokenBucket
+from store.outage import store_outage
 
 log = logging.getLogger(__name__)
 
 FLOOD_RATE = 50.0  # messages per second, sustained
 FLOOD_BURST = 100.0
 HARD_FRAME_LIMIT = 1024 * 1024  # frames beyond this are not even read (close 1009)
+STORE_UNAVAILABLE = "store_unavailable"
+UNAVAILABLE_TEXT = "the service is briefly unavailable; try again in a moment"
 DEFAULT_NAMES = {"advisor": "Beratung", "citizen": "Gast", "guest": "Gast"}
 
 
@@ -62,7 +65,13 @@ class Connection:
                 except ProtocolError as exc:
                     self.hub.errors[exc.code] += 1
                     await self.reply(error_message(exc.code, exc.message, exc.request_id, **exc.detail))
-                except Exception:
+                except Exception as exc:
+                    if store_outage(exc):  # Redis away: say so; open calls go on without it
+                        self.hub.errors[STORE_UNAVAILABLE] += 1
+                        log.warning("store unavailable: %s", type(exc).__name__)
+                        reply = error_message(STORE_UNAVAILABLE, UNAVAILABLE_TEXT, message.get("id"))
+                        await self.reply(reply)
+                        continue
                     self.hub.errors["internal"] += 1
                     # A bug or an aiortc surprise must not end the call: report it, keep reading.
                     log.exception("signaling message failed")

@@ -25,9 +25,11 @@ from rooms.offices import WEEKDAYS, Office, OfficeDirectory
 from rooms.queue import QueueEntry, QueueService
 from rooms.service import RoomError
 from rooms.staff import StaffMember
+from signaling.connection import STORE_UNAVAILABLE, UNAVAILABLE_TEXT
 from signaling.protocol import MAX_ID_CHARS, ProtocolError, Schema, error_message, parse
 from signaling.ratelimit import TokenBucket
 from signaling.tasks import BackgroundTasks
+from store.outage import store_outage
 from store.port import Store, Subscription
 
 log = logging.getLogger(__name__)
@@ -335,11 +337,15 @@ class _Socket:
                     await self.send(error_message(exc.code, exc.message, exc.request_id))
                 except QueueError as exc:
                     await self.send(error_message(exc.code, exc.message, request_id))
-                except Exception:
-                    log.exception("waiting-room message failed")
-                    await self.send(
-                        error_message("internal", "the server could not process this", request_id)
-                    )
+                except Exception as exc:
+                    if store_outage(exc):
+                        log.warning("store unavailable in the waiting room: %s", type(exc).__name__)
+                        await self.send(error_message(STORE_UNAVAILABLE, UNAVAILABLE_TEXT, request_id))
+                    else:
+                        log.exception("waiting-room message failed")
+                        await self.send(
+                            error_message("internal", "the server could not process this", request_id)
+                        )
                 if self.done:
                     break
         finally:

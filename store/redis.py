@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError, WatchError
 
 from store.port import QueueItem, Record
@@ -216,6 +216,10 @@ def _item(key: str, state: str, claim: str | None) -> QueueItem:
     return QueueItem(key, lane, float(score), claimed_by, claimed_at)
 
 
+MAX_CONNECTIONS = 64
+POOL_WAIT_SECONDS = 5.0
+
+
 class RedisStore:
     """The `Store` on a Redis server, for several processes sharing state."""
 
@@ -230,7 +234,13 @@ class RedisStore:
         self.url = url
         self.prefix = prefix
         self._clock = clock
-        self._client: Redis | None = client or Redis.from_url(url, decode_responses=True)
+        self._client: Redis | None = client or Redis.from_pool(
+            # A burst of joins must wait for a free connection, not fail: redis-py's default pool
+            # raises once its connections are all in use.
+            BlockingConnectionPool.from_url(
+                url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS
+            )
+        )
         r = self._client
         self._create = r.register_script(_CREATE)
         self._incr = r.register_script(_INCR)

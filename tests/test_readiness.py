@@ -147,6 +147,12 @@ async def test_redis_outage_gives_503_keeps_the_call_and_recovers(aiohttp_client
         pass
     assert echo["text"] == "noch da?" and echo["from"] == welcome["participant_id"]
     assert not ws.closed
+    # joining needs the store (the link's room): a clear error, not an "internal" one
+    late = await client.ws_connect("/ws")
+    await late.send_json(hello | {"token": token_of(links["advisor_url"])})
+    refused = await late.receive_json(timeout=10)
+    assert refused["type"] == "error" and refused["code"] == "store_unavailable" and refused["id"] == 1
+    await late.close()
     metrics = await client.get("/metrics")
     assert metrics.status == 200 and "sprechstunde_store_up 0.0" in await metrics.text()
 

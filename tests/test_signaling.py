@@ -170,7 +170,8 @@ async def test_message_flood_closes_with_1008(client):
 
 
 async def test_server_survives_garbage_and_leaks_no_task(client, room_links):
-    before = len(asyncio.all_tasks())
+    before_tasks = set(asyncio.all_tasks())
+    before = len(before_tasks)
     for frame in ["{", '{"type": "candidate", "candidate": {"candidate": "nonsense"}}', "\x00" * 10]:
         ws = await client.ws_connect("/ws")
         await hello(ws, token_of(room_links["citizen_url"]))
@@ -179,7 +180,8 @@ async def test_server_survives_garbage_and_leaks_no_task(client, room_links):
     await asyncio.sleep(0.2)
     assert (await client.get("/healthz")).status == 200
     # Closed participants wait out their grace period as timer handles, not as tasks.
-    assert len(asyncio.all_tasks()) <= before + 1
+    leaked = [task for task in asyncio.all_tasks() if task not in before_tasks]
+    assert len(asyncio.all_tasks()) <= before + 1, leaked
 
 
 def test_parse_rejects_booleans_posing_as_numbers():

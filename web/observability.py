@@ -25,7 +25,6 @@ import json
 import logging
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -37,13 +36,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from documents.service import DOC_KIND
 from rooms.consultations import ConsultationRecord
 from rooms.queue import QUEUE
 from store import StoreUnavailable, ready
+from store.outage import STORE_ERRORS, store_outage
 from store.port import Store
 from web.proxy import Network, address_in, parse_networks
 from web.security import json_error
@@ -56,12 +54,6 @@ DEFAULT_METRICS_ALLOW = ("127.0.0.1/32", "::1/128")
 LOG_FORMATS = ("text", "json")
 # wait before a consultation (or until the citizen gave up), in seconds: 30 s … 2 h
 WAIT_BUCKETS = (30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200)
-STORE_ERRORS: tuple[type[BaseException], ...] = (
-    RedisConnectionError,  # also BusyLoadingError: Redis is still reading its AOF after a restart
-    RedisTimeoutError,
-    StoreUnavailable,
-    sqlite3.OperationalError,  # locked beyond the busy timeout, disk I/O error, read-only file system
-)
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 room_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("room_id", default=None)
@@ -99,19 +91,6 @@ async def readyz(request: web.Request) -> web.Response:
             status=503,
         )
     return web.json_response({"status": "ok", "store_ms": round(seconds * 1000, 2)})
-
-
-_SQLITE_OUTAGE = ("locked", "busy", "disk i/o", "readonly", "read-only", "unable to open", "full")
-
-
-def store_outage(exc: BaseException) -> bool:
-    """Whether the error means "the store cannot be used right now" rather than a bug: every Redis
-    connection/timeout error, but of SQLite's OperationalError only locks, I/O and full disks (a missing
-    table or column stays a 500 with a stack trace in the log)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        message = str(exc).lower()
-        return any(word in message for word in _SQLITE_OUTAGE)
-    return isinstance(exc, STORE_ERRORS)
 
 
 def store_middleware(render_page: Callable[[web.Request, int, str], web.Response]) -> Callable:
