@@ -289,13 +289,82 @@ class LoadParticipant:
             track.stop()
 
 
+class LateJoiner(LoadParticipant):
+    """A third person (guest link) joining a running consultation, publishing nothing: it decodes each
+    remote video with libvpx and records when the first picture came out, after the offer that
+    subscribed it. That is the delay a newcomer sees, keyframe request included."""
+
+    def __init__(self, spec: dict[str, Any], clip: Clip, ws_url: str) -> None:
+        super().__init__(spec, clip, ws_url)
+        self.tracks = {}
+        self.first_decoded: list[float] = []  # one entry per remote video, when it first decoded
+        self.first_keyframe: list[bool] = []  # whether the first frame that arrived was a keyframe
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.pc is not None
+        if track.kind != "video":
+            return
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                decoder = av.CodecContext.create("libvpx", "r")
+                state = {"done": False, "seen": False}
+
+                def sink(codec: Any, frame: Any, decoder: Any = decoder, state: dict = state) -> None:
+                    if state["done"]:
+                        return
+                    if not state["seen"]:
+                        state["seen"] = True
+                        self.first_keyframe.append(_is_vp8_keyframe(frame.data))
+                    try:
+                        pictures = decoder.decode(av.Packet(frame.data))
+                    except av.error.FFmpegError:
+                        return  # a delta frame without its keyframe: wait for one
+                    if pictures:
+                        state["done"] = True
+                        self.first_decoded.append(time.monotonic())
+
+                aiortc_hooks.tap_receiver(transceiver.receiver, sink)
+                return
+
+    def late_summary(self, expected: int) -> dict[str, Any]:
+        times = (
+            [round((t - self.subscribed_at) * 1000, 1) for t in self.first_decoded]
+            if (self.subscribed_at is not None)
+            else []
+        )
+        return {
+            "joined": self.welcome_at is not None,
+            "error": self.error,
+            "videos": expected,
+            "first_decoded_ms": sorted(times),
+            "connected_ms": (
+                round((self.connected_at - self.subscribed_at) * 1000, 1)
+                if self.connected_at is not None and self.subscribed_at is not None
+                else None
+            ),
+            "first_frame_keyframe": self.first_keyframe,
+        }
+
+
+async def _late_join(schedule: dict[str, Any], clip: Clip, session: aiohttp.ClientSession) -> dict[str, Any]:
+    spec = {"name": "late-joiner", "consultation": 0, "role": "guest", "token": schedule["late"]["token"]}
+    joiner = LateJoiner(spec, clip, schedule["ws_url"])
+    await _sleep_until(schedule["late"]["at"])
+    try:
+        await asyncio.wait_for(joiner.join(session), JOIN_TIMEOUT)
+    except Exception as exc:
+        joiner.error = joiner.error or f"join: {exc!r}"
+    await _sleep_until(schedule["t_close"])
+    result = joiner.late_summary(expected=2)
+    await asyncio.wait_for(joiner.close(), CLOSE_TIMEOUT)
+    return result
+
+
 async def _sleep_until(deadline: float) -> None:
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 
-async def _run(
-    participants: list[dict[str, Any]], clip: Clip, schedule: dict[str, Any]
-) -> list[dict[str, Any]]:
+async def _run(participants: list[dict[str, Any]], clip: Clip, schedule: dict[str, Any]) -> dict[str, Any]:
     aiortc_hooks.set_host_addresses(["127.0.0.1"])
     t0, t1 = schedule["t0"], schedule["t1"]
     async with aiohttp.ClientSession() as session:
@@ -309,6 +378,7 @@ async def _run(
                 peer.error = peer.error or f"join: {exc!r}"
 
         joins = [asyncio.ensure_future(join(peer)) for peer in peers]
+        late = asyncio.ensure_future(_late_join(schedule, clip, session)) if schedule.get("late") else None
         await _sleep_until(t0)
         before = [await peer.snapshot() for peer in peers]
         for peer in peers:
@@ -316,12 +386,20 @@ async def _run(
         await _sleep_until(t1)
         after = [await peer.snapshot() for peer in peers]
         results = [peer.summary(t0, t1, b, a) for peer, b, a in zip(peers, before, after, strict=True)]
+        # the consultations go on while the late joiner (after the window) gets its pictures
+        await _sleep_until(schedule.get("t_close", t1))
+        late_result = None
+        if late is not None:
+            try:
+                late_result = await late
+            except Exception as exc:
+                late_result = {"joined": False, "error": repr(exc), "first_decoded_ms": [], "videos": 2}
         for task in joins:
             task.cancel()
         await asyncio.gather(
             *(asyncio.wait_for(peer.close(), CLOSE_TIMEOUT) for peer in peers), return_exceptions=True
         )
-    return results
+    return {"participants": results, "late": late_result}
 
 
 def client_main(conn: Connection, participants: list[dict[str, Any]], clip: Clip, cpu: int | None) -> None:

@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from typing import Any
 from bench.clip import Clip, build_clip, check_decodable
 from bench.loadclient import client_main
 from bench.server import ServerProcess, free_port
+from rooms.tokens import TokenSigner
+from web.config import prepare_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,6 +43,8 @@ MAX_CLIENT_PROCESSES = 4
 STAGGER = 0.4  # seconds between consultations joining
 PAIR_GAP = 0.2  # seconds between a consultation's citizen and its advisor joining
 SATURATED = 0.9  # server cores at which a row is marked as saturated
+LATE_AFTER = 0.3  # the late joiner enters this long after the measurement window
+LATE_WINDOW = 3.0  # and the consultations go on this long after the window for it
 QUIET = 0.15  # CPU other processes may take on a benchmark core without the run being repeated
 
 
@@ -112,9 +117,62 @@ def _tokens(proc: subprocess.Popen) -> dict[str, str]:
     return {role: links[f"{role}_url"].rsplit("/join/", 1)[1] for role in ("citizen", "advisor")}
 
 
+def guest_token(data_dir: Path, citizen_token: str) -> str:
+    """A guest (interpreter) link to the citizen's room, signed with the server's secret as the call page
+    would make it; `room create` prints citizen and advisor links only."""
+    signer = TokenSigner(prepare_data_dir(data_dir))
+    grant = signer.verify_join(citizen_token)
+    return signer.join_token(grant.room_id, "guest", grant.expires_at)
+
+
 def create_rooms(data_dir: Path, base_url: str, count: int) -> list[dict[str, str]]:
     """`sprechstunde room create` N times, concurrently: the tokens the participants join with."""
     return [_tokens(proc) for proc in [_room_create(data_dir, base_url) for _ in range(count)]]
+
+
+def start_profiler(pid: int, mode: str, n: int, seconds: float) -> subprocess.Popen | None:
+    """py-spy (sampling, outside the server) over the measurement window; None if it is not installed."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(PYTHON).parent))
+    if spy is None:
+        print("  (--profile: py-spy not found; pip install py-spy)")
+        return None
+    out = RESULTS / f"profile-{mode}-{n}.raw"
+    command = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "1000"]
+    command += ["--function", "--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarise_profile(profiler: subprocess.Popen, stem: Path, top: int = 40) -> None:
+    """Collapsed stacks → the functions with the most samples on top of the stack (self) and below it."""
+    try:
+        profiler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        return
+    raw = stem.with_suffix(".raw")
+    if not raw.exists():
+        return
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        if frames[-1].startswith(("EpollSelector.select", "select ")):
+            continue  # the event loop waiting: idle, not work
+        samples += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    lines = [f"{samples} samples with the server busy (idle waits left out)"]
+    for title, table in (("self", own), ("inclusive", total)):
+        lines.append(f"--- {title} ---")
+        for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]:
+            lines.append(f"{100 * count / max(1, samples):5.1f}%  {frame}")
+    stem.with_suffix(".txt").write_text("\n".join(lines) + "\n")
 
 
 @dataclass(frozen=True)
@@ -125,6 +183,7 @@ class Plan:
     warmup: float
     pair_gap: float
     cpus: tuple[int, int] | None
+    profile: bool = False
 
 
 def _assign(rooms: list[dict[str, str]], processes: int, pair_gap: float) -> list[list[dict[str, Any]]]:
@@ -184,17 +243,21 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
             last_join = start + max(spec["join_at"] for group in groups for spec in group)
             t0 = last_join + plan.warmup
             t1 = t0 + seconds
-            for pipe, group in zip(pipes, groups, strict=True):
+            late = {"token": guest_token(data_dir, rooms[0]["citizen"]), "at": t1 + LATE_AFTER}
+            for number, (pipe, group) in enumerate(zip(pipes, groups, strict=True)):
                 # the specs went to the processes at start-up; only now are the absolute times known
                 pipe.send(
                     {
                         "ws_url": f"ws://127.0.0.1:{server.port}/ws",
                         "t0": t0,
                         "t1": t1,
+                        "t_close": t1 + LATE_WINDOW,
+                        "late": late if number == 0 else None,
                         "join_at": [start + spec["join_at"] for spec in group],
                     }
                 )
             _sleep_until(t0)
+            profiler = start_profiler(server.pid, mode, n, seconds) if plan.profile else None
             cpu_before = cpu_seconds(server.pid)
             clients_before = sum(cpu_seconds(pid) for pid in client_pids)
             busy_before = _core_busy()
@@ -205,7 +268,10 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
             busy_after = _core_busy()
             wall = time.monotonic() - wall_before
             memory = memory_mb(server.pid)
+            if profiler is not None:
+                summarise_profile(profiler, RESULTS / f"profile-{mode}-{n}")
             participants: list[dict[str, Any]] = []
+            late_joiner = None
             failures = []
             for pipe in pipes:
                 if not pipe.poll(60):
@@ -213,7 +279,8 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
                     continue
                 status, payload = pipe.recv()
                 if status == "results":
-                    participants.extend(payload)
+                    participants.extend(payload["participants"])
+                    late_joiner = late_joiner or payload["late"]
                 else:
                     failures.append(payload)
         finally:
@@ -240,6 +307,7 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
         "rss_peak_mb": memory.get("VmHWM", 0.0),
         "client_failures": failures,
         "participants": participants,
+        "late_joiner": late_joiner,
         "server_log_lines": server.log_path.read_text().count("\n"),
     }
     raw["summary"] = summarise(raw)
@@ -299,8 +367,16 @@ def summarise(raw: dict) -> dict[str, Any]:
         "foreign_cores": _foreign(raw, 0, raw["server_cores"]),
         "foreign_client_cores": _foreign(raw, 1, raw["client_cores"]),
         "connect_ms_median": statistics.median(connects) if connects else None,
+        "late_first_decoded_ms": _late_first(raw.get("late_joiner")),
         "connect_ms_max": max(connects) if connects else None,
     }
+
+
+def _late_first(late: dict | None) -> float | None:
+    """When the late joiner had decoded a picture of everyone (the slower of its two videos)."""
+    if not late or len(late["first_decoded_ms"]) < late["videos"]:
+        return None
+    return max(late["first_decoded_ms"])
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -313,6 +389,7 @@ LEGEND = [
     "fps min1s: fewest video frames any subscriber got in any 1-s window; gap ms: largest video frame gap",
     "loss↓: RTP loss at the subscribers; loss↑: loss the server reported (RTCP RR) on publishers' streams",
     "MB/cons: (RSS - idle RSS) / N; 1st frame: offer announcing the remote video -> first complete frame",
+    "late ms: a guest joining consultation 0 after the window: offer -> first decoded picture of both others",
     "cli cores: CPU of the load clients (own core); other: CPU other processes of the machine took meanwhile",
     "  on the server / client core (> 0.15: the shared machine was busy, fps and gaps may suffer)",
 ]
@@ -322,7 +399,7 @@ def render(runs: list[dict]) -> str:
     columns = [
         ("mode", 9), ("N", 2), ("srv cores", 10), ("cores/cons", 10), ("fps", 5), ("fps min1s", 9),
         ("audio/s", 7), ("gap ms", 6), ("loss↓%", 6), ("loss↑%", 6), ("RSS MB", 6), ("MB/cons", 7),
-        ("1st frame ms", 12), ("joined", 6), ("cli cores", 9), ("other srv/cli", 13),
+        ("1st frame ms", 12), ("late ms", 7), ("joined", 6), ("cli cores", 9), ("other srv/cli", 13),
     ]  # fmt: skip
 
     def row(cells: list[str]) -> str:
@@ -349,6 +426,7 @@ def render(runs: list[dict]) -> str:
             f"{run['rss_mb']:.0f}",
             f"{s['rss_per_consultation_mb']:.1f}",
             f"{_fmt(s['first_frame_ms_median'], 0)}/{_fmt(s['first_frame_ms_max'], 0)}",
+            _fmt(s["late_first_decoded_ms"], 0),
             f"{s['joined']}/{2 * run['n']}",
             f"{run['client_cores']:.2f}",
             f"{_fmt(s['foreign_cores'], 2)}/{_fmt(s['foreign_client_cores'], 2)}",
@@ -365,6 +443,21 @@ def render(runs: list[dict]) -> str:
     if ratios:
         lines.append("")
         lines.append("server CPU per consultation, transcode / forward: " + "; ".join(ratios))
+    base = by_key.get(("transcode", 1))
+    if base:
+        reference = base["summary"]["cores_per_consultation"]
+        against = [
+            f"N={run['n']}: {reference / max(1e-9, run['summary']['cores_per_consultation']):.1f}×"
+            for run in runs
+            if run["mode"] == "forward"
+        ]
+        if against:
+            lines.append("transcode at N=1 / forward at N, per consultation: " + "; ".join(against))
+    stopped = [run for run in runs if run.get("stopped_here")]
+    for run in stopped:
+        lines.append(
+            f"{run['mode']} saturated the server core at N={run['n']}: larger N were not run in that mode"
+        )
     lines.append("")
     lines.extend(LEGEND)
     return "\n".join(lines)
@@ -385,7 +478,7 @@ def measure(mode: str, n: int, clip: Clip, plan: Plan, retries: int) -> dict:
         run["attempt"] = attempt + 1
         if best is None or _contamination(run) < _contamination(best):
             best = run
-        if _contamination(best) <= QUIET:
+        if _contamination(best) <= QUIET or attempt == retries:
             break
         print(f"  ({mode} N={n}: other load {_contamination(run):.2f} cores during the window; retrying)")
     assert best is not None
@@ -405,7 +498,9 @@ def _pinning() -> tuple[int, int] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default="forward,transcode", help="comma-separated [forward,transcode]")
-    parser.add_argument("--ns", default="1,2,4,8", help="consultation counts, comma-separated [1,2,4,8]")
+    parser.add_argument(
+        "--ns", default="1,2,4,8,16,24", help="consultation counts, comma-separated [1,2,4,8,16,24]"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per run [20]")
     parser.add_argument(
         "--transcode-seconds",
@@ -425,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="repeat a run when other processes took > 0.15 of a benchmark core; keep the quietest [1]",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the server with py-spy during each window"
     )
     parser.add_argument("--quick", action="store_true", help="N = 1, 2; 6 s windows, 3 s warm-up")
     parser.add_argument(
@@ -457,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         for n in ns:
             seconds = min(args.seconds, args.transcode_seconds) if mode == "transcode" else args.seconds
-            plan = Plan(seconds=seconds, warmup=args.warmup, pair_gap=args.pair_gap, cpus=cpus)
+            plan = Plan(seconds, args.warmup, args.pair_gap, cpus, args.profile)
             run = measure(mode, n, clip, plan, args.retries)
             s = run["summary"]
             print(
@@ -467,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             runs.append(run)
+            if s["saturated"] and mode == "transcode":
+                # the server cannot carry this many: more consultations only measure a collapse
+                run["stopped_here"] = True
+                print(f"  {mode} saturated at N={n}; larger N skipped for {mode}", flush=True)
+                break
     table = render(runs)
     print()
     print(table)

@@ -16,11 +16,15 @@ import aioice.ice
 import aiortc
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 TESTED_AIORTC = ("1.16.",)
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
+_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"  # REMB towards the publisher (video only)
+_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+_SENDER_HISTORY = "_RTCRtpSender__rtp_history"  # per-sender packets kept for NACKs (answered by aiortc)
 
 FrameSink = Callable[[Any, Any], None]
 
@@ -54,14 +58,17 @@ def check() -> None:
             f"aiortc {aiortc.__version__} is untested; media/aiortc_hooks.py supports {TESTED_AIORTC}"
         )
     probe = RTCRtpReceiver.__init__.__code__.co_names
-    for name in ("_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__rtx_ssrc"):
+    for name in (_DECODER_QUEUE, _RTX_SSRC, _DECODER_THREAD, _ESTIMATOR, _RTCP_SSRC):
         if name not in probe:
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {name}")
-    for method in ("_send_rtcp_pli",):
+    for method in ("_send_rtcp_pli", "_send_rtcp", "_handle_rtp_packet"):
         if not hasattr(RTCRtpReceiver, method):
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {method}")
-    if not hasattr(RTCRtpSender, "_send_keyframe"):
-        raise RuntimeError("aiortc internals changed: RTCRtpSender lacks _send_keyframe")
+    if _SENDER_HISTORY not in RTCRtpSender.__init__.__code__.co_names:
+        raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {_SENDER_HISTORY}")
+    for method in ("_send_keyframe", "_handle_rtcp_packet", "_retransmit"):
+        if not hasattr(RTCRtpSender, method):
+            raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {method}")
 
 
 def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink) -> None:
@@ -103,6 +110,72 @@ def on_keyframe_request(sender: RTCRtpSender) -> None:
             RTCRtpSender._send_keyframe(sender)
 
     sender._send_keyframe = keyframe  # type: ignore[method-assign]
+
+
+def on_receiver_estimate(sender: RTCRtpSender) -> None:
+    """Route the subscriber's REMB (receiver estimated maximum bitrate) for this sender's stream to the
+    track's `receiver_estimate(bits_per_second)`, whichever track the sender carries at the time.
+
+    aiortc hands REMB only to its own encoder (`target_bitrate`); a forwarded stream has no encoder
+    working, so the estimate must go to the publisher instead. NACKs need nothing here: the sender
+    answers them itself from its per-sender history of the packets it sent (`_retransmit`), which
+    holds the re-packetised pre-encoded frames just like encoded ones.
+    """
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                bitrate, ssrcs = 0, []
+            report = getattr(sender.track, "receiver_estimate", None)
+            if sender._ssrc in ssrcs and report is not None:
+                report(bitrate)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+class _CappedEstimator:
+    """aiortc's remote bitrate estimator, with what it tells the publisher limited by `cap()`."""
+
+    def __init__(self, estimator: Any, cap: Callable[[], int | None]) -> None:
+        self._estimator = estimator
+        self._cap = cap
+        self.last: int | None = None  # the uncapped estimate of the link from the publisher
+
+    def add(self, **kwargs: Any) -> tuple[int, list[int]] | None:
+        remb = self._estimator.add(**kwargs)
+        if remb is None:
+            return None
+        bitrate, ssrcs = remb
+        self.last = bitrate
+        cap = self._cap()
+        return (bitrate if cap is None else min(bitrate, cap)), ssrcs
+
+
+def cap_publisher_estimate(receiver: RTCRtpReceiver, cap: Callable[[], int | None]) -> None:
+    """Make the REMB this receiver sends to its publisher at most `cap()` bits per second."""
+    estimator = getattr(receiver, _ESTIMATOR)
+    if estimator is not None and not isinstance(estimator, _CappedEstimator):
+        setattr(receiver, _ESTIMATOR, _CappedEstimator(estimator, cap))
+
+
+async def send_publisher_estimate(receiver: RTCRtpReceiver, bitrate: int) -> bool:
+    """Send a REMB to the publisher now (when a subscriber's estimate fell); False before media flows."""
+    rtcp_ssrc = getattr(receiver, _RTCP_SSRC)
+    ssrc = media_ssrc(receiver)
+    if rtcp_ssrc is None or ssrc is None:
+        return False
+    estimator = getattr(receiver, _ESTIMATOR)
+    if isinstance(estimator, _CappedEstimator) and estimator.last is not None:
+        bitrate = min(bitrate, estimator.last)
+    packet = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(int(bitrate), [ssrc])
+    )
+    await receiver._send_rtcp(packet)
+    return True
 
 
 def set_host_addresses(addresses: list[str] | None) -> None:

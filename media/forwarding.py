@@ -28,6 +28,7 @@ CLOCK_RATE = {"audio": 48000, "video": 90000}
 FRAME_STEP = {"audio": 960, "video": 3000}  # one 20 ms Opus packet, one 30 fps picture
 QUEUE_BOUND = {"audio": 50, "video": 60}  # about one to two seconds of media
 KEYFRAME_INTERVAL = 0.5  # at most one upstream keyframe request per publisher per 500 ms
+MIN_BITRATE = 100_000  # never ask a publisher for less video than this: below it the picture is useless
 
 
 def is_keyframe(kind: str, data: bytes) -> bool:
@@ -61,6 +62,8 @@ class Publication:
         self._epoch = 0
         self._last_request = 0.0
         self._pending_request: asyncio.Task | None = None
+        self._pending_estimate: asyncio.Task | None = None
+        self._announced_cap: int | None = None
         self.frames_in = 0
         self.frames_out = 0
 
@@ -70,6 +73,9 @@ class Publication:
         self._epoch += 1
         epoch = self._epoch
         aiortc_hooks.tap_receiver(receiver, lambda codec, frame: self._deliver(epoch, frame))
+        if self.kind == "video":
+            aiortc_hooks.cap_publisher_estimate(receiver, self.bitrate_cap)
+            self._announced_cap = None
         if self._subscribers:
             # Subscribers are waiting (the publisher reconnected); without subscribers a request now
             # would only use up the rate limit that a newcomer's request needs moments later.
@@ -87,13 +93,43 @@ class Publication:
     def unsubscribe(self, track: ForwardedTrack) -> None:
         self._subscribers.discard(track)
 
+    def bitrate_cap(self) -> int | None:
+        """The most the publisher should send: what the weakest subscriber's link takes (REMB)."""
+        estimates = [t.estimate for t in self._subscribers if t.estimate is not None]
+        return max(MIN_BITRATE, min(estimates)) if estimates else None
+
+    def receiver_estimate_changed(self) -> None:
+        """A subscriber reported its estimate; tell the publisher at once when the cap fell.
+
+        Rises reach the publisher with aiortc's own periodic REMB, which is capped by `bitrate_cap`.
+        """
+        cap = self.bitrate_cap()
+        if cap is None or self._pending_estimate is not None:
+            return
+        if self._announced_cap is not None and cap >= self._announced_cap * 0.95:
+            self._announced_cap = max(self._announced_cap, cap)  # rises travel with aiortc's REMB
+            return
+        self._announced_cap = cap
+        self._pending_estimate = asyncio.get_running_loop().create_task(self._send_estimate(cap))
+
+    async def _send_estimate(self, cap: int) -> None:
+        try:
+            receiver = self._receiver
+            if receiver is not None:
+                await aiortc_hooks.send_publisher_estimate(receiver, cap)
+        except ConnectionError:
+            pass
+        finally:
+            self._pending_estimate = None
+
     def close(self) -> None:
         for track in list(self._subscribers):
             track.stop()
         self._subscribers.clear()
         self._receiver = None
-        if self._pending_request is not None:
-            self._pending_request.cancel()
+        for task in (self._pending_request, self._pending_estimate):
+            if task is not None:
+                task.cancel()
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, coalescing requests within KEYFRAME_INTERVAL."""
@@ -149,6 +185,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._offset = 0
         self._last_pts: int | None = None
         self.dropped = 0
+        self.estimate: int | None = None  # the subscriber's latest REMB for this stream, bits/s
 
     def push(self, epoch: int, timestamp: int, data: bytes, key: bool) -> None:
         if self.readyState != "live":
@@ -171,6 +208,11 @@ class ForwardedTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """The subscriber reported picture loss (PLI/FIR)."""
         self._publication.request_keyframe()
+
+    def receiver_estimate(self, bitrate: int) -> None:
+        """The subscriber's REMB: how much of this stream its link takes."""
+        self.estimate = bitrate
+        self._publication.receiver_estimate_changed()
 
     async def recv(self) -> av.Packet:
         if not self._started:

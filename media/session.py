@@ -95,6 +95,7 @@ class MediaPeer:
             _prefer_codecs(transceiver, publication.kind)
             sender = transceiver.sender
             aiortc_hooks.on_keyframe_request(sender)
+            aiortc_hooks.on_receiver_estimate(sender)
         self._downlink[key] = transceiver
 
     def unsubscribe(self, publisher_id: str) -> None:

@@ -1,0 +1,193 @@
+"""Forwarding unit tests: a real aiortc RTCRtpReceiver (no network) feeds a Publication the way aiortc's
+jitter buffer does, through the tapped decoder queue; the subscribers are real ForwardedTracks.
+
+Only the edge to the network is recorded instead of sent: the receiver's outgoing RTCP (PLI, REMB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiortc import clock
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
+
+from media import aiortc_hooks
+from media.forwarding import KEYFRAME_INTERVAL, QUEUE_BOUND, ForwardingStats, Publication
+
+MEDIA_SSRC = 4242
+
+
+class Upstream:
+    """A real receiver whose RTCP to the publisher is recorded (PLI times, REMB bitrates)."""
+
+    def __init__(self, kind: str = "video") -> None:
+        transport = RTCDtlsTransport(
+            RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
+        )
+        self.receiver = RTCRtpReceiver(kind, transport)
+        self.plis: list[float] = []
+        self.rembs: list[int] = []
+        self.receiver._send_rtcp_pli = self._pli  # type: ignore[method-assign]
+        self.receiver._send_rtcp = self._rtcp  # type: ignore[method-assign]
+        # as if the publisher's first packet had arrived: the SSRC a keyframe request names
+        self.receiver._RTCRtpReceiver__active_ssrc[MEDIA_SSRC] = clock.current_datetime()
+        self.receiver._set_rtcp_ssrc(777)
+
+    async def _pli(self, media_ssrc: int) -> None:
+        assert media_ssrc == MEDIA_SSRC
+        self.plis.append(time.monotonic())
+
+    async def _rtcp(self, packet: object) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            assert ssrcs == [MEDIA_SSRC]
+            self.rembs.append(bitrate)
+
+    def frame(self, timestamp: int, key: bool, size: int = 50) -> None:
+        """One reassembled VP8 picture, handed over exactly as aiortc's receiver does."""
+        data = bytes([0x00 if key else 0x01]) + bytes(size)
+        queue = getattr(self.receiver, aiortc_hooks._DECODER_QUEUE)
+        queue.put((None, JitterFrame(data, timestamp)))
+
+
+def vp8_key(data: bytes) -> bool:
+    return not data[0] & 0x01
+
+
+async def drain(track, count: int) -> list:
+    return [await asyncio.wait_for(track.recv(), 1) for _ in range(count)]
+
+
+async def test_newcomer_gets_keyframe_request_and_starts_at_a_keyframe():
+    up = Upstream()
+    publication = Publication("video", ForwardingStats())
+    publication.attach(up.receiver)
+    assert up.plis == []  # nobody subscribed yet: nothing asked of the publisher
+    track = publication.subscribe()
+    reader = asyncio.ensure_future(drain(track, 2))
+    await asyncio.sleep(0.05)
+    assert len(up.plis) == 1  # asked for a keyframe when the subscriber's sender started
+    for index in range(5):
+        up.frame(index * 3000, key=False)  # deltas before the keyframe: useless to a newcomer
+    up.frame(15000, key=True)
+    up.frame(18000, key=False)
+    packets = await reader
+    assert vp8_key(bytes(packets[0])) and not vp8_key(bytes(packets[1]))
+    assert packets[1].pts - packets[0].pts == 3000
+    assert publication.stats.frames["video"] == 2
+    track.stop()
+
+
+async def test_keyframe_requests_are_rate_limited_per_publisher():
+    up = Upstream()
+    publication = Publication("video")
+    publication.attach(up.receiver)
+    tracks = [publication.subscribe() for _ in range(3)]
+    start = time.monotonic()
+    # three subscribers report picture loss over and over for 1.2 s
+    while time.monotonic() - start < 1.2:
+        for track in tracks:
+            track.request_keyframe()
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(KEYFRAME_INTERVAL + 0.1)
+    assert 2 <= len(up.plis) <= 4, up.plis
+    assert up.plis[0] - start < 0.05  # the first request goes out at once
+    gaps = [b - a for a, b in zip(up.plis, up.plis[1:], strict=False)]
+    assert min(gaps) >= KEYFRAME_INTERVAL - 0.01, gaps
+    publication.close()
+
+
+async def test_subscriber_that_stops_reading_is_bounded_and_does_not_hold_up_the_others():
+    up = Upstream()
+    publication = Publication("video")
+    publication.attach(up.receiver)
+    reading, stalled = publication.subscribe(), publication.subscribe()
+    got: list = []
+
+    async def read() -> None:
+        while True:
+            got.append(await reading.recv())
+
+    reader = asyncio.ensure_future(read())
+    await asyncio.sleep(0.01)
+    up.plis.clear()
+    total = 3 * QUEUE_BOUND["video"]
+    for index in range(total):
+        up.frame(index * 3000, key=index % 45 == 0)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
+    assert len(got) == total  # the reading subscriber lost nothing
+    assert len(stalled._queue) <= QUEUE_BOUND["video"]
+    assert stalled.dropped > 0
+    await asyncio.sleep(KEYFRAME_INTERVAL)  # the join-time request used up the rate limit
+    assert up.plis  # overflow on a delta frame asks the publisher for a fresh keyframe
+    # when the stalled subscriber reads again, its first picture is a keyframe
+    up.frame(total * 3000, key=True)
+    first = await asyncio.wait_for(stalled.recv(), 1)
+    assert vp8_key(bytes(first))
+    reader.cancel()
+    publication.close()
+
+
+async def test_timestamps_continue_across_a_publisher_restart():
+    first, second = Upstream(), Upstream()
+    publication = Publication("video")
+    publication.attach(first.receiver)
+    track = publication.subscribe()
+    reader = asyncio.ensure_future(drain(track, 6))
+    await asyncio.sleep(0.01)
+    for index in range(3):
+        first.frame(900_000 + index * 3000, key=index == 0)
+    await asyncio.sleep(0.01)
+    # the publisher reconnects: a new receiver, its clock restarts near zero
+    publication.attach(second.receiver)
+    await asyncio.sleep(KEYFRAME_INTERVAL + 0.05)  # the rate limit holds across the reconnect
+    assert second.plis  # subscribers are waiting: the new publisher connection is asked for a keyframe
+    first.frame(909_000, key=False)  # a straggler from the old connection is dropped
+    for index in range(3):
+        second.frame(index * 3000, key=index == 0)
+    packets = await reader
+    pts = [p.pts for p in packets]
+    assert pts == sorted(pts) and len(set(pts)) == 6, pts
+    assert all(b - a == 3000 for a, b in zip(pts, pts[1:], strict=False)), pts
+    publication.close()
+
+
+async def test_publisher_is_asked_for_no_more_than_the_weakest_subscriber_takes():
+    up = Upstream()
+    publication = Publication("video")
+    publication.attach(up.receiver)
+    strong, weak = publication.subscribe(), publication.subscribe()
+    assert publication.bitrate_cap() is None
+    strong.receiver_estimate(1_500_000)
+    await asyncio.sleep(0.01)
+    assert up.rembs == [1_500_000]
+    weak.receiver_estimate(300_000)
+    await asyncio.sleep(0.01)
+    assert up.rembs[-1] == 300_000  # a fall reaches the publisher at once
+    assert publication.bitrate_cap() == 300_000
+    # aiortc's own periodic REMB from the publisher's link is capped as well
+    estimator = getattr(up.receiver, aiortc_hooks._ESTIMATOR)
+    estimator._estimator.add = lambda **kwargs: (2_000_000, [MEDIA_SSRC])
+    assert estimator.add(arrival_time_ms=0, abs_send_time=0, payload_size=1, ssrc=MEDIA_SSRC) == (
+        300_000,
+        [MEDIA_SSRC],
+    )
+    weak.stop()  # the weak subscriber left: the cap follows the remaining one
+    assert publication.bitrate_cap() == 1_500_000
+    publication.close()
+
+
+@pytest.mark.parametrize("kind", ["audio", "video"])
+async def test_hooks_match_the_installed_aiortc(kind):
+    aiortc_hooks.check()
+    up = Upstream(kind)
+    publication = Publication(kind)
+    publication.attach(up.receiver)
+    assert isinstance(getattr(up.receiver, aiortc_hooks._DECODER_QUEUE), aiortc_hooks.FrameTap)
