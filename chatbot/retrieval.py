@@ -31,6 +31,7 @@ from chatbot.text import LANGUAGES, STOPWORDS, char_ngrams, stem, surface, words
 K1 = 1.2
 B = 0.5
 NGRAM_WEIGHT = 0.45
+ANSWER_WEIGHT = 0.3  # answer texts (de, en) count a little: they name the situations citizens describe
 KEYWORD_REPEAT = 2  # keywords and titles count twice: they name the topic
 MIN_PART = 4  # compound parts shorter than this are not trusted ("amt" is everywhere)
 SEPARABLE = (
@@ -54,6 +55,7 @@ SEPARABLE = (
 # A query word the base does not know weighs twice the rarest known word in the coverage: chosen with
 # bench/chatbot_calibrate.py (held-out variants vs. its own out-of-scope questions), not the eval set.
 UNKNOWN_WEIGHT = 2.0
+MIN_COVERAGE = 0.25  # below it the bot asks back instead of answering ("Darf mein Hund Schokolade essen?")
 PARTIAL = "~"  # marks a query form that is only part of an unknown compound
 PARTICLES = {"ab", "an", "um", "aus", "ein", "zu", "zurück", "zuruck", "nach", "vor", "weg", "mit"}
 
@@ -130,6 +132,10 @@ def _doc_words(topic: Topic) -> Iterable[tuple[str, str, int]]:
     for lang, title in topic.title.items():
         for word in words(title):
             yield word, lang, KEYWORD_REPEAT
+    if ANSWER_WEIGHT:
+        for lang, answer in topic.answer.items():
+            for word in words(answer):
+                yield word, lang, ANSWER_WEIGHT
 
 
 class TopicIndex:
@@ -363,6 +369,8 @@ class TopicIndex:
         if not explained[top]:
             # only parts of unknown compounds or character n-grams in common: at most a "did you mean"
             confidence = min(confidence, 0.45 if partial_hit[top] else 0.1)
+        elif coverage < MIN_COVERAGE:  # most of what the citizen wrote is about something else
+            confidence = min(confidence, 0.45)
         return Ranking(hits, confidence, coverage, sum(1 for f in groups if f), max(content, 1))
 
 

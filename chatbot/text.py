@@ -91,8 +91,13 @@ def normalise(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words of `text` (apostrophes inside a word kept: "l'état" stays one word)."""
-    return WORD.findall(normalise(text))
+    """Lower-cased words of `text`. An apostrophe splits off an elided article or pronoun ("l'état",
+    "m'enregistrer" → "état", "enregistrer") or a Turkish suffix ("Türkiye'ye" → "türkiye")."""
+    out = []
+    for word in WORD.findall(normalise(text)):
+        head, mark, tail = word.replace("’", "'").partition("'")
+        out.append((tail if len(head) <= 2 else head) if mark else word)
+    return out
 
 
 @lru_cache(maxsize=16)
