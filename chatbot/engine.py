@@ -245,7 +245,10 @@ class Engine:
             return None
         tokens = words(text)
         stop = STOPWORDS.get(language, frozenset()) | STOPWORDS["de"]
-        content = [w for w in tokens if w not in stop and w not in lexicon.aspect_words(text)]
+        if len(tokens) > 4 * FOLLOWUP_MAX_WORDS:
+            return None  # a whole new question, not a follow-up
+        aspect_words = lexicon.aspect_words(text)
+        content = [w for w in tokens if w not in stop and w not in aspect_words]
         aspects = lexicon.aspects(text)
         short = len(content) <= FOLLOWUP_MAX_WORDS
         pointing = any(w in ANAPHORA for w in tokens) or lexicon.continues(text)

@@ -55,6 +55,7 @@ SEPARABLE = (
 # A query word the base does not know weighs twice the rarest known word in the coverage: chosen with
 # bench/chatbot_calibrate.py (held-out variants vs. its own out-of-scope questions), not the eval set.
 UNKNOWN_WEIGHT = 2.0
+MAX_QUERY_WORDS = 40
 MIN_COVERAGE = 0.25  # below it the bot asks back instead of answering ("Darf mein Hund Schokolade essen?")
 PARTIAL = "~"  # marks a query form that is only part of an unknown compound
 PARTICLES = {"ab", "an", "um", "aus", "ein", "zu", "zurück", "zuruck", "nach", "vor", "weg", "mit"}
@@ -240,6 +241,7 @@ class TopicIndex:
         if language == "de":
             tokens = self._join_particles(tokens)
         content = [w for w in tokens if surface(w) not in stop and not w.isdigit() and len(w) > 1]
+        content = content[:MAX_QUERY_WORDS]  # a question, not an essay: bounds the work per message
         if language == "de":
             content = [lexicon.colloquial_expansion(w) or w for w in content] + [
                 w for w in content if lexicon.colloquial_expansion(w)

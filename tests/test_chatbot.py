@@ -395,3 +395,16 @@ async def test_cli_import_pages_stores_them_for_every_process(tmp_path, capsys):
     pages.write_text("[{")
     code = await asyncio.to_thread(main, ["kb", "import-pages", str(pages), "--data-dir", str(data)])
     assert code == 2 and "not valid JSON" in capsys.readouterr().err
+
+
+def test_long_or_garbled_messages_stay_cheap(real_engine):
+    import random
+
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzäöüß ابت😀\u202e<>{}'\""
+    state = State(last_topic="reisepass", unhelpful=1)
+    for _ in range(20):
+        text = "".join(rng.choice(alphabet) for _ in range(1000))
+        start = time.perf_counter()
+        reply, _ = real_engine.respond(text, state)
+        assert time.perf_counter() - start < 0.25 and isinstance(reply.text, str)
