@@ -16,6 +16,7 @@ import aioice.ice
 import aiortc
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 TESTED_AIORTC = ("1.16.",)
@@ -66,6 +67,8 @@ def check() -> None:
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {method}")
     if _SENDER_HISTORY not in RTCRtpSender.__init__.__code__.co_names:
         raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {_SENDER_HISTORY}")
+    if "_codecs" not in RTCRtpTransceiver.__init__.__code__.co_names:
+        raise RuntimeError("aiortc internals changed: RTCRtpTransceiver lacks _codecs")
     for method in ("_send_keyframe", "_handle_rtcp_packet", "_retransmit"):
         if not hasattr(RTCRtpSender, method):
             raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {method}")
@@ -104,9 +107,9 @@ def on_keyframe_request(sender: RTCRtpSender) -> None:
 
     def keyframe() -> None:
         request = getattr(sender.track, "request_keyframe", None)
-        if request is not None:
+        if request is not None and not getattr(sender.track, "encodes_here", False):
             request()
-        else:
+        else:  # decoded frames (transcoding): the sender's own encoder makes the keyframe
             RTCRtpSender._send_keyframe(sender)
 
     sender._send_keyframe = keyframe  # type: ignore[method-assign]
@@ -176,6 +179,19 @@ async def send_publisher_estimate(receiver: RTCRtpReceiver, bitrate: int) -> boo
     )
     await receiver._send_rtcp(packet)
     return True
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[str]:
+    """The mime types ("video/H264") both ends accepted for a transceiver, RTX left out, in the order
+    aiortc uses them: by the local preferences, the first is the one it sends with."""
+    rtx = f"{transceiver.kind}/rtx"
+    return [c.mimeType for c in transceiver._codecs if c.mimeType.lower() != rtx]
+
+
+def negotiated_codec(transceiver: RTCRtpTransceiver) -> str | None:
+    """The codec a transceiver sends with (and, on a receive-only m-line, the one it expects)."""
+    codecs = negotiated_codecs(transceiver)
+    return codecs[0] if codecs else None
 
 
 def set_host_addresses(addresses: list[str] | None) -> None:

@@ -1,9 +1,16 @@
 """Forwarding encoded media from one publisher to many subscribers, without decoding.
 
-A `Publication` receives the publisher's reassembled encoded frames (VP8 pictures, Opus packets) straight
-from aiortc's jitter buffer and hands them to one `ForwardedTrack` per subscriber. The subscriber's
-RTCRtpSender re-packetises them (`encoder.pack`) but never encodes. `media-forwarding` measures and deepens
-this path; keep every forwarding decision in this module.
+A `Publication` receives the publisher's reassembled encoded frames (VP8 or H.264 pictures, Opus packets)
+straight from aiortc's jitter buffer and hands them to one `ForwardedTrack` per subscriber. The
+subscriber's RTCRtpSender re-packetises them (`encoder.pack`) but never encodes. Only when publisher and
+subscriber share no video codec (an H.264-only Safari and a VP8-only client) does that one subscriber's
+track decode, so its sender re-encodes; the server logs when that happens. Keep every forwarding decision
+in this module.
+
+Why encoded frames and not RTP packets: measured on this machine (bench/media_relay.py, the note
+shared/notes/aiortc-forwarding.md), RTP-level forwarding that keeps the receiver for RR, NACK and REMB
+saves about a tenth of the server CPU of this path; the cheaper variant drops the receiver, and with it
+the loss repair and bandwidth feedback a weak link needs.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from fractions import Fraction
 from typing import Any
 
 import av
+from aiortc.codecs import get_decoder
 from aiortc.contrib.media import MediaRelay
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
@@ -31,9 +40,21 @@ KEYFRAME_INTERVAL = 0.5  # at most one upstream keyframe request per publisher p
 MIN_BITRATE = 100_000  # never ask a publisher for less video than this: below it the picture is useless
 
 
-def is_keyframe(kind: str, data: bytes) -> bool:
+H264_KEY_NALS = (5, 7)  # an IDR slice, or a sequence parameter set (which precedes the IDR)
+
+
+def is_keyframe(kind: str, data: bytes, mime: str = "video/vp8") -> bool:
+    """Whether a decoder can start at this encoded picture (audio: every packet)."""
     if kind != "video":
         return True
+    if mime == "video/h264":
+        # Annex B as aiortc's depayloader writes it: NAL units after 00 00 01 start codes.
+        start = data.find(b"\x00\x00\x01")
+        while start != -1 and start + 3 < len(data):
+            if data[start + 3] & 0x1F in H264_KEY_NALS:
+                return True
+            start = data.find(b"\x00\x00\x01", start + 3)
+        return False
     # VP8 payload header (RFC 6386 §9.1): bit 0 of the first byte is 0 for a key frame.
     return bool(data) and not data[0] & 0x01
 
@@ -64,15 +85,20 @@ class Publication:
         self._pending_request: asyncio.Task | None = None
         self._pending_estimate: asyncio.Task | None = None
         self._announced_cap: int | None = None
+        self.codec: Any = None  # aiortc's RTCRtpCodecParameters of the frames arriving
+        self.mime: str | None = None  # e.g. "video/vp8"; from the negotiation, then from the frames
         self.frames_in = 0
         self.frames_out = 0
 
-    def attach(self, receiver: RTCRtpReceiver) -> None:
-        """Take encoded frames from this (not yet started) receiver from now on."""
+    def attach(self, receiver: RTCRtpReceiver, mime: str | None = None) -> None:
+        """Take encoded frames from this (not yet started) receiver from now on; `mime` is the codec
+        the negotiation settled on, which the first frame confirms."""
         self._receiver = receiver
         self._epoch += 1
         epoch = self._epoch
-        aiortc_hooks.tap_receiver(receiver, lambda codec, frame: self._deliver(epoch, frame))
+        if mime is not None:
+            self.mime = mime.lower()
+        aiortc_hooks.tap_receiver(receiver, lambda codec, frame: self._deliver(epoch, codec, frame))
         if self.kind == "video":
             aiortc_hooks.cap_publisher_estimate(receiver, self.bitrate_cap)
             self._announced_cap = None
@@ -154,11 +180,14 @@ class Publication:
         finally:
             self._pending_request = None
 
-    def _deliver(self, epoch: int, frame: Any) -> None:
+    def _deliver(self, epoch: int, codec: Any, frame: Any) -> None:
         if epoch != self._epoch:
             return  # a late frame from a receiver that has been replaced
+        if codec is not self.codec:
+            self.codec = codec
+            self.mime = codec.mimeType.lower()
         self.frames_in += 1
-        key = is_keyframe(self.kind, frame.data)
+        key = is_keyframe(self.kind, frame.data, self.mime)
         for track in self._subscribers:
             track.push(epoch, frame.timestamp, frame.data, key)
 
@@ -186,6 +215,25 @@ class ForwardedTrack(MediaStreamTrack):
         self._last_pts: int | None = None
         self.dropped = 0
         self.estimate: int | None = None  # the subscriber's latest REMB for this stream, bits/s
+        self.output_mime: str | None = None  # the codec the subscriber's sender negotiated
+        self._decoder: Any = None  # only when publisher and subscriber share no codec
+        self._decoded: deque[Any] = deque()
+
+    def set_output_codec(self, mime: str | None) -> None:
+        """What the subscriber's sender sends (known once the subscriber answered)."""
+        self.output_mime = mime.lower() if mime else None
+
+    @property
+    def encodes_here(self) -> bool:
+        """True when this subscriber cannot take the publisher's codec: frames are decoded here and
+        the sender re-encodes them."""
+        source = self._publication.mime
+        return (
+            self.kind == "video"
+            and self.output_mime is not None
+            and source is not None
+            and source != self.output_mime
+        )
 
     def push(self, epoch: int, timestamp: int, data: bytes, key: bool) -> None:
         if self.readyState != "live":
@@ -206,7 +254,8 @@ class ForwardedTrack(MediaStreamTrack):
         self._ready.set()
 
     def request_keyframe(self) -> None:
-        """The subscriber reported picture loss (PLI/FIR)."""
+        """The subscriber reported picture loss (PLI/FIR). When this track decodes, the sender's own
+        encoder makes the keyframe instead (see aiortc_hooks.on_keyframe_request)."""
         self._publication.request_keyframe()
 
     def receiver_estimate(self, bitrate: int) -> None:
@@ -214,11 +263,43 @@ class ForwardedTrack(MediaStreamTrack):
         self.estimate = bitrate
         self._publication.receiver_estimate_changed()
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> Any:
         if not self._started:
             self._started = True
             if self._need_keyframe:
                 self._publication.request_keyframe()
+        while True:
+            if self._decoded:
+                epoch, frame = self._decoded.popleft()
+                frame.pts = self._continuous(epoch, frame.pts)
+                frame.time_base = self._time_base
+                self._publication.frames_out += 1
+                return frame
+            epoch, timestamp, data = await self._next()
+            if not self.encodes_here:
+                return self._packet(epoch, timestamp, data)
+            await self._decode(epoch, timestamp, data)
+
+    async def _decode(self, epoch: int, timestamp: int, data: bytes) -> None:
+        """The fallback when the subscriber cannot take the publisher's codec: decode, and let the
+        subscriber's sender encode (as aiortc does for any decoded track)."""
+        if self._decoder is None:
+            self._decoder = get_decoder(self._publication.codec)
+            log.warning(
+                "no shared video codec: decoding %s and re-encoding it as %s for one subscriber",
+                self._publication.mime,
+                self.output_mime,
+            )
+        try:
+            frames = await asyncio.get_running_loop().run_in_executor(
+                None, self._decoder.decode, JitterFrame(data, timestamp)
+            )
+        except av.error.FFmpegError:
+            self._publication.request_keyframe()
+            return
+        self._decoded.extend((epoch, frame) for frame in frames)
+
+    async def _next(self) -> tuple[int, int, bytes]:
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -227,6 +308,9 @@ class ForwardedTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         epoch, timestamp, data, _key = self._queue.popleft()
+        return epoch, timestamp, data
+
+    def _packet(self, epoch: int, timestamp: int, data: bytes) -> av.Packet:
         packet = av.Packet(data)
         packet.pts = self._continuous(epoch, timestamp)
         packet.time_base = self._time_base

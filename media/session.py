@@ -25,8 +25,10 @@ from media.ice import IceConfig, server_rtc_configuration
 log = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
-# Forwarding passes encoded frames through, so publisher and subscriber must share the codec.
-PREFERRED_CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+# Forwarding passes encoded frames through, so publisher and subscriber must share the codec: VP8 first
+# (every browser has it), H.264 for browsers without VP8 (older iPhones). A subscriber's m-line lists
+# the publisher's codec first, so that anyone who can take it gets it unchanged.
+PREFERRED_CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/H264", "video/rtx")}
 
 MEDIA_MODES = ("forward", "transcode")
 
@@ -42,15 +44,27 @@ class NegotiationError(Exception):
         self.message = message
 
 
-def _prefer_codecs(transceiver: RTCRtpTransceiver, kind: str) -> None:
+def _prefer_codecs(transceiver: RTCRtpTransceiver, kind: str, first: str | None = None) -> None:
+    order = list(PREFERRED_CODECS[kind])
+    if first is not None:
+        order.sort(key=lambda mime: mime.lower() != first.lower())  # stable: the rest keep their order
     codecs = RTCRtpSender.getCapabilities(kind).codecs
-    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in PREFERRED_CODECS[kind]])
+    transceiver.setCodecPreferences(
+        [c for mime in order for c in codecs if c.mimeType.lower() == mime.lower()]
+    )
 
 
 class MediaPeer:
     """The server's end of one participant's peer connection."""
 
-    def __init__(self, peer_id: str, session: MediaSession, send: SendSignal, config: IceConfig) -> None:
+    def __init__(
+        self,
+        peer_id: str,
+        session: MediaSession,
+        send: SendSignal,
+        config: IceConfig,
+        video_first: str | None = None,
+    ) -> None:
         self.peer_id = peer_id
         self._session = session
         self._send = send
@@ -62,10 +76,12 @@ class MediaPeer:
         # (publisher id, kind) → transceiver sending that publication to this peer
         self._downlink: dict[tuple[str, str], RTCRtpTransceiver] = {}
         self._spare: dict[str, list[RTCRtpTransceiver]] = {kind: [] for kind in KINDS}
+        self.video_codecs: set[str] | None = None  # what this participant's client accepted for video
         self.pc.on("track", self._on_track)
         for kind in KINDS:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            _prefer_codecs(transceiver, kind)
+            # ask the publisher first for the video codec every other participant can take
+            _prefer_codecs(transceiver, kind, video_first if kind == "video" else None)
             self._uplink[kind] = transceiver
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -78,7 +94,8 @@ class MediaPeer:
             # A client that offers more tracks than one microphone and one camera: not forwarded.
             log.info("peer %s: extra %s track ignored", self.peer_id, track.kind)
             return
-        self._session.publication(self.peer_id, track.kind).attach(transceiver.receiver)
+        publication = self._session.publication(self.peer_id, track.kind)
+        publication.attach(transceiver.receiver, aiortc_hooks.negotiated_codec(transceiver))
 
     def subscribe(self, publisher_id: str, publication: Publication) -> None:
         key = (publisher_id, publication.kind)
@@ -92,7 +109,7 @@ class MediaPeer:
             transceiver.sender.replaceTrack(track)
         else:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            _prefer_codecs(transceiver, publication.kind)
+            _prefer_codecs(transceiver, publication.kind, publication.mime)
             sender = transceiver.sender
             aiortc_hooks.on_keyframe_request(sender)
             aiortc_hooks.on_receiver_estimate(sender)
@@ -140,9 +157,22 @@ class MediaPeer:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:  # aiortc raises ValueError, AssertionError, OperationError …
                 raise NegotiationError("negotiation_failed", f"answer rejected: {exc}") from None
+            self._negotiated()
             again = self._again
+        await self._session.published(self.peer_id)
         if again:
             await self.negotiate()
+
+    def _negotiated(self) -> None:
+        """Note the client's video codecs; tell each forwarded track which codec its subscriber's
+        sender settled on."""
+        codecs = aiortc_hooks.negotiated_codecs(self._uplink["video"])
+        if codecs:
+            self.video_codecs = {mime.lower() for mime in codecs}
+        for transceiver in self._downlink.values():
+            track = transceiver.sender.track
+            if hasattr(track, "set_output_codec"):
+                track.set_output_codec(aiortc_hooks.negotiated_codec(transceiver))
 
     async def apply_offer(self, sdp: str) -> dict[str, Any]:
         async with self._lock:
@@ -153,7 +183,10 @@ class MediaPeer:
                 await self.pc.setLocalDescription(await self.pc.createAnswer())
             except Exception as exc:
                 raise NegotiationError("negotiation_failed", f"offer rejected: {exc}") from None
-            return {"sdp": self.pc.localDescription.sdp, "streams": self.streams()}
+            self._negotiated()
+            answer = {"sdp": self.pc.localDescription.sdp, "streams": self.streams()}
+        await self._session.published(self.peer_id)
+        return answer
 
     async def add_candidate(self, candidate: dict | None) -> None:
         if candidate is None or not candidate.get("candidate"):
@@ -197,6 +230,8 @@ class MediaSession:
         self._publication_class = Publication if mode == "forward" else TranscodingPublication
         self._peers: dict[str, MediaPeer] = {}
         self._publications: dict[str, dict[str, Publication]] = {}
+        # newcomers whose codec is not negotiated yet: the others subscribe once they answered
+        self._unpublished: set[str] = set()
 
     def publication(self, peer_id: str, kind: str) -> Publication:
         kinds = self._publications.setdefault(peer_id, {})
@@ -215,22 +250,41 @@ class MediaSession:
         old = self._peers.pop(peer_id, None)
         if old is not None:
             await old.close()
-        peer = MediaPeer(peer_id, self, send, self._config)
+        peer = MediaPeer(peer_id, self, send, self._config, self._shared_video_codec(peer_id))
         self._peers[peer_id] = peer
         for kind in KINDS:
             self.publication(peer_id, kind)
-        for other_id, other in self._peers.items():
-            if other_id == peer_id:
-                continue
-            for kind in KINDS:
-                peer.subscribe(other_id, self.publication(other_id, kind))
-                if old is None:
-                    other.subscribe(peer_id, self.publication(peer_id, kind))
-        await peer.negotiate()
+        for other_id in self._peers:
+            # someone who has not answered yet subscribes everyone to itself once it has
+            if other_id != peer_id and other_id not in self._unpublished:
+                for kind in KINDS:
+                    peer.subscribe(other_id, self.publication(other_id, kind))
         if old is None:
-            await asyncio.gather(
-                *(other.negotiate() for other_id, other in self._peers.items() if other_id != peer_id)
-            )
+            # The others receive the newcomer once its answer fixed its codec, so that their m-lines
+            # can offer that codec first (passed through, not transcoded). Its media cannot flow
+            # before that answer anyway.
+            self._unpublished.add(peer_id)
+        await peer.negotiate()
+
+    def _shared_video_codec(self, peer_id: str) -> str | None:
+        """The first preferred video codec every other participant's client accepted, if any."""
+        known = [p.video_codecs for other_id, p in self._peers.items() if other_id != peer_id]
+        known = [codecs for codecs in known if codecs]
+        for mime in PREFERRED_CODECS["video"]:
+            if known and all(mime.lower() in codecs for codecs in known):
+                return mime
+        return None
+
+    async def published(self, peer_id: str) -> None:
+        """The participant's first negotiation completed: subscribe everyone else to it."""
+        if peer_id not in self._unpublished:
+            return
+        self._unpublished.discard(peer_id)
+        others = [other for other_id, other in self._peers.items() if other_id != peer_id]
+        for other in others:
+            for kind in KINDS:
+                other.subscribe(peer_id, self.publication(peer_id, kind))
+        await asyncio.gather(*(other.negotiate() for other in others))
 
     async def suspend(self, peer_id: str) -> None:
         """The participant's connection dropped: stop its peer connection, keep its place."""
@@ -242,6 +296,7 @@ class MediaSession:
     async def remove(self, peer_id: str) -> None:
         """The participant left for good: drop its media everywhere and renegotiate the others."""
         peer = self._peers.pop(peer_id, None)
+        self._unpublished.discard(peer_id)
         if peer is not None:
             await peer.close()
         for publication in self._publications.pop(peer_id, {}).values():

@@ -191,3 +191,29 @@ async def test_hooks_match_the_installed_aiortc(kind):
     publication = Publication(kind)
     publication.attach(up.receiver)
     assert isinstance(getattr(up.receiver, aiortc_hooks._DECODER_QUEUE), aiortc_hooks.FrameTap)
+
+
+def test_h264_keyframes_are_recognised_in_annex_b():
+    """What aiortc's H.264 depayloader hands over is Annex B; an IDR (with its SPS) starts a picture."""
+    from fractions import Fraction
+
+    import av
+
+    from media.forwarding import is_keyframe
+
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = 160, 120, "yuv420p"
+    codec.time_base = Fraction(1, 30)
+    codec.gop_size = 10
+    codec.options = {"tune": "zerolatency", "profile": "baseline", "x264-params": "scenecut=0"}
+    packets = []
+    for index in range(12):
+        frame = av.VideoFrame(160, 120, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes([(index * 7) % 256]) * plane.buffer_size)
+        frame.pts = index
+        packets.extend(codec.encode(frame))
+    packets.extend(codec.encode(None))
+    flags = [is_keyframe("video", bytes(p), "video/h264") for p in packets]
+    assert flags == [p.is_keyframe for p in packets]
+    assert flags[0] and not all(flags)

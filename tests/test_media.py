@@ -5,6 +5,7 @@ subscriber holds up nobody."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -20,11 +21,39 @@ from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
 
 
+def only_video_codec(sdp: str, mime: str) -> str:
+    """The offer as a client knowing only one video codec understands it: other video payload types
+    (and their RTX) removed from every video m-line."""
+    name = mime.split("/", 1)[1].lower()
+    sections = re.split(r"(?=^m=)", sdp, flags=re.M)
+    out = []
+    for section in sections:
+        if not section.startswith("m=video"):
+            out.append(section)
+            continue
+        rtpmap = dict(re.findall(r"^a=rtpmap:(\d+) ([^/\r\n]+)", section, flags=re.M))
+        keep = {pt for pt, codec in rtpmap.items() if codec.lower() == name}
+        for pt, apt in re.findall(r"^a=fmtp:(\d+) apt=(\d+)", section, flags=re.M):
+            if apt in keep:
+                keep.add(pt)
+        lines = section.splitlines(keepends=True)
+        header = lines[0].split()
+        lines[0] = " ".join(header[:3] + [pt for pt in header[3:] if pt in keep]) + "\r\n"
+        kept = [
+            line
+            for line in lines[1:]
+            if not (m := re.match(r"a=(?:rtpmap|fmtp|rtcp-fb):(\d+)", line)) or m.group(1) in keep
+        ]
+        out.append("".join([lines[0], *kept]))
+    return "".join(out)
+
+
 class TimedParticipant(RtcParticipant):
     """Also notes when each remote video first decoded and when the first offer announced video."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, video_codec: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.video_codec = video_codec  # e.g. "video/H264": a client that offers nothing else
         self.video_offer_at: float | None = None
         self.first_decoded: list[float] = []
         self.video_frames: dict[str, int] = {}  # remote video track id → frames decoded
@@ -34,7 +63,19 @@ class TimedParticipant(RtcParticipant):
             s.get("kind") == "video" for s in offer.get("streams", {}).values()
         ):
             self.video_offer_at = time.monotonic()
-        await super()._answer(offer)
+        if self.video_codec is None:
+            return await super()._answer(offer)
+        # a client that has no other video codec: it sees the server's offer without the rest
+        return await super()._answer({**offer, "sdp": only_video_codec(offer["sdp"], self.video_codec)})
+
+    def received_codecs(self) -> set[str]:
+        """The codecs of the remote videos this client receives, as negotiated."""
+        assert self.pc is not None
+        return {
+            aiortc_hooks.negotiated_codec(t)
+            for t in self.pc.getTransceivers()
+            if t.kind == "video" and t.receiver.track is not None and t.sender.track is None
+        }
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         if track.kind != "video":
@@ -83,9 +124,11 @@ async def participant(client, room_tokens):
         await p.close()
 
 
-async def call(participant) -> tuple[TimedParticipant, TimedParticipant]:
-    citizen = participant("citizen", "Bürgerin")
-    advisor = participant("advisor", "Berater")
+async def call(
+    participant, citizen_codec: str | None = None, advisor_codec: str | None = None
+) -> tuple[TimedParticipant, TimedParticipant]:
+    citizen = participant("citizen", "Bürgerin", video_codec=citizen_codec)
+    advisor = participant("advisor", "Berater", video_codec=advisor_codec)
     await citizen.join()
     await advisor.join()
     await asyncio.gather(citizen.wait_frames(video=10, audio=10), advisor.wait_frames(video=10, audio=10))
@@ -244,3 +287,54 @@ async def test_subscriber_that_stops_reading_does_not_slow_the_others(participan
     assert video and all(len(t._queue) <= QUEUE_BOUND["video"] for t in video)
     assert any(t.dropped > 0 for t in video)
     stuck.set()
+
+
+def forwarded_tracks(services, who: RtcParticipant) -> list:
+    """The server-side tracks sending others' video to `who`."""
+    peer = server_peer(services, who)
+    return [t.sender.track for (_, kind), t in peer._downlink.items() if kind == "video"]
+
+
+async def test_h264_only_clients_get_h264_passed_through(participant, services, caplog):
+    citizen, advisor = await call(participant, citizen_codec="video/H264", advisor_codec="video/H264")
+    await asyncio.gather(citizen.wait_frames(video=30, audio=30), advisor.wait_frames(video=30, audio=30))
+    assert citizen.received_codecs() == advisor.received_codecs() == {"video/H264"}
+    tracks = forwarded_tracks(services, citizen) + forwarded_tracks(services, advisor)
+    assert len(tracks) == 2
+    assert all(t._publication.mime == "video/h264" and not t.encodes_here for t in tracks)
+    assert all(t._decoder is None for t in tracks)  # nothing was decoded on the server
+    assert "no shared video codec" not in caplog.text
+
+
+async def test_vp8_and_h264_clients_mixed_get_their_codec_passed_through(participant, services, caplog):
+    # the citizen's browser offers only H.264, the advisor's both: both send and receive H.264 as sent
+    citizen = participant("citizen", "Bürgerin", video_codec="video/H264")
+    await citizen.join()
+    for _ in range(100):  # the citizen's answer told the server what it can take
+        if server_peer(services, citizen).video_codecs:
+            break
+        await asyncio.sleep(0.02)
+    advisor = participant("advisor", "Berater")
+    await advisor.join()
+    await asyncio.gather(citizen.wait_frames(video=30, audio=30), advisor.wait_frames(video=30, audio=30))
+    assert citizen.received_codecs() == {"video/H264"}
+    assert advisor.received_codecs() == {"video/H264"}
+    tracks = forwarded_tracks(services, citizen) + forwarded_tracks(services, advisor)
+    assert not any(t.encodes_here for t in tracks)
+    assert "no shared video codec" not in caplog.text
+
+
+async def test_participants_without_a_shared_codec_are_transcoded_and_the_server_logs_it(
+    participant, services, caplog
+):
+    caplog.set_level("WARNING", logger="media.forwarding")
+    citizen, advisor = await call(participant, citizen_codec="video/H264", advisor_codec="video/VP8")
+    await asyncio.gather(citizen.wait_frames(video=30, audio=30), advisor.wait_frames(video=30, audio=30))
+    assert citizen.received_codecs() == {"video/H264"}
+    assert advisor.received_codecs() == {"video/VP8"}
+    (to_citizen,) = forwarded_tracks(services, citizen)
+    (to_advisor,) = forwarded_tracks(services, advisor)
+    assert to_citizen.encodes_here and to_citizen._publication.mime == "video/vp8"
+    assert to_advisor.encodes_here and to_advisor._publication.mime == "video/h264"
+    assert "no shared video codec: decoding video/vp8 and re-encoding it as video/h264" in caplog.text
+    assert "no shared video codec: decoding video/h264 and re-encoding it as video/vp8" in caplog.text
