@@ -19,6 +19,7 @@ is recorded as abandoned with their wait. Reconnecting within the grace keeps th
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -45,6 +46,10 @@ WAIT_TOKEN_PURPOSE = "wait"
 ENTRY_TTL = 24 * 3600
 MAX_TOPIC = 200
 MAX_NOTE = 500
+MAX_QUESTION = 2000
+MAX_CONTACT = 200
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+?[0-9 ()/.-]{6,30}$")
 MAX_TRANSCRIPT_CHARS = 20_000
 MAX_TRANSCRIPT_MESSAGES = 200
 TRANSCRIPT_ROLES = ("citizen", "bot")
@@ -56,6 +61,8 @@ class Appointment:
 
     starts_at: datetime
     booking_id: str | None = None
+    # scheduling: the advisor the appointment was booked with; they see and claim it first
+    advisor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class QueueEntry:
     room_id: str | None = None
     transferred_from: list[str] = field(default_factory=list)
     outcome: str | None = None
+    advisor: str | None = None  # scheduling: the booked advisor (see Appointment)
     ticket: str | None = None
 
     @property
@@ -220,6 +228,7 @@ class QueueService:
             transcript=transcript,
             appointment_at=appointment_at,
             booking_id=appointment.booking_id if appointment else None,
+            advisor=appointment.advisor if appointment else None,
         )
         # Record first, then the place in line: a crash in between leaves an orphan record that
         # expires, never a place in line without data.
@@ -333,13 +342,15 @@ class QueueService:
             entry = await self.get(item.key)
             if entry is not None:
                 entries.append(entry)
-        return entries
+        # scheduling: due appointments booked with this advisor come first
+        mine = [e for e in entries if e.advisor == member.username and self._score(e) <= now]
+        return mine + [e for e in entries if e not in mine]
 
     async def claim_next(self, member: StaffMember) -> Consultation | None:
         """Take the next citizen this advisor can serve (a due appointment before any walk-in) and
         open a room for the consultation; None when nobody is waiting for them."""
         self._check_member(member)
-        item = await self._store.claim_first(
+        item = await self._claim_booked_with(member) or await self._store.claim_first(
             QUEUE,
             advisor_lanes(member, self._offices, APPOINTMENT),
             member.username,
@@ -348,6 +359,19 @@ class QueueService:
             QUEUE, advisor_lanes(member, self._offices, WALK_IN), member.username
         )
         return None if item is None else await self._open_consultation(member, item)
+
+    async def _claim_booked_with(self, member: StaffMember) -> QueueItem | None:
+        """scheduling: a due appointment booked with `member` goes to them before anyone else's."""
+        now = self._clock()
+        for item in await self._store.queued(QUEUE, advisor_lanes(member, self._offices, APPOINTMENT)):
+            if item.score > now:
+                break
+            entry = await self.get(item.key)
+            if entry is not None and entry.advisor == member.username:
+                claimed = await self._store.claim_item(QUEUE, item.key, member.username, lanes=[item.lane])
+                if claimed is not None:
+                    return claimed
+        return None
 
     async def claim(self, member: StaffMember, entry_id: str) -> Consultation:
         """Take one particular waiting citizen (picked from the console list)."""
@@ -406,6 +430,12 @@ class QueueService:
             transferred_from=[*entry.transferred_from, entry.office],
         )
         updated = await self._update(entry_id, lambda e: replace(moved, transcript=e.transcript))
+        # The citizen's page leaves the call and reconnects to the waiting room; if it never does,
+        # the usual grace applies and the place is given up as abandoned.
+        now = self._clock()
+        await self._store.put(
+            DEADLINE_KIND, entry_id, {"deadline": now + self.grace, "since": now}, ttl=ENTRY_TTL
+        )
         await self._store.enqueue(QUEUE, entry_id, lane=moved.lane, score=self._score(moved), replace=True)
         return updated
 
@@ -451,6 +481,33 @@ class QueueService:
             entry_id, lambda e: replace(e, state="done", outcome=outcome, ticket=ticket and ticket.reference)
         )
         return Outcome(done, outcome, wait, handling, ticket)
+
+    async def serving(self, member: StaffMember) -> list[QueueEntry]:
+        """The citizens this advisor admitted and has not yet closed with an outcome, newest first: the
+        console offers to return to their calls, the call page shows their outcome controls."""
+        entries = [QueueEntry(**record) for _, record in await self._store.scan(ENTRY_KIND)]
+        mine = [e for e in entries if e.state == "called" and e.claimed_by == member.username]
+        return sorted(mine, key=lambda e: (e.claimed_at or 0.0, e.entry_id), reverse=True)
+
+    async def ask(
+        self, office: str, language: Any, topic: Any, question: Any, contact: Any
+    ) -> Ticket:
+        """A question left in writing (outside service hours, or instead of waiting): a ticket the
+        office answers by e-mail or phone. Nothing is stored unless every field is valid."""
+        the_office = self._offices.require(office)
+        language = self._check_language(the_office, language)
+        topic = _check_topic(topic)
+        if not isinstance(question, str) or not question.strip():
+            raise QueueError("empty_question", "write your question")
+        question = check_notes(question, MAX_QUESTION)
+        return await self.tickets.open(
+            office,
+            question,
+            language=language,
+            topic=topic,
+            source="question",
+            contact=check_contact(contact),
+        )
 
     async def advisor_online(self, member: StaffMember) -> None:
         """Heartbeat from an open console (at least every 30 s)."""
@@ -605,3 +662,14 @@ def _check_transcript(transcript: Any) -> list[dict[str, str]]:
             "transcript_too_long", f"the transcript may have at most {MAX_TRANSCRIPT_CHARS} characters"
         )
     return clean
+
+
+def check_contact(contact: Any) -> str:
+    """An e-mail address or a phone number, so the office can answer a question."""
+    if not isinstance(contact, str) or not contact.strip():
+        raise QueueError("missing_contact", "give an e-mail address or phone number for the answer")
+    contact = contact.strip()
+    digits = sum(ch.isdigit() for ch in contact)
+    if len(contact) > MAX_CONTACT or not (EMAIL.match(contact) or (PHONE.match(contact) and digits >= 6)):
+        raise QueueError("invalid_contact", "this is neither an e-mail address nor a phone number")
+    return contact

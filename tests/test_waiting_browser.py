@@ -103,17 +103,21 @@ def test_waiting_room_to_call(browser, waiting_server):
     first.get_by_role("button", name="Jetzt Videoberatung starten").click()
     expect(first.locator("#start-error")).to_contain_text("Die Beratungsstelle hat gerade geschlossen.")
     expect(first.locator("#start-error")).to_contain_text("vereinbaren Sie einen Termin")
+    expect(first.locator("#start-error").get_by_role("link", name="Termin buchen")).to_have_attribute(
+        "href", "/termin"
+    )
     assert first.url.rstrip("/") == base
     # ... and offers to leave the question in writing: a ticket with a reference number.
-    expect(first.get_by_role("heading", name="Frage schriftlich stellen")).to_be_visible()
-    first.get_by_label("Ihre Frage").fill("Kann ich die Akte auch online einsehen?")
-    first.get_by_label("E-Mail-Adresse oder Telefonnummer für die Antwort").fill("keine")
-    first.get_by_role("button", name="Frage absenden").click()
+    question = first.locator("#question")
+    expect(question.get_by_role("heading", name="Frage schriftlich stellen")).to_be_visible()
+    question.get_by_label("Ihre Frage", exact=True).fill("Kann ich die Akte auch online einsehen?")
+    question.get_by_label("E-Mail-Adresse oder Telefonnummer für die Antwort").fill("keine")
+    question.get_by_role("button", name="Frage absenden").click()
     expect(first.locator("#question-error")).to_have_text(
         "Das ist weder eine E-Mail-Adresse noch eine Telefonnummer."
     )
-    first.get_by_label("E-Mail-Adresse oder Telefonnummer für die Antwort").fill("frau.y@example.org")
-    first.get_by_role("button", name="Frage absenden").click()
+    question.get_by_label("E-Mail-Adresse oder Telefonnummer für die Antwort").fill("frau.y@example.org")
+    question.get_by_role("button", name="Frage absenden").click()
     expect(first.locator("#question-sent")).to_contain_text(re.compile(r"Vorgangsnummer: SP-\d{4}-\d{6}"))
 
     # First citizen: position 1.
@@ -163,6 +167,8 @@ def test_waiting_room_to_call(browser, waiting_server):
     _request_consultation(third, base, "Kindergeld", "Bay Demir", language="tr")
     expect(third.locator("#wait-language")).to_be_visible()
     expect(third.locator("#wait-language")).to_contain_text("Deutsch")
+    booking = third.get_by_role("link", name="Termin buchen")
+    expect(booking).to_have_attribute("href", "/termin/buergertelefon")
     expect(third.locator("#wait-estimate")).to_have_text("keine Schätzung möglich")
     screenshot(third, "waiting-language-mobile")
     old_url = third.url

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from chatbot.knowledge import KNOWLEDGE_DIR
+from chatbot.service import ChatService
 from documents import DocumentService, KeyRing, Limits
 from documents.service import Notify
 from media import aiortc_hooks
@@ -19,12 +21,26 @@ from rooms.staff import StaffDirectory
 from rooms.tokens import TokenSigner
 from signaling.connection import HUB_KEY, websocket_handler
 from signaling.hub import Admission, AdmissionError, SignalingHub
-from signaling.waiting import Clock, WaitingRoom
+from signaling.nodes import NodeRegistry
+from signaling.waiting import Clock, QueueEvents, WaitingRoom
 from store import open_store
 from store.port import Store
-from web import api, documents_api, pages, queue_api
+from web import (
+    api,
+    booking_api,
+    booking_pages,
+    chatbot_api,
+    consultation_api,
+    documents_api,
+    observability,
+    openapi,
+    pages,
+    queue_api,
+    statistics_page,
+)
 from web.config import Config, prepare_data_dir
 from web.i18n import Catalog
+from web.proxy import forwarded_middleware, parse_networks
 from web.render import Pages
 from web.security import error_middleware, headers_middleware
 from web.services import SERVICES, LoginThrottle, Services
@@ -65,15 +81,23 @@ def build_services(config: Config, store: Store | None = None) -> Services:
             grant, room = await rooms.admit(token)
         except RoomError as exc:
             raise AdmissionError(exc.code, exc.message) from None
+        observability.room_id.set(room.room_id)  # later log lines of this socket name the room
         return Admission(room_id=room.room_id, role=grant.role, expires_at=room.expires_at)
 
-    hub = SignalingHub(admit, config.ice, config.media_mode)
+    # On Redis, several processes may serve the city: rooms are pinned to nodes and change signals
+    # travel over the store's channels (signaling/nodes.py). One process on SQLite needs neither.
+    bus = store if config.redis_url else None
+    hub = SignalingHub(admit, config.ice, config.media_mode, bus=bus)
+    if bus is not None:
+        hub.nodes = NodeRegistry(store, config.node_name, config.public_url, hub.load)
     # "document-added" / "document-removed" reach everyone connected to the live room at once.
     documents = build_documents(config, store, notify=hub.publish)
     # Offices are read once; a mistake stops start-up with "<file>: <field>: <problem>".
     offices = load_offices(config.offices_path, holiday_state=config.holiday_state)
     clock = Clock()  # tests move it to an opening hour
     queue = QueueService(store, offices, signer, rooms, clock=clock)
+    # appointments (services file, SMTP from config), on the same movable clock as the queue
+    scheduling, booking_mailer = booking_api.build_scheduling(config, store, offices, signer, queue, clock)
     return Services(
         config=config,
         store=store,
@@ -86,7 +110,11 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         throttle=LoginThrottle(),
         documents=documents,
         queue=queue,
-        waiting=WaitingRoom(queue, offices, queue_api.room_links(rooms), clock),
+        waiting=WaitingRoom(queue, offices, queue_api.room_links(rooms), clock, QueueEvents(bus)),
+        scheduling=scheduling,
+        booking_mailer=booking_mailer,
+        # the knowledge base is indexed at the first message; a broken city file stops start-up
+        chatbot=ChatService(store, config.chatbot_knowledge or KNOWLEDGE_DIR, city_path=config.chatbot_city),
     )
 
 
@@ -95,7 +123,13 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     aiortc_hooks.set_host_addresses(config.media_addresses)
     services = build_services(config, store)
     app = web.Application(
-        middlewares=[headers_middleware, error_middleware(services.pages.error)],
+        middlewares=[
+            forwarded_middleware(parse_networks(config.trusted_proxies, "--trusted-proxy")),
+            observability.request_id_middleware,
+            headers_middleware,
+            error_middleware(services.pages.error),
+            observability.store_middleware(services.pages.error),  # 503 while Redis is away
+        ],
         client_max_size=1024 * 1024,
     )
     app[SERVICES] = services
@@ -104,18 +138,34 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(documents_api.routes)
     app.add_routes(pages.routes)
     app.add_routes(queue_api.routes)
+    app.add_routes(consultation_api.routes)
+    app.add_routes(statistics_page.routes)
+    app.add_routes(booking_api.routes)
+    app.add_routes(booking_pages.routes)
+    app.add_routes(openapi.routes)
+    app.add_routes(chatbot_api.routes)
     app.router.add_get("/ws", websocket_handler)
+    observability.setup(app, services)  # /readyz, /metrics, X-Request-Id
     app.router.add_static("/static", STATIC)
 
     async def startup(app: web.Application) -> None:
         # Removes half-written uploads of a crash, runs due retention jobs, then keeps running them.
         await services.documents.start(config.retention_interval)
         # Abandons waiting citizens whose grace ran out, every 5 s.
-        services.waiting.start()
+        await services.waiting.start()
+        # With several nodes: announce this one, and listen for events of the rooms it hosts.
+        await services.hub.start()
+        if services.hub.nodes is not None:
+            await services.hub.nodes.start()
+        # Sends booking confirmations and 24-hour reminders when SMTP is configured.
+        services.booking_mailer.start()
 
     async def shutdown(app: web.Application) -> None:
+        if services.hub.nodes is not None:
+            await services.hub.nodes.close()  # signs off: this node's rooms move at once
         await services.hub.close()
         await services.waiting.close()
+        await services.booking_mailer.close()
         await services.documents.close()
 
     async def cleanup(app: web.Application) -> None:

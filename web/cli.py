@@ -10,20 +10,22 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import os
 import secrets
 import sys
 from pathlib import Path
 
+from chatbot.knowledge import KnowledgeError
 from documents import DocumentService, KeyRing, KeyRingError
 from media.session import MEDIA_MODES
-from rooms.offices import OfficeConfigError
+from rooms.offices import OfficeConfigError, load_offices
 from rooms.service import RoomError, RoomService, parse_duration
 from rooms.staff import STAFF_ROLES, StaffDirectory, StaffError
 from rooms.tokens import TokenSigner
+from scheduling.availability import ensure_pattern
 from store import DEFAULT_PREFIX, Store, StoreUnavailable, open_store, ready
-from web.config import DATABASE_FILE, Config, env, env_list, prepare_data_dir
+from web import booking_cli, chatbot_cli
+from web.config import DATABASE_FILE, NODE_ID, Config, env, env_list, prepare_data_dir
 
 DEMO_OFFICE = "vhs"
 DEMO_USER = "demo"
@@ -140,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stream, the baseline for bench/media_relay.py [SPRECHSTUNDE_MEDIA_MODE]",
     )
     serve.add_argument(
+        "--node-id",
+        default=env("NODE_ID"),
+        help="this process's name among several sharing Redis (letters, digits, - and _); the reverse "
+        "proxy routes ?node=<id> to it [SPRECHSTUNDE_NODE_ID, <host name>-<port>]",
+    )
+    serve.add_argument(
         "--no-demo",
         action="store_true",
         default=env("NO_DEMO") == "1",
@@ -200,6 +208,36 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="[SPRECHSTUNDE_LOG_LEVEL, info]",
     )
+    booking_cli.add_serve_options(serve)  # --services, --smtp-*
+    chatbot_cli.add_serve_options(serve)  # --chatbot-knowledge, --chatbot-city
+    serve.add_argument(
+        "--log-format",
+        default=env("LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one JSON object per line (time, level, logger, message, request_id, room_id) for a "
+        "log collector [SPRECHSTUNDE_LOG_FORMAT, text]",
+    )
+    serve.add_argument(
+        "--metrics-allow",
+        action="append",
+        metavar="CIDR",
+        help="addresses allowed to read /metrics, repeatable, e.g. 10.0.0.0/8 "
+        "[SPRECHSTUNDE_METRICS_ALLOW, comma-separated; 127.0.0.1/32,::1/128]",
+    )
+    serve.add_argument(
+        "--metrics-token",
+        default=env("METRICS_TOKEN"),
+        help="also allow /metrics with 'Authorization: Bearer TOKEN' from any address "
+        "[SPRECHSTUNDE_METRICS_TOKEN]",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=env_list("TRUSTED_PROXIES"),
+        metavar="CIDR",
+        help="reverse proxy whose X-Forwarded-For/X-Forwarded-Proto are believed (client address for rate "
+        "limits and /metrics, https for cookies), repeatable, e.g. 127.0.0.1 [SPRECHSTUNDE_TRUSTED_PROXIES]",
+    )
 
     room = commands.add_parser("room", help="manage consultation rooms")
     room_commands = room.add_subparsers(dest="room_command", required=True)
@@ -258,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the old master keys in the key file (default: delete those no document uses any more)",
     )
+    booking_cli.add_parser(commands, _common)  # availability show|set
+    chatbot_cli.add_parser(commands, _common)  # kb reload|import-pages
     return parser
 
 
@@ -265,10 +305,16 @@ def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from web.app import create_app
+    from web.observability import DEFAULT_METRICS_ALLOW, AccessLogger, parse_allowlist, setup_logging
+    from web.proxy import parse_networks
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level, args.log_format)
+    metrics_allow = args.metrics_allow or env_list("METRICS_ALLOW") or list(DEFAULT_METRICS_ALLOW)
+    try:
+        parse_allowlist(metrics_allow)
+        parse_networks(args.trusted_proxy, "--trusted-proxy")
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     config = Config(
         host=args.host,
         port=args.port,
@@ -290,14 +336,32 @@ def _serve(args: argparse.Namespace) -> None:
         redis_prefix=args.redis_prefix,
         offices_path=args.offices,
         holiday_state=args.holiday_state,
+        **booking_cli.serve_config(args),
+        **chatbot_cli.serve_config(args),
+        metrics_allow=metrics_allow,
+        metrics_token=args.metrics_token,
+        trusted_proxies=args.trusted_proxy,
+        node_id=args.node_id,
     )
+    if config.node_id is not None and not NODE_ID.fullmatch(config.node_id):
+        raise SystemExit("error: --node-id may hold only letters, digits, - and _ (at most 40)")
     if config.redis_url:  # fail at once, in one line, when Redis cannot be reached
         asyncio.run(_check_store(args))
     if config.demo:
         print(asyncio.run(_ensure_demo(config)), flush=True)
     app = create_app(config)
     print(f"Sprechstunde läuft auf / is running at {config.public_url}", flush=True)
-    web.run_app(app, host=config.host, port=config.port, print=None, shutdown_timeout=5)
+    web.run_app(
+        app, host=config.host, port=config.port, print=None, shutdown_timeout=5, access_log_class=AccessLogger
+    )
+
+
+async def _availability(args: argparse.Namespace) -> int:
+    store = await _open_store(args)
+    try:
+        return await booking_cli.run(args, store)
+    finally:
+        await store.close()
 
 
 async def _check_store(args: argparse.Namespace) -> None:
@@ -316,6 +380,10 @@ async def _ensure_demo(config: Config) -> str:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")
+        # scheduling: the demo advisor takes appointments during the demo office's service hours
+        demo_office = load_offices(config.offices_path, holiday_state=config.holiday_state).get(DEMO_OFFICE)
+        if demo_office is not None:
+            await ensure_pattern(store, DEMO_USER, demo_office.hours)
         password = path.read_text().strip() if path.exists() else "(changed; see `sprechstunde user`)"
     finally:
         await store.close()
@@ -433,11 +501,18 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_room_create(args))
         if args.command == "keys":
             return asyncio.run(_keys_rotate(args))
+        if args.command == "availability":
+            return asyncio.run(_availability(args))
+        if args.command == "kb":
+            return asyncio.run(chatbot_cli.run(args, _open_store))
         return asyncio.run(_user(args))
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OfficeConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KnowledgeError as exc:  # the chatbot's city file
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from media.ice import IceConfig
 ENV_PREFIX = "SPRECHSTUNDE_"
 SECRET_FILE = "server-secret"
 DATABASE_FILE = "sprechstunde.sqlite3"
+NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -45,13 +48,37 @@ class Config:
     # waiting room: the offices file (None: the demo rooms/offices.toml) and the default holiday state
     offices_path: Path | None = None
     holiday_state: str | None = None
+    # chatbot: the city's override file (url, address, fees, note per topic; chatbot/city.example.toml)
+    chatbot_city: Path | None = None
+    # chatbot: the topic files (None: the generic ones shipped in chatbot/knowledge)
+    chatbot_knowledge: Path | None = None
     # shared state for several processes; None: the embedded SQLite file in data_dir
     redis_url: str | None = field(default=None, repr=False)
     redis_prefix: str | None = None
+    # this process's name among several on one Redis (None: <host name>-<port>)
+    node_id: str | None = None
+    # operations (web/observability.py): who may read /metrics — addresses/CIDRs, or the bearer token
+    metrics_allow: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    metrics_token: str | None = field(default=None, repr=False)
+    # reverse proxies whose X-Forwarded-For/-Proto are believed (web/proxy.py); empty: none
+    trusted_proxies: list[str] = field(default_factory=list)
+    # scheduling: bookable services per office (None: the demo scheduling/services.toml) and SMTP for
+    # confirmation/reminder mails (no smtp_host: no mail is sent, the pages say so)
+    services_path: Path | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_sender: str = "Sprechstunde <termine@localhost>"
+    smtp_security: str = "starttls"
 
     @property
     def public_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def node_name(self) -> str:
+        return self.node_id or f"{socket.gethostname()}-{self.port}"
 
     @property
     def ice(self) -> IceConfig:

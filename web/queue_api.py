@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 from aiohttp import web
 
 from rooms.errors import QueueError
-from rooms.queue import QueueEntry
+from rooms.queue import Enqueued, QueueEntry
 from rooms.routing import may_serve
 from rooms.service import RoomService
 from signaling.waiting import (
@@ -90,8 +90,14 @@ async def api_enqueue(request: web.Request) -> web.Response:
         if exc.code == "closed":
             exc.detail["office"] = office  # the start page offers to leave a question there
         return queue_error(exc)
+    return await joined(request, services, enqueued)
+
+
+async def joined(request: web.Request, services: Services, enqueued: Enqueued) -> web.Response:
+    """Tell the consoles, and answer the citizen with the waiting room (201); shared with
+    POST /api/chatbot/escalate."""
     await services.waiting.events.notify()
-    the_office = services.waiting.offices.require(office)
+    the_office = services.waiting.offices.require(enqueued.entry.office)
     lang = services.pages.lang(request)
     return web.json_response(
         {

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from chatbot.service import ChatService
 from documents import DocumentService
 from rooms.queue import QueueService
 from rooms.service import RoomService
 from rooms.staff import StaffDirectory, StaffMember
 from rooms.tokens import TokenSigner
+from scheduling.bookings import SchedulingService
+from scheduling.mail import BookingMailer
 from signaling.hub import SignalingHub
 from signaling.waiting import WaitingRoom
 from store.port import Store
@@ -61,8 +64,21 @@ class Services:
     # the waiting room: the queue's domain core and the sockets' shared state (change notifier, sweep)
     queue: QueueService
     waiting: WaitingRoom
+    # appointments: slots, bookings, tokens; the job that sends confirmation and reminder mails
+    scheduling: SchedulingService
+    booking_mailer: BookingMailer
     # anonymous POST /api/queue: at most 30 per minute from one address (a chatbot proxies many citizens)
     queue_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(per_account=10**9, per_ip=30))
+    # anonymous booking requests (POST /api/bookings, the booking form): at most 60 per minute per address
+    # (a city portal or the chatbot may book for many citizens)
+    booking_throttle: LoginThrottle = field(
+        default_factory=lambda: LoginThrottle(per_account=10**9, per_ip=60)
+    )
+    # the chatbot (knowledge base, conversations, imported pages); its messages: 60 a minute per address
+    chatbot: ChatService | None = None
+    chatbot_throttle: LoginThrottle = field(
+        default_factory=lambda: LoginThrottle(per_account=10**9, per_ip=60)
+    )
 
     def csrf_token(self, session_id: str) -> str:
         return hmac.new(self.secret, b"csrf." + session_id.encode(), hashlib.sha256).hexdigest()
