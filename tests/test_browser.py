@@ -1,11 +1,14 @@
 """Real-browser test: two Chromium pages hold a consultation through the real server process.
 
 Drives Debian's /usr/bin/chromium with Playwright (never `playwright install`). The fake camera and
-microphone of Chromium produce real media; the server relays it over loopback. The `browser` and `server`
-fixtures (tests/conftest.py) and the helpers live in tests/browser_support.py.
+microphone of Chromium produce real media; the server forwards it over loopback without decoding. The
+`browser` and `server` fixtures (tests/conftest.py) and the helpers live in tests/browser_support.py.
 """
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +81,66 @@ def test_two_party_call(browser, server, record_property):
 
     assert not errors, errors
     for page in (citizen, advisor):
+        page.context.close()
+
+
+VIDEO_DECODERS = """
+async () => {
+  const stats = await window.sprechstunde.pc.getStats();
+  const out = [];
+  for (const s of stats.values()) {
+    if (s.type !== "inbound-rtp" || s.kind !== "video") continue;
+    const codec = s.codecId && stats.get(s.codecId);
+    out.push({ mid: s.mid, frames: s.framesDecoded || 0, codec: codec ? codec.mimeType : null });
+  }
+  return out;
+}
+"""
+
+
+def guest_url(server, room: dict) -> str:
+    """An interpreter's link to the room, as the advisor's call page hands out (role "guest")."""
+    from rooms.tokens import TokenSigner
+    from web.config import prepare_data_dir
+
+    signer = TokenSigner(prepare_data_dir(server["data_dir"]))
+    base, token = room["citizen_url"].rsplit("/join/", 1)
+    grant = signer.verify_join(token)
+    return f"{base}/join/{signer.join_token(grant.room_id, 'guest', grant.expires_at)}"
+
+
+def decoding_videos(page) -> list[dict]:
+    """Per remote video of the page: frames decoded so far and the codec it arrives in."""
+    return [v for v in page.evaluate(VIDEO_DECODERS) if v["frames"] > 0]
+
+
+def test_interpreter_decodes_both_others(browser, server):
+    room = create_room(server)
+    errors: list[str] = []
+    citizen = open_page(browser, room["citizen_url"], MOBILE, errors)
+    advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
+    join_call(citizen, advisor)
+    interpreter = open_page(browser, guest_url(server, room), DESKTOP, errors)
+    interpreter.get_by_role("button", name="Beitreten", exact=True).click()
+    interpreter.wait_for_function("() => window.sprechstunde.state === 'in-call'", timeout=10000)
+    pages = {"citizen": citizen, "advisor": advisor, "interpreter": interpreter}
+    for name, page in pages.items():
+        deadline = time.monotonic() + 20
+        while len(decoding_videos(page)) < 2:
+            assert time.monotonic() < deadline, (name, page.evaluate(VIDEO_DECODERS))
+            time.sleep(0.2)
+    before = {name: decoding_videos(page) for name, page in pages.items()}
+    time.sleep(2)
+    for name, page in pages.items():
+        after = {v["mid"]: v["frames"] for v in decoding_videos(page)}
+        for video in before[name]:
+            assert after[video["mid"]] > video["frames"], (name, before[name], after)
+        # forwarded as the browsers sent it: nothing was decoded and re-encoded on the server
+        assert {v["codec"] for v in before[name]} == {"video/VP8"}, before[name]
+    assert interpreter.locator("#remote-tiles .tile").count() == 2
+    assert "no shared video codec" not in Path(server["log"]).read_text()
+    assert not errors, errors
+    for page in pages.values():
         page.context.close()
 
 
