@@ -123,6 +123,7 @@ def stem(word: str, language: str) -> str:
     return fold_german_digraphs(fold(stemmed))
 
 
+@lru_cache(maxsize=200_000)
 def surface(word: str) -> str:
     """The folded word itself (no stemming), used for fuzzy matching and compounds."""
     return fold_german_digraphs(fold(word))
