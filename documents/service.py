@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -45,6 +46,7 @@ from documents.crypto import (
     read_blob,
 )
 from documents.formats import ACCEPT, TYPES, Sniffer, UnsupportedType, display_name
+from store.lease import lease
 from store.port import Store
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,10 @@ AUDIT_KIND = "doc-audit"
 JOB_KIND = "doc-job"
 MB = 1024 * 1024
 DAY = 86400.0
+# several nodes on one data directory: an upload untouched this long is debris, not another node's work
+STALE_SECONDS = 600.0
+# longer than one retention run; a node that dies holding it delays the job by at most this
+RETENTION_LEASE_SECONDS = 300.0
 BATCH_BYTES = 1 * MB  # plaintext handed to the crypto thread at once
 RESERVE_STEP = 4 * MB  # room quota reserved at a time while an upload of unknown size streams in
 MAX_URL_CHARS = 2048
@@ -229,8 +235,13 @@ class DocumentService:
         notify: Notify | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         workers: int = 2,
+        node: str | None = None,
     ) -> None:
         self._store = store
+        # None: this process alone uses the data directory. A node name: several nodes share it (on
+        # Redis), so start-up removes only this node's unfinished uploads and whatever is stale.
+        self.node = node
+        self._prefix = re.sub(r"[^A-Za-z0-9_-]", "_", node or "local") + "."
         self.keys = keys
         self.limits = limits or Limits()
         self.retention = retention_days * DAY
@@ -274,16 +285,24 @@ class DocumentService:
         self._executor.shutdown(wait=True)
 
     async def recover(self) -> dict[str, int]:
-        """Remove half-written uploads and blobs whose metadata record was never written."""
+        """Remove half-written uploads and blobs whose metadata record was never written. With several
+        nodes on one data directory another node may be uploading right now: then only this node's own
+        leftovers and files untouched for STALE_SECONDS count as debris."""
+        stale_before = time.time() - STALE_SECONDS
+
+        def debris(path: Path, own: bool) -> bool:
+            return self.node is None or own or path.stat().st_mtime < stale_before
+
         stray = 0
         for path in self.tmp.iterdir():
-            path.unlink(missing_ok=True)
-            stray += 1
+            if debris(path, path.name.startswith(self._prefix)):
+                path.unlink(missing_ok=True)
+                stray += 1
         live = {key for key, record in await self._store.scan(DOC_KIND) if record.get("state") == "active"}
         orphans = 0
         for bucket in self.blobs.iterdir():
             for path in bucket.iterdir():
-                if path.name not in live:
+                if path.name not in live and debris(path, own=False):
                     path.unlink(missing_ok=True)
                     orphans += 1
         if stray or orphans:
@@ -467,7 +486,7 @@ class DocumentService:
         reserved = declared_size or 0
         document_id = secrets.token_hex(16)
         document_key = new_document_key()
-        blob = _BlobFile(self.tmp / f"{document_id}.part", document_key, self._chunk)
+        blob = _BlobFile(self.tmp / f"{self._prefix}{document_id}.part", document_key, self._chunk)
         committed = False
         pending: asyncio.Future | None = None
         try:
@@ -602,9 +621,16 @@ class DocumentService:
     # ------------------------------------------------------------------ retention
 
     async def run_due(self) -> dict[str, int]:
-        """Run every due retention job; idempotent, so a crash mid-run is repaired by the next run."""
-        now = self._clock()
+        """Run every due retention job; idempotent, so a crash mid-run is repaired by the next run. With
+        several nodes only one runs it at a time (the others find the lease taken and skip)."""
         counts = {"purged": 0, "forgotten": 0, "audit_expired": 0}
+        async with lease(self._store, "document-retention", self._prefix, RETENTION_LEASE_SECONDS) as held:
+            if held:
+                await self._run_due(counts)
+        return counts
+
+    async def _run_due(self, counts: dict[str, int]) -> None:
+        now = self._clock()
         for key, job in await self._store.scan(JOB_KIND):
             if job.get("due_at", 0) > now:
                 continue
@@ -631,7 +657,6 @@ class DocumentService:
             counts["audit_expired"] += 1
         if any(counts.values()):
             log.info("documents retention: %s", counts)
-        return counts
 
     # ------------------------------------------------------------------ key rotation
 

@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 from scheduling.bookings import BOOKED, CANCELLED, Booking, SchedulingService
 from scheduling.catalog import VIDEO
 from scheduling.ics import booking_ics
+from store.lease import lease
 from store.port import Store
 
 log = logging.getLogger(__name__)
 
-LEASE_KIND = "booking-mail-lease"
 REMINDER_BEFORE = 24 * 3600
 MAX_FAILURES = 5
 SECURITY = ("starttls", "tls", "none")
@@ -250,35 +250,36 @@ class BookingMailer:
     async def run_once(self) -> list[tuple[str, str]]:
         """Send every due mail; returns (reference, kind) of those sent. Does nothing without SMTP
         settings or while another process holds the lease."""
-        if not await self._store.create(LEASE_KIND, "mailer", {"node": self._node}, ttl=self.lease_ttl):
-            return []
-        sent = []
-        try:
-            now = self._clock()
-            await self._scheduling.forget_people(now - self.retention_days * 86400)
-            if self.mailer is None:
+        async with lease(self._store, "booking-mail", self._node, self.lease_ttl) as held:
+            if not held:
                 return []
-            for booking in await self._scheduling.all():
-                for kind in due_mails(booking, now):
-                    try:
-                        message = compose(
-                            self._scheduling, self._links, booking, kind, self.mailer.settings.sender
-                        )
-                        await self.mailer.send(message)
-                    except (OSError, smtplib.SMTPException) as exc:
-                        # ids only in the log, never names or addresses
-                        log.warning(
-                            "mail %s for booking %s failed: %s", kind, booking.booking_id, type(exc).__name__
-                        )
-                        failures = booking.mails.get(f"{kind}:failures", 0) + 1
-                        booking = await self._scheduling.record_mail(
-                            booking.booking_id, f"{kind}:failures", failures
-                        )
-                        continue
-                    booking = await self._scheduling.record_mail(booking.booking_id, kind, self._clock())
-                    sent.append((booking.reference, kind))
-        finally:
-            await self._store.delete(LEASE_KIND, "mailer")
+            return await self._send_due()
+
+    async def _send_due(self) -> list[tuple[str, str]]:
+        sent: list[tuple[str, str]] = []
+        now = self._clock()
+        await self._scheduling.forget_people(now - self.retention_days * 86400)
+        if self.mailer is None:
+            return []
+        for booking in await self._scheduling.all():
+            for kind in due_mails(booking, now):
+                try:
+                    message = compose(
+                        self._scheduling, self._links, booking, kind, self.mailer.settings.sender
+                    )
+                    await self.mailer.send(message)
+                except (OSError, smtplib.SMTPException) as exc:
+                    # ids only in the log, never names or addresses
+                    log.warning(
+                        "mail %s for booking %s failed: %s", kind, booking.booking_id, type(exc).__name__
+                    )
+                    failures = booking.mails.get(f"{kind}:failures", 0) + 1
+                    booking = await self._scheduling.record_mail(
+                        booking.booking_id, f"{kind}:failures", failures
+                    )
+                    continue
+                booking = await self._scheduling.record_mail(booking.booking_id, kind, self._clock())
+                sent.append((booking.reference, kind))
         return sent
 
     def start(self) -> None:

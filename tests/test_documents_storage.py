@@ -18,7 +18,9 @@ import pytest
 
 from documents import Actor, DocumentError, DocumentService, KeyRing, RoomRef
 from documents.crypto import HEADER, KEY_FILE, ChunkSealer, IntegrityError, read_blob
+from documents.service import STALE_SECONDS
 from store import SQLiteStore
+from store.lease import lease
 from tests.browser_support import create_room, running_server
 
 MB = 1024 * 1024
@@ -207,6 +209,41 @@ async def test_restart_after_crash_between_rename_and_metadata(tmp_path):
     (service.tmp / "cd.part").write_bytes(b"half")
     assert await service.recover() == {"temp_files": 1, "orphan_blobs": 1}
     assert not orphan.exists() and list(service.tmp.iterdir()) == []
+    await close(service)
+
+
+async def test_nodes_sharing_the_data_directory_leave_each_others_uploads_alone(tmp_path):
+    clock = Clock(time.time())
+    first = make_service(tmp_path, clock)
+    await close(first)
+    service = DocumentService(SQLiteStore(tmp_path / "sprechstunde.sqlite3"), tmp_path, KeyRing(tmp_path),
+                              clock=clock, node="n1")  # fmt: skip
+    mine = service.tmp / "n1.ab.part"  # this node's upload when it crashed
+    theirs = service.tmp / "n2.cd.part"  # node 2 is uploading right now
+    forgotten = service.tmp / "n3.ef.part"  # node 3 died long ago
+    fresh_blob = service.blobs / "ab" / ("ab" + "1" * 30)  # node 2 renamed it a moment ago
+    old_blob = service.blobs / "ab" / ("ab" + "2" * 30)
+    fresh_blob.parent.mkdir()
+    for path in (mine, theirs, forgotten, fresh_blob, old_blob):
+        path.write_bytes(b"x")
+    long_ago = time.time() - STALE_SECONDS - 60
+    for path in (forgotten, old_blob):
+        os.utime(path, (long_ago, long_ago))
+    assert await service.recover() == {"temp_files": 2, "orphan_blobs": 1}
+    assert sorted(p.name for p in service.tmp.iterdir()) == ["n2.cd.part"] and fresh_blob.exists()
+    await close(service)
+
+
+async def test_only_one_node_runs_the_retention_jobs_at_a_time(tmp_path):
+    clock = Clock()
+    service = make_service(tmp_path, clock)
+    room = RoomRef("room-1", "vhs", ends_at=clock.now + 3600)
+    await service.upload(room, CITIZEN, "Formular.txt", chunks_of(b"Hallo\n"))
+    clock.now += 3600 + 8 * 86400
+    async with lease(service._store, "document-retention", "other-node", 60) as held:
+        assert held
+        assert (await service.run_due())["purged"] == 0  # the other node holds the lease
+    assert (await service.run_due())["purged"] == 1
     await close(service)
 
 

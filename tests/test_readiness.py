@@ -15,12 +15,14 @@ import socket
 import sqlite3
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bench.server import free_port
+from scheduling.availability import parse_availability
 from tests.conftest import token_of
 from tests.test_waiting_api import OPEN, PASSWORD
 from web.app import create_app
@@ -191,6 +193,17 @@ async def test_queue_entry_ticket_and_session_survive_a_redis_restart_with_aof(
     )  # fmt: skip
     assert asked.status == 201, await asked.text()
     reference = (await asked.json())["reference"]
+    # an appointment next week with the advisor (whose availability is a Redis record too)
+    weekly = {day: "08:00-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+    await services.scheduling.availability.set(parse_availability("berater", {"weekly": weekly}))
+    slot = (await services.scheduling.slots("vhs", "weiterbildung", (OPEN + timedelta(days=7)).date()))[0]
+    booked = await client.post(
+        "/api/bookings",
+        json={"office": "vhs", "service": "weiterbildung", "channel": "video", "language": "de",
+              "starts_at": slot.starts_at.isoformat(), "name": "Frau Y", "consent": True},
+    )  # fmt: skip
+    assert booked.status == 201, await booked.text()
+    booking = await booked.json()
 
     redis_server.stop(signal.SIGTERM)
     assert (await client.get("/readyz")).status == 503
@@ -211,6 +224,10 @@ async def test_queue_entry_ticket_and_session_survive_a_redis_restart_with_aof(
         pass
     assert status["entry_id"] == entry["entry_id"] and status["position"] == 1 and status["note"] == "abends"
     await wait.close()
+    # the appointment is still booked, its manage link still works
+    manage = await client.get(f"/api/bookings/{booking['manage_token']}")
+    assert manage.status == 200, await manage.text()
+    assert (await manage.json())["reference"] == booking["reference"]
     assert any(redis_server.directory.glob("appendonly*"))  # the data came back from the AOF
 
 

@@ -65,6 +65,7 @@ def build_documents(
         metadata_days=config.metadata_days,
         clock=clock,
         notify=notify,
+        node=config.node_name if config.redis_url else None,
     )
 
 
