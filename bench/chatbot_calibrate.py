@@ -6,14 +6,16 @@ this calibration (weather, tax, private law, health, shopping, chit-chat … in 
 A logistic regression over (score, gap to the runner-up, coverage) is fitted by gradient descent; the
 printed weights go into `calibrate`. Also prints how well the current weights separate both sets.
 
-    .venv/bin/python -m bench.chatbot_calibrate
+    .venv/bin/python -m bench.chatbot_calibrate [--no-glossary]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
+from chatbot import retrieval
 from chatbot.engine import Engine, State
 from chatbot.knowledge import KnowledgeBase, load_knowledge
 from chatbot.language import detect
@@ -76,30 +78,38 @@ def features(index: TopicIndex, text: str, vocabulary: dict) -> tuple[float, flo
 
 
 def main() -> None:
+    if "--no-glossary" in sys.argv:  # measures what chatbot/glossary.py adds
+        retrieval.GLOSSARY = False
     base = load_knowledge()
     full = TopicIndex(base)
     samples: list[tuple[tuple[float, float, float], int]] = []
     right = total = 0
+    per_language: dict[str, list[int]] = {}
     for fold in range(FOLDS):
-        held: list[tuple[str, str]] = []
+        held: list[tuple[str, str, str]] = []
         topics = []
         for topic in base:
             kept = {}
             for lang, variants in topic.questions.items():
                 kept[lang] = [v for i, v in enumerate(variants) if i % FOLDS != fold]
-                held += [(v, topic.id) for i, v in enumerate(variants) if i % FOLDS == fold]
+                held += [(v, topic.id, lang) for i, v in enumerate(variants) if i % FOLDS == fold]
             topics.append(dataclasses.replace(topic, questions=kept))
         index = TopicIndex(KnowledgeBase(topics))
-        for text, topic_id in held:
+        for text, topic_id, lang in held:
             score, gap, coverage, found = features(index, text, full.vocabulary_by_language)
             total += 1
             right += found == topic_id
+            counts = per_language.setdefault(lang, [0, 0])
+            counts[0] += found == topic_id
+            counts[1] += 1
             # in scope, whether or not the top topic is right: the threshold separates questions the
             # base is about from those it is not (a wrong topic is a retrieval miss, not a refusal case)
             samples.append(((score, gap, coverage), 1))
     negatives = [features(full, text, full.vocabulary_by_language)[:3] for text in OUT_OF_SCOPE]
     samples += [(f, 0) for f in negatives]
     print(f"held-out variants: {total}, top-1 {100 * right / total:.1f} %; out-of-scope: {len(negatives)}")
+    rates_by_language = (f"{lang} {100 * r / n:.0f} %" for lang, (r, n) in per_language.items())
+    print("   top-1 per language: " + ", ".join(rates_by_language))
 
     # logistic regression, positives and negatives weighted equally
     pos = sum(1 for _, y in samples if y)

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
-from chatbot import lexicon
+from chatbot import glossary, lexicon
 from chatbot.knowledge import KnowledgeBase, Topic
 from chatbot.text import LANGUAGES, STOPWORDS, char_ngrams, stem, surface, words
 
@@ -56,6 +56,7 @@ SEPARABLE = (
 # bench/chatbot_calibrate.py (held-out variants vs. its own out-of-scope questions), not the eval set.
 UNKNOWN_WEIGHT = 2.0
 MAX_QUERY_WORDS = 40
+GLOSSARY = True
 MIN_COVERAGE = 0.25  # below it the bot asks back instead of answering ("Darf mein Hund Schokolade essen?")
 PARTIAL = "~"  # marks a query form that is only part of an unknown compound
 PARTICLES = {"ab", "an", "um", "aus", "ein", "zu", "zurück", "zuruck", "nach", "vor", "weg", "mit"}
@@ -242,6 +243,9 @@ class TopicIndex:
             tokens = self._join_particles(tokens)
         content = [w for w in tokens if surface(w) not in stop and not w.isdigit() and len(w) > 1]
         content = content[:MAX_QUERY_WORDS]  # a question, not an essay: bounds the work per message
+        if language != "de" and GLOSSARY:
+            # the German words for administrative terms in other languages ("passeport" → "reisepass")
+            content += [w for term in glossary.expansions(text) for w in term.split()]
         if language == "de":
             content = [lexicon.colloquial_expansion(w) or w for w in content] + [
                 w for w in content if lexicon.colloquial_expansion(w)

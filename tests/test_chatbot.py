@@ -412,3 +412,17 @@ def test_long_or_garbled_messages_stay_cheap(real_engine):
         start = time.perf_counter()
         reply, _ = real_engine.respond(text, state)
         assert time.perf_counter() - start < 0.25 and isinstance(reply.text, str)
+
+
+def test_glossary_bridges_administrative_terms_to_german():
+    from chatbot.glossary import expansions
+
+    assert expansions("J'ai perdu ma carte d'identité") == ["personalausweis", "ausweis verloren gestohlen"]
+    assert expansions("pasaportumu kaybettim") == ["reisepass", "ausweis verloren gestohlen"]
+    assert expansions("أريد تجديد جواز السفر") == ["reisepass"]
+    assert expansions("autorisation") == []  # "auto" only as a whole word
+
+
+def test_other_languages_reach_german_only_topics(real_engine):
+    reply, _ = ask(real_engine, "Ho perso la carta d'identità, cosa devo fare?")
+    assert reply.topic == "ausweis-verloren" and reply.language == "it"
