@@ -133,7 +133,8 @@ class Engine:
         top = self.base.get(ranking.top.topic) if ranking.top else None
 
         if lexicon.asks_for_person(text):
-            topic = top if ranking.confidence >= ANSWER_THRESHOLD else self.base.get(state.last_topic)
+            topic = top if ranking.confidence >= ANSWER_THRESHOLD else None
+            topic = topic or self.base.get(state.last_topic) or self.base.get(state.candidate)
             reply = Reply(
                 lexicon.message("person", language) + " " + lexicon.message("offers", language),
                 language,
