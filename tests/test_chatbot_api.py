@@ -153,3 +153,13 @@ async def test_escalation_errors(client, services):
     response = await client.post("/api/chatbot/escalate", json={"conversation_id": body["conversation_id"]})
     error = (await response.json())["error"]
     assert response.status == 409 and error["code"] == "closed" and error["office"] == "buergertelefon"
+
+
+async def test_openapi_describes_the_chatbot(client, services):
+    document = await (await client.get("/api/openapi.json")).json()
+    message = document["paths"]["/api/chatbot/messages"]["post"]
+    assert message["requestBody"]["content"]["application/json"]["schema"]["required"] == ["text"]
+    assert set(document["components"]["schemas"]["ChatReply"]["required"]) == {
+        "conversation_id", "reply", "topic", "confidence", "language", "escalation"
+    }  # fmt: skip
+    assert "/api/chatbot/escalate" in document["paths"]

@@ -16,6 +16,7 @@ from rooms import hours
 from rooms.errors import QueueError
 from rooms.offices import Office
 from web.api import read_json
+from web.openapi import JSON, Fragment, body, errors, ref
 from web.queue_api import joined, queue_error
 from web.security import json_error
 from web.services import SERVICES, Services
@@ -170,3 +171,114 @@ async def api_escalate(request: web.Request) -> web.Response:
             exc.detail["office"] = office.id
         return queue_error(exc)
     return await joined(request, services, enqueued)
+
+
+# --- OpenAPI (web/openapi.py assembles the document) --------------------------------------------------
+
+
+def _openapi() -> Fragment:
+    text = {"type": "string"}
+    languages = {"type": "string", "enum": list(LANGUAGES)}
+    offer = {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "enum": ["video", "appointment", "question"]},
+            "office": text,
+            "office_name": text,
+            "language": text,
+            "available": {"type": "boolean", "description": "open now and someone online serves it"},
+            "open_now": {"type": "boolean"},
+            "advisors_online": {"type": "integer"},
+            "languages_online": {"type": "array", "items": text},
+            "next_opening": {"type": ["string", "null"], "format": "date-time"},
+            "url": text,
+        },
+    }
+    reply = {
+        "type": "object",
+        "required": ["conversation_id", "reply", "topic", "confidence", "language", "escalation"],
+        "properties": {
+            "conversation_id": text,
+            "reply": {"type": "string", "description": "plain text; paragraphs separated by a blank line"},
+            "topic": {"type": ["string", "null"], "description": "topic id of chatbot/knowledge"},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "language": languages,
+            "escalation": {
+                "type": ["object", "null"],
+                "properties": {
+                    "reason": {
+                        "type": "string",
+                        "enum": ["person_requested", "low_confidence", "unhelpful_answers"],
+                    },
+                    "offers": {"type": "array", "items": ref("ChatOffer")},
+                },
+            },
+            "kind": {"type": "string"},
+            "suggestions": {"type": "array", "items": {"type": "object"}},
+            "links": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return Fragment(
+        tags=[
+            {
+                "name": "chatbot",
+                "description": "Questions answered from the knowledge base; hand-over to a person",
+            }
+        ],
+        schemas={"ChatReply": reply, "ChatOffer": offer},
+        paths={
+            "/api/chatbot/messages": {
+                "post": {
+                    "tags": ["chatbot"],
+                    "summary": "Answer a citizen's message (docs/chatbot.md)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["text"],
+                                    "properties": {
+                                        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                                        "language": languages,
+                                        "conversation_id": text,
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": body(ref("ChatReply"), "the reply")} | errors(400, 413, 415, 429),
+                }
+            },
+            "/api/chatbot/escalate": {
+                "post": {
+                    "tags": ["chatbot"],
+                    "summary": "Join the waiting room with the conversation as transcript",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["conversation_id"],
+                                    "properties": {
+                                        "conversation_id": text,
+                                        "offer": {"type": "string", "enum": ["video"]},
+                                        "language": text,
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": body({"type": "object"}, "as POST /api/queue: waiting_url, entry_id, …")
+                    }
+                    | errors(400, 404, 409, 413, 415, 429),
+                }
+            },
+        },
+    )
+
+
+OPENAPI = _openapi()
