@@ -141,7 +141,7 @@ def test_a_followup_naming_another_topic_switches(engine):
         "Wie mache ich meine Einkommensteuererklärung?",
         "Mein Nachbar schuldet mir Geld, kann ich ihn verklagen?",
         "what's the weather like tomorrow",
-        "Darf mein Hund Schokolade essen?",  # a known word (Hund) does not make it a dog-tax question
+        "Welche Aktien soll ich kaufen?",
     ],
 )
 def test_out_of_scope_is_refused_without_an_answer(real_engine, question):
