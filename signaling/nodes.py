@@ -41,6 +41,8 @@ class Node:
     url: str  # the public base URL through which clients reach this node
     rooms: int = 0
     participants: int = 0
+    # where other nodes reach it directly ("host:port"): `serve --workers` relays ?node= sockets there
+    address: str | None = None
 
     @property
     def ws_url(self) -> str:
@@ -59,6 +61,7 @@ class NodeRegistry:
         url: str,
         load: Load,
         *,
+        address: str | None = None,
         clock: Callable[[], float] = time.time,
         interval: float = HEARTBEAT_SECONDS,
         ttl: float = NODE_TTL_SECONDS,
@@ -67,6 +70,7 @@ class NodeRegistry:
         self.node_id = node_id
         self.url = url
         self._load = load
+        self.address = address
         self._clock = clock
         self._interval = interval
         self._ttl = ttl
@@ -74,11 +78,16 @@ class NodeRegistry:
 
     def me(self) -> Node:
         rooms, participants = self._load()
-        return Node(self.node_id, self.url, rooms, participants)
+        return Node(self.node_id, self.url, rooms, participants, self.address)
 
     async def beat(self) -> None:
         node = self.me()
-        record = {"url": node.url, "rooms": node.rooms, "participants": node.participants}
+        record = {
+            "url": node.url,
+            "rooms": node.rooms,
+            "participants": node.participants,
+            "address": node.address,
+        }
         await self._store.put(NODE_KIND, self.node_id, record, ttl=self._ttl)
 
     async def start(self) -> None:
@@ -112,12 +121,16 @@ class NodeRegistry:
 
     async def alive(self) -> list[Node]:
         nodes = [
-            Node(key, r["url"], int(r.get("rooms", 0)), int(r.get("participants", 0)))
+            Node(key, r["url"], int(r.get("rooms", 0)), int(r.get("participants", 0)), r.get("address"))
             for key, r in await self._store.scan(NODE_KIND)
         ]
-        if all(n.node_id != self.node_id for n in nodes):
-            nodes.append(self.me())  # asked, so alive, even if a heartbeat was missed
-        return nodes
+        # this node as it is now (its stored record may be two seconds old), and alive even if a
+        # heartbeat was missed
+        return [n for n in nodes if n.node_id != self.node_id] + [self.me()]
+
+    async def find(self, node_id: str) -> Node | None:
+        """A live node by id (None when it is not, or no longer, alive)."""
+        return next((n for n in await self.alive() if n.node_id == node_id), None)
 
     async def home(self, room_id: str, expires_at: float) -> Node:
         """The node that hosts `room_id`; pins it first if it has no live node (atomic, so two nodes

@@ -19,7 +19,7 @@ from rooms.queue import QueueService
 from rooms.service import RoomError, RoomService
 from rooms.staff import StaffDirectory
 from rooms.tokens import TokenSigner
-from signaling.connection import HUB_KEY, websocket_handler
+from signaling.connection import HUB_KEY
 from signaling.hub import Admission, AdmissionError, SignalingHub
 from signaling.nodes import NodeRegistry
 from signaling.waiting import Clock, QueueEvents, WaitingRoom
@@ -36,6 +36,7 @@ from web import (
     openapi,
     pages,
     queue_api,
+    relay,
     statistics_page,
 )
 from web.config import Config, prepare_data_dir
@@ -90,7 +91,9 @@ def build_services(config: Config, store: Store | None = None) -> Services:
     bus = store if config.redis_url else None
     hub = SignalingHub(admit, config.ice, config.media_mode, bus=bus)
     if bus is not None:
-        hub.nodes = NodeRegistry(store, config.node_name, config.public_url, hub.load)
+        hub.nodes = NodeRegistry(
+            store, config.node_name, config.public_url, hub.load, address=config.node_address
+        )
     # "document-added" / "document-removed" reach everyone connected to the live room at once.
     documents = build_documents(config, store, notify=hub.publish)
     # Offices are read once; a mistake stops start-up with "<file>: <field>: <problem>".
@@ -145,7 +148,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(booking_pages.routes)
     app.add_routes(openapi.routes)
     app.add_routes(chatbot_api.routes)
-    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/ws", relay.signaling_entry)
     observability.setup(app, services)  # /readyz, /metrics, X-Request-Id
     app.router.add_static("/static", STATIC)
 

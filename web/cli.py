@@ -26,6 +26,7 @@ from scheduling.availability import ensure_pattern
 from store import DEFAULT_PREFIX, Store, StoreUnavailable, open_store, ready
 from web import booking_cli, chatbot_cli
 from web.config import DATABASE_FILE, NODE_ID, Config, env, env_list, prepare_data_dir
+from web.workers import Workers, worker_count
 
 DEMO_OFFICE = "vhs"
 DEMO_USER = "demo"
@@ -140,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("MEDIA_MODE", "forward"),
         help="forward: pass encoded media through (default); transcode: decode and re-encode every "
         "stream, the baseline for bench/media_relay.py [SPRECHSTUNDE_MEDIA_MODE]",
+    )
+    serve.add_argument(
+        "--workers",
+        type=worker_count,
+        default=worker_count(env("WORKERS", "1") or "1"),
+        metavar="N",
+        help="server processes on this machine, sharing --redis: N, or auto for one per core; this one "
+        "serves the port and relays to the others (web/workers.py) [SPRECHSTUNDE_WORKERS, 1]",
     )
     serve.add_argument(
         "--node-id",
@@ -345,15 +354,27 @@ def _serve(args: argparse.Namespace) -> None:
     )
     if config.node_id is not None and not NODE_ID.fullmatch(config.node_id):
         raise SystemExit("error: --node-id may hold only letters, digits, - and _ (at most 40)")
+    if args.workers > 1 and not config.redis_url:
+        raise SystemExit("error: --workers needs --redis: the processes share their state through it")
     if config.redis_url:  # fail at once, in one line, when Redis cannot be reached
         asyncio.run(_check_store(args))
     if config.demo:
         print(asyncio.run(_ensure_demo(config)), flush=True)
     app = create_app(config)
+    workers = Workers.plan(args.argv, args.workers, config.node_name, config.public_url)
+    workers.start()
     print(f"Sprechstunde läuft auf / is running at {config.public_url}", flush=True)
-    web.run_app(
-        app, host=config.host, port=config.port, print=None, shutdown_timeout=5, access_log_class=AccessLogger
-    )
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            print=None,
+            shutdown_timeout=5,
+            access_log_class=AccessLogger,
+        )
+    finally:
+        workers.stop()
 
 
 async def _availability(args: argparse.Namespace) -> int:
@@ -493,6 +514,7 @@ async def _keys_rotate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `serve --workers` repeats it for each worker
     try:
         if args.command == "serve":
             _serve(args)

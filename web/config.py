@@ -81,6 +81,14 @@ class Config:
         return self.node_id or f"{socket.gethostname()}-{self.port}"
 
     @property
+    def node_address(self) -> str | None:
+        """host:port where other nodes reach this one directly; None when listening on every address
+        (then nobody knows which one) — a reverse proxy routes `?node=` instead."""
+        if self.host in ("", "0.0.0.0", "::"):
+            return None
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
     def ice(self) -> IceConfig:
         return IceConfig(stun_urls=self.stun_urls, turn_urls=self.turn_urls, turn_secret=self.turn_secret)
 
