@@ -31,6 +31,7 @@ VERSION_KEY = "version"
 MAX_PAGES = 5000
 MAX_PAGE_CHARS = 100_000
 TITLE_REPEAT = 3
+PAGE_B = 0.75  # Okapi's usual length normalisation: pages differ in length far more than topics
 BLOCKS = {
     "p",
     "li",
@@ -213,7 +214,7 @@ class PageIndex:
                     for form in _forms(word, lang):
                         doc[form] += 1
             docs.append(doc)
-        self.bm25 = BM25(docs) if docs else None
+        self.bm25 = BM25(docs, b=PAGE_B) if docs else None
 
     def __len__(self) -> int:
         return len(self.pages)

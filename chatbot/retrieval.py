@@ -68,7 +68,8 @@ PARTICLES = {"ab", "an", "um", "aus", "ein", "zu", "zurück", "zuruck", "nach", 
 class BM25:
     """Okapi BM25 over a handful of documents held as token counters (small enough for plain dicts)."""
 
-    def __init__(self, docs: list[Counter[str]]) -> None:
+    def __init__(self, docs: list[Counter[str]], *, k1: float = K1, b: float = B) -> None:
+        self.k1, self.b = k1, b
         self.docs = docs
         self.lengths = [sum(doc.values()) for doc in docs]
         self.avg = (sum(self.lengths) / len(docs)) if docs else 1.0
@@ -80,16 +81,16 @@ class BM25:
         self.idf = {term: math.log(1 + (n - count + 0.5) / (count + 0.5)) for term, count in df.items()}
         self.postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for index, doc in enumerate(docs):
-            norm = K1 * (1 - B + B * self.lengths[index] / self.avg)
+            norm = k1 * (1 - b + b * self.lengths[index] / self.avg)
             for term, tf in doc.items():
-                self.postings[term].append((index, self.idf[term] * tf * (K1 + 1) / (tf + norm)))
+                self.postings[term].append((index, self.idf[term] * tf * (k1 + 1) / (tf + norm)))
 
     def term_scores(self, term: str) -> list[tuple[int, float]]:
         return self.postings.get(term, [])
 
     def best(self, term: str) -> float:
         """What one occurrence of `term` can contribute at most (the normalising ceiling)."""
-        return self.idf.get(term, 0.0) * (K1 + 1) / (1 + K1 * (1 - B))
+        return self.idf.get(term, 0.0) * (self.k1 + 1) / (1 + self.k1 * (1 - self.b))
 
 
 @dataclass(frozen=True)
