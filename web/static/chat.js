@@ -4,7 +4,6 @@
 
 const $ = (id) => document.getElementById(id);
 const root = $("chat");
-const STORAGE_KEY = "sprechstunde.chat.conversation";
 
 let strings = {};
 try {
@@ -21,21 +20,13 @@ function tr(key, values = {}) {
 }
 
 const uiLang = (root && root.dataset.lang) || document.documentElement.lang || "de";
+// The conversation lasts as long as the page shows it: a reload starts afresh, so the bot never
+// follows up on messages the citizen no longer sees. (The server keeps it a day for the advisor.)
 let conversationId = null;
 let sending = false;
-try {
-  conversationId = window.sessionStorage.getItem(STORAGE_KEY);
-} catch {
-  conversationId = null;
-}
 
 function remember(id) {
   conversationId = id;
-  try {
-    window.sessionStorage.setItem(STORAGE_KEY, id);
-  } catch {
-    /* private mode: the conversation lasts as long as the page */
-  }
 }
 
 const URL_PATTERN = /https?:\/\/[^\s<>"'„“”]+[^\s<>"'„“”.,;:!?)]/g;
