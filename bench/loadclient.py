@@ -166,6 +166,9 @@ class LoadParticipant:
                     arrivals.append(time.monotonic())
 
                 aiortc_hooks.tap_receiver(transceiver.receiver, sink)
+                # REMB at most every 200 ms unless it falls, as browsers (libwebrtc) send it; aiortc
+                # alone sends one per packet while it sees overuse, which the server would pay for
+                aiortc_hooks.cap_publisher_estimate(transceiver.receiver, lambda: None)
                 return
 
     async def _read(self, welcomed: asyncio.Future) -> None:

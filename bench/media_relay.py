@@ -137,9 +137,12 @@ def start_profiler(pid: int, mode: str, n: int, seconds: float) -> subprocess.Po
         print("  (--profile: py-spy not found; pip install py-spy)")
         return None
     out = RESULTS / f"profile-{mode}-{n}.raw"
-    command = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "1000"]
-    command += ["--function", "--format", "raw", "--output", str(out), "--nonblocking"]
+    command = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250"]
+    command += ["--function", "--format", "raw", "--output", str(out)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+IDLE_FRAMES = ("EpollSelector.select", "select ", "Condition.wait", "_worker ")
 
 
 def summarise_profile(profiler: subprocess.Popen, stem: Path, top: int = 40) -> None:
@@ -161,13 +164,13 @@ def summarise_profile(profiler: subprocess.Popen, stem: Path, top: int = 40) -> 
             continue
         count = int(count_text)
         frames = stack.split(";")
-        if frames[-1].startswith(("EpollSelector.select", "select ")):
-            continue  # the event loop waiting: idle, not work
+        if frames[-1].startswith(IDLE_FRAMES) or not any(f.startswith("BaseEventLoop") for f in frames):
+            continue  # the event loop waiting, or an idle helper thread: not work
         samples += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             total[frame] = total.get(frame, 0) + count
-    lines = [f"{samples} samples with the server busy (idle waits left out)"]
+    lines = [f"{samples} samples of the event loop thread at work (idle waits left out)"]
     for title, table in (("self", own), ("inclusive", total)):
         lines.append(f"--- {title} ---")
         for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]:

@@ -140,13 +140,25 @@ def on_receiver_estimate(sender: RTCRtpSender) -> None:
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
+REMB_INTERVAL_MS = 200  # as libwebrtc's REMB throttle: at most one per 200 ms …
+REMB_DROP = 0.97  # … unless the estimate fell by more than 3 %
+
+
 class _CappedEstimator:
-    """aiortc's remote bitrate estimator, with what it tells the publisher limited by `cap()`."""
+    """aiortc's remote bitrate estimator, with what it tells the publisher limited by `cap()` and
+    throttled.
+
+    aiortc sends a REMB for every packet while its detector sees overuse, which on a busy server is
+    most of the time: hundreds of RTCP packets per second, each encrypted and sent, and a large share
+    of the forwarding CPU (measured with bench/media_relay.py --profile).
+    """
 
     def __init__(self, estimator: Any, cap: Callable[[], int | None]) -> None:
         self._estimator = estimator
         self._cap = cap
         self.last: int | None = None  # the uncapped estimate of the link from the publisher
+        self._sent: int | None = None
+        self._sent_at = 0
 
     def add(self, **kwargs: Any) -> tuple[int, list[int]] | None:
         remb = self._estimator.add(**kwargs)
@@ -155,7 +167,17 @@ class _CappedEstimator:
         bitrate, ssrcs = remb
         self.last = bitrate
         cap = self._cap()
-        return (bitrate if cap is None else min(bitrate, cap)), ssrcs
+        if cap is not None:
+            bitrate = min(bitrate, cap)
+        now = kwargs["arrival_time_ms"]
+        if (
+            self._sent is not None
+            and now - self._sent_at < REMB_INTERVAL_MS
+            and bitrate >= self._sent * REMB_DROP
+        ):
+            return None
+        self._sent, self._sent_at = bitrate, now
+        return bitrate, ssrcs
 
 
 def cap_publisher_estimate(receiver: RTCRtpReceiver, cap: Callable[[], int | None]) -> None:

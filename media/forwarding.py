@@ -274,6 +274,8 @@ class ForwardedTrack(MediaStreamTrack):
                 frame.pts = self._continuous(epoch, frame.pts)
                 frame.time_base = self._time_base
                 self._publication.frames_out += 1
+                if self._publication.stats is not None:
+                    self._publication.stats.frames[self.kind] += 1  # bytes: only the encoder knows
                 return frame
             epoch, timestamp, data = await self._next()
             if not self.encodes_here:
