@@ -6,10 +6,12 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from rooms.errors import QueueError
 from rooms.offices import DEFAULT_TIMEZONE
 from rooms.service import RoomError, parse_duration
+from rooms.staff import StaffMember
 from rooms.tickets import TICKET_STATUSES
 from signaling.waiting import entry_json
 from web.services import SERVICES, SESSION_COOKIE, Services
@@ -140,8 +142,8 @@ async def console(request: web.Request) -> web.Response:
     return await _console(request)
 
 
-@routes.post("/console/rooms")
-async def console_create_room(request: web.Request) -> web.Response:
+async def _staff_form(request: web.Request) -> tuple[Services, StaffMember, MultiDictProxy]:
+    """A console form post: the signed-in member and the form, whose CSRF field must match the session."""
     services: Services = request.app[SERVICES]
     member = await services.current_staff(request)
     if member is None:
@@ -149,6 +151,12 @@ async def console_create_room(request: web.Request) -> web.Response:
     form = await request.post()
     if not services.check_csrf(request.cookies[SESSION_COOKIE], form.get("csrf")):
         raise web.HTTPForbidden()
+    return services, member, form
+
+
+@routes.post("/console/rooms")
+async def console_create_room(request: web.Request) -> web.Response:
+    services, member, form = await _staff_form(request)
     office = str(form.get("office", ""))
     if member.role != "admin" and office not in member.offices:
         raise web.HTTPForbidden()
@@ -162,14 +170,8 @@ async def console_create_room(request: web.Request) -> web.Response:
 
 @routes.post("/console/tickets/{reference}")
 async def console_update_ticket(request: web.Request) -> web.Response:
-    """The console's ticket form (no script needed): change the status, optionally add to the notes."""
-    services: Services = request.app[SERVICES]
-    member = await services.current_staff(request)
-    if member is None:
-        raise web.HTTPSeeOther("/login")
-    form = await request.post()
-    if not services.check_csrf(request.cookies[SESSION_COOKIE], form.get("csrf")):
-        raise web.HTTPForbidden()
+    """The console's ticket form (no script needed): change the status."""
+    services, member, form = await _staff_form(request)
     status = str(form.get("status", ""))
     try:
         await services.queue.tickets.update(member, request.match_info["reference"], status=status)
