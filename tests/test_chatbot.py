@@ -426,3 +426,30 @@ def test_glossary_bridges_administrative_terms_to_german():
 def test_other_languages_reach_german_only_topics(real_engine):
     reply, _ = ask(real_engine, "Ho perso la carta d'identità, cosa devo fare?")
     assert reply.topic == "ausweis-verloren" and reply.language == "it"
+
+
+async def test_two_processes_on_redis_share_conversations_pages_and_reloads(tmp_path):
+    from store import RedisStore
+    from tests.test_store import REDIS_URL, redis_namespace
+
+    async with redis_namespace() as prefix:
+        shutil.copytree(FIXTURES, tmp_path / "kb")
+        one, two = RedisStore(REDIS_URL, prefix=prefix), RedisStore(REDIS_URL, prefix=prefix)
+        try:
+            first, second = ChatService(one, tmp_path / "kb"), ChatService(two, tmp_path / "kb")
+            conversation, _ = await first.message("Ich brauche einen neuen Personalausweis")
+            _, reply = await second.message("Und was kostet das?", conversation)
+            assert reply.topic == "personalausweis"
+
+            await first.import_pages(parse_pages(PAGES, "stadt"), "stadt")
+            await second.refresh(force=True)
+            _, reply = await second.message("Wann hat der Wertstoffhof geöffnet?")
+            assert reply.kind == "page"
+
+            (tmp_path / "kb" / "hundesteuer.yaml").unlink()
+            await first.request_reload()
+            await second.refresh(force=True)
+            assert "hundesteuer" not in second.engine.base.topics
+        finally:
+            await one.close()
+            await two.close()
