@@ -368,6 +368,10 @@ async def test_openapi_document_describes_booking_and_queue(client, services):
         "/api/bookings/{token}/cancel",
         "/api/booking/offices/{office}/services/{service}/slots",
         "/api/staff/appointments",
+        "/api/questions",
+        "/api/best-times",
+        "/api/chatbot/messages",
+        "/readyz",
     ):
         assert path in doc["paths"], path
     assert doc["paths"]["/api/bookings"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {

@@ -46,6 +46,7 @@ def errors(*statuses: int) -> dict[str, Any]:
         415: "not a JSON body",
         422: "idempotency key reused for a different request",
         429: "rate limited",
+        503: "the store (Redis) cannot be reached right now; try again",
     }
     return {str(s): body(ref("Error"), text.get(s, "error")) for s in statuses}
 
@@ -130,19 +131,112 @@ QUEUE = Fragment(
                 "responses": {"200": body({"type": "object", "properties": {"offices": {"type": "array"}}})},
             }
         },
+        "/api/questions": {
+            "post": {
+                "tags": ["waiting-room"],
+                "summary": "Leave a question in writing (e.g. outside service hours); opens a ticket",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["office", "language", "topic", "question", "contact"],
+                                "properties": {
+                                    "office": {"type": "string"},
+                                    "language": {"type": "string", "examples": ["de"]},
+                                    "topic": {"type": "string", "maxLength": 200},
+                                    "question": {"type": "string", "maxLength": 2000},
+                                    "contact": {
+                                        "type": "string",
+                                        "maxLength": 200,
+                                        "description": "e-mail address or phone number for the answer",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "reference": {"type": "string", "examples": ["SP-2026-000123"]},
+                                "office": {"type": "object"},
+                            },
+                        },
+                        "the ticket's reference",
+                    ),
+                    **errors(400, 413, 415, 429),
+                },
+            }
+        },
+        "/api/best-times": {
+            "get": {
+                "tags": ["waiting-room"],
+                "summary": "Arrival hours with the shortest median wait in the last 4 weeks (real data only)",
+                "parameters": [{"name": "office", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "office": {"type": ["string", "null"]},
+                                "days": {"type": "integer"},
+                                "hours": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "hour": {"type": "integer"},
+                                            "median_wait_seconds": {"type": "integer"},
+                                            "samples": {"type": "integer"},
+                                        },
+                                    },
+                                },
+                            },
+                        }
+                    ),
+                    **errors(400),
+                },
+            }
+        },
+    },
+)
+
+# Liveness and readiness for load balancers (web/api.py, web/observability.py).
+HEALTH = Fragment(
+    tags=[{"name": "operations", "description": "Health checks"}],
+    paths={
+        "/healthz": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "The process is alive",
+                "responses": {"200": body({"type": "object", "properties": {"status": {"const": "ok"}}})},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "The store answers (Redis PING, SQLite query); else 503 store_unavailable",
+                "responses": {"200": body({"type": "object"}), **errors(503)},
+            }
+        },
     },
 )
 
 
 def fragments() -> list[Fragment]:
     """Every area's fragment. Add yours here (chatbot: POST /api/chatbot/messages)."""
-    from web import booking_api
+    from web import booking_api, chatbot_api
 
     return [
         COMMON,
         QUEUE,
+        HEALTH,
         booking_api.OPENAPI,
-        # chatbot: add its Fragment here
+        chatbot_api.OPENAPI,
     ]
 
 
