@@ -359,7 +359,10 @@ async def _late_join(schedule: dict[str, Any], clip: Clip, session: aiohttp.Clie
         joiner.error = joiner.error or f"join: {exc!r}"
     await _sleep_until(schedule["t_close"])
     result = joiner.late_summary(expected=2)
-    await asyncio.wait_for(joiner.close(), CLOSE_TIMEOUT)
+    try:
+        await asyncio.wait_for(joiner.close(), CLOSE_TIMEOUT)
+    except Exception:
+        pass  # aiortc may hang closing a peer fed by a transcoding server; the figures are taken
     return result
 
 

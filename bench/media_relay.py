@@ -389,7 +389,8 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 LEGEND = [
     "* saturated (>= 0.9 cores); srv cores: server CPU in the window; cores/cons: per consultation",
     "fps, audio/s: mean per subscriber of video frames / Opus packets its jitter buffer reassembled",
-    "fps min1s: fewest video frames any subscriber got in any 1-s window; gap ms: largest video frame gap",
+    "fps/aud min1s: fewest video frames / audio packets any subscriber got in any 1-s window",
+    "gap ms: largest gap between two video frames at any subscriber",
     "loss↓: RTP loss at the subscribers; loss↑: loss the server reported (RTCP RR) on publishers' streams",
     "MB/cons: (RSS - idle RSS) / N; 1st frame: offer announcing the remote video -> first complete frame",
     "late ms: a guest joining consultation 0 after the window: offer -> first decoded picture of both others",
@@ -401,7 +402,8 @@ LEGEND = [
 def render(runs: list[dict]) -> str:
     columns = [
         ("mode", 9), ("N", 2), ("srv cores", 10), ("cores/cons", 10), ("fps", 5), ("fps min1s", 9),
-        ("audio/s", 7), ("gap ms", 6), ("loss↓%", 6), ("loss↑%", 6), ("RSS MB", 6), ("MB/cons", 7),
+        ("audio/s", 7), ("aud min1s", 9), ("gap ms", 6), ("loss↓%", 6), ("loss↑%", 6), ("RSS MB", 6),
+        ("MB/cons", 7),
         ("1st frame ms", 12), ("late ms", 7), ("joined", 6), ("cli cores", 9), ("other srv/cli", 13),
     ]  # fmt: skip
 
@@ -423,6 +425,7 @@ def render(runs: list[dict]) -> str:
             f"{s['video_fps_mean']:.1f}",
             str(s["video_fps_worst_second"]),
             f"{s['audio_pps_mean']:.1f}",
+            str(s["audio_pps_worst_second"]),
             f"{s['max_video_gap_ms']:.0f}",
             _fmt(s["loss_down_pct"], 2),
             _fmt(s["loss_up_pct"], 2),

@@ -114,6 +114,10 @@ class Publication:
     def subscribe(self) -> ForwardedTrack:
         track = ForwardedTrack(self)
         self._subscribers.add(track)
+        if self._receiver is not None:
+            # Ask now, not when the newcomer's connection is up: the keyframe arrives while ICE and
+            # DTLS complete and waits in the track's queue, so the first picture follows at once.
+            self.request_keyframe()
         return track
 
     def unsubscribe(self, track: ForwardedTrack) -> None:
@@ -266,7 +270,7 @@ class ForwardedTrack(MediaStreamTrack):
     async def recv(self) -> Any:
         if not self._started:
             self._started = True
-            if self._need_keyframe:
+            if self._need_keyframe:  # the keyframe asked for at subscription has not come (yet)
                 self._publication.request_keyframe()
         while True:
             if self._decoded:
@@ -351,8 +355,9 @@ class TranscodingPublication(Publication):
         self._source: MediaStreamTrack | None = None
         self._source_changed = asyncio.Event()
 
-    def attach(self, receiver: RTCRtpReceiver) -> None:
+    def attach(self, receiver: RTCRtpReceiver, mime: str | None = None) -> None:
         self._receiver = receiver
+        self.mime = mime.lower() if mime else None
         self._source = receiver.track
         self._source_changed.set()
         self._source_changed = asyncio.Event()

@@ -338,3 +338,36 @@ async def test_participants_without_a_shared_codec_are_transcoded_and_the_server
     assert to_advisor.encodes_here and to_advisor._publication.mime == "video/h264"
     assert "no shared video codec: decoding video/vp8 and re-encoding it as video/h264" in caplog.text
     assert "no shared video codec: decoding video/h264 and re-encoding it as video/vp8" in caplog.text
+
+
+async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(aiohttp_client, tmp_path):
+    """`--media-mode transcode` (the benchmark's baseline): aiortc decodes and re-encodes."""
+    from web.app import create_app
+    from web.config import Config
+    from web.services import SERVICES
+
+    config = Config(
+        data_dir=tmp_path / "data", media_addresses=["127.0.0.1"], demo=False, media_mode="transcode"
+    )
+    client = await aiohttp_client(create_app(config))
+    services = client.app[SERVICES]
+    room = await services.rooms.create("vhs", 3600)
+    url = str(client.make_url("/ws"))
+    people = [
+        TimedParticipant(client.session, url, token_of(services.rooms.link(room, role, "http://t")), role)
+        for role in ("citizen", "advisor")
+    ]
+    try:
+        for person in people:
+            await person.join()
+        await asyncio.gather(*(p.wait_frames(video=15, audio=15) for p in people))
+        guest = TimedParticipant(
+            client.session, url, token_of(services.rooms.link(room, "guest", "http://t")), "g", tracks=[]
+        )
+        people.append(guest)
+        await guest.join()
+        await guest.wait_frames(video=10, audio=10)
+        assert len(guest.video_frames) == 2 and all(guest.video_frames.values())
+    finally:
+        for person in people:
+            await person.close()
