@@ -366,6 +366,8 @@ def summarise(raw: dict) -> dict[str, Any]:
             (max(p["audio"]["max_send_lag_ms"], p["video"]["max_send_lag_ms"]) for p in people), default=None
         ),
         "saturated": raw["server_cores"] >= SATURATED,
+        # the load clients' own core full: what subscribers receive is then limited by the clients
+        "clients_saturated": raw["client_cores"] >= SATURATED,
         # CPU time other processes took on the server's core: > 0.1 means the machine was not quiet
         "foreign_cores": _foreign(raw, 0, raw["server_cores"]),
         "foreign_client_cores": _foreign(raw, 1, raw["client_cores"]),
@@ -387,7 +389,8 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 LEGEND = [
-    "* saturated (>= 0.9 cores); srv cores: server CPU in the window; cores/cons: per consultation",
+    "* saturated (>= 0.9 cores of its core: server, or load clients whose delivery then limits fps)",
+    "srv cores: server CPU in the window; cores/cons: per consultation",
     "fps, audio/s: mean per subscriber of video frames / Opus packets its jitter buffer reassembled",
     "fps/aud min1s: fewest video frames / audio packets any subscriber got in any 1-s window",
     "gap ms: largest gap between two video frames at any subscriber",
@@ -434,7 +437,7 @@ def render(runs: list[dict]) -> str:
             f"{_fmt(s['first_frame_ms_median'], 0)}/{_fmt(s['first_frame_ms_max'], 0)}",
             _fmt(s["late_first_decoded_ms"], 0),
             f"{s['joined']}/{2 * run['n']}",
-            f"{run['client_cores']:.2f}",
+            f"{run['client_cores']:.2f}{'*' if s['clients_saturated'] else ' '}",
             f"{_fmt(s['foreign_cores'], 2)}/{_fmt(s['foreign_client_cores'], 2)}",
         ]
         lines.append(row(cells))

@@ -134,7 +134,9 @@ def on_receiver_estimate(sender: RTCRtpSender) -> None:
                 bitrate, ssrcs = 0, []
             report = getattr(sender.track, "receiver_estimate", None)
             if sender._ssrc in ssrcs and report is not None:
-                report(bitrate)
+                # one REMB covers every stream it lists (an interpreter receives two videos):
+                # each gets an equal share of the link
+                report(bitrate // len(ssrcs))
         await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
