@@ -14,6 +14,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -23,6 +24,7 @@ TESTED_AIORTC = ("1.16.",)
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"  # REMB towards the publisher (video only)
 _RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
 _SENDER_HISTORY = "_RTCRtpSender__rtp_history"  # per-sender packets kept for NACKs (answered by aiortc)
@@ -59,12 +61,14 @@ def check() -> None:
             f"aiortc {aiortc.__version__} is untested; media/aiortc_hooks.py supports {TESTED_AIORTC}"
         )
     probe = RTCRtpReceiver.__init__.__code__.co_names
-    for name in (_DECODER_QUEUE, _RTX_SSRC, _DECODER_THREAD, _ESTIMATOR, _RTCP_SSRC):
+    for name in (_DECODER_QUEUE, _RTX_SSRC, _DECODER_THREAD, _ESTIMATOR, _RTCP_SSRC, _JITTER_BUFFER):
         if name not in probe:
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {name}")
     for method in ("_send_rtcp_pli", "_send_rtcp", "_handle_rtp_packet"):
         if not hasattr(RTCRtpReceiver, method):
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {method}")
+    if not {"_prefetch", "_is_video"} <= set(JitterBuffer.__init__.__code__.co_names):
+        raise RuntimeError("aiortc internals changed: JitterBuffer lacks _prefetch/_is_video")
     if _SENDER_HISTORY not in RTCRtpSender.__init__.__code__.co_names:
         raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {_SENDER_HISTORY}")
     if "_codecs" not in RTCRtpTransceiver.__init__.__code__.co_names:
@@ -74,11 +78,19 @@ def check() -> None:
             raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {method}")
 
 
-def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink) -> None:
-    """Divert encoded frames to `sink`. Must run before `receiver.receive()` starts the decoder."""
+def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prefetch: bool = True) -> None:
+    """Divert encoded frames to `sink`. Must run before `receiver.receive()` starts the decoder.
+
+    `prefetch=False` (forwarding): aiortc holds four Opus packets (80 ms) before it hands one to the
+    decoder, to smooth jitter for its own playout. Forwarded audio is played by the subscriber, whose
+    jitter buffer does that; here it would only add delay, and put audio 50 ms behind the video.
+    """
     if getattr(receiver, _DECODER_THREAD) is not None:
         raise RuntimeError("receiver already started; tap it from the peer connection's track event")
     setattr(receiver, _DECODER_QUEUE, FrameTap(sink))
+    buffer = getattr(receiver, _JITTER_BUFFER)
+    if not prefetch and buffer._prefetch:
+        setattr(receiver, _JITTER_BUFFER, JitterBuffer(capacity=buffer.capacity, is_video=buffer._is_video))
 
 
 def media_ssrc(receiver: RTCRtpReceiver) -> int | None:

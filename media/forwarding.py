@@ -98,7 +98,9 @@ class Publication:
         epoch = self._epoch
         if mime is not None:
             self.mime = mime.lower()
-        aiortc_hooks.tap_receiver(receiver, lambda codec, frame: self._deliver(epoch, codec, frame))
+        aiortc_hooks.tap_receiver(
+            receiver, lambda codec, frame: self._deliver(epoch, codec, frame), prefetch=False
+        )
         if self.kind == "video":
             aiortc_hooks.cap_publisher_estimate(receiver, self.bitrate_cap)
             self._announced_cap = None

@@ -14,7 +14,7 @@ from aiortc import clock
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
 from media import aiortc_hooks
@@ -219,3 +219,34 @@ def test_h264_keyframes_are_recognised_in_annex_b():
     flags = [is_keyframe("video", bytes(p), "video/h264") for p in packets]
     assert flags == [p.is_keyframe for p in packets]
     assert flags[0] and not all(flags)
+
+
+async def test_forwarded_audio_is_not_held_back_for_prefetch():
+    """aiortc holds 4 Opus packets before decoding; forwarding passes each on when the next arrives."""
+    from aiortc.rtcrtpparameters import (
+        RTCRtpCodecParameters,
+        RTCRtpDecodingParameters,
+        RTCRtpReceiveParameters,
+    )
+    from aiortc.rtp import RtpPacket
+
+    up = Upstream("audio")
+    up.receiver._track = RemoteStreamTrack(kind="audio")  # as the peer connection sets it up
+    publication = Publication("audio")
+    publication.attach(up.receiver)
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    await up.receiver.receive(
+        RTCRtpReceiveParameters(
+            codecs=[opus], encodings=[RTCRtpDecodingParameters(ssrc=MEDIA_SSRC, payloadType=111)]
+        )
+    )
+    try:
+        for number in range(6):
+            packet = RtpPacket(payload_type=111, sequence_number=number, timestamp=number * 960)
+            packet.ssrc = MEDIA_SSRC
+            packet.payload = bytes([0xFC, number])
+            await up.receiver._handle_rtp_packet(packet, arrival_time_ms=number * 20)
+            # the previous packet is complete once the next one began: 20 ms, not 80 ms, of delay
+            assert publication.frames_in == number
+    finally:
+        await up.receiver.stop()
