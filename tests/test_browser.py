@@ -114,7 +114,7 @@ def decoding_videos(page) -> list[dict]:
     return [v for v in page.evaluate(VIDEO_DECODERS) if v["frames"] > 0]
 
 
-def test_interpreter_decodes_both_others(browser, server):
+def test_interpreter_decodes_both_others(browser, server, record_property):
     room = create_room(server)
     errors: list[str] = []
     citizen = open_page(browser, room["citizen_url"], MOBILE, errors)
@@ -129,6 +129,12 @@ def test_interpreter_decodes_both_others(browser, server):
         while len(decoding_videos(page)) < 2:
             assert time.monotonic() < deadline, (name, page.evaluate(VIDEO_DECODERS))
             time.sleep(0.2)
+    # a newcomer sees a picture within a second of joining (keyframe requested on subscription)
+    interpreter.wait_for_function("() => window.__probe.firstFrameMs !== null", timeout=15000)
+    first_frame = round(interpreter.evaluate("window.__probe.firstFrameMs"))
+    record_property("interpreter_join_to_first_frame_ms", first_frame)
+    print(f"\ninterpreter: join → first decoded remote frame {first_frame} ms")
+    assert first_frame < 1000, first_frame
     before = {name: decoding_videos(page) for name, page in pages.items()}
     time.sleep(2)
     for name, page in pages.items():
