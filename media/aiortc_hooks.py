@@ -14,7 +14,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -67,8 +67,11 @@ def check() -> None:
     for method in ("_send_rtcp_pli", "_send_rtcp", "_handle_rtp_packet"):
         if not hasattr(RTCRtpReceiver, method):
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {method}")
-    if not {"_prefetch", "_is_video"} <= set(JitterBuffer.__init__.__code__.co_names):
-        raise RuntimeError("aiortc internals changed: JitterBuffer lacks _prefetch/_is_video")
+    buffer_fields = {"_is_video", "_origin", "_packets", "_capacity"}
+    if not buffer_fields <= set(JitterBuffer.__init__.__code__.co_names) or not hasattr(
+        JitterBuffer, "_remove_frame"
+    ):
+        raise RuntimeError("aiortc internals changed: JitterBuffer is not as media/aiortc_hooks.py expects")
     if _SENDER_HISTORY not in RTCRtpSender.__init__.__code__.co_names:
         raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {_SENDER_HISTORY}")
     if "_codecs" not in RTCRtpTransceiver.__init__.__code__.co_names:
@@ -78,19 +81,62 @@ def check() -> None:
             raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {method}")
 
 
-def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prefetch: bool = True) -> None:
+class PromptJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, handing frames on as soon as they are complete, for forwarding.
+
+    aiortc holds four Opus packets (80 ms) before it passes one to its decoder, and passes a video
+    frame on only when the next frame's first packet arrives (33 ms at 30 fps): smoothing for its own
+    playout. Forwarded media is played by the subscriber, whose jitter buffer smooths; here the waits
+    only add delay (and put audio 50 ms behind video). Video frames go on at their marker bit (the
+    last packet of a picture); an Opus packet goes on at once, a lost one is not waited for (the
+    subscriber conceals it) — aiortc would stall the audio until 16 packets had piled up.
+    """
+
+    def __init__(self, capacity: int, is_video: bool) -> None:
+        super().__init__(capacity=capacity, is_video=is_video)
+        self._newest: int | None = None  # audio: highest sequence number passed on
+
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        if self._is_video:
+            return super().add(packet)
+        newest = self._newest
+        if newest is not None and 0 < (newest - packet.sequence_number) % 65536 < 32768:
+            return False, None  # a duplicate or a packet older than one already passed on
+        self._newest = packet.sequence_number
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets: list[Any] = []
+        timestamp = None
+        for count in range(self._capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None  # a gap: wait for the retransmission, as aiortc does
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                return self._take(packets, timestamp, count)  # ended without a marker seen
+            packets.append(packet)
+            if packet.marker:
+                return self._take(packets, timestamp, count + 1)
+        return None
+
+    def _take(self, packets: list[Any], timestamp: int, count: int) -> JitterFrame:
+        self.remove(count)
+        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+
+
+def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prompt: bool = False) -> None:
     """Divert encoded frames to `sink`. Must run before `receiver.receive()` starts the decoder.
 
-    `prefetch=False` (forwarding): aiortc holds four Opus packets (80 ms) before it hands one to the
-    decoder, to smooth jitter for its own playout. Forwarded audio is played by the subscriber, whose
-    jitter buffer does that; here it would only add delay, and put audio 50 ms behind the video.
+    `prompt=True` (forwarding) replaces the jitter buffer by a `PromptJitterBuffer`.
     """
     if getattr(receiver, _DECODER_THREAD) is not None:
         raise RuntimeError("receiver already started; tap it from the peer connection's track event")
     setattr(receiver, _DECODER_QUEUE, FrameTap(sink))
-    buffer = getattr(receiver, _JITTER_BUFFER)
-    if not prefetch and buffer._prefetch:
-        setattr(receiver, _JITTER_BUFFER, JitterBuffer(capacity=buffer.capacity, is_video=buffer._is_video))
+    if prompt:
+        buffer = getattr(receiver, _JITTER_BUFFER)
+        setattr(receiver, _JITTER_BUFFER, PromptJitterBuffer(buffer.capacity, buffer._is_video))
 
 
 def media_ssrc(receiver: RTCRtpReceiver) -> int | None:

@@ -99,7 +99,7 @@ class Publication:
         if mime is not None:
             self.mime = mime.lower()
         aiortc_hooks.tap_receiver(
-            receiver, lambda codec, frame: self._deliver(epoch, codec, frame), prefetch=False
+            receiver, lambda codec, frame: self._deliver(epoch, codec, frame), prompt=True
         )
         if self.kind == "video":
             aiortc_hooks.cap_publisher_estimate(receiver, self.bitrate_cap)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from fractions import Fraction
 
+import av
 import pytest
 from aiortc import clock
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpDecodingParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, unpack_remb_fci
 
 from media import aiortc_hooks
 from media.forwarding import KEYFRAME_INTERVAL, QUEUE_BOUND, ForwardingStats, Publication
@@ -221,32 +225,68 @@ def test_h264_keyframes_are_recognised_in_annex_b():
     assert flags[0] and not all(flags)
 
 
-async def test_forwarded_audio_is_not_held_back_for_prefetch():
-    """aiortc holds 4 Opus packets before decoding; forwarding passes each on when the next arrives."""
-    from aiortc.rtcrtpparameters import (
-        RTCRtpCodecParameters,
-        RTCRtpDecodingParameters,
-        RTCRtpReceiveParameters,
-    )
-    from aiortc.rtp import RtpPacket
-
-    up = Upstream("audio")
-    up.receiver._track = RemoteStreamTrack(kind="audio")  # as the peer connection sets it up
-    publication = Publication("audio")
+async def started(kind: str) -> tuple[Upstream, Publication]:
+    """A real receiver, started as the peer connection starts it, feeding a publication."""
+    up = Upstream(kind)
+    up.receiver._track = RemoteStreamTrack(kind=kind)  # as the peer connection sets it up
+    publication = Publication(kind)
     publication.attach(up.receiver)
-    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    if kind == "audio":
+        codec = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    else:
+        codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=111)
     await up.receiver.receive(
         RTCRtpReceiveParameters(
-            codecs=[opus], encodings=[RTCRtpDecodingParameters(ssrc=MEDIA_SSRC, payloadType=111)]
+            codecs=[codec], encodings=[RTCRtpDecodingParameters(ssrc=MEDIA_SSRC, payloadType=111)]
         )
     )
+    return up, publication
+
+
+def rtp(number: int, timestamp: int, payload: bytes, marker: bool = False) -> RtpPacket:
+    packet = RtpPacket(payload_type=111, sequence_number=number, timestamp=timestamp, marker=int(marker))
+    packet.ssrc = MEDIA_SSRC
+    packet.payload = payload
+    return packet
+
+
+async def test_forwarded_audio_is_passed_on_at_once_and_a_lost_packet_not_waited_for():
+    """aiortc holds 4 Opus packets before decoding and stalls on a gap; forwarding does neither."""
+    up, publication = await started("audio")
     try:
-        for number in range(6):
-            packet = RtpPacket(payload_type=111, sequence_number=number, timestamp=number * 960)
-            packet.ssrc = MEDIA_SSRC
-            packet.payload = bytes([0xFC, number])
-            await up.receiver._handle_rtp_packet(packet, arrival_time_ms=number * 20)
-            # the previous packet is complete once the next one began: 20 ms, not 80 ms, of delay
-            assert publication.frames_in == number
+        arrivals = [0, 1, 2, 4, 5, 3, 6]  # 3 comes late (after 4 and 5): too late to pass on
+        for index, number in enumerate(arrivals):
+            packet = rtp(number, number * 960, bytes([0xFC, number]))
+            await up.receiver._handle_rtp_packet(packet, arrival_time_ms=index * 20)
+            assert publication.frames_in == min(index + 1, 5 if index < 6 else 6), (index, number)
     finally:
+        await up.receiver.stop()
+
+
+async def test_forwarded_video_frame_is_passed_on_at_its_last_packet():
+    """aiortc passes a picture on when the next picture begins; forwarding at the marker bit."""
+    up, publication = await started("video")
+    got: list = []
+    track = publication.subscribe()
+    encoder = Vp8Encoder()
+    number = 0
+    try:
+        for picture in range(3):
+            data = bytes([0x00 if picture == 0 else 0x01]) + bytes(3000)  # ~3 RTP packets each
+            packet = av.Packet(data)
+            packet.pts, packet.time_base = picture * 3000, Fraction(1, 90000)
+            payloads, _ = encoder.pack(packet)
+            assert len(payloads) >= 2
+            for index, payload in enumerate(payloads):
+                last = index == len(payloads) - 1
+                await up.receiver._handle_rtp_packet(
+                    rtp(number, picture * 3000, payload, marker=last), arrival_time_ms=number
+                )
+                number += 1
+                # complete exactly when its last packet is in, before the next picture starts
+                assert publication.frames_in == picture + (1 if last else 0)
+            got.append(await asyncio.wait_for(track.recv(), 1))
+        assert [len(bytes(p)) for p in got] == [3001, 3001, 3001]
+    finally:
+        track.stop()
         await up.receiver.stop()
