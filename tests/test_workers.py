@@ -4,16 +4,21 @@ between them and every participant reaches the right one through the public port
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+import time
 
 import aiohttp
+import pytest
+from redis import Redis
 
 from bench.server import ROOT, ServerProcess
 from rooms.service import RoomService
 from rooms.tokens import TokenSigner
 from signaling.nodes import NODE_KIND
 from store import RedisStore
+from tests.browser_support import DESKTOP, MOBILE, assert_media_flows, join_call, open_page
 from tests.rtc_client import RtcParticipant
 from tests.test_store import REDIS_URL, redis_namespace
 from web.config import prepare_data_dir
@@ -74,3 +79,63 @@ async def test_two_workers_share_the_consultations_behind_one_port(tmp_path):
                         await person.close()
         await store.close()
 
+
+
+@pytest.mark.browser
+def test_browser_follows_the_redirect_to_the_other_worker(browser, tmp_path):
+    """Real Chromium under the real CSP: its room runs on the second worker, so its first hello gets
+    `wrong_node`, it reconnects with ?node= through the same origin, and both pages decode video."""
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        redis.ping()
+    except OSError as exc:  # pragma: no cover - ./run test starts Redis
+        pytest.fail(f"no Redis at {REDIS_URL}: {exc}")
+    prefix = f"sprechstunde-test:workers-{tmp_path.name}:"
+    data_dir = tmp_path / "data"
+    args = ("--redis", REDIS_URL, "--redis-prefix", prefix, "--workers", "2", "--node-id", "stadt")
+    try:
+        with ServerProcess(data_dir, *args, log_path=tmp_path / "serve.log") as server:
+            server.wait_healthy()
+
+            def create_room() -> dict:
+                command = [sys.executable, "-m", "web.cli", "room", "create", "--office", "vhs",
+                           "--data-dir", str(data_dir), "--base-url", server.url, *args[:4]]  # fmt: skip
+                made = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
+                assert made.returncode == 0, made.stderr
+                return json.loads(made.stdout)
+
+            busy_room, room = create_room(), create_room()
+            busy_tokens = [busy_room[f"{role}_url"].rsplit("/join/", 1)[1] for role in ("citizen", "advisor")]
+            deadline = time.monotonic() + 20  # the worker announces itself a moment after the first
+            while sorted(redis.zrange(f"{prefix}i:{NODE_KIND}", 0, -1)) != ["stadt", "stadt-w1"]:
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+            # Another consultation keeps the first process busy (two signaling-only participants).
+            errors: list[str] = []
+            busy = open_page(browser, room["citizen_url"], DESKTOP, errors)
+            busy.evaluate(
+                """(tokens) => { window.busy = tokens.map((token) => {
+                     const ws = new WebSocket(`ws://${location.host}/ws`);
+                     const hello = {type: "hello", id: 1, v: 1, token, name: "X"};
+                     ws.onopen = () => ws.send(JSON.stringify(hello));
+                     return ws; }); }""",
+                busy_tokens,
+            )
+            busy.wait_for_function(
+                "() => window.busy.every((ws) => ws.readyState === WebSocket.OPEN)", timeout=10000
+            )
+            busy.wait_for_timeout(500)
+            citizen = open_page(browser, room["citizen_url"], MOBILE, errors)
+            advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
+            join_call(citizen, advisor)
+            assert_media_flows({"citizen": citizen, "advisor": advisor})
+            pin = json.loads(redis.get(f"{prefix}r:room-node:{room['room_id']}"))["v"]
+            assert pin["node"] == "stadt-w1"
+            assert not errors, errors
+            for page in (citizen, advisor, busy):
+                page.context.close()
+    finally:
+        keys = list(redis.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            redis.delete(*keys)
+        redis.close()
