@@ -80,7 +80,7 @@ class Publication:
         self.stats = stats
         self._subscribers: set[ForwardedTrack] = set()
         self._receiver: RTCRtpReceiver | None = None
-        self._epoch = 0
+        self._epoch: object = object()  # one token per publisher connection, unique across publications
         self._last_request = 0.0
         self._pending_request: asyncio.Task | None = None
         self._pending_estimate: asyncio.Task | None = None
@@ -94,8 +94,7 @@ class Publication:
         """Take encoded frames from this (not yet started) receiver from now on; `mime` is the codec
         the negotiation settled on, which the first frame confirms."""
         self._receiver = receiver
-        self._epoch += 1
-        epoch = self._epoch
+        self._epoch = epoch = object()
         if mime is not None:
             self.mime = mime.lower()
         aiortc_hooks.tap_receiver(
@@ -115,12 +114,15 @@ class Publication:
 
     def subscribe(self) -> ForwardedTrack:
         track = ForwardedTrack(self)
+        self.add_subscriber(track)
+        return track
+
+    def add_subscriber(self, track: ForwardedTrack) -> None:
         self._subscribers.add(track)
         if self._receiver is not None:
             # Ask now, not when the newcomer's connection is up: the keyframe arrives while ICE and
             # DTLS complete and waits in the track's queue, so the first picture follows at once.
             self.request_keyframe()
-        return track
 
     def unsubscribe(self, track: ForwardedTrack) -> None:
         self._subscribers.discard(track)
@@ -155,8 +157,9 @@ class Publication:
             self._pending_estimate = None
 
     def close(self) -> None:
+        """The publisher left: its subscribers' tracks wait, parked, for their media line's reuse."""
         for track in list(self._subscribers):
-            track.stop()
+            track.park()
         self._subscribers.clear()
         self._receiver = None
         for task in (self._pending_request, self._pending_estimate):
@@ -186,7 +189,7 @@ class Publication:
         finally:
             self._pending_request = None
 
-    def _deliver(self, epoch: int, codec: Any, frame: Any) -> None:
+    def _deliver(self, epoch: object, codec: Any, frame: Any) -> None:
         if epoch != self._epoch:
             return  # a late frame from a receiver that has been replaced
         if codec is not self.codec:
@@ -203,12 +206,16 @@ class ForwardedTrack(MediaStreamTrack):
 
     Bounded: a subscriber that cannot keep up loses its backlog and, for video, waits for the next
     keyframe instead of stalling the publisher or the other subscribers.
+
+    It outlives a publication: when its publisher leaves it is parked, and when the subscriber's
+    media line is reused for someone else it switches to that publication, its timestamps carrying on.
+    (aiortc's sender stops for good when its track ends, so the track must not end.)
     """
 
     def __init__(self, publication: Publication) -> None:
         super().__init__()
         self.kind = publication.kind
-        self._publication = publication
+        self._publication: Publication | None = publication
         self._time_base = Fraction(1, CLOCK_RATE[self.kind])
         self._step = FRAME_STEP[self.kind]
         self._bound = QUEUE_BOUND[self.kind]
@@ -216,7 +223,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._ready = asyncio.Event()
         self._need_keyframe = self.kind == "video"
         self._started = False
-        self._epoch: int | None = None
+        self._epoch: object | None = None
         self._offset = 0
         self._last_pts: int | None = None
         self.dropped = 0
@@ -229,11 +236,28 @@ class ForwardedTrack(MediaStreamTrack):
         """What the subscriber's sender sends (known once the subscriber answered)."""
         self.output_mime = mime.lower() if mime else None
 
+    def park(self) -> None:
+        """Stop carrying the current publication; the sender keeps waiting on this track."""
+        if self._publication is not None:
+            self._publication.unsubscribe(self)
+        self._publication = None
+        self._queue.clear()
+        self._decoded.clear()
+        self._decoder = None
+        self._need_keyframe = self.kind == "video"
+        self.estimate = None
+
+    def switch(self, publication: Publication) -> None:
+        """Carry another participant's publication from now on, starting at its next keyframe."""
+        self.park()
+        self._publication = publication
+        publication.add_subscriber(self)
+
     @property
     def encodes_here(self) -> bool:
         """True when this subscriber cannot take the publisher's codec: frames are decoded here and
         the sender re-encodes them."""
-        source = self._publication.mime
+        source = self._publication.mime if self._publication is not None else None
         return (
             self.kind == "video"
             and self.output_mime is not None
@@ -241,7 +265,7 @@ class ForwardedTrack(MediaStreamTrack):
             and source != self.output_mime
         )
 
-    def push(self, epoch: int, timestamp: int, data: bytes, key: bool) -> None:
+    def push(self, epoch: object, timestamp: int, data: bytes, key: bool) -> None:
         if self.readyState != "live":
             return
         if self._need_keyframe:
@@ -262,50 +286,54 @@ class ForwardedTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """The subscriber reported picture loss (PLI/FIR). When this track decodes, the sender's own
         encoder makes the keyframe instead (see aiortc_hooks.on_keyframe_request)."""
-        self._publication.request_keyframe()
+        if self._publication is not None:
+            self._publication.request_keyframe()
 
     def receiver_estimate(self, bitrate: int) -> None:
         """The subscriber's REMB: how much of this stream its link takes."""
         self.estimate = bitrate
-        self._publication.receiver_estimate_changed()
+        if self._publication is not None:
+            self._publication.receiver_estimate_changed()
 
     async def recv(self) -> Any:
         if not self._started:
             self._started = True
             if self._need_keyframe:  # the keyframe asked for at subscription has not come (yet)
-                self._publication.request_keyframe()
+                self.request_keyframe()
         while True:
             if self._decoded:
                 epoch, frame = self._decoded.popleft()
                 frame.pts = self._continuous(epoch, frame.pts)
                 frame.time_base = self._time_base
-                self._publication.frames_out += 1
-                if self._publication.stats is not None:
-                    self._publication.stats.frames[self.kind] += 1  # bytes: only the encoder knows
+                self._count(0)  # bytes: only the encoder knows
                 return frame
             epoch, timestamp, data = await self._next()
             if not self.encodes_here:
                 return self._packet(epoch, timestamp, data)
             await self._decode(epoch, timestamp, data)
 
-    async def _decode(self, epoch: int, timestamp: int, data: bytes) -> None:
+    async def _decode(self, epoch: object, timestamp: int, data: bytes) -> None:
         """The fallback when the subscriber cannot take the publisher's codec: decode, and let the
         subscriber's sender encode (as aiortc does for any decoded track)."""
+        publication = self._publication
+        assert publication is not None  # encodes_here holds
         if self._decoder is None:
-            self._decoder = get_decoder(self._publication.codec)
+            self._decoder = get_decoder(publication.codec)
             log.warning(
                 "no shared video codec: decoding %s and re-encoding it as %s for one subscriber",
-                self._publication.mime,
+                publication.mime,
                 self.output_mime,
             )
+        decoder = self._decoder
         try:
             frames = await asyncio.get_running_loop().run_in_executor(
-                None, self._decoder.decode, JitterFrame(data, timestamp)
+                None, decoder.decode, JitterFrame(data, timestamp)
             )
         except av.error.FFmpegError:
-            self._publication.request_keyframe()
+            self.request_keyframe()
             return
-        self._decoded.extend((epoch, frame) for frame in frames)
+        if self._decoder is decoder:  # not switched to another publication meanwhile
+            self._decoded.extend((epoch, frame) for frame in frames)
 
     async def _next(self) -> tuple[int, int, bytes]:
         while not self._queue:
@@ -318,18 +346,23 @@ class ForwardedTrack(MediaStreamTrack):
         epoch, timestamp, data, _key = self._queue.popleft()
         return epoch, timestamp, data
 
-    def _packet(self, epoch: int, timestamp: int, data: bytes) -> av.Packet:
+    def _packet(self, epoch: object, timestamp: int, data: bytes) -> av.Packet:
         packet = av.Packet(data)
         packet.pts = self._continuous(epoch, timestamp)
         packet.time_base = self._time_base
-        self._publication.frames_out += 1
-        stats = self._publication.stats
-        if stats is not None:
-            stats.frames[self.kind] += 1
-            stats.bytes[self.kind] += len(data)
+        self._count(len(data))
         return packet
 
-    def _continuous(self, epoch: int, timestamp: int) -> int:
+    def _count(self, size: int) -> None:
+        publication = self._publication
+        if publication is None:
+            return
+        publication.frames_out += 1
+        if publication.stats is not None:
+            publication.stats.frames[self.kind] += 1
+            publication.stats.bytes[self.kind] += size
+
+    def _continuous(self, epoch: object, timestamp: int) -> int:
         """Keep timestamps rising when the publisher reconnects and its clock restarts at zero."""
         if epoch != self._epoch:
             if self._last_pts is not None:
@@ -341,7 +374,8 @@ class ForwardedTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        self._publication.unsubscribe(self)
+        if self._publication is not None:
+            self._publication.unsubscribe(self)
         self._ready.set()
 
 

@@ -101,13 +101,18 @@ class MediaPeer:
         key = (publisher_id, publication.kind)
         if key in self._downlink or self._closed:
             return
-        track = publication.subscribe()
         spare = self._spare[publication.kind]
         if spare:
+            # a media line someone else's stream used before: its sender and codec carry on
             transceiver = spare.pop()
             transceiver.direction = "sendonly"
-            transceiver.sender.replaceTrack(track)
+            current = transceiver.sender.track
+            if hasattr(current, "switch"):
+                current.switch(publication)
+            else:  # transcode mode: a fresh relayed track
+                transceiver.sender.replaceTrack(publication.subscribe())
         else:
+            track = publication.subscribe()
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             _prefer_codecs(transceiver, publication.kind, publication.mime)
             sender = transceiver.sender
@@ -121,9 +126,12 @@ class MediaPeer:
             if transceiver is None:
                 continue
             track = transceiver.sender.track
-            transceiver.sender.replaceTrack(None)
-            if track is not None:
-                track.stop()
+            if hasattr(track, "park"):
+                track.park()  # aiortc's sender would stop for good if its track ended
+            else:
+                transceiver.sender.replaceTrack(None)
+                if track is not None:
+                    track.stop()
             transceiver.direction = "inactive"
             self._spare[kind].append(transceiver)
 

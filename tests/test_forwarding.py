@@ -165,6 +165,36 @@ async def test_timestamps_continue_across_a_publisher_restart():
     publication.close()
 
 
+async def test_a_media_line_switched_to_another_publisher_carries_on_from_its_keyframe():
+    """A subscriber's media line reused for a new participant: same track (aiortc's sender must not
+    see it end), timestamps continuing, the new publisher asked for a keyframe, its deltas skipped."""
+    first_up, second_up = Upstream(), Upstream()
+    first, second = Publication("video"), Publication("video")
+    first.attach(first_up.receiver)
+    second.attach(second_up.receiver)
+    track = first.subscribe()
+    reader = asyncio.ensure_future(drain(track, 4))
+    await asyncio.sleep(0.01)
+    first_up.frame(500_000, key=True)
+    first_up.frame(503_000, key=False)
+    await asyncio.sleep(0.01)
+    first.close()  # the first publisher left: the track is parked, not ended
+    assert track.readyState == "live"
+    first_up.frame(506_000, key=False)  # nothing reaches a parked track
+    track.switch(second)
+    await asyncio.sleep(0.01)
+    assert second_up.plis  # the new publisher is asked for a keyframe at once
+    second_up.frame(7_000, key=False)  # joined mid-picture-group: skipped
+    second_up.frame(10_000, key=True)
+    second_up.frame(13_000, key=False)
+    packets = await reader
+    assert [vp8_key(bytes(p)) for p in packets] == [True, False, True, False]
+    pts = [p.pts for p in packets]
+    assert all(b - a == 3000 for a, b in zip(pts, pts[1:], strict=False)), pts
+    second.close()
+    track.stop()
+
+
 async def test_publisher_is_asked_for_no_more_than_the_weakest_subscriber_takes():
     up = Upstream()
     publication = Publication("video")

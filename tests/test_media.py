@@ -371,3 +371,24 @@ async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(aiohttp_cli
     finally:
         for person in people:
             await person.close()
+
+
+async def test_a_second_interpreter_reuses_the_first_ones_media_lines(participant, services):
+    citizen, advisor = await call(participant)
+    first = participant("guest", "Dolmetscher A")
+    await first.join()
+    await first.wait_frames(video=5, audio=5)
+    await citizen.wait_for("participant-joined")
+    await first.send({"type": "leave", "id": "bye"})
+    await citizen.wait_for("participant-left")
+    await asyncio.sleep(0.5)
+    before = dict(citizen.video_frames)
+    second = participant("guest", "Dolmetscherin B")
+    await second.join()
+    await second.wait_frames(video=5, audio=5)
+    await asyncio.sleep(2.0)
+    # the citizen receives the second interpreter on the m-lines the first one used, and decodes it
+    grown = {t: n - before.get(t, 0) for t, n in citizen.video_frames.items()}
+    assert len([n for n in grown.values() if n >= 30]) == 2, (before, citizen.video_frames)
+    peer = server_peer(services, citizen)
+    assert len(peer.pc.getTransceivers()) == 2 + 2 * 2  # own uplink + advisor + one interpreter's pair
