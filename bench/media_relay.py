@@ -4,12 +4,15 @@ N simulated 1:1 consultations (two participants each, both publishing 640×480@3
 subscribing to each other) go through one `sprechstunde serve` process. The server runs pinned to one
 core and the load clients to another, so the server's CPU time read from /proc is the figure that
 matters: how many consultations one server core carries. The same run repeats with
-`--media-mode transcode` as the baseline an SFU must beat.
+`--media-mode transcode` as the baseline an SFU must beat; it stops at the first N that saturates the
+core. After each window a guest (an interpreter) joins consultation 0 and decodes both videos: the
+late joiner's time from the offer to its first decoded picture.
 
-    .venv/bin/python -m bench.media_relay            # full run, ~7 minutes
+    .venv/bin/python -m bench.media_relay            # N = 1 … 24, both modes, ~8 minutes
     .venv/bin/python -m bench.media_relay --quick    # N = 1, 2 with short windows
+    .venv/bin/python -m bench.media_relay --modes forward --ns 8 --profile   # + py-spy per window
 
-Results: a table on stdout and bench/results/media_relay.json (server logs next to it).
+Results: a table on stdout and bench/results/media_relay.json (server logs and profiles next to it).
 """
 
 from __future__ import annotations
