@@ -320,3 +320,21 @@ async def test_forwarded_video_frame_is_passed_on_at_its_last_packet():
     finally:
         track.stop()
         await up.receiver.stop()
+
+
+def test_remb_to_the_publisher_is_throttled_like_libwebrtc():
+    """aiortc's estimator answers every packet while it sees overuse; the publisher gets at most one
+    REMB per 200 ms, unless the estimate falls by more than 3 %."""
+    up = Upstream()
+    publication = Publication("video")
+    publication.attach(up.receiver)
+    estimator = getattr(up.receiver, aiortc_hooks._ESTIMATOR)
+    values = iter([800_000, 790_000, 780_000, 700_000, 690_000, 900_000])
+    estimator._estimator.add = lambda **kwargs: (next(values), [MEDIA_SSRC])
+
+    def add(ms: int):
+        return estimator.add(arrival_time_ms=ms, abs_send_time=0, payload_size=1000, ssrc=MEDIA_SSRC)
+
+    sent = [add(0), add(10), add(20), add(30), add(40), add(260)]
+    assert [s and s[0] for s in sent] == [800_000, None, None, 700_000, None, 900_000]
+    publication.close()
