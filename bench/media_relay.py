@@ -394,7 +394,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 LEGEND = [
     "* saturated (>= 0.9 cores of its core: server, or load clients whose delivery then limits fps)",
     "srv cores: server CPU in the window; cores/cons: per consultation",
-    "fps, audio/s: mean per subscriber of video frames / Opus packets its jitter buffer reassembled",
+    "fps, audio/s: mean per subscriber of complete video frames / Opus packets received",
     "fps/aud min1s: fewest video frames / audio packets any subscriber got in any 1-s window",
     "gap ms: largest gap between two video frames at any subscriber",
     "loss↓: RTP loss at the subscribers; loss↑: loss the server reported (RTCP RR) on publishers' streams",
@@ -465,6 +465,7 @@ def render(runs: list[dict]) -> str:
         ]
         if against:
             lines.append("transcode at N=1 / forward at N, per consultation: " + "; ".join(against))
+    lines.extend(targets(by_key))
     stopped = [run for run in runs if run.get("stopped_here")]
     for run in stopped:
         lines.append(
@@ -473,6 +474,45 @@ def render(runs: list[dict]) -> str:
     lines.append("")
     lines.extend(LEGEND)
     return "\n".join(lines)
+
+
+def targets(by_key: dict[tuple[str, int], dict]) -> list[str]:
+    """The issue's targets, each with the measured figure and whether it was met."""
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    lines = []
+    eight = by_key.get(("forward", 8))
+    base = by_key.get(("transcode", 1))
+    if eight:
+        per = eight["summary"]["cores_per_consultation"]
+        lines.append(f"target: <= 0.04 cores per consultation at N=8: {per:.3f} ({mark(per <= 0.04)})")
+        if base:
+            ratio = base["summary"]["cores_per_consultation"] / max(1e-9, per)
+            lines.append(f"target: >= 15x less than transcode at N=1: {ratio:.1f}x ({mark(ratio >= 15)})")
+    sixteen = by_key.get(("forward", 16))
+    if sixteen:
+        s = sixteen["summary"]
+        ok = (
+            s["video_fps_min_subscriber"] >= 29
+            and s["video_fps_worst_second"] >= 26
+            and s["audio_pps_worst_second"] >= 49
+            and not s["saturated"]
+        )
+        lines.append(
+            f"target: N=16 on one core, each subscriber >= 29 fps, >= 26 in its worst second, audio >= 49/s: "
+            f"{s['video_fps_min_subscriber']:.1f} fps, {s['video_fps_worst_second']} frames, "
+            f"{s['audio_pps_worst_second']} packets ({mark(ok)})"
+        )
+    late = [run["summary"]["late_first_decoded_ms"] for key, run in by_key.items() if key[0] == "forward"]
+    if late:
+        worst = None if None in late else max(late)
+        lines.append(
+            f"target: late joiner decodes < 300 ms after subscribing (forward, every N): "
+            f"{_fmt(worst, 0)} ms worst ({mark(worst is not None and worst < 300)})"
+        )
+    return [""] + lines if lines else []
 
 
 def _contamination(run: dict) -> float:
