@@ -9,18 +9,27 @@ upgrade moved them.
 from __future__ import annotations
 
 import queue
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
 import aiortc
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rate import (
+    MIN_FRAME_PERIOD_HISTORY_LENGTH,
+    OveruseEstimator,
+    RateBucket,
+    RateCounter,
+    RemoteBitrateEstimator,
+)
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 TESTED_AIORTC = ("1.16.",)
+RATE_WINDOW_MS, RATE_SCALE = 1000, 8000  # RemoteBitrateEstimator's incoming_bitrate = RateCounter(1000, 8000)
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
@@ -67,6 +76,14 @@ def check() -> None:
     for method in ("_send_rtcp_pli", "_send_rtcp", "_handle_rtp_packet"):
         if not hasattr(RTCRtpReceiver, method):
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {method}")
+    estimator_fields = {"estimator", "incoming_bitrate"}
+    if not estimator_fields <= set(RemoteBitrateEstimator.__init__.__code__.co_names):
+        raise RuntimeError("aiortc internals changed: RemoteBitrateEstimator is not as expected")
+    counter_fields = {"_origin_ms", "_origin_index", "_total", "_window_size", "_scale"}
+    if not counter_fields <= set(
+        RateCounter.__init__.__code__.co_names + RateCounter.reset.__code__.co_names
+    ):
+        raise RuntimeError("aiortc internals changed: RateCounter is not as expected")
     buffer_fields = {"_is_video", "_origin", "_packets", "_capacity"}
     if not buffer_fields <= set(JitterBuffer.__init__.__code__.co_names) or not hasattr(
         JitterBuffer, "_remove_frame"
@@ -240,10 +257,61 @@ class _CappedEstimator:
         return bitrate, ssrcs
 
 
+class _FastOveruseEstimator(OveruseEstimator):
+    """aiortc's Kalman filter with the same results, its smallest-frame-period search done by one
+    built-in `min` instead of sixty Python calls per packet (a third of the estimator's time)."""
+
+    def update_min_frame_period(self, ts_delta: float) -> float:
+        history = self.ts_delta_hist
+        if len(history) >= MIN_FRAME_PERIOD_HISTORY_LENGTH:
+            history.pop(0)
+        smallest = min(min(history), ts_delta) if history else ts_delta
+        history.append(ts_delta)
+        return smallest
+
+
+class _FastRateCounter(RateCounter):
+    """aiortc's 1-ms-bucket rate counter with the same sums, kept as a queue of (ms, bytes) per packet:
+    moving the window forward then costs a step per expired packet, not one per elapsed millisecond."""
+
+    def reset(self) -> None:
+        self._entries: deque[tuple[int, int]] = deque()
+        self._origin_index = 0
+        self._origin_ms = None
+        self._total = RateBucket()
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        self._entries.append((now_ms, value))
+        self._total.count += 1
+        self._total.value += value
+
+    def _erase_old(self, now_ms: int) -> None:
+        new_origin_ms = now_ms - self._window_size + 1
+        if self._origin_ms is not None and self._origin_ms < new_origin_ms:
+            entries, total = self._entries, self._total
+            while entries and entries[0][0] < new_origin_ms:
+                total.count -= 1
+                total.value -= entries.popleft()[1]
+            self._origin_ms = new_origin_ms
+
+
+def speed_up_estimator(estimator: RemoteBitrateEstimator) -> None:
+    """Swap the two slow parts of a fresh (not yet fed) estimator for equivalent faster ones."""
+    if isinstance(estimator.estimator, _FastOveruseEstimator):
+        return
+    estimator.estimator = _FastOveruseEstimator()
+    estimator.incoming_bitrate = _FastRateCounter(RATE_WINDOW_MS, RATE_SCALE)
+
+
 def cap_publisher_estimate(receiver: RTCRtpReceiver, cap: Callable[[], int | None]) -> None:
     """Make the REMB this receiver sends to its publisher at most `cap()` bits per second."""
     estimator = getattr(receiver, _ESTIMATOR)
     if estimator is not None and not isinstance(estimator, _CappedEstimator):
+        speed_up_estimator(estimator)
         setattr(receiver, _ESTIMATOR, _CappedEstimator(estimator, cap))
 
 
