@@ -66,6 +66,8 @@ class Workers:
         return made
 
     def start(self) -> None:
+        if not self.workers:
+            return  # --workers 1: this process alone
         for worker in self.workers:
             self._spawn(worker)
         self._watcher = threading.Thread(target=self._watch, name="workers", daemon=True)
