@@ -142,11 +142,10 @@ async def api_transfer(request: web.Request) -> web.Response:
 async def api_guest(request: web.Request) -> web.Response:
     """A link for an interpreter or a colleague into the running consultation's room."""
     services, member = await staff_member(request, change=True)
-    entry_id = request.match_info["entry_id"]
-    serving = {e.entry_id: e for e in await services.queue.serving(member)}
-    entry = serving.get(entry_id)
-    room = await services.rooms.get(entry.room_id) if entry and entry.room_id else None
-    if entry is None or room is None:
+    entry = await services.queue.get(request.match_info["entry_id"])
+    serving = entry is not None and entry.state == "called" and entry.claimed_by == member.username
+    room = await services.rooms.get(entry.room_id) if serving and entry.room_id else None
+    if room is None:
         return queue_error(QueueError("not_claimed", "you are not serving this citizen", 409))
     return web.json_response(
         {
