@@ -154,14 +154,7 @@ def load_offices(path: Path | str | None = None, *, holiday_state: str | None = 
     """Read an offices file (default: the demo file). `holiday_state` overrides the file's top level
     (e.g. from SPRECHSTUNDE_HOLIDAY_STATE); an office's own setting still wins."""
     path = Path(path) if path is not None else demo_offices_path()
-    source = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise OfficeConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise OfficeConfigError(source, "-", f"not valid TOML: {exc}") from None
-    return parse_offices(data, source, holiday_state=holiday_state)
+    return parse_offices(read_toml(path), str(path), holiday_state=holiday_state)
 
 
 def parse_offices(
@@ -270,18 +263,26 @@ def _languages(value: Any, path: str, fail: Any) -> tuple[str, ...]:
 def _hours(value: Any, path: str, fail: Any) -> tuple[tuple[Interval, ...], ...]:
     if not isinstance(value, dict):
         raise fail(path, 'a table such as { mon = "08:00-17:00" }')
+    return parse_week(value, path, fail)
+
+
+def parse_week(
+    value: dict, path: str, fail: Any, max_per_day: int | None = None
+) -> tuple[tuple[Interval, ...], ...]:
+    """{"mon": "08:00-12:00" or a list of them, …} → seven tuples of sorted, non-overlapping intervals;
+    `fail(where, problem)` builds the error. Office hours and advisors' weekly availability share it."""
     week: list[tuple[Interval, ...]] = [()] * 7
     for day, spec in value.items():
         if day not in WEEKDAYS:
             raise fail(f"{path}.{day}", f"unknown weekday; use {', '.join(WEEKDAYS)}")
         items = [spec] if isinstance(spec, str) else spec
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        if not isinstance(items, list) or (max_per_day is not None and len(items) > max_per_day):
             raise fail(f"{path}.{day}", '"HH:MM-HH:MM" or a list of them')
         intervals = []
         for item in items:
-            m = _INTERVAL.match(item)
+            m = _INTERVAL.match(item) if isinstance(item, str) else None
             if not m:
-                raise fail(f"{path}.{day}", f"{item!r} is not HH:MM-HH:MM")
+                raise fail(f"{path}.{day}", f"{str(item)[:20]!r} is not HH:MM-HH:MM")
             start, end = time(int(m[1]), int(m[2])), time(int(m[3]), int(m[4]))
             if start >= end:
                 raise fail(f"{path}.{day}", f"{item!r} ends before it starts")
@@ -292,6 +293,16 @@ def _hours(value: Any, path: str, fail: Any) -> tuple[tuple[Interval, ...], ...]
                 raise fail(f"{path}.{day}", "intervals overlap")
         week[WEEKDAYS.index(day)] = tuple(intervals)
     return tuple(week)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A configuration file's table; OfficeConfigError naming the file when it cannot be read or parsed."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OfficeConfigError(str(path), "-", f"cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise OfficeConfigError(str(path), "-", f"not valid TOML: {exc}") from None
 
 
 def _closures(value: Any, path: str, fail: Any) -> tuple[Closure, ...]:

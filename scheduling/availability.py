@@ -7,30 +7,21 @@ someone bookable until they (or an office lead) say when.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date
 from typing import Any
 
-from rooms.offices import WEEKDAYS
+from rooms.offices import WEEKDAYS, Closure, Interval, parse_week
 from scheduling.errors import BookingError
 from store.port import Store
 
 AVAILABILITY_KIND = "advisor-availability"
 MAX_ABSENCES = 200
-_INTERVAL = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-3]):([0-5]\d)\s*$")
-
-Interval = tuple[time, time]
 
 
-@dataclass(frozen=True)
-class Absence:
-    first: date
-    last: date
-    reason: str = ""
 
-    def covers(self, day: date) -> bool:
-        return self.first <= day <= self.last
+# An advisor's days off are the same date range as an office's closure.
+Absence = Closure
 
 
 @dataclass(frozen=True)
@@ -72,27 +63,7 @@ def parse_availability(username: str, data: Any) -> Availability:
     weekly_data = data.get("weekly", {})
     if not isinstance(weekly_data, dict):
         raise fail("weekly", 'an object such as {"mon": ["08:00-12:00"]}')
-    week: list[tuple[Interval, ...]] = [()] * 7
-    for day, spec in weekly_data.items():
-        if day not in WEEKDAYS:
-            raise fail(f"weekly.{day}", f"unknown weekday; use {', '.join(WEEKDAYS)}")
-        items = [spec] if isinstance(spec, str) else spec
-        if not isinstance(items, list) or len(items) > 10:
-            raise fail(f"weekly.{day}", '"HH:MM-HH:MM" or a list of them')
-        intervals = []
-        for item in items:
-            m = _INTERVAL.match(item) if isinstance(item, str) else None
-            if not m:
-                raise fail(f"weekly.{day}", f"{str(item)[:20]!r} is not HH:MM-HH:MM")
-            start, end = time(int(m[1]), int(m[2])), time(int(m[3]), int(m[4]))
-            if start >= end:
-                raise fail(f"weekly.{day}", f"{item!r} ends before it starts")
-            intervals.append((start, end))
-        intervals.sort()
-        for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
-            if start < end:
-                raise fail(f"weekly.{day}", "intervals overlap")
-        week[WEEKDAYS.index(day)] = tuple(intervals)
+    week = parse_week(weekly_data, "weekly", fail, max_per_day=10)
     absences_data = data.get("absences", [])
     if not isinstance(absences_data, list) or len(absences_data) > MAX_ABSENCES:
         raise fail("absences", f"a list of at most {MAX_ABSENCES} {{from, to, reason}} objects")
@@ -112,7 +83,7 @@ def parse_availability(username: str, data: Any) -> Availability:
         if last < first:
             raise fail(where, "the range ends before it starts")
         absences.append(Absence(first, last, reason.strip()))
-    return Availability(username, tuple(week), tuple(absences))
+    return Availability(username, week, tuple(absences))
 
 
 class AvailabilityBook:

@@ -7,14 +7,13 @@ instead of showing up later as a wrong slot.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rooms.offices import OfficeConfigError, OfficeDirectory
+from rooms.offices import OfficeConfigError, OfficeDirectory, read_toml
 from scheduling.errors import BookingError
 
 VIDEO = "video"
@@ -79,14 +78,7 @@ def load_services(offices: OfficeDirectory, path: Path | str | None = None) -> S
     """Read a services file (default: the demo file), keeping only offices that are configured, so the
     demo services work with any offices file that shares some office ids."""
     path = Path(path) if path is not None else demo_services_path()
-    source = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise OfficeConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise OfficeConfigError(source, "-", f"not valid TOML: {exc}") from None
-    return parse_services(data, source, offices)
+    return parse_services(read_toml(path), str(path), offices)
 
 
 def parse_services(data: Mapping[str, Any], source: str, offices: OfficeDirectory) -> ServiceCatalog:
