@@ -201,8 +201,27 @@ class Publication:
             track.push(epoch, frame.timestamp, frame.data, key)
 
 
+LIGHT_PACKETS = ("video/vp8", "audio/opus")  # the codecs whose packetiser takes an EncodedPacket
+
+
+class EncodedPacket:
+    """A pre-encoded frame as aiortc's VP8 and Opus packetisers read it (`bytes()`, `pts`, `time_base`):
+    an `av.Packet` would copy the data and build a new Fraction at every `time_base` read. H.264's
+    packetiser insists on a real `av.Packet`."""
+
+    __slots__ = ("data", "pts", "time_base")
+
+    def __init__(self, data: bytes, pts: int, time_base: Fraction) -> None:
+        self.data = data
+        self.pts = pts
+        self.time_base = time_base
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
 class ForwardedTrack(MediaStreamTrack):
-    """What one subscriber's RTCRtpSender reads: pre-encoded `av.Packet`s from one publication.
+    """What one subscriber's RTCRtpSender reads: pre-encoded packets from one publication.
 
     Bounded: a subscriber that cannot keep up loses its backlog and, for video, waits for the next
     keyframe instead of stalling the publisher or the other subscribers.
@@ -231,6 +250,11 @@ class ForwardedTrack(MediaStreamTrack):
         self.output_mime: str | None = None  # the codec the subscriber's sender negotiated
         self._decoder: Any = None  # only when publisher and subscriber share no codec
         self._decoded: deque[Any] = deque()
+        self._output: aiortc_hooks.PacketOutput | None = None  # the sender, when it takes pushed frames
+
+    def attach_output(self, output: aiortc_hooks.PacketOutput | None) -> None:
+        """The subscriber's sender offers to send frames the moment they arrive (see push)."""
+        self._output = output
 
     def set_output_codec(self, mime: str | None) -> None:
         """What the subscriber's sender sends (known once the subscriber answered)."""
@@ -280,6 +304,13 @@ class ForwardedTrack(MediaStreamTrack):
                 if not key:
                     self._publication.request_keyframe()
                     return
+        output = self._output
+        if output is not None and output.idle and not self._queue and self._started and not self.encodes_here:
+            # the sender is idle and nothing is queued: send now, without waking its task
+            payloads, pts = output.pack(self._packet(epoch, timestamp, data))
+            output.pushed += 1
+            aiortc_hooks.run_now(output.send(payloads, pts))
+            return
         self._queue.append((epoch, timestamp, data, key))
         self._ready.set()
 
@@ -346,11 +377,14 @@ class ForwardedTrack(MediaStreamTrack):
         epoch, timestamp, data, _key = self._queue.popleft()
         return epoch, timestamp, data
 
-    def _packet(self, epoch: object, timestamp: int, data: bytes) -> av.Packet:
-        packet = av.Packet(data)
-        packet.pts = self._continuous(epoch, timestamp)
-        packet.time_base = self._time_base
+    def _packet(self, epoch: object, timestamp: int, data: bytes) -> EncodedPacket | av.Packet:
+        pts = self._continuous(epoch, timestamp)
         self._count(len(data))
+        if self.output_mime in LIGHT_PACKETS:
+            return EncodedPacket(data, pts, self._time_base)
+        packet = av.Packet(data)
+        packet.pts = pts
+        packet.time_base = self._time_base
         return packet
 
     def _count(self, size: int) -> None:

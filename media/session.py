@@ -94,6 +94,7 @@ class MediaPeer:
             # A client that offers more tracks than one microphone and one camera: not forwarded.
             log.info("peer %s: extra %s track ignored", self.peer_id, track.kind)
             return
+        aiortc_hooks.speed_up_receiver(transceiver.receiver)
         publication = self._session.publication(self.peer_id, track.kind)
         publication.attach(transceiver.receiver, aiortc_hooks.negotiated_codec(transceiver))
 
@@ -118,6 +119,8 @@ class MediaPeer:
             sender = transceiver.sender
             aiortc_hooks.on_keyframe_request(sender)
             aiortc_hooks.on_receiver_estimate(sender)
+            if hasattr(track, "attach_output"):  # forwarded frames (not transcode mode's decoded ones)
+                aiortc_hooks.push_frames(sender)
         self._downlink[key] = transceiver
 
     def unsubscribe(self, publisher_id: str) -> None:
@@ -173,7 +176,10 @@ class MediaPeer:
 
     def _negotiated(self) -> None:
         """Note the client's video codecs; tell each forwarded track which codec its subscriber's
-        sender settled on."""
+        sender settled on. Media on the (now existing) transport skips aioice's plumbing."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.transport is not None:
+                aiortc_hooks.shortcut_transport(transceiver.receiver.transport)
         codecs = aiortc_hooks.negotiated_codecs(self._uplink["video"])
         if codecs:
             self.video_codecs = {mime.lower() for mime in codecs}

@@ -368,3 +368,66 @@ def test_faster_bitrate_estimator_gives_aiortcs_results(seed):
         assert fast.add(**packet) == expected
         answers += expected is not None
     assert answers > 50
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_faster_nack_bookkeeping_gives_aiortcs_results(seed):
+    """The receiver's list of packets to NACK, sped up: on a random trace with loss, reordering,
+    duplicates, jumps and wrap-around it answers and remembers exactly as aiortc's own."""
+    import random
+
+    from aiortc.rtcrtpreceiver import NackGenerator
+
+    rng = random.Random(seed)
+    original, fast = NackGenerator(), aiortc_hooks._FastNackGenerator()
+    number = rng.randint(0, 65535)
+    recent: list[int] = []
+    missed = 0
+    for _ in range(20000):
+        roll = rng.random()
+        if roll < 0.05 and recent:
+            sequence = rng.choice(recent)  # late or duplicate
+        elif roll < 0.06:
+            number = (number + rng.randint(2, 400)) & 0xFFFF  # a burst lost
+            sequence = number
+        else:
+            number = (number + (2 if rng.random() < 0.03 else 1)) & 0xFFFF
+            sequence = number
+        recent = (recent + [sequence])[-50:]
+        packet = rtp(sequence, 0, b"x")
+        expected = original.add(packet)
+        assert fast.add(packet) == expected
+        assert fast.missing == original.missing and fast.max_seq == original.max_seq
+        missed += expected
+    assert missed > 100
+
+
+def test_transport_clock_matches_aiortcs():
+    """The datetime-free clock gives aiortc's values (ms since 1900, 64-bit NTP)."""
+    ms, ntp = aiortc_hooks._current_ms(), aiortc_hooks._current_ntp_time()
+    now = clock.current_datetime()  # aiortc's own formulas (its functions may be the fast ones by now)
+    assert abs(ms - int((now - clock.NTP_EPOCH).total_seconds() * 1000)) <= 2
+    reference = clock.datetime_to_ntp(now)
+    assert abs(ntp - reference) < (1 << 32) // 100  # within 10 ms
+
+
+async def test_a_handler_that_has_to_wait_is_finished_by_a_task():
+    """`run_now` runs a packet handler to its end in the caller; one that waits is carried on."""
+    steps: list[str] = []
+    gate = asyncio.get_running_loop().create_future()
+
+    async def quick() -> None:
+        steps.append("quick")
+
+    async def waiting() -> None:
+        steps.append("before")
+        steps.append(await gate)
+
+    aiortc_hooks.run_now(quick())
+    assert steps == ["quick"]
+    aiortc_hooks.run_now(waiting())
+    assert steps == ["quick", "before"]
+    gate.set_result("after")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert steps == ["quick", "before", "after"]

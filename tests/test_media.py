@@ -152,6 +152,10 @@ async def test_two_participants_receive_each_others_video_and_audio(participant,
     # Forwarded, not transcoded: the server decoded nothing and passed the frames through.
     stats = services.hub.rooms[welcome["room_id"]].media.stats()
     assert stats["frames_out"] > 0
+    # … and sent each frame as it arrived, without waking the subscriber's sender task for it
+    outputs = [t.sender.track._output for t in server_peer(services, citizen)._downlink.values()]
+    assert len(outputs) == 2 and all(o is not None for o in outputs)
+    assert all(o.pushed > 10 * max(1, o.pulled) for o in outputs), [(o.pushed, o.pulled) for o in outputs]
 
 
 async def test_reconnect_within_grace_keeps_place_and_media_resumes(participant):

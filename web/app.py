@@ -124,6 +124,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
 
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     aiortc_hooks.check()
+    aiortc_hooks.speed_up_transport()
     aiortc_hooks.set_host_addresses(config.media_addresses)
     services = build_services(config, store)
     app = web.Application(
