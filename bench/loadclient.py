@@ -12,10 +12,12 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import av
@@ -33,6 +35,8 @@ KINDS = ("audio", "video")
 JOIN_TIMEOUT = 20.0
 CLOSE_TIMEOUT = 5.0
 CATCH_UP_LIMIT = 0.1  # seconds a publisher may fall behind before it re-times instead of bursting
+MAX_REDIRECTS = 3  # `wrong_node` replies a participant follows before it gives up, as tests/rtc_client.py
+FIRST_NODE = "first"  # the node of a participant welcomed on the public URL itself (no ?node=)
 _REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"  # private to aiortc 1.16, like media/aiortc_hooks.py
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
@@ -202,23 +206,52 @@ class LoadParticipant:
         self.subscribed_at: float | None = None  # the offer that first announced the remote video
         self.connected_at: float | None = None  # ICE + DTLS done
         self.error: str | None = None
+        self.node: str | None = None  # which server process welcomed it (`?node=` of its URL, or "first")
+        self.redirects = 0
         self.pc: RTCPeerConnection | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task | None = None
         self._published = False
 
     async def join(self, session: aiohttp.ClientSession) -> None:
-        self.ws = await session.ws_connect(self.ws_url)
+        """Hello on the public URL; a `wrong_node` reply (`serve --workers N`: the room runs on another
+        process) sends it to the URL given there, as the browser does. The peer connection is made
+        once: no offer comes before the welcome, so it is still unused after a redirect."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
-        welcomed = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.ensure_future(self._read(welcomed))
-        self.hello_at = time.monotonic()
+        self.hello_at = time.monotonic()  # join and connect times include any redirects
+        url = self.ws_url
+        while True:
+            reply = await self._hello(session, url)
+            if reply["type"] == "welcome":
+                self.ws_url = url
+                self.node = parse_qs(urlsplit(url).query).get("node", [FIRST_NODE])[0]
+                return
+            if reply.get("code") != "wrong_node" or not reply.get("url") or self.redirects >= MAX_REDIRECTS:
+                self.error = f"{reply.get('code')}: {reply.get('message')}"
+                raise RuntimeError(self.error)
+            self.redirects += 1
+            await self._hang_up()
+            url = reply["url"]
+
+    async def _hello(self, session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+        """Connect, say hello, and return the reply to it: the welcome or an error."""
+        self.ws = await session.ws_connect(url)
+        replied: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.ensure_future(self._read(replied))
         await self.ws.send_json(
             {"type": "hello", "id": "h", "v": 1, "token": self.spec["token"], "name": self.spec["name"]}
         )
-        await welcomed
+        return await replied
+
+    async def _hang_up(self) -> None:
+        """Close the socket of a refused hello (its reader ends with it)."""
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
 
     def _on_state(self) -> None:
         assert self.pc is not None
@@ -233,7 +266,8 @@ class LoadParticipant:
                 CountingReceiver(self, transceiver.receiver, track.kind).install()
                 return
 
-    async def _read(self, welcomed: asyncio.Future) -> None:
+    async def _read(self, replied: asyncio.Future) -> None:
+        """Handle the server's messages; `replied` gets the reply to hello (welcome or error)."""
         assert self.ws is not None
         try:
             async for msg in self.ws:
@@ -243,8 +277,8 @@ class LoadParticipant:
                 kind = message["type"]
                 if kind == "welcome":
                     self.welcome_at = time.monotonic()
-                    if not welcomed.done():
-                        welcomed.set_result(None)
+                    if not replied.done():
+                        replied.set_result(message)
                 elif kind == "offer":
                     if self.subscribed_at is None and any(
                         s.get("kind") == "video" for s in message.get("streams", {}).values()
@@ -252,13 +286,14 @@ class LoadParticipant:
                         self.subscribed_at = time.monotonic()
                     await self._answer(message["sdp"])
                 elif kind == "error":
-                    self.error = f"{message.get('code')}: {message.get('message')}"
-                    if not welcomed.done():
-                        welcomed.set_exception(RuntimeError(self.error))
+                    if not replied.done():
+                        replied.set_result(message)  # join() decides: follow a redirect or fail
+                    else:
+                        self.error = f"{message.get('code')}: {message.get('message')}"
         except Exception as exc:  # the benchmark records it and carries on with the others
             self.error = self.error or f"signaling: {exc!r}"
-        if not welcomed.done():
-            welcomed.set_exception(RuntimeError(self.error or "socket closed before welcome"))
+        if not replied.done():
+            replied.set_exception(RuntimeError(self.error or "socket closed before welcome"))
 
     async def _answer(self, sdp: str) -> None:
         assert self.pc is not None and self.ws is not None
@@ -270,6 +305,9 @@ class LoadParticipant:
                 sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
                 self.senders[kind] = sender
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        for transceiver in self.pc.getTransceivers():  # the clients' own cost, cut as the server's is
+            if transceiver.receiver.transport is not None:
+                aiortc_hooks.shortcut_transport(transceiver.receiver.transport)
         await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
 
     async def snapshot(self) -> Snapshot:
@@ -300,6 +338,8 @@ class LoadParticipant:
             "error": self.error,
             "joined": self.welcome_at is not None,
             "pid": os.getpid(),
+            "node": self.node,
+            "redirects": self.redirects,
         }
         for kind in KINDS:
             times = self.arrivals[kind]
@@ -400,6 +440,7 @@ class LateJoiner(LoadParticipant):
         return {
             "joined": self.welcome_at is not None,
             "error": self.error,
+            "node": self.node,
             "videos": expected,
             "first_decoded_ms": sorted(times),
             "connected_ms": (
@@ -434,6 +475,7 @@ async def _sleep_until(deadline: float) -> None:
 
 async def _run(participants: list[dict[str, Any]], clip: Clip, schedule: dict[str, Any]) -> dict[str, Any]:
     aiortc_hooks.set_host_addresses(["127.0.0.1"])
+    aiortc_hooks.speed_up_transport()
     t0, t1 = schedule["t0"], schedule["t1"]
     async with aiohttp.ClientSession() as session:
         peers = [LoadParticipant(spec, clip, schedule["ws_url"]) for spec in participants]
@@ -470,10 +512,13 @@ async def _run(participants: list[dict[str, Any]], clip: Clip, schedule: dict[st
     return {"participants": results, "late": late_result}
 
 
-def client_main(conn: Connection, participants: list[dict[str, Any]], clip: Clip, cpu: int | None) -> None:
-    """Entry point of one load-client process: report ready, take the schedule, run, send results."""
+def client_main(
+    conn: Connection, participants: list[dict[str, Any]], clip: Clip, cpu: int | Collection[int] | None
+) -> None:
+    """Entry point of one load-client process: report ready, take the schedule, run, send results.
+    `cpu`: the core (or cores) it may run on, away from the server's."""
     if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
+        os.sched_setaffinity(0, {cpu} if isinstance(cpu, int) else set(cpu))
     conn.send(("ready", os.getpid()))
     schedule = conn.recv()
     for spec, join_at in zip(participants, schedule["join_at"], strict=True):

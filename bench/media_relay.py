@@ -8,9 +8,16 @@ matters: how many consultations one server core carries. The same run repeats wi
 core. After each window a guest (an interpreter) joins consultation 0 and decodes both videos: the
 late joiner's time from the offer to its first decoded picture.
 
+With `--workers K` (K > 1) the server is `serve --workers K` on a shared Redis: K processes, process i
+pinned to CPU i, rooms spread over them (signaling/nodes.py), participants following the `wrong_node`
+redirect through the public port. Each process's CPU is measured, with the consultations it carried, so
+that "K processes carry about K times the consultations of one" can be checked against the one-process
+run of the same N (`--workers 1,2` runs both).
+
     .venv/bin/python -m bench.media_relay            # N = 1 … 24, both modes, ~8 minutes
     .venv/bin/python -m bench.media_relay --quick    # N = 1, 2 with short windows
     .venv/bin/python -m bench.media_relay --modes forward --ns 8 --profile   # + py-spy per window
+    .venv/bin/python -m bench.media_relay --modes forward --ns 8 --workers 1,2   # one vs two processes
 
 Results: a table on stdout and bench/results/media_relay.json (server logs and profiles next to it).
 """
@@ -18,6 +25,7 @@ Results: a table on stdout and bench/results/media_relay.json (server logs and p
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -28,14 +36,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import RedisError
+
 from bench.clip import Clip, build_clip, check_decodable
-from bench.loadclient import client_main
+from bench.loadclient import FIRST_NODE, client_main
 from bench.server import ServerProcess, free_port
 from rooms.tokens import TokenSigner
+from signaling.nodes import HEARTBEAT_SECONDS, NODE_KIND
+from store import RedisStore
 from web.config import prepare_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +63,12 @@ SATURATED = 0.9  # server cores at which a row is marked as saturated
 LATE_AFTER = 0.3  # the late joiner enters this long after the measurement window
 LATE_WINDOW = 3.0  # and the consultations go on this long after the window for it
 QUIET = 0.15  # CPU other processes may take on a benchmark core without the run being repeated
+REDIS_URL = "redis://127.0.0.1:6379/0"
+NODE_ID = "bench"  # --node-id of the first process in workers runs; its workers are bench-w1 …
+# A room goes to the node with the fewest participants, and the first process sees the others' counts
+# only as of their last heartbeat: consultations join one heartbeat apart so that the split is even.
+WORKERS_STAGGER = HEARTBEAT_SECONDS + 0.5
+WORKERS_TIMEOUT = 30.0  # for the worker processes to start and register in Redis
 
 
 def cpu_seconds(pid: int) -> float:
@@ -85,7 +105,7 @@ def _busy_fraction(before: dict[str, tuple[int, int]], after: dict[str, tuple[in
     }
 
 
-def wait_quiet(cpus: tuple[int, int], limit: float, timeout: float) -> float:
+def wait_quiet(cpus: tuple[int, ...], limit: float, timeout: float) -> float:
     """Wait until both cores are idle for a second (the machine is shared); returns the last busy max."""
     deadline = time.monotonic() + timeout
     while True:
@@ -101,10 +121,10 @@ def _sleep_until(deadline: float) -> None:
     time.sleep(max(0.0, deadline - time.monotonic()))
 
 
-def _room_create(data_dir: Path, base_url: str) -> subprocess.Popen:
+def _room_create(data_dir: Path, base_url: str, store_args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [PYTHON, "-m", "web.cli", "room", "create", "--office", "vhs", "--data-dir", str(data_dir)]
-        + ["--base-url", base_url],
+        + ["--base-url", base_url, *store_args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -128,19 +148,25 @@ def guest_token(data_dir: Path, citizen_token: str) -> str:
     return signer.join_token(grant.room_id, "guest", grant.expires_at)
 
 
-def create_rooms(data_dir: Path, base_url: str, count: int) -> list[dict[str, str]]:
-    """`sprechstunde room create` N times, concurrently: the tokens the participants join with."""
-    return [_tokens(proc) for proc in [_room_create(data_dir, base_url) for _ in range(count)]]
+def create_rooms(
+    data_dir: Path, base_url: str, count: int, store_args: list[str] | None = None
+) -> list[dict[str, str]]:
+    """`sprechstunde room create` N times, concurrently: the tokens the participants join with
+    (`store_args`: --redis/--redis-prefix of a workers run, whose rooms live in Redis)."""
+    procs = [_room_create(data_dir, base_url, store_args or []) for _ in range(count)]
+    return [_tokens(proc) for proc in procs]
 
 
-def start_profiler(pid: int, mode: str, n: int, seconds: float) -> subprocess.Popen | None:
+def start_profiler(pid: int, mode: str, n: int, seconds: float, tag: str = "") -> subprocess.Popen | None:
     """py-spy (sampling, outside the server) over the measurement window; None if it is not installed."""
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(PYTHON).parent))
     if spy is None:
         print("  (--profile: py-spy not found; pip install py-spy)")
         return None
-    out = RESULTS / f"profile-{mode}-{n}.raw"
-    command = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250"]
+    out = RESULTS / f"profile-{mode}-{n}{tag}.raw"
+    # py-spy takes about a second to attach: stop early enough to leave the late joiner out
+    duration = max(1, int(seconds) - 2)
+    command = [spy, "record", "--pid", str(pid), "--duration", str(duration), "--rate", "100"]
     command += ["--function", "--format", "raw", "--output", str(out)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -190,9 +216,43 @@ class Plan:
     pair_gap: float
     cpus: tuple[int, int] | None
     profile: bool = False
+    workers: int = 1  # server processes (serve --workers K); > 1 needs Redis
+    layout: Layout | None = None  # workers > 1: where each server process and the clients run
+    redis_url: str = REDIS_URL
 
 
-def _assign(rooms: list[dict[str, str]], processes: int, pair_gap: float) -> list[list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class Layout:
+    """CPUs of a workers run: server process i on `server[i]`, the load clients on `clients`."""
+
+    server: tuple[int, ...] | None
+    clients: tuple[int, ...] | None
+    warning: str | None = None
+
+    def used(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.server or ()) | set(self.clients or ())))
+
+
+def workers_layout(cpus: list[int], workers: int) -> Layout:
+    """Process i on CPU i and the clients on the rest when there are more CPUs than processes;
+    otherwise the clients share the last process's core, and the figures hold per process only."""
+    if len(cpus) > workers:
+        return Layout(tuple(cpus[:workers]), tuple(cpus[workers:]))
+    if len(cpus) < 2:
+        return Layout(None, None, f"one CPU: {workers} server processes and the clients share it")
+    server = tuple(cpus[i % len(cpus)] for i in range(workers))
+    shared = ", ".join(str(i) for i, cpu in enumerate(server) if cpu == cpus[-1])
+    return Layout(
+        server,
+        (cpus[-1],),
+        f"clients share a core with worker {shared}: figures are per process; "
+        f"the {workers}x capacity needs >= {workers + 1} cores",
+    )
+
+
+def _assign(
+    rooms: list[dict[str, str]], processes: int, pair_gap: float, stagger: float = STAGGER
+) -> list[list[dict[str, Any]]]:
     """Participants round-robin over the client processes, so a citizen and its advisor are apart."""
     groups: list[list[dict[str, Any]]] = [[] for _ in range(processes)]
     index = 0
@@ -204,38 +264,143 @@ def _assign(rooms: list[dict[str, str]], processes: int, pair_gap: float) -> lis
                     "consultation": number,
                     "role": role,
                     "token": room[role],
-                    "join_at": number * STAGGER + offset * pair_gap,  # relative to the start
+                    "join_at": number * stagger + offset * pair_gap,  # relative to the start
                 }
             )
             index += 1
     return groups
 
 
+def _children(pid: int) -> list[int]:
+    """Child processes of `pid` (whichever of its threads started them)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return found
+
+
+def _node_id(pid: int) -> str | None:
+    """The --node-id a `serve` process was started with (the last one counts, as for argparse)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return None
+    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--node-id"]
+    return values[-1] if values else None
+
+
+def pin_process(pid: int, cpu: int) -> None:
+    """Every thread of `pid` onto `cpu` (sched_setaffinity of a pid moves its main thread only)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), {cpu})
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+
+
+async def _registered(redis_url: str, prefix: str) -> set[str]:
+    store = RedisStore(redis_url, prefix=prefix)
+    try:
+        return {key for key, _ in await store.scan(NODE_KIND)}
+    finally:
+        await store.close()
+
+
+def wait_workers(server: ServerProcess, redis_url: str, prefix: str, workers: int) -> list[tuple[str, int]]:
+    """(node id, pid) of every server process, once all of them are registered in Redis (the workers
+    start a moment after the first process): rooms are only spread over nodes that are."""
+    expected = {NODE_ID} | {f"{NODE_ID}-w{k}" for k in range(1, workers)}
+    deadline = time.monotonic() + WORKERS_TIMEOUT
+    while True:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()}")
+        pids = {_node_id(child): child for child in _children(server.pid)}
+        if expected <= asyncio.run(_registered(redis_url, prefix)) and expected - {NODE_ID} <= set(pids):
+            workers_found = sorted((node, pid) for node, pid in pids.items() if node in expected)
+            return [(NODE_ID, server.pid), *workers_found]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"workers {sorted(expected)} not all registered in Redis:\n{server.log()}")
+        time.sleep(0.2)
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Remove a workers run's Redis keys (rooms, node registry, pins)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = list(redis.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            redis.delete(*keys)
+    finally:
+        redis.close()
+
+
+def check_redis(redis_url: str) -> None:
+    """Fail at once, in one line, when the Redis a workers run needs is not there."""
+    redis = Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        redis.ping()
+    except (RedisError, OSError) as exc:
+        raise SystemExit(f"error: --workers > 1 needs Redis at {redis_url}: {exc}") from None
+    finally:
+        redis.close()
+
+
 def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
-    """One server, N consultations, one measurement window; returns raw and summarised figures."""
-    server_cpu, client_cpu = plan.cpus if plan.cpus else (None, None)
+    """One server (K processes with --workers), N consultations, one measurement window; returns raw
+    and summarised figures."""
+    workers = plan.workers
+    if workers == 1:
+        server_cpu, client_cpu = plan.cpus if plan.cpus else (None, None)
+        clients_on: int | tuple[int, ...] | None = client_cpu
+        stagger, tag, prefix = STAGGER, "", None
+    else:
+        assert plan.layout is not None
+        server_cpu = plan.layout.server[0] if plan.layout.server else None
+        clients_on = plan.layout.clients
+        stagger, tag = max(STAGGER, WORKERS_STAGGER), f"-workers{workers}"
+        prefix = f"sprechstunde-bench:{uuid.uuid4().hex[:12]}:"
+    store_args = ["--redis", plan.redis_url, "--redis-prefix", prefix] if prefix else []
     seconds = plan.seconds
     RESULTS.mkdir(parents=True, exist_ok=True)
+    own_affinity = os.sched_getaffinity(0)
+    if plan.layout and plan.layout.clients:
+        # this process and the room-create helpers run with the clients, off the server cores
+        os.sched_setaffinity(0, set(plan.layout.clients))
     with tempfile.TemporaryDirectory(prefix="sprechstunde-bench-") as tmp:
         data_dir = Path(tmp)
         port = free_port()
-        rooms = create_rooms(data_dir, f"http://127.0.0.1:{port}", n)
-        server = ServerProcess(
-            data_dir, "--media-mode", mode, "--log-level", "warning",
-            log_path=RESULTS / f"server-{mode}-{n}.log", port=port, cpu=server_cpu,
-        )  # fmt: skip
+        server_args = ["--media-mode", mode, "--log-level", "warning", *store_args]
+        if workers > 1:
+            server_args += ["--workers", str(workers), "--node-id", NODE_ID]
+        server: ServerProcess | None = None
         procs: list[multiprocessing.Process] = []
         try:
+            rooms = create_rooms(data_dir, f"http://127.0.0.1:{port}", n, store_args)
+            server = ServerProcess(
+                data_dir, *server_args,
+                log_path=RESULTS / f"server-{mode}-{n}{tag}.log", port=port, cpu=server_cpu,
+            )  # fmt: skip
             server.wait_healthy()
+            nodes = [(FIRST_NODE, server.pid)]
+            if workers > 1:
+                assert prefix is not None and plan.layout is not None
+                nodes = wait_workers(server, plan.redis_url, prefix, workers)
+                if plan.layout.server:
+                    for (_, pid), cpu in zip(nodes[1:], plan.layout.server[1:], strict=True):
+                        pin_process(pid, cpu)
+            pids = [pid for _, pid in nodes]
             time.sleep(1.0)
-            idle = memory_mb(server.pid)
+            idle = [memory_mb(pid) for pid in pids]
             context = multiprocessing.get_context("spawn")
             processes = min(2 * n, MAX_CLIENT_PROCESSES)
-            groups = _assign(rooms, processes, plan.pair_gap)
+            groups = _assign(rooms, processes, plan.pair_gap, stagger)
             pipes = []
             for group in groups:
                 parent, child = context.Pipe()
-                proc = context.Process(target=client_main, args=(child, group, clip, client_cpu), daemon=True)
+                proc = context.Process(target=client_main, args=(child, group, clip, clients_on), daemon=True)
                 proc.start()
                 child.close()
                 procs.append(proc)
@@ -263,19 +428,24 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
                     }
                 )
             _sleep_until(t0)
-            profiler = start_profiler(server.pid, mode, n, seconds) if plan.profile else None
-            cpu_before = cpu_seconds(server.pid)
+            profilers = []
+            if plan.profile:
+                for node, pid in nodes:
+                    suffix = "" if workers == 1 else f"{tag}-{node}"
+                    profilers.append((start_profiler(pid, mode, n, seconds, suffix), suffix))
+            cpu_before = [cpu_seconds(pid) for pid in pids]
             clients_before = sum(cpu_seconds(pid) for pid in client_pids)
             busy_before = _core_busy()
             wall_before = time.monotonic()
             _sleep_until(t1)
-            cpu_after = cpu_seconds(server.pid)
+            cpu_after = [cpu_seconds(pid) for pid in pids]
             clients_after = sum(cpu_seconds(pid) for pid in client_pids)
             busy_after = _core_busy()
             wall = time.monotonic() - wall_before
-            memory = memory_mb(server.pid)
-            if profiler is not None:
-                summarise_profile(profiler, RESULTS / f"profile-{mode}-{n}")
+            memory = [memory_mb(pid) for pid in pids]
+            for profiler, suffix in profilers:
+                if profiler is not None:
+                    summarise_profile(profiler, RESULTS / f"profile-{mode}-{n}{suffix}")
             participants: list[dict[str, Any]] = []
             late_joiner = None
             failures = []
@@ -295,8 +465,13 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(timeout=5)
-            server.stop()
+            if server is not None:
+                server.stop()  # the first process stops its workers
+            if prefix is not None:
+                delete_prefix(plan.redis_url, prefix)
+            os.sched_setaffinity(0, own_affinity)
     cores = _busy_fraction(busy_before, busy_after)
+    per_process = [(after - before) / wall for before, after in zip(cpu_before, cpu_after, strict=True)]
     raw = {
         "mode": mode,
         "n": n,
@@ -305,17 +480,35 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
         "warmup": plan.warmup,
         "pair_gap": plan.pair_gap,
         "wall": wall,
-        "server_cores": (cpu_after - cpu_before) / wall,
+        "server_cores": sum(per_process),
         "client_cores": (clients_after - clients_before) / wall,
         "core_busy": cores,
-        "rss_idle_mb": idle.get("VmRSS", 0.0),
-        "rss_mb": memory.get("VmRSS", 0.0),
-        "rss_peak_mb": memory.get("VmHWM", 0.0),
+        "rss_idle_mb": sum(m.get("VmRSS", 0.0) for m in idle),
+        "rss_mb": sum(m.get("VmRSS", 0.0) for m in memory),
+        "rss_peak_mb": sum(m.get("VmHWM", 0.0) for m in memory),
         "client_failures": failures,
         "participants": participants,
         "late_joiner": late_joiner,
         "server_log_lines": server.log_path.read_text().count("\n"),
     }
+    if workers > 1:
+        assert plan.layout is not None
+        raw["workers"] = workers
+        raw["stagger"] = stagger
+        raw["pinning"] = None  # per process below
+        raw["client_cpus"] = plan.layout.clients
+        raw["warning"] = plan.layout.warning
+        raw["processes"] = [
+            {
+                "node": node,
+                "pid": pid,
+                "cpu": plan.layout.server[i] if plan.layout.server else None,
+                "cores": per_process[i],
+                "rss_mb": memory[i].get("VmRSS", 0.0),
+                "rss_idle_mb": idle[i].get("VmRSS", 0.0),
+            }
+            for i, (node, pid) in enumerate(nodes)
+        ]
     raw["summary"] = summarise(raw)
     return raw
 
@@ -325,6 +518,43 @@ def _foreign(raw: dict, which: int, own: float) -> float | None:
     if not raw["pinning"]:
         return None
     return max(0.0, raw["core_busy"].get(f"cpu{raw['pinning'][which]}", 0.0) - own)
+
+
+def _foreign_workers(raw: dict) -> tuple[float | None, float | None]:
+    """Like _foreign for a workers run: (worst server core, client cores) after taking off what the
+    benchmark's own processes spent there (server processes pinned to it, clients sharing it)."""
+    processes, client_cpus = raw["processes"], raw["client_cpus"] or ()
+    if processes[0]["cpu"] is None:
+        return None, None
+    server_cpus = sorted({p["cpu"] for p in processes})
+    worst = 0.0
+    for cpu in server_cpus:
+        own = sum(p["cores"] for p in processes if p["cpu"] == cpu)
+        if cpu in client_cpus:
+            own += raw["client_cores"]
+        worst = max(worst, raw["core_busy"].get(f"cpu{cpu}", 0.0) - own)
+    alone = [cpu for cpu in client_cpus if cpu not in server_cpus]
+    if not alone or len(alone) < len(client_cpus):
+        return max(0.0, worst), None  # the clients' core is a server core: counted above
+    client_busy = sum(raw["core_busy"].get(f"cpu{cpu}", 0.0) for cpu in alone)
+    return max(0.0, worst), max(0.0, client_busy - raw["client_cores"])
+
+
+def consultations_per_node(raw: dict) -> dict[str, int]:
+    """How many consultations each server process carried, by where their participants were welcomed
+    ("first" is the public port's own process); "split" counts consultations whose two participants
+    ended on different processes, which the room pinning should never allow."""
+    first = raw["processes"][0]["node"] if raw.get("processes") else FIRST_NODE
+    where: dict[int, set[str]] = {}
+    for person in raw["participants"]:
+        if person.get("node") is not None:
+            node = first if person["node"] == FIRST_NODE else person["node"]
+            where.setdefault(person["consultation"], set()).add(node)
+    counts = {p["node"]: 0 for p in raw.get("processes", [])}
+    for nodes in where.values():
+        key = next(iter(nodes)) if len(nodes) == 1 else "split"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _percent(pairs: list[list[int]]) -> float | None:
@@ -347,7 +577,23 @@ def summarise(raw: dict) -> dict[str, Any]:
     connects = [p["connect_ms"] for p in people if p["connect_ms"] is not None]
     down = [p[kind]["down"] for p in people for kind in ("audio", "video")]
     up = [p[kind]["up"] for p in people for kind in ("audio", "video")]
-    return {
+    workers = raw.get("workers", 1)
+    if workers > 1:
+        foreign, foreign_clients = _foreign_workers(raw)
+        saturated = any(p["cores"] >= SATURATED for p in raw["processes"])
+        client_cpus = raw["client_cpus"] or ()
+        shared = [f"cpu{c}" for c in client_cpus if c in {p["cpu"] for p in raw["processes"]}]
+        # clients sharing a server core: that core full means delivery may be limited by either
+        clients_saturated = (
+            any(raw["core_busy"].get(cpu, 0.0) >= SATURATED for cpu in shared)
+            if shared
+            else raw["client_cores"] >= SATURATED * max(1, len(client_cpus))
+        )
+    else:
+        foreign = _foreign(raw, 0, raw["server_cores"])
+        foreign_clients = _foreign(raw, 1, raw["client_cores"])
+        saturated, clients_saturated = raw["server_cores"] >= SATURATED, raw["client_cores"] >= SATURATED
+    result = {
         "cores_per_consultation": raw["server_cores"] / n,
         "video_fps_mean": statistics.fmean(video),
         "video_fps_min_subscriber": min(video),
@@ -368,16 +614,32 @@ def summarise(raw: dict) -> dict[str, Any]:
         "client_max_send_lag_ms": max(
             (max(p["audio"]["max_send_lag_ms"], p["video"]["max_send_lag_ms"]) for p in people), default=None
         ),
-        "saturated": raw["server_cores"] >= SATURATED,
+        "saturated": saturated,
         # the load clients' own core full: what subscribers receive is then limited by the clients
-        "clients_saturated": raw["client_cores"] >= SATURATED,
+        "clients_saturated": clients_saturated,
         # CPU time other processes took on the server's core: > 0.1 means the machine was not quiet
-        "foreign_cores": _foreign(raw, 0, raw["server_cores"]),
-        "foreign_client_cores": _foreign(raw, 1, raw["client_cores"]),
+        "foreign_cores": foreign,
+        "foreign_client_cores": foreign_clients,
         "connect_ms_median": statistics.median(connects) if connects else None,
         "late_first_decoded_ms": _late_first(raw.get("late_joiner")),
         "connect_ms_max": max(connects) if connects else None,
     }
+    if workers > 1:
+        counts = consultations_per_node(raw)
+        result["consultations_per_node"] = counts
+        result["processes"] = [
+            {
+                "node": p["node"],
+                "pid": p["pid"],
+                "cpu": p["cpu"],
+                "cores": p["cores"],
+                "consultations": counts.get(p["node"], 0),
+                "cores_per_consultation": p["cores"] / counts[p["node"]] if counts.get(p["node"]) else None,
+            }
+            for p in raw["processes"]
+        ]
+        result["redirects"] = sum(p.get("redirects", 0) for p in people)
+    return result
 
 
 def _late_first(late: dict | None) -> float | None:
@@ -406,6 +668,125 @@ LEGEND = [
 
 
 def render(runs: list[dict]) -> str:
+    """The one-process table (as it always was) and, for --workers K > 1 runs, a section of their own."""
+    one = [run for run in runs if run.get("workers", 1) == 1]
+    several = [run for run in runs if run.get("workers", 1) > 1]
+    parts = []
+    if one:
+        parts.append(render_one(one))
+    if several:
+        parts.append(render_workers(several, one))
+    return "\n\n".join(parts)
+
+
+WORKERS_LEGEND = [
+    "K: server processes (serve --workers K, one Redis); srv cores: all K together in the window",
+    "per process: node, pid, pinned CPU, consultations it carried (where their participants were",
+    "  welcomed), its CPU (cores) and cores per consultation; the first process also relays the signaling",
+    "  (not the media) of the others' participants",
+    "busy: each benchmark CPU's busy fraction in the window (server processes, clients, anything else)",
+    "capacity vs 1 process: sum over the processes of (1-process cores/cons ÷ its cores/cons), i.e. how",
+    "  many times the consultations of one process K processes carry with one core each",
+    "each process vs 1 process at N/K: with an even split, a process should cost what one process alone",
+    "  costs for N/K consultations (per-process fixed costs included); run e.g. --ns 1,2 --workers 1,2",
+]
+
+
+def render_workers(runs: list[dict], one: list[dict]) -> str:
+    """Workers runs: totals per run, a line per process, and the comparison with one process."""
+    columns = [
+        ("mode", 9), ("N", 2), ("K", 2), ("srv cores", 10), ("cores/cons", 10), ("fps", 5),
+        ("fps min1s", 9), ("audio/s", 7), ("aud min1s", 9), ("gap ms", 6), ("late ms", 7), ("joined", 6),
+        ("cli cores", 9), ("busy", 16), ("other srv/cli", 13),
+    ]  # fmt: skip
+
+    def row(cells: list[str]) -> str:
+        return " ".join(
+            f"{cell:<{width}}" if i == 0 else f"{cell:>{width}}"
+            for i, (cell, (_, width)) in enumerate(zip(cells, columns, strict=True))
+        )
+
+    lines = ["server processes sharing Redis (--workers K): consultations spread over the processes"]
+    lines.append(row([name for name, _ in columns]))
+    lines.append("-" * len(lines[-1]))
+    for run in runs:
+        s = run["summary"]
+        used = sorted(
+            {p["cpu"] for p in run["processes"] if p["cpu"] is not None} | set(run["client_cpus"] or ())
+        )
+        cells = [
+            run["mode"],
+            str(run["n"]),
+            str(run["workers"]),
+            f"{run['server_cores']:.3f}{'*' if s['saturated'] else ' '}",
+            f"{s['cores_per_consultation']:.3f}",
+            f"{s['video_fps_mean']:.1f}",
+            str(s["video_fps_worst_second"]),
+            f"{s['audio_pps_mean']:.1f}",
+            str(s["audio_pps_worst_second"]),
+            f"{s['max_video_gap_ms']:.0f}",
+            _fmt(s["late_first_decoded_ms"], 0),
+            f"{s['joined']}/{2 * run['n']}",
+            f"{run['client_cores']:.2f}{'*' if s['clients_saturated'] else ' '}",
+            "/".join(f"{run['core_busy'].get(f'cpu{cpu}', 0.0):.2f}" for cpu in used) or "–",
+            f"{_fmt(s['foreign_cores'], 2)}/{_fmt(s['foreign_client_cores'], 2)}",
+        ]
+        lines.append(row(cells))
+        for p in s["processes"]:
+            lines.append(
+                f"    {p['node']:<10} pid {p['pid']:<7} cpu {'-' if p['cpu'] is None else p['cpu']}: "
+                f"{p['consultations']} consultations, {p['cores']:.3f} cores, "
+                f"{_fmt(p['cores_per_consultation'], 3)} cores/cons"
+            )
+        if s["consultations_per_node"].get("split"):
+            lines.append(
+                f"    {s['consultations_per_node']['split']} consultations split over two processes!"
+            )
+    lines.append("")
+    by_key = {(run["mode"], run["n"]): run for run in one}
+    for run in runs:
+        lines.append(compare_workers(run, by_key.get((run["mode"], run["n"]))))
+        share = by_key.get((run["mode"], run["n"] // run["workers"]))
+        if run["n"] % run["workers"] == 0 and share is not None:
+            lines.append("  " + compare_share(run, share))
+    for warning in sorted({run["warning"] for run in runs if run.get("warning")}):
+        lines.append(f"warning: {warning}")
+    lines.append("")
+    lines.extend(WORKERS_LEGEND)
+    return "\n".join(lines)
+
+
+def compare_workers(run: dict, single: dict | None) -> str:
+    """One line: per-process cost per consultation with K processes against one process at the same N,
+    and the capacity that implies (the issue's "about twice" for K = 2)."""
+    s = run["summary"]
+    split = " / ".join(f"{p['node']} {p['consultations']}" for p in s["processes"])
+    head = f"{run['mode']} N={run['n']}, {run['workers']} processes: consultations {split}"
+    per = " / ".join(_fmt(p["cores_per_consultation"], 3) for p in s["processes"])
+    if single is None:
+        return f"{head}; cores/cons per process {per} (no 1-process run of this N to compare with)"
+    base = single["summary"]["cores_per_consultation"]
+    ratios = [base / p["cores_per_consultation"] for p in s["processes"] if p["cores_per_consultation"]]
+    idle = sum(1 for p in s["processes"] if not p["consultations"])
+    note = f"; {idle} process(es) carried none" if idle else ""
+    return (
+        f"{head}; cores/cons per process {per} vs {base:.3f} with 1 process "
+        f"-> capacity vs 1 process ≈ {sum(ratios):.2f}x (one core each){note}"
+    )
+
+
+def compare_share(run: dict, single: dict) -> str:
+    """K processes at N against one process at N/K: each process should cost what one process alone
+    costs for its share, which is what "K times the consultations" means once fixed costs count."""
+    cores = " / ".join(f"{p['cores']:.3f}" for p in run["summary"]["processes"])
+    return (
+        f"each process vs 1 process at N={single['n']} ({single['server_cores']:.3f} cores): {cores} cores "
+        f"(ratio {max(p['cores'] for p in run['processes']) / max(1e-9, single['server_cores']):.2f} "
+        f"for the busiest)"
+    )
+
+
+def render_one(runs: list[dict]) -> str:
     columns = [
         ("mode", 9), ("N", 2), ("srv cores", 10), ("cores/cons", 10), ("fps", 5), ("fps min1s", 9),
         ("audio/s", 7), ("aud min1s", 9), ("gap ms", 6), ("loss↓%", 6), ("loss↑%", 6), ("RSS MB", 6),
@@ -524,15 +905,17 @@ def measure(mode: str, n: int, clip: Clip, plan: Plan, retries: int) -> dict:
     """run_case on a quiet machine if possible: the cores are shared with whatever else runs here."""
     best: dict | None = None
     for attempt in range(retries + 1):
-        if plan.cpus:
-            wait_quiet(plan.cpus, QUIET, 20.0)
+        cpus = plan.layout.used() if plan.workers > 1 and plan.layout else plan.cpus
+        if cpus:
+            wait_quiet(cpus, QUIET, 20.0)
         run = run_case(mode, n, clip, plan)
         run["attempt"] = attempt + 1
         if best is None or _contamination(run) < _contamination(best):
             best = run
         if _contamination(best) <= QUIET or attempt == retries:
             break
-        print(f"  ({mode} N={n}: other load {_contamination(run):.2f} cores during the window; retrying)")
+        label = f"{mode} N={n}" + (f" K={plan.workers}" if plan.workers > 1 else "")
+        print(f"  ({label}: other load {_contamination(run):.2f} cores during the window; retrying)")
     assert best is not None
     return best
 
@@ -545,6 +928,23 @@ def _pinning() -> tuple[int, int] | None:
         )
         return None
     return cpus[0], cpus[1]
+
+
+def parse_workers(text: str) -> list[int] | None:
+    """`--workers 1,2` → [1, 2] (order kept, repeats dropped); None when it is not such a list."""
+    counts: list[int] = []
+    for value in text.split(","):
+        if not value.strip():
+            continue
+        try:
+            count = int(value)
+        except ValueError:
+            return None
+        if count < 1:
+            return None
+        if count not in counts:
+            counts.append(count)
+    return counts or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -576,6 +976,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile", action="store_true", help="sample the server with py-spy during each window"
     )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="server processes, comma-separated: 1 is one `serve`; K > 1 is `serve --workers K` on a shared "
+        "Redis, consultations spread over the processes, each measured apart [1]",
+    )
+    parser.add_argument(
+        "--redis-url", default=REDIS_URL, help=f"the Redis that --workers K > 1 runs share [{REDIS_URL}]"
+    )
     parser.add_argument("--quick", action="store_true", help="N = 1, 2; 6 s windows, 3 s warm-up")
     parser.add_argument(
         "--json", type=Path, default=RESULTS / "media_relay.json", help="where to write results"
@@ -589,6 +998,20 @@ def main(argv: list[str] | None = None) -> int:
         args.ns, args.seconds, args.warmup, args.transcode_seconds = "1,2", 6.0, 3.0, 6.0
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     ns = [int(v) for v in args.ns.split(",") if v.strip()]
+    worker_counts = parse_workers(args.workers)
+    if worker_counts is None:
+        build_parser().error(f"--workers: {args.workers!r} is not a comma-separated list of numbers >= 1")
+    if any(k > 1 for k in worker_counts):
+        check_redis(args.redis_url)
+    available = sorted(os.sched_getaffinity(0))
+    layouts = {k: workers_layout(available, k) for k in worker_counts if k > 1}
+    for k, layout in layouts.items():
+        print(
+            f"--workers {k}: server processes on CPUs {layout.server or '-'}, "
+            f"clients on {layout.clients or '-'}"
+        )
+        if layout.warning:
+            print(f"warning: {layout.warning}")
     cpus = _pinning()
     if cpus:
         # this process, the room-create helpers and the load clients stay off the server core
@@ -605,22 +1028,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs = []
     for mode in modes:
+        stopped: set[int] = set()  # process counts whose server saturated in this mode
         for n in ns:
-            seconds = min(args.seconds, args.transcode_seconds) if mode == "transcode" else args.seconds
-            plan = Plan(seconds, args.warmup, args.pair_gap, cpus, args.profile)
-            run = measure(mode, n, clip, plan, args.retries)
-            s = run["summary"]
-            print(
-                f"  {mode} N={n}: server {run['server_cores']:.3f} cores, {s['video_fps_mean']:.1f} fps, "
-                f"{s['joined']}/{2 * n} joined, clients {run['client_cores']:.2f} cores"
-                + (f", errors {s['errors']}" if s["errors"] else ""),
-                flush=True,
-            )
-            runs.append(run)
-            if s["saturated"] and mode == "transcode":
-                # the server cannot carry this many: more consultations only measure a collapse
-                run["stopped_here"] = True
-                print(f"  {mode} saturated at N={n}; larger N skipped for {mode}", flush=True)
+            for workers in worker_counts:
+                if workers in stopped:
+                    continue
+                seconds = min(args.seconds, args.transcode_seconds) if mode == "transcode" else args.seconds
+                plan = Plan(
+                    seconds, args.warmup, args.pair_gap, cpus, args.profile,
+                    workers=workers, layout=layouts.get(workers), redis_url=args.redis_url,
+                )  # fmt: skip
+                run = measure(mode, n, clip, plan, args.retries)
+                s = run["summary"]
+                label = f"{mode} N={n}" + (f" K={workers}" if workers > 1 else "")
+                split = ""
+                if workers > 1:
+                    split = ", consultations " + " / ".join(
+                        f"{p['node']} {p['consultations']} ({p['cores']:.3f} cores)" for p in s["processes"]
+                    )
+                print(
+                    f"  {label}: server {run['server_cores']:.3f} cores, {s['video_fps_mean']:.1f} fps, "
+                    f"{s['joined']}/{2 * n} joined, clients {run['client_cores']:.2f} cores"
+                    + split
+                    + (f", errors {s['errors']}" if s["errors"] else ""),
+                    flush=True,
+                )
+                runs.append(run)
+                if s["saturated"] and mode == "transcode":
+                    # the server cannot carry this many: more consultations only measure a collapse
+                    run["stopped_here"] = True
+                    stopped.add(workers)
+                    also = f" with {workers} processes" if workers > 1 else ""
+                    print(f"  {mode} saturated at N={n}; larger N skipped for {mode}{also}", flush=True)
+            if len(stopped) == len(worker_counts):
                 break
     table = render(runs)
     print()
@@ -630,6 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "pinning": cpus},
+                **({"workers": {str(k): asdict(layout) for k, layout in layouts.items()}} if layouts else {}),
                 "clip": {
                     "video_kbps": clip.video_bitrate / 1000,
                     "audio_kbps": clip.audio_bitrate / 1000,
