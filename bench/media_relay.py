@@ -667,6 +667,21 @@ LEGEND = [
 ]
 
 
+def _delivery_cells(run: dict) -> list[str]:
+    """Server cores, cores per consultation, video fps mean / worst second, audio mean / worst second,
+    largest gap: the columns both tables share."""
+    s = run["summary"]
+    return [
+        f"{run['server_cores']:.3f}{'*' if s['saturated'] else ' '}",
+        f"{s['cores_per_consultation']:.3f}",
+        f"{s['video_fps_mean']:.1f}",
+        str(s["video_fps_worst_second"]),
+        f"{s['audio_pps_mean']:.1f}",
+        str(s["audio_pps_worst_second"]),
+        f"{s['max_video_gap_ms']:.0f}",
+    ]
+
+
 def render(runs: list[dict]) -> str:
     """The one-process table (as it always was) and, for --workers K > 1 runs, a section of their own."""
     one = [run for run in runs if run.get("workers", 1) == 1]
@@ -718,13 +733,7 @@ def render_workers(runs: list[dict], one: list[dict]) -> str:
             run["mode"],
             str(run["n"]),
             str(run["workers"]),
-            f"{run['server_cores']:.3f}{'*' if s['saturated'] else ' '}",
-            f"{s['cores_per_consultation']:.3f}",
-            f"{s['video_fps_mean']:.1f}",
-            str(s["video_fps_worst_second"]),
-            f"{s['audio_pps_mean']:.1f}",
-            str(s["audio_pps_worst_second"]),
-            f"{s['max_video_gap_ms']:.0f}",
+            *_delivery_cells(run),
             _fmt(s["late_first_decoded_ms"], 0),
             f"{s['joined']}/{2 * run['n']}",
             f"{run['client_cores']:.2f}{'*' if s['clients_saturated'] else ' '}",
@@ -807,13 +816,7 @@ def render_one(runs: list[dict]) -> str:
         cells = [
             run["mode"],
             str(run["n"]),
-            f"{run['server_cores']:.3f}{'*' if s['saturated'] else ' '}",
-            f"{s['cores_per_consultation']:.3f}",
-            f"{s['video_fps_mean']:.1f}",
-            str(s["video_fps_worst_second"]),
-            f"{s['audio_pps_mean']:.1f}",
-            str(s["audio_pps_worst_second"]),
-            f"{s['max_video_gap_ms']:.0f}",
+            *_delivery_cells(run),
             _fmt(s["loss_down_pct"], 2),
             _fmt(s["loss_up_pct"], 2),
             f"{run['rss_mb']:.0f}",
