@@ -30,6 +30,10 @@ PIN_KIND = "room-node"
 HEARTBEAT_SECONDS = 2.0
 # A node missing three heartbeats is gone: its rooms move on the next reconnect (well within 10 s).
 NODE_TTL_SECONDS = 6.0
+# A room this node has just sent to another node counts there as this many participants until that node's
+# next heartbeat shows it (a consultation is two people): without it, a burst of joins between two
+# heartbeats would all go to the node that looked emptiest at the last one.
+PENDING_PARTICIPANTS = 2
 
 Load = Callable[[], tuple[int, int]]
 """(live rooms, connected participants) of this process."""
@@ -75,6 +79,7 @@ class NodeRegistry:
         self._interval = interval
         self._ttl = ttl
         self._beating: asyncio.Task | None = None
+        self._sent: dict[str, list[float]] = {}  # node id → when this node pinned rooms to it
 
     def me(self) -> Node:
         rooms, participants = self._load()
@@ -87,6 +92,7 @@ class NodeRegistry:
             "rooms": node.rooms,
             "participants": node.participants,
             "address": node.address,
+            "at": self._clock(),
         }
         await self._store.put(NODE_KIND, self.node_id, record, ttl=self._ttl)
 
@@ -120,13 +126,25 @@ class NodeRegistry:
                 log.warning("node %s: could not sign off", self.node_id, exc_info=True)
 
     async def alive(self) -> list[Node]:
-        nodes = [
-            Node(key, r["url"], int(r.get("rooms", 0)), int(r.get("participants", 0)), r.get("address"))
-            for key, r in await self._store.scan(NODE_KIND)
-        ]
+        """Live nodes with their load; another node's counts include the rooms this node sent it after
+        its last heartbeat."""
+        nodes = []
+        for key, r in await self._store.scan(NODE_KIND):
+            pending = self._pending(key, float(r.get("at", 0.0)))
+            rooms = int(r.get("rooms", 0)) + pending
+            participants = int(r.get("participants", 0)) + PENDING_PARTICIPANTS * pending
+            nodes.append(Node(key, r["url"], rooms, participants, r.get("address")))
         # this node as it is now (its stored record may be two seconds old), and alive even if a
         # heartbeat was missed
         return [n for n in nodes if n.node_id != self.node_id] + [self.me()]
+
+    def _pending(self, node_id: str, reported_at: float) -> int:
+        """Rooms this node pinned to `node_id` that its heartbeat of `reported_at` cannot show yet."""
+        sent = self._sent.get(node_id)
+        if not sent:
+            return 0
+        sent[:] = [at for at in sent if at > reported_at and at > self._clock() - self._ttl]
+        return len(sent)
 
     async def find(self, node_id: str) -> Node | None:
         """A live node by id (None when it is not, or no longer, alive)."""
@@ -144,6 +162,8 @@ class NodeRegistry:
             ttl = max(60.0, expires_at - self._clock() + 60.0)
             record = {"node": choice.node_id, "since": self._clock()}
             if await self._store.compare_and_set(PIN_KIND, room_id, pin, record, ttl=ttl):
+                if choice.node_id != self.node_id:
+                    self._sent.setdefault(choice.node_id, []).append(self._clock())
                 if pin is not None:
                     log.info("room moved from gone node %s to %s", pin.get("node"), choice.node_id)
                 return choice
