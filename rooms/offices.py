@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from importlib import resources
@@ -78,6 +78,18 @@ class Office:
     def name(self, language: str = "de") -> str:
         """Display name in `language`, German when there is none."""
         return self.names.get(language) or self.names["de"]
+
+    def check_language(self, language: Any, error: Callable[..., Exception]) -> str:
+        """`language` if the office advises in it; otherwise `error` (the caller's error class, built as
+        `error(code, message, status, **detail)`) naming the languages it does offer."""
+        if not isinstance(language, str) or language not in self.languages:
+            raise error(
+                "unknown_language",
+                f"{self.name('de')} offers consultations in {', '.join(self.languages)}",
+                400,
+                languages=list(self.languages),
+            )
+        return language
 
     def closed_reason(self, day: date) -> str | None:
         """Why the office is shut all day on `day` (closure or public holiday), or None."""

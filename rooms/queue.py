@@ -535,14 +535,7 @@ class QueueService:
         return max(entry.enqueued_at, entry.appointment_at)
 
     def _check_language(self, office: Office, language: Any) -> str:
-        if not isinstance(language, str) or language not in office.languages:
-            raise QueueError(
-                "unknown_language",
-                f"{office.name('de')} offers consultations in {', '.join(office.languages)}",
-                400,
-                languages=list(office.languages),
-            )
-        return language
+        return office.check_language(language, QueueError)
 
     def _check_member(self, member: StaffMember) -> None:
         if member.disabled:

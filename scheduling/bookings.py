@@ -227,14 +227,7 @@ class SchedulingService:
         return office, service
 
     def check_language(self, office: Office, language: Any) -> str:
-        if not isinstance(language, str) or language not in office.languages:
-            raise BookingError(
-                "unknown_language",
-                f"{office.name('de')} offers consultations in {', '.join(office.languages)}",
-                400,
-                languages=list(office.languages),
-            )
-        return language
+        return office.check_language(language, BookingError)
 
     def grid(self, office: Office, service: Service, day: date) -> list[tuple[datetime, datetime]]:
         """Every slot of `service` on the office's local `day`, booked or not (empty when closed)."""
