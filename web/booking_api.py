@@ -28,7 +28,7 @@ from store.port import Store
 from web.api import read_json
 from web.config import Config
 from web.consultation_api import staff_member
-from web.openapi import JSON, Fragment, body, errors, ref
+from web.openapi import Fragment, body, errors, ref, request
 from web.security import ApiError
 from web.services import SERVICES, Services
 
@@ -600,7 +600,7 @@ def _openapi() -> Fragment:
                     "tags": tag,
                     "summary": "Book a slot; one advisor is assigned",
                     "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-                    "requestBody": {"required": True, "content": {JSON: {"schema": ref("BookingRequest")}}},
+                    "requestBody": request(ref("BookingRequest")),
                     "responses": {
                         "201": body(ref("Booking"), "booked"),
                         "200": body(
@@ -631,7 +631,7 @@ def _openapi() -> Fragment:
                     "tags": tag,
                     "summary": "Move to another slot: the new one is booked first, then the old one freed",
                     "parameters": [token],
-                    "requestBody": {"required": True, "content": {JSON: {"schema": starts_at}}},
+                    "requestBody": request(starts_at),
                     "responses": {
                         "201": body(ref("Booking"), "the new booking"),
                         **errors(400, 403, 404, 409, 410),
@@ -708,7 +708,7 @@ def _openapi() -> Fragment:
                     "security": staff_change,
                     "summary": "Move an appointment",
                     "parameters": [booking_id],
-                    "requestBody": {"required": True, "content": {JSON: {"schema": starts_at}}},
+                    "requestBody": request(starts_at),
                     "responses": {"201": body({"type": "object"}), **errors(400, 401, 403, 404, 409)},
                 }
             },
@@ -723,7 +723,7 @@ def _openapi() -> Fragment:
                     "tags": staff_tag,
                     "security": staff_change,
                     "summary": "Replace the weekly pattern and absences",
-                    "requestBody": {"required": True, "content": {JSON: {"schema": ref("Availability")}}},
+                    "requestBody": request(ref("Availability")),
                     "responses": {"200": body(ref("Availability")), **errors(400, 401, 403, 404)},
                 },
             },

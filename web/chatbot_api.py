@@ -16,7 +16,7 @@ from rooms import hours
 from rooms.errors import QueueError
 from rooms.offices import Office
 from web.api import read_json
-from web.openapi import JSON, Fragment, body, errors, ref
+from web.openapi import Fragment, body, errors, ref, request
 from web.queue_api import joined, queue_error
 from web.security import json_error
 from web.services import SERVICES, Services
@@ -232,22 +232,17 @@ def _openapi() -> Fragment:
                 "post": {
                     "tags": ["chatbot"],
                     "summary": "Answer a citizen's message (docs/chatbot.md)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            JSON: {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["text"],
-                                    "properties": {
-                                        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
-                                        "language": languages,
-                                        "conversation_id": text,
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": request(
+                        {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {
+                                "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                                "language": languages,
+                                "conversation_id": text,
+                            },
+                        }
+                    ),
                     "responses": {"200": body(ref("ChatReply"), "the reply")} | errors(400, 413, 415, 429),
                 }
             },
@@ -255,22 +250,17 @@ def _openapi() -> Fragment:
                 "post": {
                     "tags": ["chatbot"],
                     "summary": "Join the waiting room with the conversation as transcript",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            JSON: {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["conversation_id"],
-                                    "properties": {
-                                        "conversation_id": text,
-                                        "offer": {"type": "string", "enum": ["video"]},
-                                        "language": text,
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": request(
+                        {
+                            "type": "object",
+                            "required": ["conversation_id"],
+                            "properties": {
+                                "conversation_id": text,
+                                "offer": {"type": "string", "enum": ["video"]},
+                                "language": text,
+                            },
+                        }
+                    ),
                     "responses": {
                         "201": body({"type": "object"}, "as POST /api/queue: waiting_url, entry_id, …")
                     }

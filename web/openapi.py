@@ -29,6 +29,11 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def request(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body."""
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
 def body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
@@ -77,35 +82,30 @@ QUEUE = Fragment(
             "post": {
                 "tags": ["waiting-room"],
                 "summary": "Join an office's queue; returns the waiting-room link",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "type": "object",
-                                "required": ["language", "topic"],
-                                "properties": {
-                                    "office": {"type": "string", "description": "office id; none: any"},
-                                    "language": {"type": "string", "examples": ["de"]},
-                                    "topic": {"type": "string", "maxLength": 200},
-                                    "note": {"type": "string", "maxLength": 500},
-                                    "transcript": {
-                                        "type": "array",
-                                        "maxItems": 200,
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["role", "text"],
-                                            "properties": {
-                                                "role": {"enum": ["citizen", "bot"]},
-                                                "text": {"type": "string"},
-                                            },
-                                        },
+                "requestBody": request(
+                    {
+                        "type": "object",
+                        "required": ["language", "topic"],
+                        "properties": {
+                            "office": {"type": "string", "description": "office id; none: any"},
+                            "language": {"type": "string", "examples": ["de"]},
+                            "topic": {"type": "string", "maxLength": 200},
+                            "note": {"type": "string", "maxLength": 500},
+                            "transcript": {
+                                "type": "array",
+                                "maxItems": 200,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["role", "text"],
+                                    "properties": {
+                                        "role": {"enum": ["citizen", "bot"]},
+                                        "text": {"type": "string"},
                                     },
                                 },
-                            }
-                        }
-                    },
-                },
+                            },
+                        },
+                    }
+                ),
                 "responses": {
                     "201": body(
                         {
@@ -135,28 +135,23 @@ QUEUE = Fragment(
             "post": {
                 "tags": ["waiting-room"],
                 "summary": "Leave a question in writing (e.g. outside service hours); opens a ticket",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "type": "object",
-                                "required": ["office", "language", "topic", "question", "contact"],
-                                "properties": {
-                                    "office": {"type": "string"},
-                                    "language": {"type": "string", "examples": ["de"]},
-                                    "topic": {"type": "string", "maxLength": 200},
-                                    "question": {"type": "string", "maxLength": 2000},
-                                    "contact": {
-                                        "type": "string",
-                                        "maxLength": 200,
-                                        "description": "e-mail address or phone number for the answer",
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": request(
+                    {
+                        "type": "object",
+                        "required": ["office", "language", "topic", "question", "contact"],
+                        "properties": {
+                            "office": {"type": "string"},
+                            "language": {"type": "string", "examples": ["de"]},
+                            "topic": {"type": "string", "maxLength": 200},
+                            "question": {"type": "string", "maxLength": 2000},
+                            "contact": {
+                                "type": "string",
+                                "maxLength": 200,
+                                "description": "e-mail address or phone number for the answer",
+                            },
+                        },
+                    }
+                ),
                 "responses": {
                     "201": body(
                         {
