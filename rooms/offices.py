@@ -207,12 +207,7 @@ def parse_offices(
         for key in entry:
             if key not in known:
                 raise fail(f"{where}.{key}", "unknown setting")
-        names = {}
-        for lang in ("de", "en"):
-            value = entry.get(f"name_{lang}")
-            if not isinstance(value, str) or not value.strip():
-                raise fail(f"{where}.name_{lang}", "required, a non-empty string")
-            names[lang] = value.strip()
+        names = read_names(entry, where, fail)
         state = (
             _state(entry["holiday_state"], f"{where}.holiday_state", fail)
             if "holiday_state" in entry
@@ -245,6 +240,17 @@ def parse_offices(
             )
         )
     return OfficeDirectory(offices)
+
+
+def read_names(entry: Mapping[str, Any], path: str, fail: Any) -> dict[str, str]:
+    """`name_de` and `name_en` of a configuration table (an office, a service): both required."""
+    names = {}
+    for lang in ("de", "en"):
+        value = entry.get(f"name_{lang}")
+        if not isinstance(value, str) or not value.strip():
+            raise fail(f"{path}.name_{lang}", "required, a non-empty string")
+        names[lang] = value.strip()
+    return names
 
 
 def _timezone(value: Any, path: str, fail: Any) -> ZoneInfo:

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rooms.offices import OfficeConfigError, OfficeDirectory, read_toml
+from rooms.offices import OfficeConfigError, OfficeDirectory, read_names, read_toml
 from scheduling.errors import BookingError
 
 VIDEO = "video"
@@ -105,12 +105,7 @@ def parse_services(data: Mapping[str, Any], source: str, offices: OfficeDirector
             unknown = set(spec) - {"name_de", "name_en", "minutes", "buffer", "channel"}
             if unknown:
                 raise fail(f"{where}.{sorted(unknown)[0]}", "unknown setting")
-            names = {}
-            for lang in ("de", "en"):
-                value = spec.get(f"name_{lang}")
-                if not isinstance(value, str) or not value.strip():
-                    raise fail(f"{where}.name_{lang}", "required, a non-empty string")
-                names[lang] = value.strip()
+            names = read_names(spec, where, fail)
             minutes, buffer = spec.get("minutes"), spec.get("buffer", 0)
             if isinstance(minutes, bool) or not isinstance(minutes, int) or not 5 <= minutes <= 480:
                 raise fail(f"{where}.minutes", "whole minutes between 5 and 480")
