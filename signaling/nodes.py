@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from signaling.tasks import stop
 from store.port import Store
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,7 @@ class NodeRegistry:
     async def close(self) -> None:
         """Stop the heartbeat and leave at once, so this node's rooms move without waiting for expiry."""
         if self._beating is not None:
-            self._beating.cancel()
-            await asyncio.gather(self._beating, return_exceptions=True)
+            await stop(self._beating)
             self._beating = None
             try:
                 await self._store.delete(NODE_KIND, self.node_id)

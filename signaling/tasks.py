@@ -10,6 +10,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+async def stop(task: asyncio.Task | None) -> None:
+    """Cancel a component's long-running task and wait until it has ended (whatever it ended with)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 class BackgroundTasks:
     def __init__(self, owner: str) -> None:
         self._owner = owner

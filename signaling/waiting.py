@@ -28,7 +28,7 @@ from rooms.staff import StaffMember
 from signaling.connection import STORE_UNAVAILABLE, UNAVAILABLE_TEXT
 from signaling.protocol import MAX_ID_CHARS, ProtocolError, Schema, error_message, parse
 from signaling.ratelimit import TokenBucket
-from signaling.tasks import BackgroundTasks
+from signaling.tasks import BackgroundTasks, stop
 from store.outage import store_outage
 from store.port import Store, Subscription
 
@@ -112,10 +112,8 @@ class QueueEvents:
             await subscription.close()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
+        await stop(self._listener)
+        self._listener = None
 
     async def wait(self, seen: int) -> int:
         """Return as soon as the version differs from `seen` (at once if it already does)."""
@@ -265,10 +263,8 @@ class WaitingRoom:
         return gone
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        await stop(self._sweeper)
+        self._sweeper = None
         await self.events.close()
         for ws in list(self.sockets):
             await ws.close(code=1001, message=b"server shutting down")
