@@ -9,6 +9,7 @@ upgrade moved them.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import queue
 import time
@@ -28,6 +29,7 @@ from aiortc.rate import (
     BURST_DELTA_THRESHOLD_MS,
     MIN_FRAME_PERIOD_HISTORY_LENGTH,
     TIMESTAMP_TO_MS,
+    AimdRateControl,
     BandwidthUsage,
     InterArrival,
     InterArrivalDelta,
@@ -51,6 +53,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 from aiortc.utils import random32
+
+from media import rtp_header
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,10 @@ def check() -> None:
         InterArrival.__init__.__code__.co_names
     ):
         raise RuntimeError("aiortc internals changed: InterArrival is not as expected")
+    if not {"rtt", "last_change_ms", "current_bitrate", "current_bitrate_initialized"} <= set(
+        AimdRateControl.__init__.__code__.co_names
+    ):
+        raise RuntimeError("aiortc internals changed: AimdRateControl is not as expected")
     if not estimator_fields <= set(RemoteBitrateEstimator.__init__.__code__.co_names):
         raise RuntimeError("aiortc internals changed: RemoteBitrateEstimator is not as expected")
     counter_fields = {"_origin_ms", "_origin_index", "_total", "_window_size", "_scale"}
@@ -141,7 +149,7 @@ def check() -> None:
     dtls_names = RTCDtlsTransport.__init__.__code__.co_names + RTCDtlsTransport._recv_next.__code__.co_names
     for name in (
         _DTLS_RX_BYTES, _DTLS_RX_PACKETS, _DTLS_TX_BYTES, _DTLS_TX_PACKETS, "_rx_srtp", "_tx_srtp", "_state",
-        "_handle_rtp_data",
+        "_handle_rtp_data", "_rtp_header_extensions_map", "_rtp_router",
     ):  # fmt: skip
         if name not in dtls_names:
             raise RuntimeError(f"aiortc internals changed: RTCDtlsTransport lacks {name}")
@@ -155,6 +163,16 @@ def check() -> None:
         if name not in NackGenerator.__init__.__code__.co_names:
             raise RuntimeError(f"aiortc internals changed: NackGenerator lacks {name}")
     check_sender()
+    rtp_header.check()
+
+
+class PayloadFrame(JitterFrame):
+    """An encoded picture (or Opus packet) as aiortc's jitter buffer makes it, which also keeps the RTP
+    payloads it arrived in: forwarded unchanged, they spare each subscriber's sender a re-packetisation."""
+
+    def __init__(self, data: bytes, timestamp: int, payloads: list[bytes]) -> None:
+        super().__init__(data=data, timestamp=timestamp)
+        self.payloads = payloads
 
 
 class PromptJitterBuffer(JitterBuffer):
@@ -179,7 +197,7 @@ class PromptJitterBuffer(JitterBuffer):
         if newest is not None and 0 < (newest - packet.sequence_number) % 65536 < 32768:
             return False, None  # a duplicate or a packet older than one already passed on
         self._newest = packet.sequence_number
-        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+        return False, PayloadFrame(packet._data, packet.timestamp, [packet.payload])
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         packets: list[Any] = []
@@ -199,7 +217,7 @@ class PromptJitterBuffer(JitterBuffer):
 
     def _take(self, packets: list[Any], timestamp: int, count: int) -> JitterFrame:
         self.remove(count)
-        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+        return PayloadFrame(b"".join([p._data for p in packets]), timestamp, [p.payload for p in packets])
 
 
 def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prompt: bool = False) -> None:
@@ -395,7 +413,16 @@ class _FastInterArrival(InterArrival):
 
 
 class _FastRemoteBitrateEstimator(RemoteBitrateEstimator):
-    """aiortc's `RemoteBitrateEstimator.add` with the same results and fewer calls per packet."""
+    """aiortc's `RemoteBitrateEstimator.add` with the same results and fewer calls per packet.
+
+    With `paced_decrease`, it also lowers its estimate during overuse as libwebrtc does (its
+    `TimeToReduceFurther`): at most once per round trip (10–200 ms), sooner only when the incoming rate
+    fell below half the estimate. aiortc recomputes it on every packet while the detector reports
+    overuse, which on a busy server is most packets, and each recomputation also pulls its average of
+    the link's peak towards the current rate.
+    """
+
+    paced_decrease = False
 
     def add(
         self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int
@@ -421,7 +448,10 @@ class _FastRemoteBitrateEstimator(RemoteBitrateEstimator):
         if (
             last is None
             or arrival_time_ms - last > self.rate_control.feedback_interval()
-            or detector.hypothesis is BandwidthUsage.OVERUSING
+            or (
+                detector.hypothesis is BandwidthUsage.OVERUSING
+                and (not self.paced_decrease or self._time_to_reduce_further(arrival_time_ms))
+            )
         ):
             rate = incoming.rate(arrival_time_ms)
             target = self.rate_control.update(detector.hypothesis, rate, arrival_time_ms)
@@ -430,12 +460,24 @@ class _FastRemoteBitrateEstimator(RemoteBitrateEstimator):
                 return target, list(self.ssrcs.keys())
         return None
 
+    def _time_to_reduce_further(self, now_ms: int) -> bool:
+        rate = self.incoming_bitrate.rate(now_ms)
+        if rate is None:
+            return False
+        control = self.rate_control
+        interval = min(max(control.rtt, 10), 200)  # the round trip, within 10–200 ms
+        if control.last_change_ms is None or now_ms - control.last_change_ms >= interval:
+            return True
+        return control.current_bitrate_initialized and rate < 0.5 * control.current_bitrate
 
-def speed_up_estimator(estimator: RemoteBitrateEstimator) -> None:
-    """Swap the slow parts of a fresh (not yet fed) estimator for equivalent faster ones."""
+
+def speed_up_estimator(estimator: RemoteBitrateEstimator, paced_decrease: bool = False) -> None:
+    """Swap the slow parts of a fresh (not yet fed) estimator for equivalent faster ones; with
+    `paced_decrease`, decreases follow libwebrtc's pace (see `_FastRemoteBitrateEstimator`)."""
     if isinstance(estimator.estimator, _FastOveruseEstimator):
         return
     estimator.__class__ = _FastRemoteBitrateEstimator
+    estimator.paced_decrease = paced_decrease
     estimator.inter_arrival.__class__ = _FastInterArrival
     estimator.estimator = _FastOveruseEstimator()
     estimator.incoming_bitrate = _FastRateCounter(RATE_WINDOW_MS, RATE_SCALE)
@@ -445,7 +487,7 @@ def cap_publisher_estimate(receiver: RTCRtpReceiver, cap: Callable[[], int | Non
     """Make the REMB this receiver sends to its publisher at most `cap()` bits per second."""
     estimator = getattr(receiver, _ESTIMATOR)
     if estimator is not None and not isinstance(estimator, _CappedEstimator):
-        speed_up_estimator(estimator)
+        speed_up_estimator(estimator, paced_decrease=True)
         setattr(receiver, _ESTIMATOR, _CappedEstimator(estimator, cap))
 
 
@@ -513,6 +555,27 @@ def _current_ntp_time() -> int:
     return ((seconds + NTP_OFFSET) << 32) | int((now - seconds) * 4_294_967_296)
 
 
+DATETIME_STEP = 0.01  # s: how stale `_current_datetime` may be
+
+
+class _CoarseDatetime:
+    """aiortc's `clock.current_datetime`, to within 10 ms: the receiver stamps every packet with it (the
+    source's last-seen time, for `getSynchronizationSources` and its 10 s cut-off), and a timezone-aware
+    datetime per packet was a measurable share of the forwarding CPU."""
+
+    def __init__(self) -> None:
+        self._at = 0.0
+        self._value = datetime.datetime.now(datetime.UTC)
+
+    def __call__(self) -> datetime.datetime:
+        now = time.time()
+        if now - self._at >= DATETIME_STEP or now < self._at:
+            self._at = now
+            self._value = datetime.datetime.fromtimestamp(now, datetime.UTC)
+        return self._value
+
+
+_current_datetime = _CoarseDatetime()
 _stun_datagram_received = aioice.ice.StunProtocol.datagram_received
 
 
@@ -526,9 +589,10 @@ def _datagram_received(self: aioice.ice.StunProtocol, data: bytes, addr: tuple[A
 
 
 def speed_up_transport() -> None:
-    """Process-wide, at start-up: the datetime-free clock for aiortc and media past aioice's STUN parser."""
+    """Process-wide, at start-up: the cheaper clock for aiortc and media past aioice's STUN parser."""
     clock.current_ms = _current_ms  # type: ignore[assignment]
     clock.current_ntp_time = _current_ntp_time  # type: ignore[assignment]
+    clock.current_datetime = _current_datetime  # type: ignore[assignment]
     aioice.ice.StunProtocol.datagram_received = _datagram_received  # type: ignore[method-assign]
 
 
@@ -582,12 +646,19 @@ def _receive_srtp(dtls: RTCDtlsTransport, data: bytes) -> None:
     counters[_DTLS_RX_PACKETS] += 1
     try:
         if is_rtcp(data):
-            coro = dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data))
-        else:
-            coro = dtls._handle_rtp_data(dtls._rx_srtp.unprotect(data), arrival_time_ms=arrival_time_ms)
+            run_now(dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data)))
+            return
+        data = dtls._rx_srtp.unprotect(data)
     except pylibsrtp.Error:
         return  # as aiortc: a packet that does not authenticate is dropped
-    run_now(coro)
+    # `RTCDtlsTransport._handle_rtp_data`, with the faster header reading
+    try:
+        packet = rtp_header.parse(data, dtls._rtp_header_extensions_map)
+    except ValueError:
+        return
+    receiver = dtls._rtp_router.route_rtp(packet)
+    if receiver is not None:
+        run_now(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms))
 
 
 def shortcut_transport(dtls: RTCDtlsTransport) -> None:
@@ -610,31 +681,61 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
         else:
             queued(data, component)
 
+    def direct_pair() -> Any:
+        """The selected candidate pair, when the transport is up and the pair sends straight to a
+        socket (not through a TURN relay, whose sending has to be awaited); else None."""
+        pair = connection._nominated.get(1)
+        if (
+            dtls._state is State.CONNECTED
+            and pair is not None
+            and type(pair.protocol) is aioice.ice.StunProtocol
+        ):
+            return pair
+        return None
+
+    def send_direct(data: bytes, pair: Any) -> None:
+        """Protect and send on a pair `direct_pair()` returned (nothing awaited in between)."""
+        srtp = dtls._tx_srtp
+        data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        counters[_DTLS_TX_BYTES] += len(data)
+        counters[_DTLS_TX_PACKETS] += 1
+
     async def send_rtp(data: bytes) -> None:
         if dtls._state is not State.CONNECTED:
             raise ConnectionError("Cannot send encrypted RTP, not connected")
-        srtp = dtls._tx_srtp
-        data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
         pair = connection._nominated.get(1)
         if pair is None:
             raise ConnectionError("Cannot send data, not connected")
-        protocol = pair.protocol
-        if type(protocol) is aioice.ice.StunProtocol:
-            protocol.transport.sendto(data, pair.remote_addr)
-        else:  # a relayed (TURN) pair wraps the data itself
-            await protocol.send_data(data, pair.remote_addr)
+        if type(pair.protocol) is aioice.ice.StunProtocol:
+            send_direct(data, pair)
+            return
+        srtp = dtls._tx_srtp  # a relayed (TURN) pair wraps the data itself
+        data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
+        await pair.protocol.send_data(data, pair.remote_addr)
         counters[_DTLS_TX_BYTES] += len(data)
         counters[_DTLS_TX_PACKETS] += 1
 
     connection.data_received = data_received  # type: ignore[method-assign]
     dtls._send_rtp = send_rtp  # type: ignore[method-assign]
+    dtls._direct_pair = direct_pair  # type: ignore[attr-defined]
+    dtls._send_direct = send_direct  # type: ignore[attr-defined]
     dtls._shortcut = True  # type: ignore[attr-defined]
 
 
+NACK_TRIM_EVERY = 64  # packets between trims of gaps that fell out of the history while none was sent
+
+
 class _FastNackGenerator(NackGenerator):
-    """aiortc's NACK bookkeeping with the same results, the sequence-number comparisons inlined and the
-    trimming of old gaps done only when the highest sequence number moves (before, a Python call per
-    remembered gap on every packet)."""
+    """aiortc's NACK bookkeeping with the same NACKs sent, the sequence-number comparisons inlined.
+
+    aiortc trims gaps older than the retransmission history after every packet, a pass over all
+    remembered gaps each time; here they are trimmed before a NACK goes out (so it lists exactly what
+    aiortc's would) and every NACK_TRIM_EVERY packets otherwise (so the set stays small). A stale gap
+    left in between is never asked for, and a late packet for it removes it just as it would be anyway.
+    """
+
+    _until_trim = NACK_TRIM_EVERY
 
     def add(self, packet: Any) -> bool:
         seq = packet.sequence_number
@@ -646,14 +747,19 @@ class _FastNackGenerator(NackGenerator):
         if not 0 < ahead < 0x8000:  # a late or repeated packet: no longer missing
             self.missing.discard(seq)
             return False
+        self.max_seq = seq
         if ahead > 1:
             self.missing.update((highest + step) & 0xFFFF for step in range(1, ahead))
-        self.max_seq = seq
-        if self.missing:
             self.truncate()
-        return ahead > 1
+            return True
+        if self.missing:
+            self._until_trim -= 1
+            if not self._until_trim:
+                self.truncate()
+        return False
 
     def truncate(self) -> None:
+        self._until_trim = NACK_TRIM_EVERY
         if self.max_seq is None or not self.missing:
             return
         oldest = (self.max_seq - RTP_HISTORY_SIZE) & 0xFFFF
@@ -698,6 +804,31 @@ def check_sender() -> None:
             raise RuntimeError(f"aiortc internals changed: RTCRtpSender lacks {name}")
 
 
+class PassThrough:
+    """A forwarding sender's encoder: a frame that still has the RTP payloads the publisher sent
+    (`payloads`, for VP8 and Opus) goes out in them unchanged, VP8's picture ids included; anything
+    else (H.264 access units, decoded frames of the no-shared-codec fallback) goes to aiortc's encoder.
+    One per sender, and every frame the sender sends goes through it."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.__dict__["_encoder"] = encoder
+
+    def pack(self, packet: Any) -> tuple[list[bytes], int]:
+        payloads = getattr(packet, "payloads", None)
+        if payloads is not None:
+            return payloads, packet.pts  # pts counts in the codec's clock already
+        return self._encoder.pack(packet)
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        return self._encoder.encode(frame, force_keyframe)
+
+    def __getattr__(self, name: str) -> Any:  # target_bitrate, for aiortc's REMB handling
+        return getattr(self._encoder, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._encoder, name, value)
+
+
 class PacketOutput:
     """The body of aiortc's `RTCRtpSender._run_rtp` (packetise, number, stamp, keep for NACKs, send,
     count for sender reports), callable both from the publisher's delivery and from the sender's task.
@@ -712,6 +843,8 @@ class PacketOutput:
         self._fields = sender.__dict__
         self._sequence = random_sequence_number()
         self._origin = random32()
+        self._writer = rtp_header.HeaderWriter(self._fields[_SENDER_EXTENSIONS])
+        self._timestamp = 0  # of the frame being sent, for the sender reports
         self.busy = 0
         self.pushed = 0  # frames sent from the publisher's delivery, without waking the sender's task
         self.pulled = 0  # frames the sender's task took from the track (backlog, decoded frames)
@@ -723,43 +856,76 @@ class PacketOutput:
         return not self.busy and self._sender._enabled
 
     def pack(self, packet: Any) -> tuple[list[bytes], int]:
-        """Packetise a pre-encoded `av.Packet` with the sender's own packetiser (one per sender, as
-        the picture ids of VP8 must run on across every frame the sender sends)."""
+        """The RTP payloads of a pre-encoded frame, by the sender's own encoder (see `PassThrough`)."""
         encoder = self._fields[_SENDER_ENCODER]
         if encoder is None:
-            encoder = self._fields[_SENDER_ENCODER] = get_encoder(self._codec)
+            encoder = self._fields[_SENDER_ENCODER] = PassThrough(get_encoder(self._codec))
         return encoder.pack(packet)
 
+    def send_now(self, payloads: list[bytes], timestamp: int) -> bool:
+        """Send a frame before returning, when nothing is waiting on the transport and its pair is
+        direct (see `shortcut_transport`); False, and nothing sent, otherwise."""
+        if self.busy:
+            return False
+        transport = self._sender.transport
+        direct_pair = getattr(transport, "_direct_pair", None)
+        pair = direct_pair() if direct_pair is not None else None
+        if pair is None:
+            return False
+        send = transport._send_direct
+        for data, size in self._packets(payloads, timestamp):
+            send(data, pair)
+            self._sent(size)
+        return True
+
     async def send(self, payloads: list[bytes], timestamp: int, audio_level: int | None = None) -> None:
+        self.busy += 1
+        try:
+            for data, size in self._packets(payloads, timestamp, audio_level):
+                await self._sender.transport._send_rtp(data)
+                self._sent(size)
+        finally:
+            self.busy -= 1
+
+    def _packets(
+        self, payloads: list[bytes], timestamp: int, audio_level: int | None = None
+    ) -> Generator[tuple[bytes, int], None, None]:
+        """Number, stamp and keep (for NACKs) each packet of a frame: its bytes and payload size."""
         fields = self._fields
-        sender = self._sender
         payload_type = self._codec.payloadType
         timestamp = (self._origin + timestamp) & 0xFFFFFFFF
         history = fields[_SENDER_HISTORY]
-        extensions = fields[_SENDER_EXTENSIONS]
         mid = fields[_SENDER_MID]
+        ssrc = self._sender._ssrc
+        write = self._writer.write
+        self._timestamp = timestamp
         last = len(payloads) - 1
-        self.busy += 1
-        try:
-            for index, payload in enumerate(payloads):
-                sequence = self._sequence
-                packet = RtpPacket(payload_type=payload_type, sequence_number=sequence, timestamp=timestamp)
-                packet.ssrc = sender._ssrc
-                packet.payload = payload
-                packet.marker = 1 if index == last else 0
-                packet.extensions.abs_send_time = (_current_ntp_time() >> 14) & 0x00FFFFFF
-                packet.extensions.mid = mid
-                if audio_level is not None:
-                    packet.extensions.audio_level = (False, -audio_level)
-                history[sequence % RTP_HISTORY_SIZE] = packet
-                self._sequence = (sequence + 1) & 0xFFFF
-                await sender.transport._send_rtp(packet.serialize(extensions))
-                fields[_NTP_TIMESTAMP] = _current_ntp_time()
-                fields[_RTP_TIMESTAMP] = timestamp
-                fields[_OCTET_COUNT] += len(payload)
-                fields[_PACKET_COUNT] += 1
-        finally:
-            self.busy -= 1
+        for index, payload in enumerate(payloads):
+            sequence = self._sequence
+            marker = 1 if index == last else 0
+            send_time = (_current_ntp_time() >> 14) & 0x00FFFFFF
+            # kept for aiortc's answer to a NACK (`RTCRtpSender._retransmit`)
+            packet = RtpPacket(payload_type, marker, sequence, timestamp, ssrc, payload)
+            packet.extensions.abs_send_time = send_time
+            packet.extensions.mid = mid
+            history[sequence % RTP_HISTORY_SIZE] = packet
+            self._sequence = (sequence + 1) & 0xFFFF
+            if audio_level is None:
+                yield (
+                    write(mid, payload_type, marker, sequence, timestamp, ssrc, send_time, payload),
+                    len(payload),
+                )
+            else:
+                packet.extensions.audio_level = (False, -audio_level)
+                yield packet.serialize(fields[_SENDER_EXTENSIONS]), len(payload)
+
+    def _sent(self, size: int) -> None:
+        """Count a sent packet for the sender's RTCP sender reports, as aiortc does."""
+        fields = self._fields
+        fields[_NTP_TIMESTAMP] = _current_ntp_time()
+        fields[_RTP_TIMESTAMP] = self._timestamp
+        fields[_OCTET_COUNT] += size
+        fields[_PACKET_COUNT] += 1
 
 
 def push_frames(sender: RTCRtpSender) -> None:
@@ -770,6 +936,7 @@ def push_frames(sender: RTCRtpSender) -> None:
         fields = sender.__dict__
         fields[_SENDER_RTP_STARTED].set()
         output = PacketOutput(sender, codec)
+        fields[_SENDER_ENCODER] = PassThrough(get_encoder(codec))  # before aiortc's pulling makes its own
         track = fields[_SENDER_TRACK]
         attach = getattr(track, "attach_output", None)
         if attach is not None:

@@ -2,7 +2,8 @@
 
 A `Publication` receives the publisher's reassembled encoded frames (VP8 or H.264 pictures, Opus packets)
 straight from aiortc's jitter buffer and hands them to one `ForwardedTrack` per subscriber. The
-subscriber's RTCRtpSender re-packetises them (`encoder.pack`) but never encodes. Only when publisher and
+subscriber's RTCRtpSender sends VP8 and Opus in the RTP payloads they arrived in and re-packetises H.264
+(`encoder.pack`), but never encodes. Only when publisher and
 subscriber share no video codec (an H.264-only Safari and a VP8-only client) does that one subscriber's
 track decode, so its sender re-encodes; the server logs when that happens. Keep every forwarding decision
 in this module.
@@ -197,8 +198,9 @@ class Publication:
             self.mime = codec.mimeType.lower()
         self.frames_in += 1
         key = is_keyframe(self.kind, frame.data, self.mime)
+        payloads = getattr(frame, "payloads", None)  # as the publisher packetised them
         for track in self._subscribers:
-            track.push(epoch, frame.timestamp, frame.data, key)
+            track.push(epoch, frame.timestamp, frame.data, key, payloads)
 
 
 LIGHT_PACKETS = ("video/vp8", "audio/opus")  # the codecs whose packetiser takes an EncodedPacket
@@ -207,14 +209,18 @@ LIGHT_PACKETS = ("video/vp8", "audio/opus")  # the codecs whose packetiser takes
 class EncodedPacket:
     """A pre-encoded frame as aiortc's VP8 and Opus packetisers read it (`bytes()`, `pts`, `time_base`):
     an `av.Packet` would copy the data and build a new Fraction at every `time_base` read. H.264's
-    packetiser insists on a real `av.Packet`."""
+    packetiser insists on a real `av.Packet`. With `payloads` (the publisher's RTP payloads) the
+    sender passes those on instead of packetising (aiortc_hooks.PassThrough)."""
 
-    __slots__ = ("data", "pts", "time_base")
+    __slots__ = ("data", "pts", "time_base", "payloads")
 
-    def __init__(self, data: bytes, pts: int, time_base: Fraction) -> None:
+    def __init__(
+        self, data: bytes, pts: int, time_base: Fraction, payloads: list[bytes] | None = None
+    ) -> None:
         self.data = data
         self.pts = pts
         self.time_base = time_base
+        self.payloads = payloads
 
     def __bytes__(self) -> bytes:
         return self.data
@@ -238,7 +244,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._time_base = Fraction(1, CLOCK_RATE[self.kind])
         self._step = FRAME_STEP[self.kind]
         self._bound = QUEUE_BOUND[self.kind]
-        self._queue: deque[tuple[int, int, bytes, bool]] = deque()
+        self._queue: deque[tuple[object, int, bytes, list[bytes] | None]] = deque()
         self._ready = asyncio.Event()
         self._need_keyframe = self.kind == "video"
         self._started = False
@@ -289,7 +295,11 @@ class ForwardedTrack(MediaStreamTrack):
             and source != self.output_mime
         )
 
-    def push(self, epoch: object, timestamp: int, data: bytes, key: bool) -> None:
+    def push(
+        self, epoch: object, timestamp: int, data: bytes, key: bool, payloads: list[bytes] | None = None
+    ) -> None:
+        """A frame from the publication: `data` as aiortc's depayloader joins it, `payloads` the RTP
+        payloads it came in (when the sender may pass them on unchanged)."""
         if self.readyState != "live":
             return
         if self._need_keyframe:
@@ -307,11 +317,12 @@ class ForwardedTrack(MediaStreamTrack):
         output = self._output
         if output is not None and output.idle and not self._queue and self._started and not self.encodes_here:
             # the sender is idle and nothing is queued: send now, without waking its task
-            payloads, pts = output.pack(self._packet(epoch, timestamp, data))
+            payloads, pts = output.pack(self._packet(epoch, timestamp, data, payloads))
             output.pushed += 1
-            aiortc_hooks.run_now(output.send(payloads, pts))
+            if not output.send_now(payloads, pts):
+                aiortc_hooks.run_now(output.send(payloads, pts))
             return
-        self._queue.append((epoch, timestamp, data, key))
+        self._queue.append((epoch, timestamp, data, payloads))
         self._ready.set()
 
     def request_keyframe(self) -> None:
@@ -338,9 +349,9 @@ class ForwardedTrack(MediaStreamTrack):
                 frame.time_base = self._time_base
                 self._count(0)  # bytes: only the encoder knows
                 return frame
-            epoch, timestamp, data = await self._next()
+            epoch, timestamp, data, payloads = await self._next()
             if not self.encodes_here:
-                return self._packet(epoch, timestamp, data)
+                return self._packet(epoch, timestamp, data, payloads)
             await self._decode(epoch, timestamp, data)
 
     async def _decode(self, epoch: object, timestamp: int, data: bytes) -> None:
@@ -366,7 +377,7 @@ class ForwardedTrack(MediaStreamTrack):
         if self._decoder is decoder:  # not switched to another publication meanwhile
             self._decoded.extend((epoch, frame) for frame in frames)
 
-    async def _next(self) -> tuple[int, int, bytes]:
+    async def _next(self) -> tuple[object, int, bytes, list[bytes] | None]:
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -374,14 +385,15 @@ class ForwardedTrack(MediaStreamTrack):
             await self._ready.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        epoch, timestamp, data, _key = self._queue.popleft()
-        return epoch, timestamp, data
+        return self._queue.popleft()
 
-    def _packet(self, epoch: object, timestamp: int, data: bytes) -> EncodedPacket | av.Packet:
+    def _packet(
+        self, epoch: object, timestamp: int, data: bytes, payloads: list[bytes] | None = None
+    ) -> EncodedPacket | av.Packet:
         pts = self._continuous(epoch, timestamp)
         self._count(len(data))
         if self.output_mime in LIGHT_PACKETS:
-            return EncodedPacket(data, pts, self._time_base)
+            return EncodedPacket(data, pts, self._time_base, payloads)
         packet = av.Packet(data)
         packet.pts = pts
         packet.time_base = self._time_base

@@ -7,19 +7,20 @@ Only the edge to the network is recorded instead of sent: the receiver's outgoin
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from fractions import Fraction
 
 import av
 import pytest
 from aiortc import clock
-from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpDecodingParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, unpack_remb_fci
+from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacket, unpack_remb_fci
 
 from media import aiortc_hooks
 from media.forwarding import KEYFRAME_INTERVAL, QUEUE_BOUND, ForwardingStats, Publication
@@ -298,8 +299,10 @@ async def test_forwarded_video_frame_is_passed_on_at_its_last_packet():
     up, publication = await started("video")
     got: list = []
     track = publication.subscribe()
+    track.set_output_codec("video/VP8")  # what the subscriber's answer settled on
     encoder = Vp8Encoder()
     number = 0
+    sent: list[list[bytes]] = []
     try:
         for picture in range(3):
             data = bytes([0x00 if picture == 0 else 0x01]) + bytes(3000)  # ~3 RTP packets each
@@ -307,6 +310,7 @@ async def test_forwarded_video_frame_is_passed_on_at_its_last_packet():
             packet.pts, packet.time_base = picture * 3000, Fraction(1, 90000)
             payloads, _ = encoder.pack(packet)
             assert len(payloads) >= 2
+            sent.append(payloads)
             for index, payload in enumerate(payloads):
                 last = index == len(payloads) - 1
                 await up.receiver._handle_rtp_packet(
@@ -317,9 +321,29 @@ async def test_forwarded_video_frame_is_passed_on_at_its_last_packet():
                 assert publication.frames_in == picture + (1 if last else 0)
             got.append(await asyncio.wait_for(track.recv(), 1))
         assert [len(bytes(p)) for p in got] == [3001, 3001, 3001]
+        # the subscriber's sender passes the publisher's RTP payloads on (VP8 picture ids and all)
+        sender_encoder = aiortc_hooks.PassThrough(Vp8Encoder())
+        for frame, payloads in zip(got, sent, strict=True):
+            assert sender_encoder.pack(frame) == (payloads, frame.pts)
     finally:
         track.stop()
         await up.receiver.stop()
+
+
+def test_pass_through_leaves_what_has_no_payloads_to_aiortcs_encoder():
+    """H.264 access units and decoded frames (the no-shared-codec fallback) are packetised or encoded
+    by aiortc, and aiortc's REMB handling still reaches the real encoder's target bitrate."""
+    inner = Vp8Encoder()
+    encoder = aiortc_hooks.PassThrough(inner)
+    data = bytes([0x00]) + bytes(3000)
+    packet = av.Packet(data)
+    packet.pts, packet.time_base = 6000, Fraction(1, 90000)
+    payloads, timestamp = encoder.pack(packet)
+    assert timestamp == 6000 and len(payloads) >= 2
+    assert b"".join(vp8_depayload(p) for p in payloads) == data
+    assert hasattr(encoder, "target_bitrate")
+    encoder.target_bitrate = 300_000
+    assert inner.target_bitrate == 300_000
 
 
 def test_remb_to_the_publisher_is_throttled_like_libwebrtc():
@@ -373,7 +397,8 @@ def test_faster_bitrate_estimator_gives_aiortcs_results(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_faster_nack_bookkeeping_gives_aiortcs_results(seed):
     """The receiver's list of packets to NACK, sped up: on a random trace with loss, reordering,
-    duplicates, jumps and wrap-around it answers and remembers exactly as aiortc's own."""
+    duplicates, jumps and wrap-around it sends exactly aiortc's NACKs and remembers the same gaps (plus,
+    for at most NACK_TRIM_EVERY packets, some that fell out of the history and are never asked for)."""
     import random
 
     from aiortc.rtcrtpreceiver import NackGenerator
@@ -397,18 +422,30 @@ def test_faster_nack_bookkeeping_gives_aiortcs_results(seed):
         packet = rtp(sequence, 0, b"x")
         expected = original.add(packet)
         assert fast.add(packet) == expected
-        assert fast.missing == original.missing and fast.max_seq == original.max_seq
+        assert fast.max_seq == original.max_seq
+        if expected:  # a NACK goes out now: the very list aiortc sends
+            assert sorted(fast.missing) == sorted(original.missing)
+        else:
+            oldest = (fast.max_seq - RTP_HISTORY_SIZE) & 0xFFFF
+            stale = {seq for seq in fast.missing if 0 < (oldest - seq) & 0xFFFF < 0x8000}
+            assert fast.missing - stale == original.missing
+            assert len(fast.missing) <= len(original.missing) + aiortc_hooks.NACK_TRIM_EVERY
         missed += expected
     assert missed > 100
 
 
 def test_transport_clock_matches_aiortcs():
-    """The datetime-free clock gives aiortc's values (ms since 1900, 64-bit NTP)."""
+    """The cheaper clock gives aiortc's values (ms since 1900, 64-bit NTP, the time within 10 ms)."""
     ms, ntp = aiortc_hooks._current_ms(), aiortc_hooks._current_ntp_time()
-    now = clock.current_datetime()  # aiortc's own formulas (its functions may be the fast ones by now)
+    coarse = aiortc_hooks._current_datetime()
+    now = datetime.datetime.now(datetime.UTC)  # aiortc's own formulas from here
     assert abs(ms - int((now - clock.NTP_EPOCH).total_seconds() * 1000)) <= 2
     reference = clock.datetime_to_ntp(now)
     assert abs(ntp - reference) < (1 << 32) // 100  # within 10 ms
+    assert (
+        coarse.tzinfo is not None
+        and abs((now - coarse).total_seconds()) <= aiortc_hooks.DATETIME_STEP + 0.002
+    )
 
 
 async def test_a_handler_that_has_to_wait_is_finished_by_a_task():
@@ -431,3 +468,35 @@ async def test_a_handler_that_has_to_wait_is_finished_by_a_task():
     for _ in range(3):
         await asyncio.sleep(0)
     assert steps == ["quick", "before", "after"]
+
+
+def test_estimate_falls_during_overuse_at_libwebrtcs_pace():
+    """While the link from the publisher queues up, aiortc's estimator recomputes on every packet;
+    the publisher's estimator lowers its estimate as libwebrtc does: at most once per 200 ms."""
+    from aiortc.rate import RemoteBitrateEstimator
+
+    def feed(estimator: RemoteBitrateEstimator) -> list[tuple[int, int]]:
+        """Bursts of 3 packets every 10 ms for 10 s; after 8 s each packet waits 1.5 ms longer."""
+        answers = []
+        for index in range(3000):
+            sent_ms = (index // 3) * 10
+            arrival_ms = int(sent_ms + 5 + max(0, index - 2400) * 1.5)
+            answer = estimator.add(
+                arrival_time_ms=arrival_ms, abs_send_time=((sent_ms << 18) // 1000) & 0xFFFFFF,
+                payload_size=1100, ssrc=MEDIA_SSRC,
+            )  # fmt: skip
+            if answer is not None:
+                answers.append((arrival_ms, answer[0]))
+        return answers
+
+    unpaced, paced = RemoteBitrateEstimator(), RemoteBitrateEstimator()
+    aiortc_hooks.speed_up_estimator(unpaced)
+    aiortc_hooks.speed_up_estimator(paced, paced_decrease=True)
+    before, after = feed(unpaced), feed(paced)
+    assert before[:3] == after[:3]  # the same until the queue builds
+    assert len([t for t, _ in before if t > 8000]) > 500  # aiortc: nearly every packet of the overuse
+    overuse = [(t, bitrate) for t, bitrate in after if t > 8000]
+    times = [t for t, _ in overuse]
+    assert 5 <= len(overuse) <= 15
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 200
+    assert overuse[-1][1] < 0.8 * overuse[0][1]  # and it does come down
