@@ -22,7 +22,7 @@ import aioice.ice
 import aiortc
 import pylibsrtp
 from aiortc import clock
-from aiortc.codecs import get_encoder
+from aiortc.codecs import depayload, get_encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rate import (
@@ -39,8 +39,8 @@ from aiortc.rate import (
     RemoteBitrateEstimator,
     TimestampGroup,
 )
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
-from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
+from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import (
@@ -51,6 +51,7 @@ from aiortc.rtp import (
     is_rtcp,
     pack_remb_fci,
     unpack_remb_fci,
+    unwrap_rtx,
 )
 from aiortc.utils import random32
 
@@ -66,6 +67,10 @@ _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"  # REMB towards the publisher (video only)
 _RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+_ACTIVE_SSRC = "_RTCRtpReceiver__active_ssrc"  # source → last seen, for getSynchronizationSources
+_CODECS = "_RTCRtpReceiver__codecs"
+_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"  # per-source statistics for receiver reports
+_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _SENDER_HISTORY = "_RTCRtpSender__rtp_history"  # per-sender packets kept for NACKs (answered by aiortc)
 _NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"  # the receiver's loss bookkeeping (video only)
 _DTLS_RX_BYTES = "_RTCDtlsTransport__rx_bytes"  # the transport's counters for getStats
@@ -107,10 +112,11 @@ def check() -> None:
     probe = RTCRtpReceiver.__init__.__code__.co_names
     for name in (
         _DECODER_QUEUE, _RTX_SSRC, _DECODER_THREAD, _ESTIMATOR, _RTCP_SSRC, _JITTER_BUFFER, _NACK_GENERATOR,
+        _ACTIVE_SSRC, _CODECS, _REMOTE_STREAMS, _TIMESTAMP_MAPPER, "_enabled",
     ):  # fmt: skip
         if name not in probe:
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {name}")
-    for method in ("_send_rtcp_pli", "_send_rtcp", "_handle_rtp_packet"):
+    for method in ("_send_rtcp_pli", "_send_rtcp", "_send_rtcp_nack", "_handle_rtp_packet"):
         if not hasattr(RTCRtpReceiver, method):
             raise RuntimeError(f"aiortc internals changed: RTCRtpReceiver lacks {method}")
     estimator_fields = {
@@ -153,6 +159,8 @@ def check() -> None:
     ):  # fmt: skip
         if name not in dtls_names:
             raise RuntimeError(f"aiortc internals changed: RTCDtlsTransport lacks {name}")
+    if not {"ssrc_table", "payload_type_table"} <= set(RtpRouter.__init__.__code__.co_names):
+        raise RuntimeError("aiortc internals changed: RtpRouter")
     if "_queue" not in aioice.ice.Connection.data_received.__code__.co_names:
         raise RuntimeError("aioice internals changed: Connection.data_received does not queue")
     if not {"_nominated", "protocol", "remote_addr"} <= set(aioice.ice.Connection.sendto.__code__.co_names):
@@ -171,7 +179,8 @@ class PayloadFrame(JitterFrame):
     payloads it arrived in: forwarded unchanged, they spare each subscriber's sender a re-packetisation."""
 
     def __init__(self, data: bytes, timestamp: int, payloads: list[bytes]) -> None:
-        super().__init__(data=data, timestamp=timestamp)
+        self.data = data  # JitterFrame's two fields, set here without its keyword call
+        self.timestamp = timestamp
         self.payloads = payloads
 
 
@@ -223,7 +232,8 @@ class PromptJitterBuffer(JitterBuffer):
 def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prompt: bool = False) -> None:
     """Divert encoded frames to `sink`. Must run before `receiver.receive()` starts the decoder.
 
-    `prompt=True` (forwarding) replaces the jitter buffer by a `PromptJitterBuffer`.
+    `prompt=True` (forwarding) replaces the jitter buffer by a `PromptJitterBuffer` and the per-packet
+    handler by `forwarding_handler`'s.
     """
     if getattr(receiver, _DECODER_THREAD) is not None:
         raise RuntimeError("receiver already started; tap it from the peer connection's track event")
@@ -231,6 +241,78 @@ def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prompt: bool = False
     if prompt:
         buffer = getattr(receiver, _JITTER_BUFFER)
         setattr(receiver, _JITTER_BUFFER, PromptJitterBuffer(buffer.capacity, buffer._is_video))
+        handle = forwarding_handler(receiver)
+        receiver._handle_packet_now = handle  # type: ignore[attr-defined]  # see _receive_srtp
+
+        async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+            handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+
+def forwarding_handler(receiver: RTCRtpReceiver) -> Callable[[RtpPacket, int], None]:
+    """`RTCRtpReceiver._handle_rtp_packet` for a receiver whose frames are forwarded, not decoded: the
+    same steps (REMB estimate, source and RTCP statistics, RTX unwrapping, NACKs, depayloading, the
+    jitter buffer), as a plain function instead of a coroutine per packet, and without the decoder's
+    picture-loss flag (nothing decodes). Its RTCP (REMB, NACK, PLI) goes out as aiortc's does."""
+    fields = receiver.__dict__
+
+    def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not receiver._enabled:
+            return
+        estimator = fields[_ESTIMATOR]
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = fields[_RTCP_SSRC]
+            if rtcp_ssrc is not None and remb is not None:
+                fci = pack_remb_fci(*remb)
+                run_now(
+                    receiver._send_rtcp(
+                        RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
+                    )
+                )
+        fields[_ACTIVE_SSRC][packet.ssrc] = clock.current_datetime()
+        codecs = fields[_CODECS]
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        streams = fields[_REMOTE_STREAMS]
+        statistics = streams.get(packet.ssrc)
+        if statistics is None:
+            statistics = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        statistics.add(packet)
+        if codec.mimeType[-4:].lower() == "/rtx":  # aiortc's is_rtx
+            original_ssrc = fields[_RTX_SSRC].get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if (
+                original_ssrc is None
+                or len(packet.payload) < 2
+                or not isinstance(apt, int)
+                or apt not in codecs
+            ):
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = codecs[apt]
+        nacks = fields[_NACK_GENERATOR]
+        if nacks is not None and nacks.add(packet):
+            run_now(receiver._send_rtcp_nack(packet.ssrc, sorted(nacks.missing)))
+        try:
+            packet._data = depayload(codec, packet.payload) if packet.payload else b""  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        lost_picture, frame = fields[_JITTER_BUFFER].add(packet)
+        if lost_picture:
+            run_now(receiver._send_rtcp_pli(packet.ssrc))
+        if frame is not None and fields[_DECODER_THREAD]:
+            frame.timestamp = fields[_TIMESTAMP_MAPPER].map(frame.timestamp)
+            fields[_DECODER_QUEUE].put((codec, frame))
+
+    return handle
 
 
 def media_ssrc(receiver: RTCRtpReceiver) -> int | None:
@@ -656,9 +738,16 @@ def _receive_srtp(dtls: RTCDtlsTransport, data: bytes) -> None:
         packet = rtp_header.parse(data, dtls._rtp_header_extensions_map)
     except ValueError:
         return
-    receiver = dtls._rtp_router.route_rtp(packet)
+    router = dtls._rtp_router
+    receiver = router.ssrc_table.get(packet.ssrc)  # `route_rtp`'s usual case, without its empty set
+    if receiver is None or receiver not in router.payload_type_table.get(packet.payload_type, ()):
+        receiver = router.route_rtp(packet)
     if receiver is not None:
-        run_now(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms))
+        handle = receiver.__dict__.get("_handle_packet_now")  # a forwarding receiver's (tap_receiver)
+        if handle is not None:
+            handle(packet, arrival_time_ms)
+        else:
+            run_now(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms))
 
 
 def shortcut_transport(dtls: RTCDtlsTransport) -> None:
@@ -693,11 +782,12 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
             return pair
         return None
 
-    def send_direct(data: bytes, pair: Any) -> None:
-        """Protect and send on a pair `direct_pair()` returned (nothing awaited in between)."""
+    def send_direct(data: bytes, protocol: Any, address: Any) -> None:
+        """Protect and send on the protocol and to the address of a pair `direct_pair()` returned
+        (nothing awaited in between)."""
         srtp = dtls._tx_srtp
         data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
-        pair.protocol.transport.sendto(data, pair.remote_addr)
+        protocol.transport.sendto(data, address)
         counters[_DTLS_TX_BYTES] += len(data)
         counters[_DTLS_TX_PACKETS] += 1
 
@@ -708,7 +798,7 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
         if pair is None:
             raise ConnectionError("Cannot send data, not connected")
         if type(pair.protocol) is aioice.ice.StunProtocol:
-            send_direct(data, pair)
+            send_direct(data, pair.protocol, pair.remote_addr)
             return
         srtp = dtls._tx_srtp  # a relayed (TURN) pair wraps the data itself
         data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
@@ -844,7 +934,7 @@ class PacketOutput:
         self._sequence = random_sequence_number()
         self._origin = random32()
         self._writer = rtp_header.HeaderWriter(self._fields[_SENDER_EXTENSIONS])
-        self._timestamp = 0  # of the frame being sent, for the sender reports
+        self._timestamp = self._ntp_time = 0  # of the frame being sent, for the sender reports
         self.busy = 0
         self.pushed = 0  # frames sent from the publisher's delivery, without waking the sender's task
         self.pulled = 0  # frames the sender's task took from the track (backlog, decoded frames)
@@ -872,9 +962,9 @@ class PacketOutput:
         pair = direct_pair() if direct_pair is not None else None
         if pair is None:
             return False
-        send = transport._send_direct
+        send, protocol, address = transport._send_direct, pair.protocol, pair.remote_addr
         for data, size in self._packets(payloads, timestamp):
-            send(data, pair)
+            send(data, protocol, address)
             self._sent(size)
         return True
 
@@ -899,11 +989,13 @@ class PacketOutput:
         ssrc = self._sender._ssrc
         write = self._writer.write
         self._timestamp = timestamp
+        # one clock reading per frame, not per packet as aiortc: its packets leave within microseconds
+        self._ntp_time = now = _current_ntp_time()
+        send_time = (now >> 14) & 0x00FFFFFF
         last = len(payloads) - 1
         for index, payload in enumerate(payloads):
             sequence = self._sequence
             marker = 1 if index == last else 0
-            send_time = (_current_ntp_time() >> 14) & 0x00FFFFFF
             # kept for aiortc's answer to a NACK (`RTCRtpSender._retransmit`)
             packet = RtpPacket(payload_type, marker, sequence, timestamp, ssrc, payload)
             packet.extensions.abs_send_time = send_time
@@ -922,7 +1014,7 @@ class PacketOutput:
     def _sent(self, size: int) -> None:
         """Count a sent packet for the sender's RTCP sender reports, as aiortc does."""
         fields = self._fields
-        fields[_NTP_TIMESTAMP] = _current_ntp_time()
+        fields[_NTP_TIMESTAMP] = self._ntp_time
         fields[_RTP_TIMESTAMP] = self._timestamp
         fields[_OCTET_COUNT] += size
         fields[_PACKET_COUNT] += 1

@@ -18,9 +18,21 @@ from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpDecodingParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpDecodingParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpRtxParameters,
+)
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
-from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacket, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
 
 from media import aiortc_hooks
 from media.forwarding import KEYFRAME_INTERVAL, QUEUE_BOUND, ForwardingStats, Publication
@@ -500,3 +512,97 @@ def test_estimate_falls_during_overuse_at_libwebrtcs_pace():
     assert 5 <= len(overuse) <= 15
     assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 200
     assert overuse[-1][1] < 0.8 * overuse[0][1]  # and it does come down
+
+
+RTX_SSRC = 4343
+
+
+async def video_receiver(lean: bool) -> tuple[RTCRtpReceiver, list, list]:
+    """A started video receiver (VP8 + RTX) tapped for forwarding: with aiortc's own per-packet handler
+    (`lean=False`) or the forwarding one. Returns it, the frames it hands on and the feedback it sends."""
+    transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+    receiver = RTCRtpReceiver("video", transport)
+    frames: list = []
+    feedback: list[bytes] = []
+
+    async def send_rtcp(packet: object) -> None:
+        if isinstance(packet, (RtcpPsfbPacket, RtcpRtpfbPacket)):  # not the randomly timed reports
+            feedback.append(bytes(packet))
+
+    receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
+    receiver._set_rtcp_ssrc(777)
+    receiver._track = RemoteStreamTrack(kind="video")
+    aiortc_hooks.tap_receiver(
+        receiver,
+        lambda codec, f: frames.append((codec.mimeType, f.timestamp, f.data, f.payloads)),
+        prompt=True,
+    )
+    if not lean:
+        del receiver._handle_rtp_packet, receiver._handle_packet_now  # back to aiortc's method
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    rtx = RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96})
+    await receiver.receive(
+        RTCRtpReceiveParameters(
+            codecs=[vp8, rtx],
+            encodings=[
+                RTCRtpDecodingParameters(
+                    ssrc=MEDIA_SSRC, payloadType=96, rtx=RTCRtpRtxParameters(ssrc=RTX_SSRC)
+                )
+            ],
+        )
+    )
+    return receiver, frames, feedback
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+async def test_forwarding_receiver_hands_on_what_aiortcs_would(seed):
+    """The forwarding receiver's per-packet handler (no coroutine per packet) against aiortc's own, on
+    a random VP8 trace with loss, reordering, duplicates and RTX retransmissions: the same frames, in
+    the same order, and the same NACKs, PLIs and REMBs to the publisher."""
+    import random
+
+    rng = random.Random(seed)
+    encoder = Vp8Encoder()
+    trace: list[tuple[int, int, int, bytes, int, int]] = []  # (ssrc, pt, seq, payload, marker, ts)
+    number = rng.randint(0, 65535)
+    for picture in range(150):
+        data = bytes([0x00 if picture % 40 == 0 else 0x01]) + rng.randbytes(rng.choice([300, 2500, 6000]))
+        packet = av.Packet(data)
+        packet.pts, packet.time_base = picture * 3000, Fraction(1, 90000)
+        payloads, _ = encoder.pack(packet)
+        for index, payload in enumerate(payloads):
+            trace.append((MEDIA_SSRC, 96, number, payload, int(index == len(payloads) - 1), picture * 3000))
+            number = (number + 1) & 0xFFFF
+    arrivals: list[tuple[int, int, int, bytes, int, int]] = []
+    rtx_number = 0
+    for entry in trace:
+        roll = rng.random()
+        if roll < 0.04:  # lost; retransmitted over RTX a few packets later, or (rarely) never
+            if rng.random() < 0.97:
+                ssrc, _, seq, payload, marker, ts = entry
+                resent = (RTX_SSRC, 97, rtx_number, seq.to_bytes(2, "big") + payload, marker, ts)
+                rtx_number += 1
+                arrivals.insert(len(arrivals) + rng.randint(1, 6), resent)
+            continue
+        if roll < 0.07 and arrivals:  # reordered
+            arrivals.insert(len(arrivals) - 1, entry)
+            continue
+        arrivals.append(entry)
+        if roll < 0.1:
+            arrivals.append(entry)  # duplicated
+
+    ours, theirs = await video_receiver(lean=True), await video_receiver(lean=False)
+    try:
+        for index, (ssrc, pt, seq, payload, marker, ts) in enumerate(arrivals):
+            for receiver, _, _ in (ours, theirs):
+                packet = RtpPacket(
+                    payload_type=pt, marker=marker, sequence_number=seq, timestamp=ts, ssrc=ssrc
+                )
+                packet.payload = payload
+                packet.extensions.abs_send_time = ((index * 11) << 18) // 1000 & 0xFFFFFF
+                await receiver._handle_rtp_packet(packet, arrival_time_ms=index * 11)
+        assert ours[1] == theirs[1] and len(ours[1]) > 50
+        assert ours[2] == theirs[2] and ours[2]  # NACKs (and any PLI, REMB) byte for byte
+    finally:
+        await ours[0].stop()
+        await theirs[0].stop()
