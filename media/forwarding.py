@@ -2,16 +2,20 @@
 
 A `Publication` receives the publisher's reassembled encoded frames (VP8 or H.264 pictures, Opus packets)
 straight from aiortc's jitter buffer and hands them to one `ForwardedTrack` per subscriber. The
-subscriber's RTCRtpSender sends VP8 and Opus in the RTP payloads they arrived in and re-packetises H.264
-(`encoder.pack`), but never encodes. Only when publisher and
-subscriber share no video codec (an H.264-only Safari and a VP8-only client) does that one subscriber's
-track decode, so its sender re-encodes; the server logs when that happens. Keep every forwarding decision
-in this module.
+subscriber's RTCRtpSender sends VP8 and Opus in the RTP payloads they arrived in (the publisher's VP8
+payload descriptors, picture ids included) and re-packetises H.264 (`encoder.pack`), but never encodes.
+Only when publisher and subscriber share no video codec (an H.264-only Safari and a VP8-only client) does
+that one subscriber's track decode, so its sender re-encodes; the server logs when that happens. Keep
+every forwarding decision in this module.
 
-Why encoded frames and not RTP packets: measured on this machine (bench/media_relay.py, the note
-shared/notes/aiortc-forwarding.md), RTP-level forwarding that keeps the receiver for RR, NACK and REMB
-saves about a tenth of the server CPU of this path; the cheaper variant drops the receiver, and with it
-the loss repair and bandwidth feedback a weak link needs.
+Why frames and not a plain stream of RTP packets: the frame is the unit the forwarding decisions need — a
+newcomer or a subscriber that fell behind starts at a keyframe, timestamps run on across a publisher's
+reconnect, a stalled subscriber's queue is bounded in pictures — while the packets within a frame pass
+through with only the header rewritten. aiortc's receiver stays in the path for the RTCP a weak uplink
+needs (receiver reports, NACKs, the REMB estimate). Measured on this machine (bench/media_relay.py, the
+note shared/notes/aiortc-forwarding.md), raw RTP forwarding that kept the receiver saved about a tenth
+over re-packetised frames (passing the payloads through recovers most of that); the cheaper variant
+dropped the receiver, and with it the loss repair and bandwidth feedback a weak link needs.
 """
 
 from __future__ import annotations

@@ -186,6 +186,39 @@ def test_reconnect_resumes_after_network_drop(browser, server):
         proxy.close()
 
 
+def test_others_keep_decoding_when_one_publisher_reconnects(browser, server):
+    """Only the citizen's network drops (a phone moving from Wi-Fi to mobile data): the advisor keeps
+    its peer connection, and the citizen's video, now from a fresh peer connection with a new VP8
+    encoder (new picture ids, a new RTP clock), goes on being decoded on the advisor's same m-line."""
+    proxy = TcpProxy(server["port"])
+    try:
+        room = create_room(server, f"http://127.0.0.1:{proxy.port}")
+        errors: list[str] = []
+        citizen = open_page(browser, room["citizen_url"], MOBILE, errors)
+        direct = room["advisor_url"].replace(f":{proxy.port}/", f":{server['port']}/")
+        advisor = open_page(browser, direct, DESKTOP, errors)
+        pages = {"citizen": citizen, "advisor": advisor}
+        join_call(citizen, advisor)
+        for page in pages.values():
+            wait_for_decoded_video(page)
+            page.evaluate("window.__oldPc = window.sprechstunde.pc")
+
+        proxy.drop()  # the citizen's signaling socket dies; the advisor's does not pass the proxy
+        citizen.wait_for_function(
+            "() => window.sprechstunde.state === 'in-call' && window.sprechstunde.pc !== window.__oldPc",
+            timeout=15000,
+        )
+        assert advisor.evaluate("window.sprechstunde.pc === window.__oldPc")
+        wait_for_decoded_video(citizen)
+        flowing = assert_media_flows(pages)
+        assert flowing["advisor"] >= 20, flowing  # the fake camera sends ~30 fps
+        assert not errors, errors
+        for page in pages.values():
+            page.context.close()
+    finally:
+        proxy.close()
+
+
 def test_tampered_link_is_refused(browser, server):
     room = create_room(server)
     body, signature = room["citizen_url"].rsplit(".", 1)
