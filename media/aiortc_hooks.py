@@ -178,7 +178,7 @@ class PayloadFrame(JitterFrame):
     """An encoded picture (or Opus packet) as aiortc's jitter buffer makes it, which also keeps the RTP
     payloads it arrived in: forwarded unchanged, they spare each subscriber's sender a re-packetisation."""
 
-    def __init__(self, data: bytes, timestamp: int, payloads: list[bytes]) -> None:
+    def __init__(self, data: bytes, timestamp: int, payloads: list[bytes] | None) -> None:
         self.data = data  # JitterFrame's two fields, set here without its keyword call
         self.timestamp = timestamp
         self.payloads = payloads
@@ -206,7 +206,9 @@ class PromptJitterBuffer(JitterBuffer):
         if newest is not None and 0 < (newest - packet.sequence_number) % 65536 < 32768:
             return False, None  # a duplicate or a packet older than one already passed on
         self._newest = packet.sequence_number
-        return False, PayloadFrame(packet._data, packet.timestamp, [packet.payload])
+        return False, PayloadFrame(
+            packet._data, packet.timestamp, [packet.payload] if packet.payload else None
+        )
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         packets: list[Any] = []
@@ -226,7 +228,9 @@ class PromptJitterBuffer(JitterBuffer):
 
     def _take(self, packets: list[Any], timestamp: int, count: int) -> JitterFrame:
         self.remove(count)
-        return PayloadFrame(b"".join([p._data for p in packets]), timestamp, [p.payload for p in packets])
+        # padding-only packets (bandwidth probes) carry no payload: forwarded they would be invalid VP8
+        payloads = [p.payload for p in packets if p.payload] or None
+        return PayloadFrame(b"".join([p._data for p in packets]), timestamp, payloads)
 
 
 def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prompt: bool = False) -> None:

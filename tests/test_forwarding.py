@@ -342,6 +342,31 @@ async def test_forwarded_video_frame_is_passed_on_at_its_last_packet():
         await up.receiver.stop()
 
 
+async def test_padding_packets_are_not_forwarded():
+    """A bandwidth probe (an RTP packet with no payload) inside a picture or on its own: the picture
+    goes on in its real payloads, and padding alone is not forwarded at all."""
+    up, publication = await started("video")
+    track = publication.subscribe()
+    track.set_output_codec("video/VP8")
+    try:
+        picture = av.Packet(bytes([0x00]) + bytes(3000))  # a keyframe, ~3 RTP packets
+        picture.pts, picture.time_base = 0, Fraction(1, 90000)
+        payloads, _ = Vp8Encoder().pack(picture)
+        assert len(payloads) >= 2
+        arrivals = [(payloads[0], 0), (b"", 0), *((p, 0) for p in payloads[1:]), (b"", 3000)]
+        for number, (payload, timestamp) in enumerate(arrivals):
+            marker = number == len(arrivals) - 2 or number == len(arrivals) - 1
+            await up.receiver._handle_rtp_packet(
+                rtp(number, timestamp, payload, marker), arrival_time_ms=number
+            )
+        frame = await asyncio.wait_for(track.recv(), 1)
+        assert frame.payloads == payloads
+        assert publication.frames_in == 1  # the lone padding packet was not a frame to forward
+    finally:
+        track.stop()
+        await up.receiver.stop()
+
+
 def test_pass_through_leaves_what_has_no_payloads_to_aiortcs_encoder():
     """H.264 access units and decoded frames (the no-shared-codec fallback) are packetised or encoded
     by aiortc, and aiortc's REMB handling still reaches the real encoder's target bitrate."""
