@@ -942,6 +942,7 @@ class PacketOutput:
         self.busy = 0
         self.pushed = 0  # frames sent from the publisher's delivery, without waking the sender's task
         self.pulled = 0  # frames the sender's task took from the track (backlog, decoded frames)
+        self.failed = 0  # frames a failing transport did not take (send_now)
 
     @property
     def idle(self) -> bool:
@@ -967,9 +968,14 @@ class PacketOutput:
         if pair is None:
             return False
         send, protocol, address = transport._send_direct, pair.protocol, pair.remote_addr
-        for data, size in self._packets(payloads, timestamp):
-            send(data, protocol, address)
-            self._sent(size)
+        try:
+            for data, size in self._packets(payloads, timestamp):
+                send(data, protocol, address)
+                self._sent(size)
+        except Exception:  # this runs in the publisher's packet handler: only this subscriber may miss out
+            self.failed += 1
+            if self.failed == 1:  # once per subscriber's stream, not 30 times a second
+                log.exception("forwarding to a subscriber failed; its frames are dropped while it fails")
         return True
 
     async def send(self, payloads: list[bytes], timestamp: int, audio_level: int | None = None) -> None:

@@ -297,6 +297,28 @@ async def test_subscriber_that_stops_reading_does_not_slow_the_others(participan
         stuck.set()
 
 
+async def test_a_subscriber_whose_sending_fails_does_not_cost_the_others_frames(
+    participant, services, caplog
+):
+    """Frames go out from the publisher's packet handler: an error sending to one subscriber (its socket
+    gone) is logged once and costs only that subscriber its frames."""
+    citizen, advisor = await call(participant)
+    interpreter = participant("guest", "Dolmetscherin", tracks=[])
+    await interpreter.join()
+    await interpreter.wait_frames(video=5, audio=5)
+    transport = server_peer(services, interpreter).pc.getTransceivers()[0].sender.transport
+
+    def broken(data: bytes, protocol: object, address: object) -> None:
+        raise OSError("socket gone")
+
+    transport._send_direct = broken
+    before = (citizen.frames["video"], advisor.frames["video"])
+    await asyncio.sleep(3.0)
+    gained = (citizen.frames["video"] - before[0], advisor.frames["video"] - before[1])
+    assert min(gained) >= 60, gained  # 30 fps each: none of theirs lost to the interpreter's failure
+    assert caplog.text.count("forwarding to a subscriber failed") <= 4  # once per stream, not per frame
+
+
 def forwarded_tracks(services, who: RtcParticipant) -> list:
     """The server-side tracks sending others' video to `who`."""
     peer = server_peer(services, who)
