@@ -368,8 +368,9 @@ async def test_padding_packets_are_not_forwarded():
 
 
 def test_pass_through_leaves_what_has_no_payloads_to_aiortcs_encoder():
-    """H.264 access units and decoded frames (the no-shared-codec fallback) are packetised or encoded
-    by aiortc, and aiortc's REMB handling still reaches the real encoder's target bitrate."""
+    """A frame without the publisher's payloads (as H.264 access units are handed over) is packetised
+    by aiortc's own packetiser, and aiortc's REMB handling still reaches the real encoder's target
+    bitrate (which the no-shared-codec fallback encodes with)."""
     inner = Vp8Encoder()
     encoder = aiortc_hooks.PassThrough(inner)
     data = bytes([0x00]) + bytes(3000)
