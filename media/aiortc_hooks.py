@@ -274,12 +274,7 @@ def forwarding_handler(receiver: RTCRtpReceiver) -> Callable[[RtpPacket, int], N
             )
             rtcp_ssrc = fields[_RTCP_SSRC]
             if rtcp_ssrc is not None and remb is not None:
-                fci = pack_remb_fci(*remb)
-                run_now(
-                    receiver._send_rtcp(
-                        RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
-                    )
-                )
+                run_now(receiver._send_rtcp(_remb(rtcp_ssrc, *remb)))
         fields[_ACTIVE_SSRC][packet.ssrc] = clock.current_datetime()
         codecs = fields[_CODECS]
         codec = codecs.get(packet.payload_type)
@@ -586,11 +581,13 @@ async def send_publisher_estimate(receiver: RTCRtpReceiver, bitrate: int) -> boo
     estimator = getattr(receiver, _ESTIMATOR)
     if isinstance(estimator, _CappedEstimator) and estimator.last is not None:
         bitrate = min(bitrate, estimator.last)
-    packet = RtcpPsfbPacket(
-        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(int(bitrate), [ssrc])
-    )
-    await receiver._send_rtcp(packet)
+    await receiver._send_rtcp(_remb(rtcp_ssrc, int(bitrate), [ssrc]))
     return True
+
+
+def _remb(rtcp_ssrc: int, bitrate: int, ssrcs: list[int]) -> RtcpPsfbPacket:
+    """A receiver estimated maximum bitrate (REMB) feedback packet, as aiortc's receiver builds it."""
+    return RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[str]:
@@ -786,14 +783,20 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
             return pair
         return None
 
+    def protect(data: bytes) -> bytes:
+        srtp = dtls._tx_srtp
+        return srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
+
+    def count(data: bytes) -> None:
+        counters[_DTLS_TX_BYTES] += len(data)
+        counters[_DTLS_TX_PACKETS] += 1
+
     def send_direct(data: bytes, protocol: Any, address: Any) -> None:
         """Protect and send on the protocol and to the address of a pair `direct_pair()` returned
         (nothing awaited in between)."""
-        srtp = dtls._tx_srtp
-        data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
+        data = protect(data)
         protocol.transport.sendto(data, address)
-        counters[_DTLS_TX_BYTES] += len(data)
-        counters[_DTLS_TX_PACKETS] += 1
+        count(data)
 
     async def send_rtp(data: bytes) -> None:
         if dtls._state is not State.CONNECTED:
@@ -804,11 +807,9 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
         if type(pair.protocol) is aioice.ice.StunProtocol:
             send_direct(data, pair.protocol, pair.remote_addr)
             return
-        srtp = dtls._tx_srtp  # a relayed (TURN) pair wraps the data itself
-        data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
-        await pair.protocol.send_data(data, pair.remote_addr)
-        counters[_DTLS_TX_BYTES] += len(data)
-        counters[_DTLS_TX_PACKETS] += 1
+        data = protect(data)
+        await pair.protocol.send_data(data, pair.remote_addr)  # a relayed (TURN) pair wraps it itself
+        count(data)
 
     connection.data_received = data_received  # type: ignore[method-assign]
     dtls._send_rtp = send_rtp  # type: ignore[method-assign]
