@@ -6,7 +6,8 @@ bench/media_relay.py at N = 8 put a tenth of the server's CPU there). A forwardi
 extension layouts: a subscriber's header differs from packet to packet only in its numbers and in the
 send time, so it is written from a template; an incoming header is read with the extension ids looked up
 once. Anything unusual (CSRCs, padding, two-byte extensions, an extension aiortc would decode with an
-unexpected length) goes to aiortc's own code, so the results stay aiortc's.
+unexpected length) goes to aiortc's own code, so the results stay aiortc's. The VP8 payload
+descriptor in front of each video payload is skipped the same way (`vp8_depayload`).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def _read_one_byte(data: bytes, end: int, ids: HeaderExtensions, values: HeaderE
 class HeaderWriter:
     """Writes a sender's packets as `RtpPacket.serialize` does when the extensions carry only the mid
     and the send time (what forwarding sets): the extension block is built once per mid and layout,
-    and only the 3-byte send time changes from packet to packet."""
+    and only the 3-byte send time changes from packet to packet. `layout(mid)` before the packets of
+    each frame: it notices a renegotiated extension map or a new mid, once per frame, not per packet."""
 
     def __init__(self, extensions_map: HeaderExtensionsMap) -> None:
         self._map = extensions_map
@@ -110,7 +112,7 @@ class HeaderWriter:
         self._head = self._tail = b""
         self._has_time = False
 
-    def _layout(self, mid: str | None) -> None:
+    def layout(self, mid: str | None) -> None:
         ids = extension_ids(self._map)
         key = (mid, ids.mid, ids.abs_send_time)
         if key == self._key:
@@ -129,11 +131,43 @@ class HeaderWriter:
         self._key = key
 
     def write(
-        self, mid: str | None, payload_type: int, marker: int, sequence_number: int, timestamp: int,
-        ssrc: int, abs_send_time: int, payload: bytes,
+        self, payload_type: int, marker: int, sequence_number: int, timestamp: int, ssrc: int,
+        abs_send_time: int, payload: bytes,
     ) -> bytes:  # fmt: skip
-        self._layout(mid)
+        """One packet, with the mid of the last `layout` call."""
         fixed = FIXED.pack(self._first, (marker << 7) | payload_type, sequence_number, timestamp, ssrc)
         if not self._has_time:
             return b"".join((fixed, self._head, payload))
         return b"".join((fixed, self._head, abs_send_time.to_bytes(3, "big"), self._tail, payload))
+
+
+def vp8_depayload(payload: bytes) -> bytes:
+    """aiortc's `vp8_depayload`: the payload after its VP8 payload descriptor (RFC 7741 §4.2), or the
+    same ValueError, without building the descriptor object aiortc reads and throws away."""
+    size = len(payload)
+    if size < 1:
+        raise ValueError("VPX descriptor is too short")
+    if not payload[0] & 0x80:  # no extended control bits
+        return payload[1:]
+    if size < 2:
+        raise ValueError("VPX descriptor has truncated extended bits")
+    extended = payload[1]
+    pos = 2
+    if extended & 0x80:  # I: picture id, one or two bytes
+        if size < 3:
+            raise ValueError("VPX descriptor has truncated PictureID")
+        if payload[2] & 0x80:
+            if size < 4:
+                raise ValueError("VPX descriptor has truncated long PictureID")
+            pos = 4
+        else:
+            pos = 3
+    if extended & 0x40:  # L: TL0PICIDX
+        if size < pos + 1:
+            raise ValueError("VPX descriptor has truncated TL0PICIDX")
+        pos += 1
+    if extended & 0x30:  # T or K: one byte for both
+        if size < pos + 1:
+            raise ValueError("VPX descriptor has truncated T/K")
+        pos += 1
+    return payload[pos:]

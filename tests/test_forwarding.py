@@ -223,7 +223,7 @@ async def test_publisher_is_asked_for_no_more_than_the_weakest_subscriber_takes(
     assert publication.bitrate_cap() == 300_000
     # aiortc's own periodic REMB from the publisher's link is capped as well
     estimator = getattr(up.receiver, aiortc_hooks._ESTIMATOR)
-    estimator._estimator.add = lambda **kwargs: (2_000_000, [MEDIA_SSRC])
+    estimator._estimator.add = lambda *args: (2_000_000, [MEDIA_SSRC])
     assert estimator.add(arrival_time_ms=0, abs_send_time=0, payload_size=1, ssrc=MEDIA_SSRC) == (
         300_000,
         [MEDIA_SSRC],
@@ -392,7 +392,7 @@ def test_remb_to_the_publisher_is_throttled_like_libwebrtc():
     publication.attach(up.receiver)
     estimator = getattr(up.receiver, aiortc_hooks._ESTIMATOR)
     values = iter([800_000, 790_000, 780_000, 700_000, 690_000, 900_000])
-    estimator._estimator.add = lambda **kwargs: (next(values), [MEDIA_SSRC])
+    estimator._estimator.add = lambda *args: (next(values), [MEDIA_SSRC])
 
     def add(ms: int):
         return estimator.add(arrival_time_ms=ms, abs_send_time=0, payload_size=1000, ssrc=MEDIA_SSRC)
@@ -409,16 +409,18 @@ def test_faster_bitrate_estimator_gives_aiortcs_results(seed):
     aiortc's own."""
     import random
 
-    from aiortc.rate import RemoteBitrateEstimator
+    from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 
     rng = random.Random(seed)
     original, fast = RemoteBitrateEstimator(), RemoteBitrateEstimator()
     aiortc_hooks.speed_up_estimator(fast)
     arrival = sent = 0
     answers = 0
-    for _ in range(6000):
+    seen = set()
+    for index in range(6000):
         gap = rng.choice([0, 0, 1, 2, 5, 11, 33]) + (rng.random() < 0.01) * rng.randint(100, 1500)
-        arrival += gap
+        queueing = (index // 500) % 3 == 2  # now and then the link queues: each packet arrives later
+        arrival += gap + queueing * rng.randint(1, 4)
         sent += max(0, gap + rng.randint(-3, 3))
         packet = {
             "arrival_time_ms": arrival,
@@ -429,7 +431,12 @@ def test_faster_bitrate_estimator_gives_aiortcs_results(seed):
         expected = original.add(**packet)
         assert fast.add(**packet) == expected
         answers += expected is not None
+        seen.add(original.detector.hypothesis)
+        filters = (original.estimator, fast.estimator)
+        kalman = [(e.E, e._offset, e.slope, e.var_noise, e.avg_noise) for e in filters]
+        assert kalman[0] == kalman[1]
     assert answers > 50
+    assert seen == set(BandwidthUsage)  # normal, overuse and underuse all went through the filter
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -108,8 +108,49 @@ def test_writing_a_header_gives_aiortcs_bytes(ids):
         )
         packet.extensions.mid = mid
         packet.extensions.abs_send_time = rng.randint(0, 0xFFFFFF)
+        writer.layout(mid)
         got = writer.write(
-            mid, packet.payload_type, packet.marker, packet.sequence_number, packet.timestamp,
+            packet.payload_type, packet.marker, packet.sequence_number, packet.timestamp,
             packet.ssrc, packet.extensions.abs_send_time, packet.payload,
         )  # fmt: skip
         assert got == packet.serialize(extensions)
+
+
+def test_skipping_the_vp8_descriptor_gives_aiortcs_payload():
+    from aiortc.codecs.vpx import vp8_depayload
+
+    rng = random.Random(3)
+    kinds = set()
+    for _ in range(20000):
+        first = rng.choice([0x10, 0x90, 0x80, 0x00, rng.randint(0, 255)])
+        extended = rng.randint(0, 255)
+        data = bytes([first, extended]) + rng.randbytes(rng.choice([0, 1, 2, 3, 4, 20]))
+        data = data[: rng.randint(0, len(data))] if rng.random() < 0.4 else data
+        try:
+            expected: object = vp8_depayload(data)
+        except ValueError as exc:
+            expected = str(exc)
+        try:
+            result: object = rtp_header.vp8_depayload(data)
+        except ValueError as exc:
+            result = str(exc)
+        assert result == expected, data.hex()
+        kinds.add(expected if isinstance(expected, str) else "payload")
+    assert len(kinds) == 7, kinds  # a payload and each of aiortc's six errors
+
+
+def test_a_packet_kept_for_a_nack_is_sent_again_as_it_was_first_sent():
+    from aiortc.rtp import RTP_HISTORY_SIZE
+
+    from media.aiortc_hooks import SentPackets
+
+    extensions = extensions_map({"mid": 1, "abs_send_time": 3, "audio_level": 5})
+    writer = rtp_header.HeaderWriter(extensions)
+    writer.layout("1")
+    history = SentPackets()
+    history[1234 % RTP_HISTORY_SIZE] = (96, 1, 1234, 5678, 42, b"picture", 0x123456, "1", None)
+    sent = writer.write(96, 1, 1234, 5678, 42, 0x123456, b"picture")
+    assert history.get(1234 % RTP_HISTORY_SIZE).serialize(extensions) == sent
+    assert history.get(99) is None
+    history[7] = (111, 0, 7, 960, 43, b"opus", 0x000100, "0", 30)  # audio keeps its level
+    assert history[7].extensions.audio_level == (False, -30)
