@@ -766,9 +766,7 @@ def asks_for_person(text: str) -> bool:
         return True
     tokens = clean.split()
     for index, token in enumerate(tokens):
-        if _has_prefix(token, WANT_VERBS) and any(
-            _names_person(t) for t in tokens[index + 1 : index + 4]
-        ):
+        if _has_prefix(token, WANT_VERBS) and any(_names_person(t) for t in tokens[index + 1 : index + 4]):
             return True  # "ich will zu einem Menschen", "I need a human"
     arabic = normalise(text)
     return any(n in arabic for n in ARABIC_PERSON) and any(v in arabic for v in ARABIC_TALK)

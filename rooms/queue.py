@@ -350,13 +350,17 @@ class QueueService:
         """Take the next citizen this advisor can serve (a due appointment before any walk-in) and
         open a room for the consultation; None when nobody is waiting for them."""
         self._check_member(member)
-        item = await self._claim_booked_with(member) or await self._store.claim_first(
-            QUEUE,
-            advisor_lanes(member, self._offices, APPOINTMENT),
-            member.username,
-            max_score=self._clock(),
-        ) or await self._store.claim_first(
-            QUEUE, advisor_lanes(member, self._offices, WALK_IN), member.username
+        item = (
+            await self._claim_booked_with(member)
+            or await self._store.claim_first(
+                QUEUE,
+                advisor_lanes(member, self._offices, APPOINTMENT),
+                member.username,
+                max_score=self._clock(),
+            )
+            or await self._store.claim_first(
+                QUEUE, advisor_lanes(member, self._offices, WALK_IN), member.username
+            )
         )
         return None if item is None else await self._open_consultation(member, item)
 
@@ -489,9 +493,7 @@ class QueueService:
         mine = [e for e in entries if e.state == "called" and e.claimed_by == member.username]
         return sorted(mine, key=lambda e: (e.claimed_at or 0.0, e.entry_id), reverse=True)
 
-    async def ask(
-        self, office: str, language: Any, topic: Any, question: Any, contact: Any
-    ) -> Ticket:
+    async def ask(self, office: str, language: Any, topic: Any, question: Any, contact: Any) -> Ticket:
         """A question left in writing (outside service hours, or instead of waiting): a ticket the
         office answers by e-mail or phone. Nothing is stored unless every field is valid."""
         the_office = self._offices.require(office)

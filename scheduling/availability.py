@@ -19,7 +19,6 @@ AVAILABILITY_KIND = "advisor-availability"
 MAX_ABSENCES = 200
 
 
-
 # An advisor's days off are the same date range as an office's closure.
 Absence = Closure
 

@@ -253,9 +253,7 @@ class WaitingRoom:
         process seeing a socket (presence expired, or a console on another process): either way the
         waiting citizens and consoles get fresh figures."""
         gone = await self.queue.sweep()
-        online = frozenset(
-            (a.username, a.offices, a.languages) for a in await self.queue.presence.advisors()
-        )
+        online = frozenset((a.username, a.offices, a.languages) for a in await self.queue.presence.advisors())
         changed = self._online is not None and online != self._online
         self._online = online
         if gone or changed:

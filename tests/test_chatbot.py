@@ -347,7 +347,9 @@ async def test_imported_pages_answer_with_a_quote_and_a_link(tmp_path):
         other = ChatService(store, FIXTURES)  # another process sees the pages through the store
         _, reply = await other.message("Wann hat der Wertstoffhof geöffnet?")
         assert reply.kind == "page" and reply.topic is None
-        assert "dienstags bis samstags" in reply.text and reply.links[0]["url"] == "https://stadt.example/muell"
+        assert (
+            "dienstags bis samstags" in reply.text and reply.links[0]["url"] == "https://stadt.example/muell"
+        )
         _, reply = await other.message("Wie wird das Wetter morgen?")
         assert reply.kind == "out_of_scope"
     finally:

@@ -246,8 +246,11 @@ async def test_statistics_for_leads_as_json_csv_and_page(client, services):
     assert last["load_per_hour"] == {"9": 2, "15": 1}
     assert data["total"]["consultations"] == 3 and data["total"]["wait_p50_seconds"] == 60
 
-    for query, code in (("?from=gestern", "invalid_date"), ("?office=standesamt", "forbidden_office"),
-                        ("?from=2026-12-01&to=2026-11-01", "invalid_range")):
+    for query, code in (
+        ("?from=gestern", "invalid_date"),
+        ("?office=standesamt", "forbidden_office"),
+        ("?from=2026-12-01&to=2026-11-01", "invalid_range"),
+    ):
         bad = await client.get("/api/statistics" + query)
         assert bad.status in (400, 403) and (await bad.json())["error"]["code"] == code
 

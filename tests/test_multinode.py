@@ -145,9 +145,10 @@ async def test_queue_and_consoles_across_nodes_assign_each_citizen_once(cluster)
         assert (await _next_message(waiting, "queue-status"))["position"] == 20
 
         jars = [aiohttp.CookieJar(unsafe=True) for _ in range(2)]  # cookies for 127.0.0.1
-        async with aiohttp.ClientSession(cookie_jar=jars[0]) as one, aiohttp.ClientSession(
-            cookie_jar=jars[1]
-        ) as two:
+        async with (
+            aiohttp.ClientSession(cookie_jar=jars[0]) as one,
+            aiohttp.ClientSession(cookie_jar=jars[1]) as two,
+        ):
             consoles = [await _console(one, n1, "anna"), await _console(two, n2, "bernd")]
             for ws in consoles:
                 await _next_message(ws, "queue")

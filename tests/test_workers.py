@@ -80,7 +80,6 @@ async def test_two_workers_share_the_consultations_behind_one_port(tmp_path):
         await store.close()
 
 
-
 @pytest.mark.browser
 def test_browser_follows_the_redirect_to_the_other_worker(browser, tmp_path):
     """Real Chromium under the real CSP: its room runs on the second worker, so its first hello gets

@@ -115,10 +115,7 @@ async def _console(request: web.Request, links: dict | None = None) -> web.Respo
             serving.append(view | {"advisor_url": services.rooms.link(room, "advisor", "")})
     offices = [o.id for o in services.waiting.offices] if member.role == "admin" else member.offices
     tickets = [
-        t
-        for office in offices
-        for t in await services.queue.tickets.for_office(office)
-        if t.status != "done"
+        t for office in offices for t in await services.queue.tickets.for_office(office) if t.status != "done"
     ]
     tickets.sort(key=lambda t: (t.created_at, t.reference), reverse=True)
     return services.pages.render(

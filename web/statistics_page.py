@@ -52,4 +52,3 @@ async def statistics_page(request: web.Request) -> web.Response:
         percent=_percent,
         csv_query=request.query_string,
     )
-
