@@ -422,14 +422,13 @@ class _CappedEstimator:
         cap = self._cap()
         if cap is not None:
             bitrate = min(bitrate, cap)
-        now = arrival_time_ms
         if (
             self._sent is not None
-            and now - self._sent_at < REMB_INTERVAL_MS
+            and arrival_time_ms - self._sent_at < REMB_INTERVAL_MS
             and bitrate >= self._sent * REMB_DROP
         ):
             return None
-        self._sent, self._sent_at = bitrate, now
+        self._sent, self._sent_at = bitrate, arrival_time_ms
         return bitrate, ssrcs
 
 
