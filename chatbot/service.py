@@ -30,6 +30,7 @@ from chatbot.knowledge import (
     load_knowledge,
 )
 from chatbot.pages import PAGE_KIND, VERSION_KEY, VERSION_KIND, PageIndex, page_key
+from rooms.text import strip_bidi
 from store.port import Store
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ class ChatService:
         self, text: str, conversation_id: str | None = None, language: str | None = None
     ) -> tuple[str, Reply]:
         """Answer one citizen message; returns the conversation id (new if none was given) and the reply."""
+        text = strip_bidi(text)  # issue 15, finding 13: no direction overrides in the transcript
         engine = await self.ready()
         await self.refresh()
         conversation = await self.conversation(conversation_id)

@@ -46,6 +46,7 @@ from documents.crypto import (
     read_blob,
 )
 from documents.formats import ACCEPT, TYPES, Sniffer, UnsupportedType, display_name
+from rooms.text import has_bidi, strip_bidi
 from store.lease import lease
 from store.port import Store
 
@@ -154,6 +155,8 @@ def validate_link(url: Any, title: Any) -> tuple[str, str, str]:
     url = url.strip()
     if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise DocumentError(400, "invalid_url", "the URL is too long or has spaces or control characters")
+    if has_bidi(url):  # issue 15, finding 13: it would display as another address
+        raise DocumentError(400, "invalid_url", "the URL holds invisible text-direction characters")
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -174,7 +177,7 @@ def validate_link(url: Any, title: Any) -> tuple[str, str, str]:
         title = ""
     if not isinstance(title, str):
         raise DocumentError(400, "invalid_title", "the title must be text")
-    title = " ".join("".join(c if c.isprintable() else " " for c in title).split())
+    title = " ".join("".join(c if c.isprintable() else " " for c in strip_bidi(title)).split())
     if len(title) > MAX_TITLE_CHARS:
         raise DocumentError(400, "invalid_title", f"the title is limited to {MAX_TITLE_CHARS} characters")
     return url, ascii_host, title
@@ -522,6 +525,9 @@ class DocumentService:
                 pending = None
             if parts:
                 await self._run(blob.write, b"".join(parts))
+            if declared_size is not None and total != declared_size:
+                # A stream that ended early is a cut-off upload, not a smaller file (issue 15, finding 14).
+                raise DocumentError(400, "incomplete_upload", "the upload ended early; send it again")
             file_type = await self._run(blob.finish)
             meta = {"name": display_name(filename, TYPES[file_type])}
             final = self._blob_path(document_id)

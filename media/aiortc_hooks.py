@@ -42,6 +42,7 @@ from aiortc.rate import (
     TimestampGroup,
 )
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
+from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -169,6 +170,15 @@ def check() -> None:
         raise RuntimeError("aioice internals changed: Connection.sendto")
     if "receiver" not in aioice.ice.StunProtocol.datagram_received.__code__.co_names:
         raise RuntimeError("aioice internals changed: StunProtocol.datagram_received")
+    # guard_remote_addresses: incoming checks reach the connection by `request_received` (aioice's own
+    # handler, which `speed_up_transport` keeps for STUN)
+    if "request_received" not in _stun_datagram_received.__code__.co_names:
+        raise RuntimeError("aioice internals changed: StunProtocol.datagram_received")
+    # guard_remote_addresses: a signalled address, mDNS-resolved or not, passes `_add_remote_candidate`
+    if "_add_remote_candidate" not in aioice.ice.Connection.add_remote_candidate.__code__.co_names:
+        raise RuntimeError("aioice internals changed: Connection.add_remote_candidate")
+    if "_connection" not in RTCIceGatherer.__init__.__code__.co_names:
+        raise RuntimeError("aiortc internals changed: RTCIceGatherer lacks _connection")
     for name in ("max_seq", "missing"):
         if name not in NackGenerator.__init__.__code__.co_names:
             raise RuntimeError(f"aiortc internals changed: NackGenerator lacks {name}")
@@ -685,6 +695,48 @@ def set_host_addresses(addresses: list[str] | None) -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [  # type: ignore[assignment]
         a for a in pinned if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
     ]
+
+
+# --- Which remote addresses ICE may contact (issue 15, finding 9; the policy: media/ice_policy.py) ----
+
+
+def ice_connections(pc: Any) -> list[aioice.ice.Connection]:
+    """The aioice connections under a peer connection's transports (one, with max-bundle)."""
+    connections: list[aioice.ice.Connection] = []
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    for dtls in transports:
+        if dtls is not None and dtls.transport._connection not in connections:
+            connections.append(dtls.transport._connection)
+    return connections
+
+
+def guard_remote_addresses(connection: aioice.ice.Connection, permits: Callable[[str], bool]) -> None:
+    """Let ICE contact only addresses `permits` accepts, however aioice learnt them: a signalled candidate
+    once its address is known (`_add_remote_candidate` receives an mDNS name's resolved address too), and
+    a peer-reflexive one learnt from an incoming check (`request_received`: a check from a refused address
+    is neither answered nor paired). Installed once per connection, before any candidate arrives."""
+    if getattr(connection, "_address_guard", None) is not None:
+        return
+    add_remote_candidate = connection._add_remote_candidate
+    request_received = connection.request_received
+
+    def guarded_add(candidate: Any, network_host: str) -> None:
+        if not permits(network_host):
+            log.debug("ICE: remote candidate %s refused by the address policy", network_host)
+            return
+        add_remote_candidate(candidate, network_host)
+
+    def guarded_request(message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        if not permits(addr[0]):
+            log.debug("ICE: check from %s ignored by the address policy", addr[0])
+            return
+        request_received(message, addr, protocol)
+
+    connection._address_guard = permits  # type: ignore[attr-defined]
+    connection._add_remote_candidate = guarded_add  # type: ignore[method-assign]
+    connection.request_received = guarded_request  # type: ignore[method-assign]
 
 
 # --- The transport's per-packet path ------------------------------------------------------------------

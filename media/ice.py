@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
+from media.ice_policy import IcePolicy
+
 
 @dataclass(frozen=True)
 class IceConfig:
@@ -22,6 +24,8 @@ class IceConfig:
     turn_urls: list[str] = field(default_factory=list)
     turn_secret: str | None = None
     turn_ttl: int = 6 * 3600
+    # which remote addresses the server's ICE may contact (media/ice_policy.py)
+    policy: IcePolicy = field(default_factory=IcePolicy)
 
 
 def turn_credentials(secret: str, user: str, ttl: int, now: float | None = None) -> tuple[str, str]:

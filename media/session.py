@@ -21,6 +21,7 @@ from aiortc.sdp import candidate_from_sdp
 from media import aiortc_hooks
 from media.forwarding import ForwardingStats, Publication, TranscodingPublication
 from media.ice import IceConfig, server_rtc_configuration
+from media.ice_policy import TOO_MANY_CANDIDATES, CandidateBudget
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,14 @@ def _prefer_codecs(transceiver: RTCRtpTransceiver, kind: str, first: str | None 
     )
 
 
+def _too_many_candidates(limit: int) -> dict[str, str]:
+    return {
+        "type": "error",
+        "code": TOO_MANY_CANDIDATES,
+        "message": f"a connection may name at most {limit} ICE candidates; the others are ignored",
+    }
+
+
 class MediaPeer:
     """The server's end of one participant's peer connection."""
 
@@ -69,6 +78,8 @@ class MediaPeer:
         self._session = session
         self._send = send
         self.pc = RTCPeerConnection(server_rtc_configuration(config))
+        # the remote candidates this connection named, checked against the address policy
+        self._candidates = CandidateBudget(config.policy)
         self._lock = asyncio.Lock()
         self._again = False
         self._closed = False
@@ -83,6 +94,22 @@ class MediaPeer:
             # ask the publisher first for the video codec every other participant can take
             _prefer_codecs(transceiver, kind, video_first if kind == "video" else None)
             self._uplink[kind] = transceiver
+        self._guard_transports()
+
+    def _guard_transports(self) -> None:
+        """Hold aioice to the address policy too (mDNS results, peer-reflexive candidates). With
+        max-bundle the first transceiver's transport is the only one, so this runs before any candidate."""
+        for connection in aiortc_hooks.ice_connections(self.pc):
+            aiortc_hooks.guard_remote_addresses(connection, self._candidates.policy.permits)
+
+    def _remote_description(self, sdp: str, kind: str) -> RTCSessionDescription:
+        """The participant's description without the candidates the server may not contact."""
+        return RTCSessionDescription(sdp=self._candidates.filter_sdp(sdp), type=kind)
+
+    async def _report_overflow(self, before: int) -> None:
+        """Tell the participant when candidates were ignored for the per-connection cap."""
+        if self._candidates.over > before:
+            await self._send(_too_many_candidates(self._candidates.limit))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         for transceiver in self.pc.getTransceivers():
@@ -164,12 +191,15 @@ class MediaPeer:
         async with self._lock:
             if self.pc.signalingState != "have-local-offer":
                 raise NegotiationError("no_offer_pending", "no offer is waiting for an answer")
+            over = self._candidates.over
             try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                await self.pc.setRemoteDescription(self._remote_description(sdp, "answer"))
             except Exception as exc:  # aiortc raises ValueError, AssertionError, OperationError …
                 raise NegotiationError("negotiation_failed", f"answer rejected: {exc}") from None
+            self._guard_transports()
             self._negotiated()
             again = self._again
+        await self._report_overflow(over)
         await self._session.published(self.peer_id)
         if again:
             await self.negotiate()
@@ -192,13 +222,16 @@ class MediaPeer:
         async with self._lock:
             if self.pc.signalingState != "stable":
                 raise NegotiationError("glare", "the server's offer is outstanding; answer it first")
+            over = self._candidates.over
             try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                await self.pc.setRemoteDescription(self._remote_description(sdp, "offer"))
+                self._guard_transports()
                 await self.pc.setLocalDescription(await self.pc.createAnswer())
             except Exception as exc:
                 raise NegotiationError("negotiation_failed", f"offer rejected: {exc}") from None
             self._negotiated()
             answer = {"sdp": self.pc.localDescription.sdp, "streams": self.streams()}
+        await self._report_overflow(over)
         await self._session.published(self.peer_id)
         return answer
 
@@ -212,8 +245,12 @@ class MediaPeer:
             parsed = candidate_from_sdp(text)
         except Exception:
             raise NegotiationError("bad_message", "candidate is not a valid ICE candidate") from None
-        if parsed.ip.endswith(".local"):
-            return  # mDNS names would need multicast resolution; the browser offers raw IPs too
+        over = self._candidates.over
+        if not self._candidates.admit(parsed.ip, parsed.port, parsed.protocol):
+            if self._candidates.over > over:
+                error = _too_many_candidates(self._candidates.limit)
+                raise NegotiationError(error["code"], error["message"])
+            return  # an address the server may not contact (media/ice_policy.py), or an mDNS name
         parsed.sdpMid = candidate.get("sdpMid")
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
         if parsed.sdpMid is None and parsed.sdpMLineIndex is None:

@@ -34,6 +34,7 @@ from rooms.offices import Office, OfficeDirectory
 from rooms.routing import APPOINTMENT, WALK_IN, AdvisorPresence, Availability, advisor_lanes, can_serve, lane
 from rooms.service import Room, RoomService
 from rooms.staff import StaffMember
+from rooms.text import has_bidi, strip_bidi
 from rooms.tickets import Ticket, TicketBook, check_notes
 from rooms.tokens import TokenError, TokenSigner
 from store.port import QueueItem, Store
@@ -89,6 +90,10 @@ class QueueEntry:
     outcome: str | None = None
     advisor: str | None = None  # scheduling: the booked advisor (see Appointment)
     ticket: str | None = None
+    # The note for colleagues written when handing the citizen over to another office's queue. Staff
+    # only: it never replaces `note` (the citizen's own) and no citizen-facing view shows it. Records
+    # stored before it existed load with None.
+    handover_note: str | None = None
 
     @property
     def kind(self) -> str:
@@ -408,12 +413,13 @@ class QueueService:
         note: str | None = None,
         language: str | None = None,
     ) -> QueueEntry:
-        """Send a claimed citizen into another office's queue with a note, keeping their arrival time
-        (they do not start again at the back) and their waiting-room link."""
+        """Send a claimed citizen into another office's queue with a note for the colleagues there,
+        keeping their arrival time (they do not start again at the back), their waiting-room link and
+        their own note: the hand-over note is stored apart (`handover_note`, staff only)."""
         entry = await self._held_by(member, entry_id)
         target = self._offices.require(office)
         language = self._check_language(target, language or entry.language)
-        note = _check_note(note) if note is not None else entry.note
+        handover_note = _check_note(note) if note is not None else entry.handover_note
         if entry.kind == WALK_IN and not hours.is_open(target, datetime.fromtimestamp(self._clock(), UTC)):
             opening = hours.next_opening(target, datetime.fromtimestamp(self._clock(), UTC))
             raise QueueError(
@@ -426,14 +432,14 @@ class QueueService:
             entry,
             office=office,
             language=language,
-            note=note,
+            handover_note=handover_note,
             state="waiting",
             claimed_by=None,
             claimed_at=None,
             room_id=None,
             transferred_from=[*entry.transferred_from, entry.office],
         )
-        updated = await self._update(entry_id, lambda e: replace(moved, transcript=e.transcript))
+        updated = await self._update(entry_id, lambda e: replace(moved, transcript=e.transcript, note=e.note))
         # The citizen's page leaves the call and reconnects to the waiting room; if it never does,
         # the usual grace applies and the place is given up as abandoned.
         now = self._clock()
@@ -499,7 +505,7 @@ class QueueService:
         the_office = self._offices.require(office)
         language = self._check_language(the_office, language)
         topic = _check_topic(topic)
-        if not isinstance(question, str) or not question.strip():
+        if not isinstance(question, str) or not strip_bidi(question).strip():
             raise QueueError("empty_question", "write your question")
         question = check_notes(question, MAX_QUESTION)
         return await self.tickets.open(
@@ -616,18 +622,18 @@ class QueueService:
 
 
 def _check_topic(topic: Any) -> str:
-    if not isinstance(topic, str) or not topic.strip():
+    if not isinstance(topic, str) or not strip_bidi(topic).strip():
         raise QueueError("invalid_topic", "a topic is required")
-    topic = topic.strip()
+    topic = strip_bidi(topic).strip()  # issue 15, finding 13: no direction overrides
     if len(topic) > MAX_TOPIC:
         raise QueueError("invalid_topic", f"the topic may have at most {MAX_TOPIC} characters")
     return topic
 
 
 def _check_note(note: Any) -> str:
-    if not isinstance(note, str) or not note.strip():
+    if not isinstance(note, str) or not strip_bidi(note).strip():
         raise QueueError("empty_note", "the note is empty")
-    note = note.strip()
+    note = strip_bidi(note).strip()  # issue 15, finding 13: no direction overrides
     if len(note) > MAX_NOTE:
         raise QueueError("note_too_long", f"the note may have at most {MAX_NOTE} characters")
     return note
@@ -651,7 +657,7 @@ def _check_transcript(transcript: Any) -> list[dict[str, str]]:
         ):
             raise QueueError("invalid_transcript", 'each message needs "role" (citizen or bot) and "text"')
         total += len(message["text"])
-        clean.append({"role": message["role"], "text": message["text"]})
+        clean.append({"role": message["role"], "text": strip_bidi(message["text"])})
     if total > MAX_TRANSCRIPT_CHARS:
         raise QueueError(
             "transcript_too_long", f"the transcript may have at most {MAX_TRANSCRIPT_CHARS} characters"
@@ -664,6 +670,8 @@ def check_contact(contact: Any) -> str:
     if not isinstance(contact, str) or not contact.strip():
         raise QueueError("missing_contact", "give an e-mail address or phone number for the answer")
     contact = contact.strip()
+    if has_bidi(contact):  # issue 15, finding 13: an address is taken as given, not cleaned
+        raise QueueError("invalid_contact", "the address holds invisible text-direction characters")
     digits = sum(ch.isdigit() for ch in contact)
     if len(contact) > MAX_CONTACT or not (EMAIL.match(contact) or (PHONE.match(contact) and digits >= 6)):
         raise QueueError("invalid_contact", "this is neither an e-mail address nor a phone number")

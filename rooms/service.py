@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from hashlib import sha256
 from urllib.parse import quote
 
 from rooms.tokens import JoinGrant, TokenError, TokenSigner
@@ -101,6 +102,21 @@ class RoomService:
             advisor_url=self.link(room, "advisor", base_url),
             citizen_url=self.link(room, "citizen", base_url),
         )
+
+    @staticmethod
+    def seat(grant: JoinGrant, token: str) -> str:
+        """Which seat of its room a verified join link holds; a seat has at most one live connection.
+
+        One advisor and one citizen per room, whatever link they came with: the waiting room signs a
+        fresh citizen link at every admission (a reloaded waiting page gets another one) and the console
+        a fresh advisor link whenever it lists the consultation, yet it is the same person each time. A
+        guest link is one seat of its own (an interpreter and a colleague each get one). The guest seat
+        is named by the signed claims (with their nonce), which no re-spelling of the token changes.
+        """
+        if grant.role != "guest":
+            return grant.role
+        claims = token.split(".", 1)[0]
+        return "guest:" + sha256(claims.encode()).hexdigest()[:16]
 
     async def admit(self, token: str) -> tuple[JoinGrant, Room]:
         """Resolve a join token to its grant and live room; RoomError with 403/404/410 otherwise."""

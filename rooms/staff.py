@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -24,6 +25,10 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 SESSION_TTL = 12 * 3600
 # scrypt cost: n=2**14, r=8 takes ~50 ms here, enough to make offline guessing expensive.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+# What an unknown or disabled account's password is checked against: same scheme and cost as a real hash,
+# so both paths do exactly one scrypt of the same parameters (no digest matches it: the path returns None
+# whatever the result).
+_DUMMY_HASH = f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${'00' * 16}${'00' * _SCRYPT['dklen']}"
 
 
 class StaffError(Exception):
@@ -41,6 +46,9 @@ class StaffMember:
     disabled: bool = False
     # Accounts created before languages existed carry none in the store and read as German-speaking.
     languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))
+    # Bumped by every password change and every disable: a session opened under an older value is void,
+    # so those end every session of the account at once (its session records are deleted as well).
+    session_epoch: int = field(default=0, repr=False)
 
 
 def _check_password(password: str) -> None:
@@ -102,7 +110,7 @@ class StaffDirectory:
             offices=sorted(set(offices)),
             languages=list(dict.fromkeys(languages)),
         )
-        record = asdict(member) | {"password": hash_password(password)}
+        record = asdict(member) | {"password": await asyncio.to_thread(hash_password, password)}
         if not await self._store.create(STAFF_KIND, username, record):
             raise StaffError("exists", f"user {username!r} already exists")
         return member
@@ -123,39 +131,58 @@ class StaffDirectory:
         return members
 
     async def set_disabled(self, username: str, disabled: bool = True) -> StaffMember:
-        """Lock (or unlock) an account; its open sessions stop working at their next request."""
-        return await self._update(username, {"disabled": disabled})
+        """Lock (or unlock) an account. Locking ends its sessions for good: they do not come back when
+        the account is unlocked."""
+        member = await self._update(username, {"disabled": disabled}, end_sessions=disabled)
+        if disabled:
+            await self._delete_sessions(username)
+        return member
 
     async def set_password(self, username: str, password: str) -> StaffMember:
+        """A new password; every session of the account ends (whoever knew the old one is signed out)."""
         _check_password(password)
-        return await self._update(username, {"password": hash_password(password)})
+        hashed = await asyncio.to_thread(hash_password, password)
+        member = await self._update(username, {"password": hashed}, end_sessions=True)
+        await self._delete_sessions(username)
+        return member
 
-    async def _update(self, username: str, changes: dict) -> StaffMember:
+    async def _update(self, username: str, changes: dict, *, end_sessions: bool = False) -> StaffMember:
         # Compare-and-set, so a concurrent change to the same account (e.g. disable while the password
-        # is being reset) is never silently undone.
+        # is being reset) is never silently undone. The epoch moves in the same write as the change.
         while True:
             record = await self._store.get(STAFF_KIND, username) if USERNAME.match(username or "") else None
             if record is None:
                 raise StaffError("unknown_user", f"there is no user {username!r}")
             updated = record | changes
+            if end_sessions:
+                updated["session_epoch"] = record.get("session_epoch", 0) + 1
             if await self._store.compare_and_set(STAFF_KIND, username, record, updated):
                 updated.pop("password")
                 return StaffMember(**updated)
 
+    async def _delete_sessions(self, username: str) -> None:
+        """Remove the (already void) session records of one account."""
+        for session_id, record in await self._store.scan(SESSION_KIND):
+            if record.get("username") == username:
+                await self._store.delete(SESSION_KIND, session_id)
+
     async def authenticate(self, username: str, password: str) -> StaffMember | None:
+        """The member when the password is right. Unknown, disabled and existing accounts cost the same:
+        one scrypt of the same parameters (a dummy hash for the first two), so the response time does
+        not reveal which accounts exist. The hash runs in a worker thread: scrypt on the event loop
+        would stall every socket and media forwarding for its ~50 ms."""
         record = await self._store.get(STAFF_KIND, username) if USERNAME.match(username) else None
-        if record is None or record.get("disabled"):
-            # Same cost as a real check, so response time does not reveal which accounts exist.
-            check_password(password, hash_password("x"))
-            return None
-        if not check_password(password, record["password"]):
+        usable = record is not None and not record.get("disabled")
+        stored = record["password"] if usable else _DUMMY_HASH
+        if not await asyncio.to_thread(check_password, password, stored) or not usable:
             return None
         record.pop("password")
         return StaffMember(**record)
 
     async def open_session(self, member: StaffMember) -> str:
         session_id = secrets.token_urlsafe(32)
-        await self._store.put(SESSION_KIND, session_id, {"username": member.username}, ttl=SESSION_TTL)
+        record = {"username": member.username, "epoch": member.session_epoch}
+        await self._store.put(SESSION_KIND, session_id, record, ttl=SESSION_TTL)
         return session_id
 
     async def session_member(self, session_id: str | None) -> StaffMember | None:
@@ -165,7 +192,9 @@ class StaffDirectory:
         if record is None:
             return None
         member = await self.get(record["username"])
-        return None if member is None or member.disabled else member
+        if member is None or member.disabled or record.get("epoch", 0) != member.session_epoch:
+            return None
+        return member
 
     async def close_session(self, session_id: str) -> None:
         await self._store.delete(SESSION_KIND, session_id)

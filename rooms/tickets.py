@@ -1,6 +1,11 @@
 """Follow-up tickets: what an office still owes a citizen after a consultation (or a question left
 outside service hours). References are `SP-<year>-<000123>`, counted per year by the store's atomic
-counter, so two advisors closing at the same moment never get the same number."""
+counter, so two advisors closing at the same moment never get the same number.
+
+Retention (issue 15, finding 7): `erase_closed` removes a ticket's personal fields — the notes or the
+citizen's question, the contact address, the free-text topic — once it has been closed ("done") longer
+than the retention period. The record itself (reference, office, language, source, status, dates) stays
+for statistics; `erased_at` says the text was removed on purpose."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from zoneinfo import ZoneInfo
 from rooms.errors import QueueError
 from rooms.offices import DEFAULT_TIMEZONE, OfficeDirectory
 from rooms.staff import StaffMember
+from rooms.text import strip_bidi
 from store.port import Store
 
 TICKET_KIND = "ticket"
@@ -42,6 +48,10 @@ class Ticket:
     source: str = "consultation"
     # how the office answers a question: an e-mail address or phone number the citizen gave
     contact: str | None = None
+    # when the ticket was last set to "done" (None while it is open); retention counts from here
+    closed_at: float | None = None
+    # when its personal fields were erased after the retention period (None: not yet)
+    erased_at: float | None = None
 
 
 def check_notes(notes: str | None, limit: int = MAX_TICKET_NOTES) -> str:
@@ -50,7 +60,7 @@ def check_notes(notes: str | None, limit: int = MAX_TICKET_NOTES) -> str:
         return ""
     if not isinstance(notes, str):
         raise QueueError("invalid_notes", "notes must be text")
-    notes = notes.strip()
+    notes = strip_bidi(notes).strip()  # issue 15, finding 13: no direction overrides
     if len(notes) > limit:
         raise QueueError("notes_too_long", f"notes may have at most {limit} characters")
     return notes
@@ -135,11 +145,37 @@ class TicketBook:
                 raise QueueError("unknown_ticket", f"there is no ticket {reference!r}", 404)
             if member.disabled or (member.role != "admin" and record["office"] not in member.offices):
                 raise QueueError("forbidden_office", "this ticket belongs to another office", 403)
-            changes = {"updated_at": self._clock()}
+            now = self._clock()
+            changes: dict[str, object] = {"updated_at": now}
             if status is not None:
                 changes["status"] = status
+                if status != "done":
+                    changes["closed_at"] = None
+                elif record.get("status") != "done":
+                    changes["closed_at"] = now
             if notes is not None:
                 changes["notes"] = notes
             updated = record | changes
             if await self._store.compare_and_set(TICKET_KIND, reference, record, updated):
                 return Ticket(**updated)
+
+    async def erase_closed(self, retention: float) -> int:
+        """Erase the personal fields of tickets closed more than `retention` seconds ago (a ticket closed
+        before closing times were recorded counts from its last change); returns how many. Idempotent,
+        and safe next to a concurrent update: a ticket reopened meanwhile is left alone."""
+        horizon = self._clock() - retention
+        erased = 0
+        for reference, record in await self._store.scan(TICKET_KIND):
+            while record is not None and _erasable(record, horizon):
+                updated = record | {"notes": "", "contact": None, "topic": None, "erased_at": self._clock()}
+                if await self._store.compare_and_set(TICKET_KIND, reference, record, updated):
+                    erased += 1
+                    break
+                record = await self._store.get(TICKET_KIND, reference)
+        return erased
+
+
+def _erasable(record: dict, horizon: float) -> bool:
+    closed = record.get("closed_at") or record.get("updated_at", 0.0)
+    holds_text = bool(record.get("notes") or record.get("contact") or record.get("topic"))
+    return record.get("status") == "done" and closed <= horizon and holds_text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -16,6 +17,11 @@ from dataclasses import dataclass
 from hashlib import sha256
 
 ROLES = ("advisor", "citizen", "guest")
+# Unpadded URL-safe base64 and nothing else: a lenient decoder would also read `tok=`, `tok!!`, `+` for
+# `-` or a sibling last character as the same bytes, so one link would have many accepted spellings
+# (issue 15, finding 11).
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+SIGNATURE_CHARS = 43  # HMAC-SHA256: 32 bytes, unpadded
 
 
 class TokenError(Exception):
@@ -38,7 +44,14 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of canonical unpadded base64url text; ValueError for anything else (other characters,
+    padding, spare bits set), so that each token has exactly one accepted spelling."""
+    if not _BASE64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 class TokenSigner:
@@ -62,6 +75,8 @@ class TokenSigner:
         if not isinstance(token, str) or len(token) > 2048 or token.count(".") != 1:
             raise TokenError("invalid")
         body, sig = token.split(".")
+        if len(sig) != SIGNATURE_CHARS:
+            raise TokenError("invalid")
         try:
             given = _unb64(sig)
         except (ValueError, TypeError):

@@ -10,8 +10,14 @@ booking's language, are available then (weekly pattern, absences) and hold no ov
 Seats: each advisor has one record per local day listing their booked intervals (appointment plus
 buffer). Booking adds an interval with compare-and-set, so of any number of concurrent requests for an
 advisor's last free interval exactly one succeeds; the others try the next free advisor and, when none
-is left, get `slot_taken` with fresh slots. Cancelling removes the interval. The booking record is
-written after its seat (and the seat given back if that fails), so a record never lacks its seat.
+is left, get `slot_taken` with fresh slots. Cancelling removes the interval.
+
+Seat and booking change in one atomic write (`Store.compare_and_set_many`, issue 15 finding 8): the
+seat interval, the booking record, the year's reference counter and the idempotency claim when booking;
+the status and the freed interval when cancelling; both bookings and both seats when rescheduling. A
+process killed at any moment (kill -9 during a burst of bookings) therefore leaves either all of it or
+none — never a seat held for a booking that does not exist, which would lower a slot's capacity for
+good. `release_orphan_seats` repairs data written by older versions, once at start-up.
 
 Tokens: a booking has a manage token (cancel/reschedule, valid until 60 days after the appointment)
 and, for video, a join token; both are signed by the server secret and carry only the booking id.
@@ -35,11 +41,12 @@ from rooms.offices import Office, OfficeDirectory
 from rooms.queue import Appointment, QueueService
 from rooms.routing import may_serve
 from rooms.staff import StaffDirectory, StaffMember
+from rooms.text import has_bidi, strip_bidi
 from rooms.tokens import TokenError, TokenSigner
 from scheduling.availability import AvailabilityBook
 from scheduling.catalog import VIDEO, Service, ServiceCatalog
 from scheduling.errors import BookingError
-from store.port import Store
+from store.port import Change, Record, Store
 
 BOOKING_KIND = "booking"
 SEATS_KIND = "booking-seats"
@@ -56,6 +63,9 @@ TOKEN_DAYS_AFTER = 60
 # The join link opens the waiting room this many seconds before the start.
 JOIN_LEAD = 600
 IDEMPOTENCY_TTL = 24 * 3600
+# A claim on an idempotency key whose booking never came (the process died in between) is taken over by
+# a retry after this many seconds; until then a retry is told the first request is still in progress.
+IDEMPOTENCY_STALE = 60
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
 EMAIL = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[A-Za-z]{2,}$")
 PHONE = re.compile(r"^\+?[0-9 ()/.-]{6,30}$")
@@ -149,16 +159,21 @@ def check_person(name: Any, email: Any, phone: Any, consent: Any) -> Person:
     """The citizen's details; each problem has its own code so a form can point at the field."""
     if consent is not True:
         raise BookingError("consent_required", "agree to the privacy notice to book", 400, field="consent")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not strip_bidi(name).strip():
         raise BookingError("invalid_name", "your name is required", 400, field="name")
-    name = " ".join(name.split())
+    name = " ".join(strip_bidi(name).split())  # issue 15, finding 13: no direction overrides
     if len(name) > MAX_NAME:
         raise BookingError(
             "invalid_name", f"the name may have at most {MAX_NAME} characters", 400, field="name"
         )
     clean_email = None
     if email not in (None, ""):
-        if not isinstance(email, str) or len(email.strip()) > 200 or not EMAIL.match(email.strip()):
+        if (
+            not isinstance(email, str)
+            or len(email.strip()) > 200
+            or not EMAIL.match(email.strip())
+            or has_bidi(email)  # issue 15, finding 13: an address is taken as given, not cleaned
+        ):
             raise BookingError("invalid_email", "this is not an e-mail address", 400, field="email")
         clean_email = email.strip()
     clean_phone = None
@@ -173,7 +188,11 @@ def parse_instant(value: Any) -> datetime:
     """An ISO 8601 date-time with offset (as the slot list gives it)."""
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) < 40 else None
-    except ValueError:
+        # Years 1 and 9999 are refused, so that no time zone's wall time of it can leave the calendar's
+        # range (astimezone would raise OverflowError; issue 15, finding 10).
+        if moment is not None and moment.tzinfo is not None and not 1 < moment.astimezone(UTC).year < 9999:
+            moment = None
+    except (ValueError, OverflowError):
         moment = None
     if moment is None or moment.tzinfo is None:
         raise BookingError(
@@ -253,7 +272,7 @@ class SchedulingService:
         }
 
     async def _seats(self, username: str, day: date) -> list[list[Any]]:
-        record = await self._store.get(SEATS_KIND, f"{username}|{day.isoformat()}")
+        record = await self._store.get(SEATS_KIND, _seat_key(username, day))
         return record["busy"] if record else []
 
     async def slots(
@@ -377,28 +396,32 @@ class SchedulingService:
                 [office.id, service.id, channel, language, start.timestamp(), asdict(person)], sort_keys=True
             ).encode()
         ).hexdigest()
-        claim = {"fingerprint": fingerprint, "booking_id": None}
+        claim: Record = {"fingerprint": fingerprint, "booking_id": None, "at": self.clock()}
         if not await self._store.create(IDEMPOTENCY_KIND, idempotency_key, claim, ttl=IDEMPOTENCY_TTL):
-            return await self._replay(idempotency_key, fingerprint)
+            replayed = await self._replay(idempotency_key, fingerprint, claim)
+            if replayed is not None:
+                return replayed
         try:
-            booked = await self._book(office, service, channel, language, start, end, person)
+            # The claim gets its booking id in the same atomic write as the booking itself.
+            return await self._book(
+                office, service, channel, language, start, end, person, claim=(idempotency_key, claim)
+            )
         except BaseException:
-            await self._store.delete(IDEMPOTENCY_KIND, idempotency_key)
+            if await self._store.get(IDEMPOTENCY_KIND, idempotency_key) == claim:
+                await self._store.delete(IDEMPOTENCY_KIND, idempotency_key)  # a retry may try again
             raise
-        await self._store.put(
-            IDEMPOTENCY_KIND,
-            idempotency_key,
-            claim | {"booking_id": booked.booking.booking_id},
-            ttl=IDEMPOTENCY_TTL,
-        )
-        return booked
 
-    async def _replay(self, key: str, fingerprint: str) -> Booked:
-        """The earlier request with this key: its booking, once it exists (it may still be in flight)."""
+    async def _replay(self, key: str, fingerprint: str, claim: Record) -> Booked | None:
+        """The earlier request with this key: its booking, once it exists (it may still be in flight).
+        None when `claim` now holds the key instead: the earlier attempt failed and was undone, or its
+        process died before booking and left a claim older than IDEMPOTENCY_STALE."""
         for _ in range(100):
             record = await self._store.get(IDEMPOTENCY_KIND, key)
             if record is None:
-                break  # the first attempt failed and was undone
+                # The first attempt failed and was undone: this one tries.
+                if await self._store.create(IDEMPOTENCY_KIND, key, claim, ttl=IDEMPOTENCY_TTL):
+                    return None
+                continue
             if record["fingerprint"] != fingerprint:
                 raise BookingError(
                     "idempotency_mismatch", "this idempotency key was used for a different booking", 422
@@ -407,6 +430,12 @@ class SchedulingService:
                 booking = await self.get(record["booking_id"])
                 if booking is not None:
                     return replace(self.booked(booking), replayed=True)
+            elif record.get("at", 0) < self.clock() - IDEMPOTENCY_STALE:
+                if await self._store.compare_and_set(
+                    IDEMPOTENCY_KIND, key, record, claim, ttl=IDEMPOTENCY_TTL
+                ):
+                    return None
+                continue
             await asyncio.sleep(0.05)
         raise BookingError("in_progress", "the same booking request is still being processed; reload", 409)
 
@@ -420,13 +449,18 @@ class SchedulingService:
         end: datetime,
         person: Person,
         *,
-        ignore: str | None = None,
-        extra: dict[str, Any] | None = None,
+        moving: Booking | None = None,
+        by: str | None = None,
+        claim: tuple[str, Record] | None = None,
     ) -> Booked:
+        """Book the slot with the least busy free advisor. With `moving`, that booking's seat counts as
+        free, and it is marked rescheduled and its seat freed in the same write as the new booking; with
+        `claim` (idempotency key, claim record), the claim learns the booking id in that write too."""
         day = start.date()
         advisors = await self._advisors(office, language)
         busy_until = end.timestamp() + service.buffer * 60
         booking_id = secrets.token_urlsafe(12)
+        ignore = moving.booking_id if moving is not None else None
         candidates = []
         for name, pattern in advisors.items():
             if not _within(pattern.intervals(day), start, end):
@@ -434,73 +468,140 @@ class SchedulingService:
             seats = await self._seats(name, day)
             if not _overlaps(seats, start.timestamp(), busy_until, ignore):
                 candidates.append((len(seats), name))
-        chosen = None
+        draft = Booking(
+            booking_id=booking_id,
+            reference="",
+            office=office.id,
+            service=service.id,
+            channel=channel,
+            language=language,
+            starts_at=start.timestamp(),
+            ends_at=end.timestamp(),
+            busy_until=busy_until,
+            advisor="",
+            name=person.name,
+            email=person.email,
+            phone=person.phone,
+            created_at=0.0,
+            rescheduled_from=ignore,
+        )
         # The least busy advisor first, so appointments spread over the team.
         for _, name in sorted(candidates):
-            if await self._take_seat(name, day, start.timestamp(), busy_until, booking_id, ignore):
-                chosen = name
-                break
-        if chosen is None:
-            fresh = await self._day_slots(office, service, day, language, ignore=ignore)
-            raise BookingError(
-                "slot_taken",
-                "Dieser Termin ist gerade vergeben",
-                409,
-                slots=[s.as_json() for s in fresh],
-            )
-        try:
-            year = start.year
-            number = await self._store.incr(REFERENCE_KIND, str(year))
+            written = await self._write_booking(replace(draft, advisor=name), office, moving, by, claim)
+            if written is not None:
+                booking, old = written
+                self._changed(booking)
+                if old is not None:
+                    self._changed(old)
+                return self.booked(booking)
+        fresh = await self._day_slots(office, service, day, language, ignore=ignore)
+        raise BookingError(
+            "slot_taken",
+            "Dieser Termin ist gerade vergeben",
+            409,
+            slots=[s.as_json() for s in fresh],
+        )
+
+    async def _write_booking(
+        self,
+        draft: Booking,
+        office: Office,
+        moving: Booking | None,
+        by: str | None,
+        claim: tuple[str, Record] | None,
+    ) -> tuple[Booking, Booking | None] | None:
+        """Write `draft` with its seat in one atomic change (see the module docstring); None when the
+        advisor's seat is taken. Each attempt reads everything it changes afresh, so a lost race with
+        any other change (another booking, the year's counter, a cancellation of `moving`) is retried
+        on the current state and decided there."""
+        seat_key = _seat_key(draft.advisor, draft.local_start(office).date())
+        year = draft.local_start(office).year
+        while True:
+            seats = await self._store.get(SEATS_KIND, seat_key)
+            busy = seats["busy"] if seats else []
+            if _overlaps(busy, draft.starts_at, draft.busy_until, draft.rescheduled_from):
+                return None
+            busy = [*busy, [draft.starts_at, draft.busy_until, draft.booking_id]]
+            changes: list[Change] = []
+            old = None
             now = self.clock()
-            booking = Booking(
-                booking_id=booking_id,
-                reference=f"T-{year}-{number:06d}",
-                office=office.id,
-                service=service.id,
-                channel=channel,
-                language=language,
-                starts_at=start.timestamp(),
-                ends_at=end.timestamp(),
-                busy_until=busy_until,
-                advisor=chosen,
-                name=person.name,
-                email=person.email,
-                phone=person.phone,
-                created_at=now,
-                **(extra or {}),
-            )
-            if not await self._store.create(BOOKING_KIND, booking_id, asdict(booking)):
+            if moving is not None:
+                record = await self._booking_record(moving.booking_id)
+                current = Booking(**record)
+                old = replace(
+                    current,
+                    status=RESCHEDULED,
+                    rescheduled_to=draft.booking_id,
+                    changed_at=now,
+                    changed_by=by,
+                )
+                changes.append(Change(BOOKING_KIND, current.booking_id, record, asdict(old)))
+                old_key = _seat_key(current.advisor, current.local_start(office).date())
+                if old_key == seat_key:
+                    busy = [b for b in busy if b[2] != current.booking_id]
+                else:
+                    changes += await self._seat_release(old_key, current.booking_id)
+            counter = await self._store.get(REFERENCE_KIND, str(year))
+            number = (counter or {}).get("n", 0) + 1
+            booking = replace(draft, reference=f"T-{year}-{number:06d}", created_at=now)
+            changes += [
+                Change(SEATS_KIND, seat_key, seats, {"busy": sorted(busy)}),
+                Change(REFERENCE_KIND, str(year), counter, {"n": number}),
+                Change(BOOKING_KIND, booking.booking_id, None, asdict(booking)),
+            ]
+            if claim is not None:
+                key, expected = claim
+                done = expected | {"booking_id": booking.booking_id}
+                changes.append(Change(IDEMPOTENCY_KIND, key, expected, done, ttl=IDEMPOTENCY_TTL))
+            if await self._store.compare_and_set_many(changes):
+                return booking, old
+            # Lost a race: retried on fresh reads above — unless what failed cannot change by retrying.
+            if await self._store.get(BOOKING_KIND, draft.booking_id) is not None:
                 raise BookingError("conflict", "booking id collision; try again", 409)
-        except BaseException:
-            await self._release_seat(chosen, day, booking_id)
-            raise
-        self._changed(booking)
-        return self.booked(booking)
+            if claim is not None and await self._store.get(IDEMPOTENCY_KIND, claim[0]) != claim[1]:
+                raise BookingError("conflict", "this request was taken over by a retry", 409)
 
-    async def _take_seat(
-        self, username: str, day: date, start: float, until: float, booking_id: str, ignore: str | None
-    ) -> bool:
-        key = f"{username}|{day.isoformat()}"
-        while True:
-            record = await self._store.get(SEATS_KIND, key)
-            busy = record["busy"] if record else []
-            if _overlaps(busy, start, until, ignore):
-                return False
-            new = {"busy": sorted([*busy, [start, until, booking_id]])}
-            if await self._store.compare_and_set(SEATS_KIND, key, record, new):
-                return True
+    async def _booking_record(self, booking_id: str) -> Record:
+        """The stored record of a booking that can still be changed (`not_booked` otherwise)."""
+        record = await self._store.get(BOOKING_KIND, booking_id)
+        if record is None:
+            raise BookingError("unknown_booking", "this appointment does not exist (any more)", 404)
+        if record["status"] != BOOKED:
+            raise BookingError(
+                "not_booked", f"this appointment is {record['status']}", 409, current=record["status"]
+            )
+        return record
 
-    async def _release_seat(self, username: str, day: date, booking_id: str) -> None:
-        key = f"{username}|{day.isoformat()}"
-        while True:
-            record = await self._store.get(SEATS_KIND, key)
-            if record is None:
-                return
-            busy = [b for b in record["busy"] if b[2] != booking_id]
-            if len(busy) == len(record["busy"]):
-                return
-            if await self._store.compare_and_set(SEATS_KIND, key, record, {"busy": busy}):
-                return
+    async def _seat_release(self, key: str, booking_id: str) -> list[Change]:
+        """The change that frees `booking_id`'s interval in seat record `key` (none if it holds none)."""
+        record = await self._store.get(SEATS_KIND, key)
+        if record is None or not any(b[2] == booking_id for b in record["busy"]):
+            return []
+        return [Change(SEATS_KIND, key, record, {"busy": [b for b in record["busy"] if b[2] != booking_id]})]
+
+    async def release_orphan_seats(self) -> int:
+        """Free every seat interval whose booking is gone or no longer booked, and return how many.
+
+        Versions before issue 15 (finding 8) wrote seat and booking in separate steps; a process killed
+        in between left such orphans, each lowering a slot's capacity for good. Since seat and booking
+        change in one atomic write, any interval seen without a holding booking is an orphan, so this is
+        safe while bookings go on (each record is changed by compare-and-set) and idempotent. Run at
+        start-up; it reads every seat record and the bookings they name."""
+        released = 0
+        for key, record in await self._store.scan(SEATS_KIND):
+            while record is not None:
+                keep = []
+                for interval in record["busy"]:
+                    booking = await self.get(interval[2])
+                    if booking is not None and booking.status in (BOOKED, NO_SHOW):
+                        keep.append(interval)
+                if len(keep) == len(record["busy"]):
+                    break
+                if await self._store.compare_and_set(SEATS_KIND, key, record, {"busy": keep}):
+                    released += len(record["busy"]) - len(keep)
+                    break
+                record = await self._store.get(SEATS_KIND, key)
+        return released
 
     def booked(self, booking: Booking) -> Booked:
         return Booked(booking, self.manage_token(booking), self.join_token(booking))
@@ -538,68 +639,37 @@ class SchedulingService:
     # --- changes -------------------------------------------------------------------------------
 
     async def cancel(self, booking: Booking, *, by: str | None = None) -> Booking:
-        """Cancel a booked appointment that has not started; its seat is free again at once."""
+        """Cancel a booked appointment that has not started; its seat is free again at once (in the same
+        atomic write as the status, so no kill in between can keep the seat taken)."""
         self._check_changeable(booking)
-        updated = await self._update(
-            booking.booking_id,
-            lambda b: (
-                replace(b, status=CANCELLED, changed_at=self.clock(), changed_by=by)
-                if b.status == BOOKED
-                else None
-            ),
-        )
         office = self.offices.require(booking.office)
-        await self._release_seat(booking.advisor, booking.local_start(office).date(), booking.booking_id)
+        while True:
+            record = await self._booking_record(booking.booking_id)
+            current = Booking(**record)
+            updated = replace(current, status=CANCELLED, changed_at=self.clock(), changed_by=by)
+            seat_key = _seat_key(current.advisor, current.local_start(office).date())
+            changes = [
+                Change(BOOKING_KIND, current.booking_id, record, asdict(updated)),
+                *await self._seat_release(seat_key, current.booking_id),
+            ]
+            if await self._store.compare_and_set_many(changes):
+                break
         self._changed(updated)
         return updated
 
     async def reschedule(self, booking: Booking, starts_at: Any, *, by: str | None = None) -> Booked:
-        """Move an appointment: the new slot is booked first (the old seat counts as free for it), then
-        the old booking is marked rescheduled and its seat freed. If the new slot cannot be had, the
-        old appointment stays exactly as it was."""
+        """Move an appointment: in one atomic write the new slot is booked (the old seat counts as free
+        for it), the old booking marked rescheduled and its seat freed. If the new slot cannot be had,
+        or the old booking changed meanwhile, nothing changes."""
         self._check_changeable(booking)
         office, service = self.service(booking.office, booking.service, booking.channel)
         start, end = self.check_slot(office, service, starts_at)
         if start.timestamp() == booking.starts_at:
             raise BookingError("same_slot", "this is already the time of the appointment", 400)
         person = Person(booking.name, booking.email, booking.phone)
-        booked = await self._book(
-            office,
-            service,
-            booking.channel,
-            booking.language,
-            start,
-            end,
-            person,
-            ignore=booking.booking_id,
-            extra={"rescheduled_from": booking.booking_id},
+        return await self._book(
+            office, service, booking.channel, booking.language, start, end, person, moving=booking, by=by
         )
-        new = booked.booking
-        try:
-            old = await self._update(
-                booking.booking_id,
-                lambda b: (
-                    replace(
-                        b,
-                        status=RESCHEDULED,
-                        rescheduled_to=new.booking_id,
-                        changed_at=self.clock(),
-                        changed_by=by,
-                    )
-                    if b.status == BOOKED
-                    else None
-                ),
-            )
-        except BaseException:
-            # The old one changed meanwhile (cancelled elsewhere): undo the new one.
-            await self._update(
-                new.booking_id, lambda b: replace(b, status=CANCELLED, changed_at=self.clock())
-            )
-            await self._release_seat(new.advisor, start.date(), new.booking_id)
-            raise
-        await self._release_seat(old.advisor, old.local_start(office).date(), old.booking_id)
-        self._changed(old)
-        return booked
 
     async def mark_no_show(self, booking: Booking, *, by: str) -> Booking:
         """The citizen did not come: only once the appointment has begun."""
@@ -739,6 +809,11 @@ def _within(intervals: Any, start: datetime, end: datetime) -> bool:
         return False
     a, z = start.time(), end.time()
     return any(lo <= a and z <= hi for lo, hi in intervals)
+
+
+def _seat_key(username: str, day: date) -> str:
+    """The seat record of one advisor's local day."""
+    return f"{username}|{day.isoformat()}"
 
 
 def _overlaps(busy: list[list[Any]], start: float, until: float, ignore: str | None = None) -> bool:

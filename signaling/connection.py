@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 
 from media.ice import client_ice_servers
 from media.session import NegotiationError
+from rooms.text import strip_bidi
 from signaling.hub import AdmissionError, LiveRoom, Participant, SignalingHub
 from signaling.protocol import (
     MAX_CHAT_CHARS,
@@ -139,7 +140,7 @@ class Connection:
         name = clean_name(message.get("name"), DEFAULT_NAMES[admission.role])
         try:
             participant, resumed = await self.hub.join(
-                room, admission.role, name, message.get("resume"), self.ws
+                room, admission.role, name, message.get("resume"), self.ws, seat=admission.seat
             )
         except AdmissionError as exc:
             raise ProtocolError(exc.code, exc.message, request_id) from None
@@ -170,7 +171,7 @@ class Connection:
 
     async def chat(self, message: dict[str, Any]) -> None:
         assert self.room is not None and self.participant is not None
-        text = message["text"]
+        text = strip_bidi(message["text"])  # issue 15, finding 13: no direction overrides in chat
         if not text.strip():
             raise ProtocolError("bad_message", "an empty message is not sent", message.get("id"))
         sender = self.participant

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 MAX_PARTICIPANTS = 4
 ROOM_EVENTS = "room-events"
 GRACE_SECONDS = 30.0
+ADVISOR = "advisor"
+CLOSE_REPLACED = 4001  # the same seat connected again elsewhere (another tab, a reload, a new network)
+REPLACED = "replaced"
+REPLACED_TEXT = "this link was opened in another window or on another device"
+EVICT_TIMEOUT = 2.0  # how long telling an old socket that it was replaced may take
 
 
 class AdmissionError(Exception):
@@ -43,6 +48,8 @@ class Admission:
     room_id: str
     role: str
     expires_at: float
+    # The seat of the room this link holds (rooms.service.RoomService.seat); empty: the role's seat.
+    seat: str = ""
 
 
 Admit = Callable[[str], Awaitable[Admission]]
@@ -55,6 +62,7 @@ class Participant:
     name: str
     resume: str
     ws: web.WebSocketResponse | None = None
+    seat: str = ""
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     grace: asyncio.TimerHandle | None = None
 
@@ -169,16 +177,40 @@ class SignalingHub:
         return len(self.rooms), sum(len(room.participants) for room in self.rooms.values())
 
     async def join(
-        self, room: LiveRoom, role: str, name: str, resume: str | None, ws: web.WebSocketResponse
+        self,
+        room: LiveRoom,
+        role: str,
+        name: str,
+        resume: str | None,
+        ws: web.WebSocketResponse,
+        seat: str = "",
     ) -> tuple[Participant, bool]:
-        """Seat a connection in the room: its old place when `resume` matches, else a new one."""
+        """Seat a connection in the room: its old place when `resume` matches, else a new one.
+
+        A seat (one per link, see rooms.service.RoomService.seat) has one live connection: a new one
+        without a valid `resume` replaces whoever holds the seat, connected or in their grace period,
+        at once (so a reloading page leaves no ghost, and one link cannot fill the room). The others see
+        the old participant leave (`replaced`) and the new one join, and receive its media as from any
+        newcomer. The advisor's place is kept free: without an advisor, others fill at most all but one.
+        """
+        seat = seat or role
         async with room.lock:
             if resume:
                 for participant in room.participants.values():
-                    if secrets.compare_digest(participant.resume, resume) and participant.role == role:
+                    if (
+                        secrets.compare_digest(participant.resume, resume)
+                        and participant.role == role
+                        and participant.seat == seat
+                    ):
                         await self._takeover(participant, ws)
                         return participant, True
-            if len(room.participants) >= MAX_PARTICIPANTS:
+            holder = next((p for p in room.participants.values() if p.seat == seat), None)
+            if holder is not None:
+                await self._remove_locked(room, holder, REPLACED)
+            taken = len(room.participants)
+            if role != ADVISOR and not any(p.role == ADVISOR for p in room.participants.values()):
+                taken += 1  # the advisor's place
+            if taken >= MAX_PARTICIPANTS:
                 raise AdmissionError("room_full", f"a room holds at most {MAX_PARTICIPANTS} people")
             participant = Participant(
                 participant_id="p-" + secrets.token_hex(4),
@@ -186,6 +218,7 @@ class SignalingHub:
                 name=name,
                 resume=secrets.token_urlsafe(18),
                 ws=ws,
+                seat=seat,
             )
             room.participants[participant.participant_id] = participant
             log.info("room %s: %s joined as %s", room.room_id, participant.participant_id, role)
@@ -195,10 +228,24 @@ class SignalingHub:
         if participant.grace is not None:
             participant.grace.cancel()
             participant.grace = None
-        old, participant.ws = participant.ws, ws
+        async with participant.send_lock:  # no message for the old socket is half-way out
+            old, participant.ws = participant.ws, ws
         if old is not None and not old.closed:
             # The same person opened the call again (another tab, a new network): the newest wins.
-            await old.close(code=4001, message=b"resumed elsewhere")
+            self.spawn(self._evict(old))
+
+    async def _evict(self, ws: web.WebSocketResponse) -> None:
+        """Tell a replaced connection why it ends (`error` `replaced`), then close it with 4001."""
+        try:
+            await asyncio.wait_for(
+                ws.send_json({"type": "error", "code": REPLACED, "message": REPLACED_TEXT}), EVICT_TIMEOUT
+            )
+        except (ConnectionError, RuntimeError, TimeoutError):
+            pass  # gone already; closing is all that is left
+        if not ws.closed:
+            # Closed from outside the socket's handler, aiohttp drops the connection right after the
+            # close frame: the client sees 4001 in that frame (a browser's close event reports it).
+            await ws.close(code=CLOSE_REPLACED, message=REPLACED.encode())
 
     async def start_media(self, room: LiveRoom, participant: Participant) -> None:
         await room.media.connect(participant.participant_id, participant.send)
@@ -223,20 +270,27 @@ class SignalingHub:
         async with room.lock:
             if room.participants.get(participant.participant_id) is not participant:
                 return
-            del room.participants[participant.participant_id]
-            if participant.grace is not None:
-                participant.grace.cancel()
-            await room.broadcast(
-                {
-                    "type": "participant-left",
-                    "participant_id": participant.participant_id,
-                    "reason": reason,
-                }
-            )
-            await room.media.remove(participant.participant_id)
-            log.info("room %s: %s left (%s)", room.room_id, participant.participant_id, reason)
+            await self._remove_locked(room, participant, reason)
             if not room.participants:
                 await self._drop(room)
+
+    async def _remove_locked(self, room: LiveRoom, participant: Participant, reason: str) -> None:
+        """Take a participant out of the room (the caller holds `room.lock`) and tell the others; a
+        replaced participant's connection is told why and closed."""
+        del room.participants[participant.participant_id]
+        if participant.grace is not None:
+            participant.grace.cancel()
+            participant.grace = None
+        if reason == REPLACED:
+            async with participant.send_lock:
+                old, participant.ws = participant.ws, None
+            if old is not None and not old.closed:
+                self.spawn(self._evict(old))
+        await room.broadcast(
+            {"type": "participant-left", "participant_id": participant.participant_id, "reason": reason}
+        )
+        await room.media.remove(participant.participant_id)
+        log.info("room %s: %s left (%s)", room.room_id, participant.participant_id, reason)
 
     async def _drop(self, room: LiveRoom) -> None:
         if self.rooms.get(room.room_id) is room:

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from rooms.text import strip_bidi
+
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 2000
@@ -104,5 +106,5 @@ def _check_candidate(candidate: dict, request_id: Any) -> None:
 
 def clean_name(name: str | None, fallback: str) -> str:
     """A display name as a label only: no control or direction-override characters, ≤ 60 chars."""
-    text = " ".join(_CONTROL.sub("", name or "").split())[:MAX_NAME_CHARS]
+    text = " ".join(_CONTROL.sub("", strip_bidi(name or "")).split())[:MAX_NAME_CHARS]  # + U+061C
     return text or fallback

@@ -178,9 +178,13 @@ def office_json(office: Office, now: float, lang: str | None = None) -> dict[str
 
 
 def entry_json(
-    entry: QueueEntry, offices: OfficeDirectory, now: float, transcript: bool = True
+    entry: QueueEntry, offices: OfficeDirectory, now: float, transcript: bool = True, staff: bool = False
 ) -> dict[str, Any]:
-    """What the console (and the waiting page) shows of an entry; never the advisor's name."""
+    """What the console (and the waiting page) shows of an entry; never the advisor's name.
+
+    `note` is the citizen's own. Staff-only fields (the colleagues' hand-over note) are added only with
+    `staff=True`, so a view made for the citizen cannot carry them by accident.
+    """
     office = offices.get(entry.office)
     view: dict[str, Any] = {
         "entry_id": entry.entry_id,
@@ -198,6 +202,8 @@ def entry_json(
     }
     if transcript:
         view["transcript"] = [dict(m) for m in entry.transcript]
+    if staff:
+        view["handover_note"] = entry.handover_note
     return view
 
 
@@ -524,7 +530,7 @@ class ConsoleConnection(_Socket):
                     "offices": list(self.member.offices),
                     "languages": list(self.member.languages),
                 },
-                "entries": [entry_json(e, self.room.offices, now) for e in entries],
+                "entries": [entry_json(e, self.room.offices, now, staff=True) for e in entries],
             }
         )
 
@@ -550,7 +556,7 @@ class ConsoleConnection(_Socket):
                 "id": request_id,
                 "room_id": consultation.room.room_id,
                 "advisor_url": advisor_url,
-                "entry": entry_json(consultation.entry, self.room.offices, self.room.clock()),
+                "entry": entry_json(consultation.entry, self.room.offices, self.room.clock(), staff=True),
             }
         )
 

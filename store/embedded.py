@@ -2,6 +2,11 @@
 
 SQLite calls run on one dedicated thread so the event loop never blocks on disk and the connection is
 never shared between threads.
+
+Deleting means gone (issue 15, finding 7): reads hide an expired record at once, and `purge_expired`
+(run at open and by the app's retention sweep) deletes the rows. `secure_delete` makes SQLite overwrite
+deleted content with zeros instead of leaving it in free space, and the sweep ends with a truncating
+WAL checkpoint, so the text is gone from the database file and from its `-wal` file too.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from store.port import QueueItem, Record
+from store.port import Change, QueueItem, Record, check_distinct
 
 T = TypeVar("T")
 
@@ -56,6 +61,9 @@ class SQLiteStore:
 
     def _open(self) -> None:
         conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        # Only takes effect on a new file (before WAL writes its header): lets the sweep give freed pages
+        # back to the file system.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         # Switching a new file to WAL can report "locked" at once when another process opens it at the
         # same moment (the busy timeout does not apply to this pragma); retry briefly.
         for attempt in range(100):
@@ -67,9 +75,13 @@ class SQLiteStore:
                     raise
                 time.sleep(0.05)
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Per connection: overwrite deleted records (and freed pages) with zeros, so an expired note or
+        # transcript cannot be read back from free space in the file.
+        conn.execute("PRAGMA secure_delete=ON")
         for statement in _SCHEMA:
             conn.execute(statement)
         self._conn = conn
+        self._purge(conn)
 
     def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self._executor.submit(fn, *args).result()
@@ -158,6 +170,23 @@ class SQLiteStore:
 
         return await self._run(self._transaction, op)
 
+    async def compare_and_set_many(self, changes: Sequence[Change]) -> bool:
+        """All of `changes` in one transaction: SQLite writes it to the WAL as one commit, so a killed
+        process leaves all or none of it."""
+        check_distinct(changes)
+        rows = [(c.kind, c.key, c.expected, json.dumps(c.new), self._expiry(c.ttl)) for c in changes]
+
+        def op(db: sqlite3.Connection) -> bool:
+            if any(self._live_value(db, kind, key) != expected for kind, key, expected, _, _ in rows):
+                return False
+            db.executemany(
+                "INSERT OR REPLACE INTO records (kind, key, value, expires_at) VALUES (?,?,?,?)",
+                [(kind, key, data, expires) for kind, key, _, data, expires in rows],
+            )
+            return True
+
+        return await self._run(self._transaction, op)
+
     async def incr(self, kind: str, key: str) -> int:
         def op(db: sqlite3.Connection) -> int:
             current = self._live_value(db, kind, key)
@@ -191,6 +220,20 @@ class SQLiteStore:
             return [(k, json.loads(v)) for k, v in rows]
 
         return await self._run(op)
+
+    async def purge_expired(self) -> int:
+        return await self._run(self._purge, self._db)
+
+    def _purge(self, db: sqlite3.Connection) -> int:
+        """Delete every expired record, return freed pages, and move the WAL's content into the main file
+        and truncate the WAL: old page images holding the deleted text must not survive there either.
+        The checkpoint cannot finish while another process reads (it then completes at the next sweep)."""
+        removed = db.execute(
+            "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),)
+        ).rowcount
+        db.execute("PRAGMA incremental_vacuum").fetchall()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return removed
 
     # --- ordered queues -------------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ of lanes to exactly one claimant, however many ask at once — the primitive beh
 Items carry only ordering and claim state; the data behind them lives in ordinary records.
 Redis maps a lane to a sorted set and `claim_first` to one Lua script.
 
+Several records that must change together (an advisor's seat and the booking that holds it) are
+written with `compare_and_set_many`: every change applies, or none does — one SQLite transaction, one
+Redis MULTI/EXEC under WATCH — so a process killed in between cannot leave half of it behind.
+
 Channels (publish/subscribe) carry change signals between processes: "the queue changed", "an event for
 room X". Redis maps them to its pub/sub; the embedded adapter delivers within its process.
 """
@@ -34,6 +38,25 @@ class QueueItem:
     claimed_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Change:
+    """One conditional write of `Store.compare_and_set_many`: `key` of `kind` becomes `new` (expiring
+    after `ttl` seconds, None: never) if it still equals `expected` (None: only if absent)."""
+
+    kind: str
+    key: str
+    expected: Record | None
+    new: Record
+    ttl: float | None = None
+
+
+def check_distinct(changes: Sequence[Change]) -> None:
+    """Both adapters refuse a record named twice in one `compare_and_set_many` (which one would win?)."""
+    names = [(c.kind, c.key) for c in changes]
+    if len(set(names)) != len(names):
+        raise ValueError("compare_and_set_many: a record may appear only once")
+
+
 class Store(Protocol):
     async def get(self, kind: str, key: str) -> Record | None:
         """The record, or None when it is absent or expired."""
@@ -52,6 +75,11 @@ class Store(Protocol):
         The building block for read-modify-write updates that must not lose a concurrent change.
         """
 
+    async def compare_and_set_many(self, changes: Sequence[Change]) -> bool:
+        """`compare_and_set` for several records at once: all are replaced if every one still equals its
+        `expected`, else none is touched and the answer is False. A crash never leaves part of it.
+        A record may appear only once (ValueError). A counter of `incr` reads as {"n": value}."""
+
     async def incr(self, kind: str, key: str) -> int:
         """Atomically add one to a counter (created at 0) and return the new value; never expires."""
 
@@ -60,6 +88,11 @@ class Store(Protocol):
 
     async def scan(self, kind: str, prefix: str = "") -> list[tuple[str, Record]]:
         """All live records of a kind whose key starts with `prefix`, ordered by key."""
+
+    async def purge_expired(self) -> int:
+        """Remove expired records for good, so that what they held is gone from storage, not just hidden
+        (retention of personal data). Embedded: rows deleted and overwritten, WAL truncated; Redis expires
+        keys itself, this drops index entries of vanished ones. Returns how many were removed."""
 
     async def enqueue(self, queue: str, key: str, *, lane: str, score: float, replace: bool = False) -> bool:
         """Add an unclaimed item; False when the key is already in the queue (unless `replace`, which

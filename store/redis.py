@@ -16,9 +16,9 @@ the contract suite move a fake clock, and keeps a record that is due from being 
 milliseconds before Redis removes it. Index entries of vanished records are removed lazily by `scan`.
 
 Everything that must be atomic is one Lua script (create, incr, delete, scan with its clean-up, enqueue, the
-claims, dequeue) or a WATCH/MULTI transaction (compare_and_set, which compares decoded JSON in Python exactly
-as the embedded adapter does). Scripts build some key names from the prefix, so the adapter wants one Redis
-server (or a primary with replicas), not Redis Cluster.
+claims, dequeue) or a WATCH/MULTI transaction (compare_and_set and compare_and_set_many, which compare
+decoded JSON in Python exactly as the embedded adapter does). Scripts build some key names from the
+prefix, so the adapter wants one Redis server (or a primary with replicas), not Redis Cluster.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError, WatchError
 
-from store.port import QueueItem, Record
+from store.port import Change, QueueItem, Record, check_distinct
 
 DEFAULT_PREFIX = "sprechstunde:"
 
@@ -45,6 +45,11 @@ class StoreUnavailable(Exception):
 
 def _name(part: str) -> str:
     return part.replace("%", "%25").replace(":", "%3A")
+
+
+def _glob(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def _dumps(value: Any) -> str:
@@ -138,6 +143,19 @@ end
 return out
 """
 )
+
+# KEYS: index  ARGV: record key prefix, start, count  →  {members looked at, removed}
+_PRUNE = """
+local keys = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
+local removed = 0
+for _, key in ipairs(keys) do
+  if redis.call('EXISTS', ARGV[1] .. key) == 0 then
+    redis.call('ZREM', KEYS[1], key)
+    removed = removed + 1
+  end
+end
+return {#keys, removed}
+"""
 
 # KEYS: queue hash  ARGV: key, lane key prefix, lane, score, item JSON, replace ('1'/'0')
 _ENQUEUE = """
@@ -246,6 +264,7 @@ class RedisStore:
         self._incr = r.register_script(_INCR)
         self._delete = r.register_script(_DELETE)
         self._scan = r.register_script(_SCAN)
+        self._prune = r.register_script(_PRUNE)
         self._enqueue = r.register_script(_ENQUEUE)
         self._claim_first = r.register_script(_CLAIM_FIRST)
         self._claim_item = r.register_script(_CLAIM_ITEM)
@@ -332,6 +351,31 @@ class RedisStore:
                 except WatchError:
                     continue  # changed meanwhile: compare again with what is there now
 
+    async def compare_and_set_many(self, changes: Sequence[Change]) -> bool:
+        # WATCH every record, compare in Python (as compare_and_set does), then one MULTI/EXEC: Redis
+        # applies a transaction whole, and a client killed before EXEC leaves nothing behind.
+        check_distinct(changes)
+        if not changes:
+            return True
+        names = [self._record_prefix(c.kind) + c.key for c in changes]
+        writes = [self._envelope(c.new, c.ttl) for c in changes]
+        async with self._r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*names)
+                    current = await pipe.mget(names)
+                    if any(self._live(raw) != c.expected for raw, c in zip(current, changes, strict=True)):
+                        await pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    for change, name, (data, px) in zip(changes, names, writes, strict=True):
+                        pipe.set(name, data, px=px)
+                        pipe.zadd(self._index(change.kind), {change.key: 0})
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
     async def incr(self, kind: str, key: str) -> int:
         keys = [self._record_prefix(kind) + key, self._index(kind)]
         return int(await self._incr(keys=keys, args=[key, repr(self._clock())]))
@@ -351,6 +395,22 @@ class RedisStore:
         for i in range(0, len(flat), 2):
             out.append((flat[i], json.loads(flat[i + 1])["v"]))
         return out
+
+    async def purge_expired(self) -> int:
+        """Redis deletes an expired record by itself (every record with a TTL carries PX); what remains
+        is its key in the kind's index (e.g. a session id), dropped here in bounded steps."""
+        removed = 0
+        async for index in self._r.scan_iter(match=_glob(self.prefix) + "i:*", count=500):
+            start = 0
+            while True:
+                seen, gone = await self._prune(
+                    keys=[index], args=[self.prefix + "r:" + index[len(self.prefix) + 2 :] + ":", start, 500]
+                )
+                removed += gone
+                if seen < 500:
+                    break
+                start += seen - gone
+        return removed
 
     @staticmethod
     def _encode(arg: str) -> bytes:

@@ -14,7 +14,7 @@ from rooms.offices import load_offices
 from scheduling.availability import parse_availability
 from scheduling.bookings import BOOKING_KIND, MANAGE_PURPOSE
 from tests.scheduling_support import BERLIN, FULL, PASSWORD
-from web.services import SERVICES, LoginThrottle
+from web.services import SERVICES, RequestThrottle
 
 
 def _open_tuesday() -> date:
@@ -148,7 +148,7 @@ async def test_book_manage_ics_and_cancel(client, services):
 
 
 async def test_fifty_concurrent_http_bookings_of_the_last_seat(client, services):
-    services.booking_throttle = LoginThrottle(per_account=10**9, per_ip=1000)
+    services.booking_throttle = RequestThrottle(per_network=1000)
     await advisor(services)
     responses = await asyncio.gather(
         *(client.post("/api/bookings", json=request(name=f"Person {i}")) for i in range(50))

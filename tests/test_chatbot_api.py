@@ -80,7 +80,7 @@ async def test_non_json_is_refused(client, services):
 
 async def test_messages_are_rate_limited_per_address(client, services):
     for _ in range(60):
-        assert services.chatbot_throttle.allow("chatbot", "127.0.0.1")
+        assert await services.chatbot_throttle.allow("chatbot", "127.0.0.1")
     response = await client.post("/api/chatbot/messages", json={"text": "Hallo"})
     assert response.status == 429 and (await response.json())["error"]["code"] == "rate_limited"
 

@@ -161,3 +161,85 @@ def test_user_list_disable_passwd(tmp_path):
     assert missing.returncode == 2 and "no user" in missing.stderr
     bad = run("user", "add", "x.y", "--office", "vhs", "--language", "Deutsch", *data, stdin="")
     assert bad.returncode == 2 and "language" in bad.stderr
+
+
+def test_password_change_and_disable_end_sessions_and_enable_unlocks(tmp_path):
+    """issue 15, finding 6: `user passwd` and `user disable` end the account's sessions; `user enable`."""
+    import asyncio
+
+    from rooms.staff import StaffDirectory
+    from store import SQLiteStore
+    from web.config import DATABASE_FILE
+
+    data = ["--data-dir", str(tmp_path)]
+    add = ["user", "add", "anna", "--office", "vhs", *data, "--password-stdin"]
+    added = run(*add, stdin="erstes-passwort-1\n")
+    assert added.returncode == 0, added.stderr
+
+    async def open_session() -> str:
+        store = SQLiteStore(tmp_path / DATABASE_FILE)
+        try:
+            directory = StaffDirectory(store)
+            return await directory.open_session(await directory.authenticate("anna", "erstes-passwort-1"))
+        finally:
+            await store.close()
+
+    async def session_user(session: str) -> str | None:
+        store = SQLiteStore(tmp_path / DATABASE_FILE)
+        try:
+            member = await StaffDirectory(store).session_member(session)
+            return member.username if member else None
+        finally:
+            await store.close()
+
+    session = asyncio.run(open_session())
+    assert asyncio.run(session_user(session)) == "anna"
+    changed = run("user", "passwd", "anna", *data, "--password-stdin", stdin="zweites-passwort-2\n")
+    assert changed.returncode == 0, changed.stderr
+    assert asyncio.run(session_user(session)) is None
+    run("user", "passwd", "anna", *data, "--password-stdin", stdin="erstes-passwort-1\n")
+    session = asyncio.run(open_session())
+    assert run("user", "disable", "anna", *data).returncode == 0
+    enabled = run("user", "enable", "anna", *data)
+    assert enabled.returncode == 0 and enabled.stdout.strip() == "enabled anna"
+    assert "anna\tadvisor\tvhs\tde\tactive" in run("user", "list", *data).stdout
+    assert asyncio.run(session_user(session)) is None  # unlocking does not revive old sessions
+    missing = run("user", "enable", "niemand", *data)
+    assert missing.returncode == 2 and "no user" in missing.stderr
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_demo_password_goes_to_the_terminal_not_the_log(tmp_path, log_format):
+    """issue 15, finding 1: `serve` prints the demo account's password on stdout; the log (stderr, in
+    either format) never carries it."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path / "server.log"
+    args = ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data"), "--log-format", log_format]
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "web.cli", *args], stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail("serve did not come up: " + log_path.read_text())
+        finally:
+            server.terminate()
+            stdout, _ = server.communicate(timeout=30)
+    password = (tmp_path / "data" / "demo-account").read_text().strip()
+    assert f"demo / {password}" in stdout
+    log_text = log_path.read_text()
+    assert "GET /healthz" in log_text or "/healthz" in log_text  # the log was written
+    assert password not in log_text

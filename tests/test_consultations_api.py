@@ -144,7 +144,9 @@ async def test_transfer_puts_the_citizen_in_another_queue_and_tells_their_call(c
     moved = await client.post(url, json={"office": "familienbuero", "note": "KiTa-Platz"}, headers=csrf)
     assert moved.status == 200
     entry = (await moved.json())["entry"]
-    assert entry["office"] == "familienbuero" and entry["note"] == "KiTa-Platz"
+    # the note is for the colleagues (staff only); the citizen's own note stays theirs (issue 15, 17)
+    assert entry["office"] == "familienbuero" and entry["handover_note"] == "KiTa-Platz"
+    assert entry["note"] is None
     assert entry["transferred_from"] == ["vhs"]
     told = await receive(call, "transferred")
     assert told["office"]["id"] == "familienbuero"

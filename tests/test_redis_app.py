@@ -57,7 +57,8 @@ async def test_app_on_redis_creates_a_room_over_the_api_and_opens_its_join_page(
     await services.staff.add("berater", PASSWORD, "advisor", ["vhs"])
     login = await client.post("/api/login", json={"username": "berater", "password": PASSWORD})
     assert login.status == 200
-    created = await client.post("/api/rooms", json={"office": "vhs"})
+    csrf = {"X-CSRF-Token": (await login.json())["csrf"]}
+    created = await client.post("/api/rooms", json={"office": "vhs"}, headers=csrf)
     assert created.status == 201
     room = await created.json()
     page = await client.get(room["citizen_url"].split("127.0.0.1:8080", 1)[1])
@@ -89,7 +90,8 @@ async def test_cli_and_a_server_process_share_state_through_redis(tmp_path, pref
                 base + "/api/login", json={"username": "berater", "password": PASSWORD}
             ) as r:
                 assert r.status == 200
-            async with http.post(base + "/api/rooms", json={"office": "vhs"}) as r:
+                csrf = {"X-CSRF-Token": (await r.json())["csrf"]}
+            async with http.post(base + "/api/rooms", json={"office": "vhs"}, headers=csrf) as r:
                 assert r.status == 201
                 made = await r.json()
             async with http.get(base + urlsplit(made["citizen_url"]).path) as page:

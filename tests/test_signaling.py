@@ -91,14 +91,18 @@ async def test_expired_and_unknown_rooms_are_refused(client, services):
     await ws.close()
 
 
-async def test_fifth_participant_is_refused(client, room_links):
+async def test_fifth_participant_is_refused(client, room_links, services):
+    # four seats: the advisor, the citizen and two guest links (one link holds one seat: issue 15, 3)
+    room = await services.rooms.get(room_links["room_id"])
+    guests = [token_of(services.rooms.link(room, "guest", "http://test")) for _ in range(3)]
+    tokens = [token_of(room_links["advisor_url"]), token_of(room_links["citizen_url"]), *guests[:2]]
     sockets = []
-    for _ in range(4):
+    for token in tokens:
         ws = await client.ws_connect("/ws")
-        assert (await hello(ws, token_of(room_links["citizen_url"])))["type"] == "welcome"
+        assert (await hello(ws, token))["type"] == "welcome"
         sockets.append(ws)
     extra = await client.ws_connect("/ws")
-    assert (await hello(extra, token_of(room_links["citizen_url"])))["code"] == "room_full"
+    assert (await hello(extra, guests[2]))["code"] == "room_full"
     for ws in [*sockets, extra]:
         await ws.close()
 

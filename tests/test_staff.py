@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rooms.staff import STAFF_KIND, StaffDirectory, StaffError
+from rooms.staff import SESSION_KIND, STAFF_KIND, StaffDirectory, StaffError
 from store import SQLiteStore
 
 
@@ -74,3 +74,55 @@ async def test_concurrent_disable_and_password_change_keep_both(staff):
     assert (await directory.get("anna")).disabled
     await directory.set_disabled("anna", False)
     assert await directory.authenticate("anna", "ein-neues-passwort") is not None
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def both_staff(request, tmp_path):
+    """The staff directory on each store adapter (Redis: the real server, a per-test prefix)."""
+    from store import RedisStore
+    from tests.test_store import REDIS_URL, redis_namespace
+
+    if request.param == "embedded":
+        store = SQLiteStore(tmp_path / "staff.sqlite3")
+        yield StaffDirectory(store), store
+        await store.close()
+        return
+    async with redis_namespace() as prefix:
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        yield StaffDirectory(store), store
+        await store.close()
+
+
+async def test_password_change_ends_every_session(both_staff):
+    """issue 15, finding 6: before, sessions opened with the old password stayed valid for up to 12 h."""
+    directory, store = both_staff
+    anna = await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"])
+    bert = await directory.add("bert", "ein-langes-passwort", "advisor", ["vhs"])
+    sessions = [await directory.open_session(anna) for _ in range(2)]
+    other = await directory.open_session(bert)
+    await directory.set_password("anna", "ein-neues-passwort")
+    assert [await directory.session_member(s) for s in sessions] == [None, None]
+    assert await directory.session_member(other) == bert  # other accounts keep theirs
+    assert [r["username"] for _, r in await store.scan(SESSION_KIND)] == ["bert"]  # records gone too
+    fresh = await directory.open_session(await directory.authenticate("anna", "ein-neues-passwort"))
+    assert (await directory.session_member(fresh)).username == "anna"
+
+
+async def test_disable_ends_sessions_for_good(both_staff):
+    """issue 15, finding 6: unlocking an account does not bring its old sessions back."""
+    directory, store = both_staff
+    anna = await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"])
+    session = await directory.open_session(anna)
+    await directory.set_disabled("anna")
+    await directory.set_disabled("anna", False)
+    assert await directory.session_member(session) is None
+    assert await store.scan(SESSION_KIND) == []
+
+
+async def test_login_racing_a_password_change_gets_no_session(both_staff):
+    """issue 15, finding 6: a sign-in checked against the old password cannot open a live session."""
+    directory, _ = both_staff
+    await directory.add("anna", "ein-langes-passwort", "advisor", ["vhs"])
+    member = await directory.authenticate("anna", "ein-langes-passwort")
+    await directory.set_password("anna", "ein-neues-passwort")
+    assert await directory.session_member(await directory.open_session(member)) is None

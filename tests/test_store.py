@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from store import RedisStore, SQLiteStore
+from store.port import Change
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -161,6 +162,53 @@ async def test_compare_and_set_loses_no_update_under_concurrency(store):
 
     await asyncio.gather(*(bump() for _ in range(40)))
     assert await store.get("t", "count") == {"n": 40}
+
+
+async def test_compare_and_set_many_writes_all_or_nothing(store, clock):
+    """Issue 15, finding 8: a seat and its booking change together or not at all."""
+    await store.put("seat", "anna", {"busy": []})
+    assert await store.incr("seq", "2027") == 1
+    stale = [
+        Change("seat", "anna", {"busy": []}, {"busy": ["b1"]}),
+        Change("booking", "b1", None, {"v": 1}),
+        Change("seq", "2027", {"n": 0}, {"n": 1}),  # stale: the counter is at 1
+    ]
+    assert await store.compare_and_set_many(stale) is False
+    assert await store.get("seat", "anna") == {"busy": []} and await store.get("booking", "b1") is None
+    fresh = [
+        Change("seat", "anna", {"busy": []}, {"busy": ["b1"]}),
+        Change("booking", "b1", None, {"v": 1}, ttl=5),
+        Change("seq", "2027", {"n": 1}, {"n": 2}),  # an incr counter reads as {"n": value}
+    ]
+    assert await store.compare_and_set_many(fresh) is True
+    assert await store.get("seat", "anna") == {"busy": ["b1"]}
+    assert await store.get("booking", "b1") == {"v": 1}
+    assert await store.incr("seq", "2027") == 3
+    assert await store.compare_and_set_many(fresh) is False  # the booking exists now
+    assert await store.compare_and_set_many([]) is True
+    with pytest.raises(ValueError):
+        await store.compare_and_set_many([Change("t", "x", None, {"v": 1}), Change("t", "x", None, {"v": 2})])
+    clock.now += 6  # expired counts as absent
+    assert await store.compare_and_set_many([Change("booking", "b1", None, {"v": 2})]) is True
+    assert await store.scan("booking") == [("b1", {"v": 2})]
+
+
+async def test_compare_and_set_many_loses_no_update_under_concurrency(twins):
+    """Each task moves one unit from one record to another: however the tasks interleave (two handles,
+    as two processes), the sum stays and no move is lost."""
+    one, two = twins
+    await one.put("acct", "a", {"n": 60})
+    await one.put("acct", "b", {"n": 0})
+
+    async def move(store) -> None:
+        while True:
+            a, b = await store.get("acct", "a"), await store.get("acct", "b")
+            changes = [Change("acct", "a", a, {"n": a["n"] - 1}), Change("acct", "b", b, {"n": b["n"] + 1})]
+            if await store.compare_and_set_many(changes):
+                return
+
+    await asyncio.gather(*(move(s) for _ in range(30) for s in twins))
+    assert (await two.get("acct", "a"), await two.get("acct", "b")) == ({"n": 0}, {"n": 60})
 
 
 async def test_incr_is_atomic_and_per_key(store):

@@ -14,7 +14,7 @@ import pytest
 from rooms import hours
 from rooms.offices import load_offices
 from rooms.queue import WAIT_TOKEN_PURPOSE
-from web.services import SERVICES
+from web.services import SERVICES, RequestThrottle
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -440,7 +440,7 @@ async def test_offices_for_the_start_page(client, services):
 
 
 async def test_enqueue_is_rate_limited_per_address(client, services):
-    services.queue_throttle._limits["ip"] = 2
+    services.queue_throttle = RequestThrottle(per_network=2)
     await enqueue(client)
     await enqueue(client)
     response = await client.post("/api/queue", json={"office": "vhs", "language": "de", "topic": "x"})

@@ -82,13 +82,14 @@ async def test_create_room_over_api_as_staff(client, services):
     assert login.status == 200
     cookie = login.cookies["sprechstunde_session"]
     assert cookie["httponly"] and cookie["samesite"] == "Lax"
-    created = await client.post("/api/rooms", json={"office": "vhs", "ttl": "90m"})
+    csrf = {"X-CSRF-Token": (await login.json())["csrf"]}  # issue 15, finding 12: the cookie is not enough
+    created = await client.post("/api/rooms", json={"office": "vhs", "ttl": "90m"}, headers=csrf)
     assert created.status == 201
     data = await created.json()
     assert set(data) == {"room_id", "advisor_url", "citizen_url", "expires_at"}
     page = await client.get(data["citizen_url"].split("127.0.0.1:8080", 1)[1])
     assert page.status == 200
-    other = await client.post("/api/rooms", json={"office": "standesamt"})
+    other = await client.post("/api/rooms", json={"office": "standesamt"}, headers=csrf)
     assert other.status == 403
     assert (await other.json())["error"]["code"] == "forbidden_office"
 
@@ -106,8 +107,10 @@ async def test_create_room_over_api_as_staff(client, services):
 )
 async def test_bad_api_input_gets_json_error(client, services, body, content_type, status, code):
     password = await add_staff(services)
-    await client.post("/api/login", json={"username": "berater", "password": password})
-    response = await client.post("/api/rooms", data=body, headers={"Content-Type": content_type})
+    login = await client.post("/api/login", json={"username": "berater", "password": password})
+    csrf = (await login.json())["csrf"]
+    headers = {"Content-Type": content_type, "X-CSRF-Token": csrf}
+    response = await client.post("/api/rooms", data=body, headers=headers)
     assert response.status == status
     assert (await response.json())["error"]["code"] == code
 

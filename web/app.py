@@ -23,8 +23,9 @@ from signaling.connection import HUB_KEY
 from signaling.hub import Admission, AdmissionError, SignalingHub
 from signaling.nodes import NodeRegistry
 from signaling.waiting import Clock, QueueEvents, WaitingRoom
-from store import open_store
+from store import DEFAULT_PREFIX, open_store
 from store.port import Store
+from store.retention import RetentionSweep
 from web import (
     api,
     booking_api,
@@ -42,12 +43,15 @@ from web import (
 from web.config import Config, prepare_data_dir
 from web.i18n import Catalog
 from web.proxy import forwarded_middleware, parse_networks
+from web.ratelimit import close_limit_storage, open_limit_storage
 from web.render import Pages
-from web.security import error_middleware, headers_middleware
-from web.services import SERVICES, LoginThrottle, Services
+from web.security import error_middleware, headers_middleware, response_prepared
+from web.services import SERVICES, LoginThrottle, RequestThrottle, Services
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+# the retention sweep of this app (SECURITY.md, "Personal data and retention"); tests run it by hand
+RETENTION = web.AppKey("retention", RetentionSweep)
 
 
 def build_documents(
@@ -77,6 +81,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
     )
     signer = TokenSigner(secret)
     rooms = RoomService(store, signer)
+    limit_storage = open_limit_storage(config.redis_url, config.redis_prefix or DEFAULT_PREFIX)
 
     async def admit(token: str) -> Admission:
         try:
@@ -84,7 +89,9 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         except RoomError as exc:
             raise AdmissionError(exc.code, exc.message) from None
         observability.room_id.set(room.room_id)  # later log lines of this socket name the room
-        return Admission(room_id=room.room_id, role=grant.role, expires_at=room.expires_at)
+        # one live connection per seat: a link opened again replaces its old connection (rooms.service)
+        seat = rooms.seat(grant, token)
+        return Admission(room_id=room.room_id, role=grant.role, expires_at=room.expires_at, seat=seat)
 
     # On Redis, several processes may serve the city: rooms are pinned to nodes and change signals
     # travel over the store's channels (signaling/nodes.py). One process on SQLite needs neither.
@@ -111,7 +118,11 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         pages=Pages(Catalog()),
         hub=hub,
         secret=secret,
-        throttle=LoginThrottle(),
+        # rate limits (web/ratelimit.py): per client network, on Redis shared by every node
+        throttle=LoginThrottle(limit_storage),
+        queue_throttle=RequestThrottle(per_network=30, storage=limit_storage),
+        booking_throttle=RequestThrottle(per_network=60, storage=limit_storage),
+        chatbot_throttle=RequestThrottle(per_network=60, storage=limit_storage),
         documents=documents,
         queue=queue,
         waiting=WaitingRoom(queue, offices, queue_api.room_links(rooms), clock, QueueEvents(bus)),
@@ -139,6 +150,12 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     )
     app[SERVICES] = services
     app[HUB_KEY] = services.hub
+    # Deletes expired records for good and erases closed tickets' personal fields (store/retention.py).
+    tickets = services.queue.tickets
+    ticket_retention = config.ticket_retention_days * 86400
+    sweep = app[RETENTION] = RetentionSweep(
+        services.store, {"tickets": lambda: tickets.erase_closed(ticket_retention)}
+    )
     app.add_routes(api.routes)
     app.add_routes(documents_api.routes)
     app.add_routes(pages.routes)
@@ -151,17 +168,25 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(chatbot_api.routes)
     app.router.add_get("/ws", relay.signaling_entry)
     observability.setup(app, services)  # /readyz, /metrics, X-Request-Id
+    # security headers also on raised redirects, streamed downloads and WebSocket upgrades
+    app.on_response_prepare.append(response_prepared)
     app.router.add_static("/static", STATIC)
 
     async def startup(app: web.Application) -> None:
         # Removes half-written uploads of a crash, runs due retention jobs, then keeps running them.
         await services.documents.start(config.retention_interval)
+        # Purges expired records and closed tickets' personal data, now and every retention interval.
+        await sweep.start(config.retention_interval)
         # Abandons waiting citizens whose grace ran out, every 5 s.
         await services.waiting.start()
         # With several nodes: announce this one, and listen for events of the rooms it hosts.
         await services.hub.start()
         if services.hub.nodes is not None:
             await services.hub.nodes.start()
+        # Gives back seats that a version before issue 15 (finding 8) left without a booking when killed.
+        released = await services.scheduling.release_orphan_seats()
+        if released:
+            log.warning("released %d appointment seats that had no booking (left by a crash)", released)
         # Sends booking confirmations and 24-hour reminders when SMTP is configured.
         services.booking_mailer.start()
 
@@ -172,9 +197,11 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
         await services.waiting.close()
         await services.booking_mailer.close()
         await services.documents.close()
+        await sweep.close()
 
     async def cleanup(app: web.Application) -> None:
         await services.store.close()
+        await close_limit_storage(services.throttle.storage)
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)

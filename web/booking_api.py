@@ -28,12 +28,14 @@ from store.port import Store
 from web.api import read_json
 from web.config import Config
 from web.consultation_api import staff_member
-from web.openapi import Fragment, body, errors, ref, request
+from web.openapi import DATE, MONTH, Fragment, body, errors, ref, request
 from web.security import ApiError
 from web.services import SERVICES, Services
 
 routes = web.RouteTableDef()
 MAX_STAFF_DAYS = 62
+# Dates the query parameters accept: far wider than any booking horizon, far from date's own limits.
+EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
 
 
 def build_scheduling(
@@ -139,13 +141,20 @@ def staff_booking_json(services: Services, booking: Booking, me: str) -> dict[st
 
 
 def _query_date(value: str | None, name: str, *, month: bool = False) -> date:
+    """A date (or a month's first day) from the query, within EARLIEST…LATEST: the calendar code adds
+    days and time-zone offsets to it, which beyond year 9999 raised OverflowError (issue 15, finding 10)."""
+    form = "YYYY-MM" if month else "YYYY-MM-DD"
     try:
         if value is None:
             raise ValueError
-        return date.fromisoformat(value + "-01" if month else value)
+        day = date.fromisoformat(value + "-01" if month else value)
     except ValueError:
-        form = "YYYY-MM" if month else "YYYY-MM-DD"
         raise ApiError(400, f"invalid_{name}", f"{name} must be {form}") from None
+    if not EARLIEST <= day <= LATEST:
+        raise ApiError(
+            400, f"invalid_{name}", f"{name} must be {form} between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+        )
+    return day
 
 
 def offices_json(services: Services, lang: str | None = None) -> list[dict[str, Any]]:
@@ -207,16 +216,16 @@ async def api_slots(request: web.Request) -> web.Response:
     return web.json_response({"date": day.isoformat(), "slots": [s.as_json() for s in slots]})
 
 
-def _throttle(request: web.Request) -> None:
+async def _throttle(request: web.Request) -> None:
     services: Services = request.app[SERVICES]
-    if not services.booking_throttle.allow("booking", request.remote or "?"):
+    if not await services.booking_throttle.allow("booking", request.remote or "?"):
         raise ApiError(429, "rate_limited", "too many booking requests from your address; wait a minute")
 
 
 @routes.post("/api/bookings")
 async def api_book(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
-    _throttle(request)
+    await _throttle(request)
     data = await read_json(request)
     key = request.headers.get("Idempotency-Key", data.get("idempotency_key"))
     try:
@@ -270,7 +279,7 @@ async def api_cancel(request: web.Request) -> web.Response:
 @routes.post("/api/bookings/{token}/reschedule")
 async def api_reschedule(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
-    _throttle(request)
+    await _throttle(request)
     data = await read_json(request)
     try:
         booked = await services.scheduling.reschedule(await _by_token(request), data.get("starts_at"))
@@ -569,12 +578,7 @@ def _openapi() -> Fragment:
                     "summary": "Days of a month with their number of free slots (for a calendar)",
                     "parameters": [
                         *office_service,
-                        {
-                            "name": "month",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "examples": ["2027-01"]},
-                        },
+                        {"name": "month", "in": "query", "required": True, "schema": MONTH},
                     ],
                     "responses": {"200": body({"type": "object"}), **errors(400, 404)},
                 }
@@ -585,12 +589,7 @@ def _openapi() -> Fragment:
                     "summary": "Free slots of one day",
                     "parameters": [
                         *office_service,
-                        {
-                            "name": "date",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "format": "date"},
-                        },
+                        {"name": "date", "in": "query", "required": True, "schema": DATE},
                     ],
                     "responses": {"200": slots, **errors(400, 404)},
                 }
@@ -634,7 +633,7 @@ def _openapi() -> Fragment:
                     "requestBody": request(starts_at),
                     "responses": {
                         "201": body(ref("Booking"), "the new booking"),
-                        **errors(400, 403, 404, 409, 410),
+                        **errors(400, 403, 404, 409, 410, 429),
                     },
                 }
             },
@@ -666,7 +665,7 @@ def _openapi() -> Fragment:
                     "security": staff,
                     "summary": "Appointments of the advisor's offices (own first at equal times)",
                     "parameters": [
-                        {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                        {"name": "from", "in": "query", "schema": DATE},
                         {
                             "name": "days",
                             "in": "query",
@@ -692,12 +691,7 @@ def _openapi() -> Fragment:
                     "summary": "Free slots of a day to move this appointment to",
                     "parameters": [
                         booking_id,
-                        {
-                            "name": "date",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "format": "date"},
-                        },
+                        {"name": "date", "in": "query", "required": True, "schema": DATE},
                     ],
                     "responses": {"200": slots, **errors(400, 401, 403, 404)},
                 }

@@ -25,6 +25,7 @@ from scheduling.bookings import HORIZON_DAYS, JOIN_PURPOSE, Booking
 from scheduling.catalog import Service
 from scheduling.errors import BookingError
 from scheduling.mail import JOIN_PATH, MANAGE_PATH
+from web.api import read_form
 from web.booking_api import ics_response
 from web.services import SERVICES, SESSION_COOKIE, Services
 
@@ -249,12 +250,12 @@ async def submit_booking(request: web.Request) -> web.Response:
     office, service = page.office_service(request.match_info["office"], request.match_info["service"])
     assert service is not None
     channel = request.match_info["channel"]
-    form = await request.post()
+    form = await read_form(request)
     values = {k: str(form.get(k, ""))[:300] for k in ("name", "email", "phone", "starts_at", "nonce")}
     language = _language(page, office, str(form.get("language", "de")))
     error: BookingError | None = None
     try:
-        if not services.booking_throttle.allow("booking", request.remote or "?"):
+        if not await services.booking_throttle.allow("booking", request.remote or "?"):
             raise BookingError("rate_limited", "too many requests", 429)
         try:
             nonce = services.signer.verify(FORM_PURPOSE, values["nonce"])["n"]
@@ -415,7 +416,7 @@ async def reschedule_submit(request: web.Request) -> web.Response:
     booking = await _managed(page)
     if isinstance(booking, web.Response):
         return booking
-    form = await request.post()
+    form = await read_form(request)
     starts_at = str(form.get("starts_at", ""))[:60]
     scheduling = page.services.scheduling
     if booking.rescheduled_to:  # a double submit: the first one moved it already

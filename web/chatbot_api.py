@@ -10,7 +10,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from chatbot.engine import Reply
-from chatbot.service import ChatService, valid_conversation_id
+from chatbot.service import CONVERSATION_ID, ChatService, valid_conversation_id
 from chatbot.text import LANGUAGES
 from rooms import hours
 from rooms.errors import QueueError
@@ -107,7 +107,7 @@ def _reply_json(conversation_id: str, reply: Reply) -> dict[str, Any]:
 async def api_message(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     chatbot = _chatbot(services)
-    if not services.chatbot_throttle.allow("chatbot", request.remote or "?"):
+    if not await services.chatbot_throttle.allow("chatbot", request.remote or "?"):
         return json_error(429, "rate_limited", "too many messages from your address; wait a minute")
     data = await read_json(request)
     text, language, conversation_id = data.get("text"), data.get("language"), data.get("conversation_id")
@@ -135,7 +135,7 @@ async def api_escalate(request: web.Request) -> web.Response:
     with the topic, the conversation's language and the transcript for the advisor."""
     services: Services = request.app[SERVICES]
     chatbot = _chatbot(services)
-    if not services.queue_throttle.allow("queue", request.remote or "?"):
+    if not await services.queue_throttle.allow("queue", request.remote or "?"):
         return json_error(429, "rate_limited", "too many requests from your address; wait a minute")
     data = await read_json(request)
     conversation_id, offer = data.get("conversation_id"), data.get("offer", "video")
@@ -179,6 +179,11 @@ async def api_escalate(request: web.Request) -> web.Response:
 def _openapi() -> Fragment:
     text = {"type": "string"}
     languages = {"type": "string", "enum": list(LANGUAGES)}
+    conversation = {
+        "type": "string",
+        "pattern": CONVERSATION_ID.pattern,
+        "description": "as this API returned it",
+    }
     offer = {
         "type": "object",
         "required": ["type"],
@@ -238,8 +243,8 @@ def _openapi() -> Fragment:
                             "required": ["text"],
                             "properties": {
                                 "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
-                                "language": languages,
-                                "conversation_id": text,
+                                "language": {"enum": [*LANGUAGES, None]},
+                                "conversation_id": {**conversation, "type": ["string", "null"]},
                             },
                         }
                     ),
@@ -255,7 +260,7 @@ def _openapi() -> Fragment:
                             "type": "object",
                             "required": ["conversation_id"],
                             "properties": {
-                                "conversation_id": text,
+                                "conversation_id": conversation,
                                 "offer": {"type": "string", "enum": ["video"]},
                                 "language": text,
                             },

@@ -136,6 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
         "default: all interfaces but loopback [SPRECHSTUNDE_MEDIA_ADDRESSES]",
     )
     serve.add_argument(
+        "--ice-allow",
+        action="append",
+        default=env_list("ICE_ALLOW"),
+        metavar="CIDR",
+        help="only send ICE checks to participants' addresses in these networks, repeatable; default: any "
+        "address not denied [SPRECHSTUNDE_ICE_ALLOW, comma-separated]",
+    )
+    serve.add_argument(
+        "--ice-deny",
+        action="append",
+        default=env_list("ICE_DENY"),
+        metavar="CIDR",
+        help="never send ICE checks to these networks, e.g. 10.0.0.0/8 for a server that serves only the "
+        "internet; link-local, multicast, broadcast and unspecified addresses are never contacted, loopback "
+        "only when --media-address is loopback [SPRECHSTUNDE_ICE_DENY, comma-separated]",
+    )
+    serve.add_argument(
         "--media-mode",
         choices=MEDIA_MODES,
         default=env("MEDIA_MODE", "forward"),
@@ -195,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_number("RETENTION_INTERVAL", 600),
         help="seconds between runs of the retention job (it also runs at start-up) "
         "[SPRECHSTUNDE_RETENTION_INTERVAL, 600]",
+    )
+    serve.add_argument(
+        "--ticket-retention-days",
+        type=float,
+        default=_number("TICKET_RETENTION_DAYS", 30),
+        help="a closed ticket's question or notes, contact address and topic are erased this many days "
+        "after it was closed [SPRECHSTUNDE_TICKET_RETENTION_DAYS, 30]",
     )
     serve.add_argument(
         "--offices",
@@ -282,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     disable = user_commands.add_parser("disable", help="lock an account; its sessions end at once")
     _common(disable)
     disable.add_argument("name", help="username")
-    passwd = user_commands.add_parser("passwd", help="set a new password")
+    enable = user_commands.add_parser("enable", help="unlock a disabled account (old sessions stay ended)")
+    _common(enable)
+    enable.add_argument("name", help="username")
+    passwd = user_commands.add_parser("passwd", help="set a new password; every session of the account ends")
     _common(passwd)
     passwd.add_argument("name", help="username")
     passwd.add_argument(
@@ -313,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from media.ice_policy import IcePolicy
     from web.app import create_app
     from web.observability import DEFAULT_METRICS_ALLOW, AccessLogger, parse_allowlist, setup_logging
     from web.proxy import parse_networks
@@ -322,6 +350,7 @@ def _serve(args: argparse.Namespace) -> None:
     try:
         parse_allowlist(metrics_allow)
         parse_networks(args.trusted_proxy, "--trusted-proxy")
+        IcePolicy.build(args.ice_allow, args.ice_deny)  # a bad CIDR stops start-up in one line
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     config = Config(
@@ -333,6 +362,8 @@ def _serve(args: argparse.Namespace) -> None:
         turn_urls=args.turn_url,
         turn_secret=args.turn_secret,
         media_addresses=args.media_address,
+        ice_allow=args.ice_allow,
+        ice_deny=args.ice_deny,
         media_mode=args.media_mode,
         demo=not args.no_demo,
         document_keys=args.document_keys,
@@ -341,6 +372,7 @@ def _serve(args: argparse.Namespace) -> None:
         retention_days=args.retention_days,
         metadata_days=args.metadata_days,
         retention_interval=args.retention_interval,
+        ticket_retention_days=args.ticket_retention_days,
         redis_url=args.redis,
         redis_prefix=args.redis_prefix,
         offices_path=args.offices,
@@ -470,6 +502,9 @@ async def _user(args: argparse.Namespace) -> int:
         elif args.user_command == "disable":
             member = await staff.set_disabled(args.name)
             print(f"disabled {member.username}")
+        elif args.user_command == "enable":
+            member = await staff.set_disabled(args.name, False)
+            print(f"enabled {member.username}")
         else:
             member = await staff.set_password(args.name, password)
             print(f"new password set for {member.username}")

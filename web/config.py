@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from media.ice import IceConfig
+from media.ice_policy import IcePolicy
 
 ENV_PREFIX = "SPRECHSTUNDE_"
 SECRET_FILE = "server-secret"
@@ -35,6 +36,11 @@ class Config:
     turn_urls: list[str] = field(default_factory=list)
     turn_secret: str | None = None
     media_addresses: list[str] = field(default_factory=list)
+    # remote ICE addresses the media server may contact (media/ice_policy.py): CIDRs; empty allow: any
+    # not denied. Link-local, multicast, broadcast, unspecified are never contacted, loopback only when
+    # media_addresses is loopback.
+    ice_allow: list[str] = field(default_factory=list)
+    ice_deny: list[str] = field(default_factory=list)
     media_mode: str = "forward"
     demo: bool = True
     # documents: master keys "kid:base64[,kid:base64…]" (first active; else the 0600 file in data_dir)
@@ -44,6 +50,8 @@ class Config:
     retention_days: float = 7
     metadata_days: float = 90
     retention_interval: float = 600
+    # tickets: the question/notes, contact address and topic are erased this many days after closing
+    ticket_retention_days: float = 30
     download_ttl: float = 60
     # waiting room: the offices file (None: the demo rooms/offices.toml) and the default holiday state
     offices_path: Path | None = None
@@ -90,7 +98,12 @@ class Config:
 
     @property
     def ice(self) -> IceConfig:
-        return IceConfig(stun_urls=self.stun_urls, turn_urls=self.turn_urls, turn_secret=self.turn_secret)
+        return IceConfig(
+            stun_urls=self.stun_urls,
+            turn_urls=self.turn_urls,
+            turn_secret=self.turn_secret,
+            policy=IcePolicy.build(self.ice_allow, self.ice_deny, self.media_addresses),
+        )
 
     @property
     def database_path(self) -> Path:

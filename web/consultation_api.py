@@ -70,7 +70,7 @@ def _ticket_json(ticket: Ticket, services: Services) -> dict[str, Any]:
 
 
 async def _consultation_json(services: Services, entry: QueueEntry) -> dict[str, Any]:
-    view = entry_json(entry, services.waiting.offices, services.waiting.clock())
+    view = entry_json(entry, services.waiting.offices, services.waiting.clock(), staff=True)
     room = await services.rooms.get(entry.room_id) if entry.room_id else None
     view["room_id"] = entry.room_id
     view["advisor_url"] = services.rooms.link(room, "advisor", "") if room else None
@@ -135,7 +135,8 @@ async def api_transfer(request: web.Request) -> web.Response:
             before.room_id,
             {"type": "transferred", "office": {"id": target.id, "name": target.name(moved.language)}},
         )
-    return web.json_response({"entry": entry_json(moved, services.waiting.offices, services.waiting.clock())})
+    view = entry_json(moved, services.waiting.offices, services.waiting.clock(), staff=True)
+    return web.json_response({"entry": view})
 
 
 @routes.post("/api/consultations/{entry_id}/guest")
@@ -190,7 +191,7 @@ async def api_update_ticket(request: web.Request) -> web.Response:
 async def api_question(request: web.Request) -> web.Response:
     """A citizen's question in writing → a ticket reference; used when the office is closed."""
     services: Services = request.app[SERVICES]
-    if not services.queue_throttle.allow("question", request.remote or "?"):
+    if not await services.queue_throttle.allow("question", request.remote or "?"):
         raise ApiError(429, "rate_limited", "too many requests from your address; wait a minute")
     data = await read_json(request)
     office = data.get("office")

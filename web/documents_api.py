@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from documents import Actor, DocumentError, RoomRef
 from rooms.service import Room, RoomError
@@ -92,9 +93,40 @@ async def list_documents(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "you": access.actor.tag, "limits": limits})
 
 
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(READ_CHUNK):
-        yield chunk
+# What aiohttp's multipart parser raises on a malformed body: over-long or too many part headers
+# (HttpProcessingError), a bad or missing boundary (ValueError, KeyError for none in Content-Type).
+MALFORMED = (HttpProcessingError, ValueError, KeyError, AssertionError)
+
+
+def _incomplete() -> DocumentError:
+    return DocumentError(400, "incomplete_upload", "the upload ended before the form did; send it again")
+
+
+async def _part_chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterator[bytes]:
+    """The file part's bytes, and then the proof that the form was complete: the part ended at a
+    boundary and the form at its closing one. aiohttp's reader returns what came before the end of the
+    stream as if it were all, so without this a cut-off upload would be stored as a whole file. Raised
+    here, before the service's commit point, the error leaves nothing stored (issue 15, finding 14)."""
+    try:
+        while chunk := await part.read_chunk(READ_CHUNK):
+            yield chunk
+        if not part.at_eof():
+            raise _incomplete()
+        while (rest := await reader.next()) is not None:  # parts after the file, read to the void
+            await rest.release()
+    except MALFORMED:
+        raise _incomplete() from None
+    if not reader.at_eof():
+        raise _incomplete()
+
+
+async def _raw_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The raw body; a body cut short of its Content-Length (or a broken chunk) is an incomplete upload."""
+    try:
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            yield chunk
+    except HttpProcessingError:
+        raise _incomplete() from None
 
 
 @routes.post("/api/rooms/{room_id}/documents")
@@ -107,18 +139,21 @@ async def upload_document(request: web.Request) -> web.Response:
         if length is not None and length > max_file + MULTIPART_SLACK:
             message = f"a file may be at most {max_file >> 20} MB"
             raise _api_error(DocumentError(413, "file_too_large", message))
-        reader = await request.multipart()
-        part = await reader.next()
-        while part is not None and not (isinstance(part, BodyPartReader) and part.filename):
-            if isinstance(part, BodyPartReader):
-                await part.release()
+        try:
+            reader = await request.multipart()
             part = await reader.next()
+            while part is not None and not (isinstance(part, BodyPartReader) and part.filename):
+                if isinstance(part, BodyPartReader):
+                    await part.release()
+                part = await reader.next()
+        except MALFORMED:
+            raise ApiError(400, "bad_multipart", "the multipart form is malformed") from None
         if part is None:
             raise ApiError(400, "no_file", "the form has no file part")
-        name, chunks, declared = part.filename, _part_chunks(part), None
+        name, chunks, declared = part.filename, _part_chunks(reader, part), None
     else:
         name = unquote(request.headers.get(NAME_HEADER, ""))[:1000]
-        chunks, declared = request.content.iter_chunked(READ_CHUNK), length
+        chunks, declared = _raw_chunks(request), length
     try:
         item = await services.documents.upload(access.ref, access.actor, name, chunks, declared)
     except DocumentError as exc:

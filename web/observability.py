@@ -12,8 +12,15 @@
   the same on every node (aggregate them with max(), not sum()).
 - Every request gets an id (a sane incoming `X-Request-Id` from the reverse proxy, else a fresh one), echoed
   in the response and put on every log line written while the request runs, with the room id once known.
-  `--log-format json` writes one JSON object per line. Names, chat text, file names and join tokens are
-  never logged: the access log replaces token path segments by "…".
+  `--log-format json` writes one JSON object per line. Names, chat text and file names are never logged.
+- Capability tokens (join, waiting room, download, booking manage and join links) are never logged, in
+  either format: the access log masks them in the path, and `TokenFilter` on the log handler masks any
+  token-shaped text, capability path segment or secret query value in every record — message, arguments,
+  extras and traceback — whatever the call site passed (web.security.mask_tokens). A filter at the one
+  place every line passes holds for lines written by code that does not know about tokens (aiohttp,
+  redis, a future log call), which per-call masking cannot.
+- A store outage in a WebSocket (a new console socket, `/ws?node=`) closes the socket with 1013 "try again
+  later" and the reason `store_unavailable`, never an HTTP 503 written into the upgraded connection.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from store import StoreUnavailable, ready
 from store.outage import STORE_ERRORS, store_outage
 from store.port import Store
 from web.proxy import Network, address_in, parse_networks
-from web.security import json_error
+from web.security import CLOSE_TRY_AGAIN, end_socket, json_error, mask_tokens
 from web.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -58,8 +65,7 @@ WAIT_BUCKETS = (30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200)
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 room_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("room_id", default=None)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-# path segments that are capabilities (join, wait and download tokens) are never written to a log
-_TOKEN_PATH = re.compile(r"^/(join|wait|api/download)/[^/?]+")
+UNAVAILABLE_TEXT = "the service is briefly unavailable; please try again shortly"
 
 
 # --- readiness ------------------------------------------------------------------------------------
@@ -94,7 +100,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def store_middleware(render_page: Callable[[web.Request, int, str], web.Response]) -> Callable:
-    """503 `store_unavailable` instead of a 500 while Redis (or the SQLite file) cannot be used.
+    """503 `store_unavailable` instead of a 500 while Redis (or the SQLite file) cannot be used; a WebSocket
+    is closed with 1013 and the reason `store_unavailable` instead.
 
     Sits inside the error middleware, so it sees the adapter's exception before the generic 500."""
 
@@ -105,11 +112,14 @@ def store_middleware(render_page: Callable[[web.Request, int, str], web.Response
         except STORE_ERRORS as exc:
             if not store_outage(exc):
                 raise
-            log.warning("store unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+            path = loggable_path(request.path)
+            log.warning("store unavailable on %s %s: %s", request.method, path, type(exc).__name__)
+            # a WebSocket (open already, or its handshake): close 1013, never a 503 into the socket
+            ended = await end_socket(request, CLOSE_TRY_AGAIN, "store_unavailable", UNAVAILABLE_TEXT)
+            if ended is not None:
+                return ended
             if request.path.startswith("/api/"):
-                response = json_error(
-                    503, "store_unavailable", "the service is briefly unavailable; please try again shortly"
-                )
+                response = json_error(503, "store_unavailable", UNAVAILABLE_TEXT)
             else:
                 response = render_page(request, 503, "error.unavailable")
             response.headers["Retry-After"] = "5"
@@ -169,9 +179,42 @@ class JsonFormatter(logging.Formatter):
         for extra in ("method", "path", "status", "duration_ms"):
             if hasattr(record, extra):
                 entry[extra] = getattr(record, extra)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            # TokenFilter left the masked traceback in exc_text
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return json.dumps(entry, ensure_ascii=False)
+
+
+# what every LogRecord has; any other attribute came in through `extra=` (path, method …)
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_TRACEBACKS = logging.Formatter()
+
+
+class TokenFilter(logging.Filter):
+    """Masks capability tokens in every record that reaches the handler: the formatted message (its
+    arguments included), string extras, the traceback and the stack. It sits on the handler, not on a
+    logger, so that it sees the records of every logger (aiohttp, redis, this project)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: logging reports it when formatting
+            return True
+        masked = mask_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS and isinstance(value, str):
+                setattr(record, name, mask_tokens(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_tokens(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_tokens(record.stack_info)
+        return True
 
 
 def setup_logging(level: str = "info", log_format: str = "text") -> None:
@@ -180,6 +223,7 @@ def setup_logging(level: str = "info", log_format: str = "text") -> None:
         raise ValueError(f"log format must be one of {LOG_FORMATS}")
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
+    handler.addFilter(TokenFilter())  # no capability token in any line, whoever wrote it
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -192,8 +236,9 @@ def setup_logging(level: str = "info", log_format: str = "text") -> None:
 
 
 def loggable_path(path: str) -> str:
-    """The request path with join/wait/download tokens replaced: they are capabilities, not log data."""
-    return _TOKEN_PATH.sub(lambda m: m.group(0).rsplit("/", 1)[0] + "/…", path)
+    """The request path with its capability tokens (join, waiting room, download, booking manage and join
+    links) replaced by "…": they are capabilities, not log data."""
+    return mask_tokens(path)
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -38,6 +38,13 @@ def body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+# Dates in query parameters (web/booking_api.py accepts 1970-01-01…9998-12-31: the calendar code adds days
+# and time-zone offsets to them, which must stay inside Python's years 1…9999).
+_YEAR = "(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+DATE = {"type": "string", "format": "date", "pattern": f"^{_YEAR}-", "examples": ["2027-01-12"]}
+MONTH = {"type": "string", "pattern": f"^{_YEAR}-(0[1-9]|1[0-2])$", "examples": ["2027-01"]}
+
+
 def errors(*statuses: int) -> dict[str, Any]:
     """The error responses of an operation, all `{"error": {"code", "message"}}`."""
     text = {
@@ -48,7 +55,7 @@ def errors(*statuses: int) -> dict[str, Any]:
         409: "conflict, e.g. slot_taken (with fresh `slots`) or not_booked",
         410: "the link has expired",
         413: "body too large",
-        415: "not a JSON body",
+        415: "not a JSON body (Content-Type: application/json)",
         422: "idempotency key reused for a different request",
         429: "rate limited",
         503: "the store (Redis) cannot be reached right now; try again",
@@ -244,6 +251,12 @@ def document(server_url: str) -> dict[str, Any]:
             paths.setdefault(path, {}).update(operations)
         schemas.update(fragment.schemas)
         tags += fragment.tags
+    for operations in paths.values():
+        for operation in operations.values():
+            if "requestBody" in operation:
+                # What web/api.py read_json answers for any JSON body: malformed, too large, not JSON.
+                for status, response in errors(400, 413, 415).items():
+                    operation["responses"].setdefault(status, response)
     return {
         "openapi": "3.1.0",
         "info": {

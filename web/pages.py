@@ -14,7 +14,8 @@ from rooms.service import RoomError, parse_duration
 from rooms.staff import StaffMember
 from rooms.tickets import TICKET_STATUSES
 from signaling.waiting import entry_json
-from web.services import SERVICES, SESSION_COOKIE, Services
+from web.api import read_form
+from web.services import SERVICES, SESSION_COOKIE, Services, cross_site
 
 routes = web.RouteTableDef()
 MAX_CONSOLE_TICKETS = 50
@@ -69,7 +70,7 @@ async def _consultation(request: web.Request, services: Services, room_id: str) 
         return None
     for entry in await services.queue.serving(member):
         if entry.room_id == room_id:
-            return entry_json(entry, services.waiting.offices, services.waiting.clock())
+            return entry_json(entry, services.waiting.offices, services.waiting.clock(), staff=True)
     return None
 
 
@@ -81,15 +82,17 @@ async def login_page(request: web.Request) -> web.Response:
 @routes.post("/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
     services: Services = request.app[SERVICES]
+    if cross_site(request, services.config.public_url):  # login CSRF: see web/services.py
+        return services.pages.error(request, 403, "login.cross_site")
     form = await request.post()
     username = str(form.get("username", "")).strip().lower()[:40]
     password = str(form.get("password", ""))[:200]
-    if not services.throttle.allow(username, request.remote or "?"):
+    member = await services.sign_in(request, username, password)
+    if member == "rate_limited":
         return services.pages.render(
             request, "login.html", status=429, error_key="login.rate_limited", username=username
         )
-    member = await services.staff.authenticate(username, password)
-    if member is None:
+    if not isinstance(member, StaffMember):
         return services.pages.render(
             request, "login.html", status=401, error_key="login.failed", username=username
         )
@@ -111,7 +114,7 @@ async def _console(request: web.Request, links: dict | None = None) -> web.Respo
     for entry in await services.queue.serving(member):
         room = await services.rooms.get(entry.room_id) if entry.room_id else None
         if room is not None:
-            view = entry_json(entry, services.waiting.offices, now, transcript=False)
+            view = entry_json(entry, services.waiting.offices, now, transcript=False, staff=True)
             serving.append(view | {"advisor_url": services.rooms.link(room, "advisor", "")})
     offices = [o.id for o in services.waiting.offices] if member.role == "admin" else member.offices
     tickets = [
@@ -145,7 +148,7 @@ async def _staff_form(request: web.Request) -> tuple[Services, StaffMember, Mult
     member = await services.current_staff(request)
     if member is None:
         raise web.HTTPSeeOther("/login")
-    form = await request.post()
+    form = await read_form(request)
     if not services.check_csrf(request.cookies[SESSION_COOKIE], form.get("csrf")):
         raise web.HTTPForbidden()
     return services, member, form
@@ -186,7 +189,7 @@ def datetime_text(timestamp: float) -> str:
 async def logout(request: web.Request) -> web.StreamResponse:
     services: Services = request.app[SERVICES]
     session_id = request.cookies.get(SESSION_COOKIE)
-    form = await request.post()
+    form = await read_form(request)
     if session_id and services.check_csrf(session_id, form.get("csrf")):
         await services.staff.close_session(session_id)
     response = web.HTTPSeeOther("/")

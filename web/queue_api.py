@@ -70,7 +70,7 @@ def _pick_office(services: Services, language: Any) -> str:
 @routes.post("/api/queue")
 async def api_enqueue(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
-    if not services.queue_throttle.allow("queue", request.remote or "?"):
+    if not await services.queue_throttle.allow("queue", request.remote or "?"):
         return json_error(429, "rate_limited", "too many requests from your address; wait a minute")
     data = await read_json(request)
     try:

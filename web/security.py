@@ -1,11 +1,23 @@
-"""Response headers and error rendering shared by every route."""
+"""Response headers, error rendering and log masking shared by every route.
+
+- Every response carries the security headers: the `response_prepared` hook (on_response_prepare) sets them
+  on whatever goes out — handler results, redirects and errors raised as exceptions, streamed downloads,
+  WebSocket upgrades — and `headers_middleware` on what a middleware chain returns or raises.
+- Errors: API routes answer `{"error": {"code", "message"}}`, pages a human sentence; a converted HTTP error
+  keeps its protocol headers (`Allow` on 405, `WWW-Authenticate`, `Retry-After`).
+- Capability tokens (join, waiting room, download, booking manage and join links) are never written to a
+  log: `mask_tokens` replaces them in any text (see web/observability.py's TokenFilter).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +34,16 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+CLOSE_POLICY = 1008  # WebSocket close code: refused (an HTTP 4xx raised after the socket was opened)
+CLOSE_INTERNAL = 1011  # WebSocket close code: the server met an unexpected condition
+CLOSE_TRY_AGAIN = 1013  # WebSocket close code: try again later (the client's reconnect logic takes over)
+NO_STORE_PATHS = ("/join/", "/console", "/login", "/api/")
+_BODY_HEADERS = {"content-type", "content-length", "content-encoding", "transfer-encoding"}
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorPage = Callable[[web.Request, int, str], web.Response]
+# the response whose headers went out already (set by `response_prepared`)
+PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
 
 
 class ApiError(Exception):
@@ -41,7 +61,8 @@ def json_error(status: int, code: str, message: str) -> web.Response:
 
 
 def error_middleware(render_page: ErrorPage) -> Callable:
-    """API routes answer JSON errors, pages a human sentence; a stack trace never leaves the server."""
+    """API routes answer JSON errors, pages a human sentence; a stack trace never leaves the server; and
+    no answer is written into a connection whose response (a WebSocket) went out already."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -49,17 +70,30 @@ def error_middleware(render_page: ErrorPage) -> Callable:
         try:
             return await handler(request)
         except ApiError as exc:
+            if (prepared := request.get(PREPARED)) is not None:
+                return await end_prepared(request, prepared, _close_code(exc.status), exc.code, exc.message)
             return json_error(exc.status, exc.code, exc.message)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
+            code = exc.reason.lower().replace(" ", "_")
+            if (prepared := request.get(PREPARED)) is not None:
+                return await end_prepared(request, prepared, _close_code(exc.status), code, exc.reason)
             if api:
-                code = exc.reason.lower().replace(" ", "_")
-                return json_error(exc.status, code, exc.reason)
-            key = "error.not_found" if exc.status == 404 else "error.internal"
-            return render_page(request, exc.status, key)
+                response = json_error(exc.status, code, exc.reason)
+            else:
+                key = "error.not_found" if exc.status == 404 else "error.internal"
+                response = render_page(request, exc.status, key)
+            # `Allow` of a 405 (RFC 9110 requires it), WWW-Authenticate, Retry-After … stay on the answer
+            for name, value in exc.headers.items():
+                if name.lower() not in _BODY_HEADERS:
+                    response.headers.setdefault(name, value)
+            return response
         except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            log.exception("unhandled error on %s %s", request.method, mask_tokens(request.path))
+            ended = await end_socket(request, CLOSE_INTERNAL, "internal", "the server could not process this")
+            if ended is not None:
+                return ended
             if api:
                 return json_error(500, "internal", "internal server error")
             return render_page(request, 500, "error.internal")
@@ -67,11 +101,113 @@ def error_middleware(render_page: ErrorPage) -> Callable:
     return middleware
 
 
+def _close_code(status: int) -> int:
+    """The WebSocket close code for an HTTP error status raised after the socket was opened."""
+    return CLOSE_POLICY if status < 500 else CLOSE_INTERNAL
+
+
+def websocket_upgrade(request: web.BaseRequest) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def end_socket(
+    request: web.Request, close_code: int, code: str, message: str
+) -> web.StreamResponse | None:
+    """An error in a WebSocket handshake or after a response went out: never write an HTTP answer into
+    that connection (see `end_prepared`). A handshake that failed before its socket was accepted is
+    accepted here just to be closed with a code: a browser shows a refused handshake only as 1006, a
+    close code says "try again later" (1013) or "server error" (1011). None: an ordinary request,
+    answer it as usual."""
+    prepared = request.get(PREPARED)
+    if prepared is None:
+        if not websocket_upgrade(request):
+            return None
+        accepted = web.WebSocketResponse()
+        if not accepted.can_prepare(request).ok:
+            return None  # not a valid handshake: the HTTP error is the right answer
+        await accepted.prepare(request)
+        prepared = accepted
+    return await end_prepared(request, prepared, close_code, code, message)
+
+
+async def end_prepared(
+    request: web.Request, prepared: web.StreamResponse, close_code: int, code: str, message: str
+) -> web.StreamResponse:
+    """End a response whose headers went out: a WebSocket gets an `error` message and a close with
+    `close_code` and `code` as reason; a streamed HTTP response is cut off, so that no client takes it
+    for complete."""
+    if isinstance(prepared, web.WebSocketResponse):
+        if not prepared.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):  # the client may be gone already
+                await prepared.send_json({"type": "error", "code": code, "message": message})
+            await prepared.close(code=close_code, message=code.encode())
+        return prepared
+    if request.transport is not None:
+        request.transport.abort()
+    return prepared
+
+
+def _add_security_headers(request: web.BaseRequest, headers: CIMultiDict[str]) -> None:
+    for name, value in HEADERS.items():
+        headers.setdefault(name, value)
+    if request.path.startswith(NO_STORE_PATHS):
+        headers.setdefault("Cache-Control", "no-store")
+
+
 @web.middleware
 async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
-    if request.path.startswith(("/join/", "/console", "/login", "/api/")):
-        response.headers.setdefault("Cache-Control", "no-store")
+    """The security headers on what the handler returns — and on a redirect or error it raises (aiohttp
+    builds that response itself, after every middleware)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _add_security_headers(request, exc.headers)
+        raise
+    if not response.prepared:
+        _add_security_headers(request, response.headers)
     return response
+
+
+async def response_prepared(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the security headers on every response just before its headers go out —
+    also those prepared inside a handler (streamed downloads, WebSocket upgrades), which no middleware
+    can change any more. Remembers the prepared response, so that an error after it (a store outage in
+    a WebSocket) closes that response instead of writing a second one into the connection."""
+    _add_security_headers(request, response.headers)
+    request[PREPARED] = response
+
+
+# --- tokens in logs --------------------------------------------------------------------------------
+
+# Routes whose next path segment is a capability token. Longer prefixes first (/api/bookings/join/<t>).
+# The segment ends where a base64url token cannot go on (so "…/<t>: ConnectionError" keeps its colon).
+CAPABILITY_PREFIXES = (
+    "api/bookings/join",
+    "api/bookings",
+    "api/download",
+    "termin/verwalten",
+    "termin/beitreten",
+    "join",
+    "wait",
+)
+_CAPABILITY_PATH = re.compile(
+    "/(" + "|".join(re.escape(prefix) for prefix in CAPABILITY_PREFIXES) + r")/[^/?#\s\"'<>:,;)\]}]+"
+)
+# A signed token anywhere (rooms/tokens.py: base64url claims "." 43-character HMAC), with whatever a
+# client appended to it (`=`, `!!`): a token must not survive because it sits in an unusual place.
+_TOKEN_SHAPE = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{40,}[^\s/?#&\"'<>:,;)\]}]*")
+# query values whose name says secret, whatever they look like
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:[a-z_]*token|key|secret|password|session|sig|signature|resume|nonce)=)[^&#\s\"'<>]+"
+)
+MASK = "…"
+
+
+def mask_tokens(text: str) -> str:
+    """`text` with every capability token replaced by "…": path segments after a capability route,
+    secret-named query values and anything shaped like a signed token."""
+    if "/" not in text and "." not in text and "=" not in text:
+        return text
+    text = _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, text)
+    text = _CAPABILITY_PATH.sub(lambda m: f"/{m.group(1)}/{MASK}", text)
+    return _TOKEN_SHAPE.sub(MASK, text)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -22,31 +21,30 @@ from signaling.hub import SignalingHub
 from signaling.waiting import WaitingRoom
 from store.port import Store
 from web.config import Config
+from web.ratelimit import LoginThrottle, RequestThrottle
 from web.render import Pages
 
 SESSION_COOKIE = "sprechstunde_session"
+__all__ = ["SERVICES", "SESSION_COOKIE", "LoginThrottle", "RequestThrottle", "Services", "cross_site"]
 
 
-class LoginThrottle:
-    """Sliding-window limit on sign-in attempts, per account and per client address."""
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
-    def __init__(self, per_account: int = 5, per_ip: int = 20, window: float = 60.0) -> None:
-        self._limits = {"account": per_account, "ip": per_ip}
-        self._window = window
-        self._attempts: dict[tuple[str, str], deque[float]] = defaultdict(deque)
 
-    def allow(self, account: str, ip: str) -> bool:
-        now = time.monotonic()
-        keys = (("account", account), ("ip", ip))
-        for key in keys:
-            attempts = self._attempts[key]
-            while attempts and attempts[0] <= now - self._window:
-                attempts.popleft()
-            if len(attempts) >= self._limits[key[0]]:
-                return False
-        for key in keys:
-            self._attempts[key].append(now)
-        return True
+def cross_site(request: web.Request, public_url: str) -> bool:
+    """Whether a POST was sent by a page of another site (login CSRF): its `Origin` — or, from a browser
+    that sends none, its `Referer` — is neither this server as the request addressed it (scheme after
+    the trusted-proxy rule of web/proxy.py, Host header) nor the configured public URL. Browsers send
+    `Origin` with every cross-site form POST (the Fetch standard), with or without JavaScript, and a page
+    cannot forge it. A request with neither header comes from no browser (curl, a script): nothing to
+    forge, so it passes. `Origin: null` (sandboxed frames, some redirects) is refused."""
+    claimed = request.headers.get("Origin") or request.headers.get("Referer")
+    if claimed is None:
+        return False
+    allowed = {f"{request.scheme}://{request.host}".lower(), _origin_of(public_url)}
+    return _origin_of(claimed.strip()) not in allowed
 
 
 @dataclass
@@ -68,23 +66,38 @@ class Services:
     scheduling: SchedulingService
     booking_mailer: BookingMailer
     # anonymous POST /api/queue: at most 30 per minute from one address (a chatbot proxies many citizens)
-    queue_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(per_account=10**9, per_ip=30))
+    # (web/ratelimit.py: counted per client network, on Redis shared by every node — build_services)
+    queue_throttle: RequestThrottle = field(default_factory=lambda: RequestThrottle(per_network=30))
     # anonymous booking requests (POST /api/bookings, the booking form): at most 60 per minute per address
     # (a city portal or the chatbot may book for many citizens)
-    booking_throttle: LoginThrottle = field(
-        default_factory=lambda: LoginThrottle(per_account=10**9, per_ip=60)
-    )
+    booking_throttle: RequestThrottle = field(default_factory=lambda: RequestThrottle(per_network=60))
     # the chatbot (knowledge base, conversations, imported pages); its messages: 60 a minute per address
     chatbot: ChatService | None = None
-    chatbot_throttle: LoginThrottle = field(
-        default_factory=lambda: LoginThrottle(per_account=10**9, per_ip=60)
-    )
+    chatbot_throttle: RequestThrottle = field(default_factory=lambda: RequestThrottle(per_network=60))
 
     def csrf_token(self, session_id: str) -> str:
         return hmac.new(self.secret, b"csrf." + session_id.encode(), hashlib.sha256).hexdigest()
 
-    def check_csrf(self, session_id: str, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.csrf_token(session_id), token)
+    def check_csrf(self, session_id: str, token: object) -> bool:
+        """Constant-time check; anything but a string (a form's file part) or a non-ASCII string (which
+        compare_digest refuses with TypeError) is simply a wrong token (issue 15, finding 10)."""
+        if not isinstance(token, str) or not token:
+            return False
+        given = token.encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(self.csrf_token(session_id).encode(), given)
+
+    async def sign_in(self, request: web.Request, username: str, password: str) -> StaffMember | str:
+        """The member, or why not: "rate_limited" (refused before the password is checked) or "failed".
+        The rule of what is counted and refused is LoginThrottle's (web/ratelimit.py)."""
+        async with self.throttle.attempt(username, request.remote) as attempt:
+            if not attempt.allowed:
+                return "rate_limited"
+            member = await self.staff.authenticate(username, password)
+            if member is None:
+                await attempt.failed()
+                return "failed"
+            await attempt.succeeded()
+            return member
 
     async def current_staff(self, request: web.Request) -> StaffMember | None:
         return await self.staff.session_member(request.cookies.get(SESSION_COOKIE))

@@ -333,6 +333,8 @@ function onMessage(msg) {
       const info = tiles.info(id) || {};
       departed.add(id);
       tiles.remove(id);
+      // `replaced`: the same link connected again (a reload, another tab); its participant-joined follows
+      if (msg.reason === "replaced") break;
       const key = msg.reason === "timeout" ? "call.status.timeout"
         : msg.reason === "expired" ? "call.status.expired" : "call.status.left";
       status.show(tr(key, { name: displayName(info) }));
@@ -356,6 +358,14 @@ function onMessage(msg) {
       if (role === "citizen") transferred(msg);
       break;
     case "error": {
+      if (msg.code === "replaced") {
+        // This link was opened in another tab or on another device, which now holds the seat: end here
+        // and never reconnect (that would take the seat back and end the other one).
+        if (signaling) signaling.stop();
+        signaling = null;
+        end(tr("call.ended.heading"), tr("call.ended.replaced"));
+        break;
+      }
       const text = tr("call.status.error", { code: msg.code || "?", message: msg.message || "" });
       if (typeof msg.id === "string" && msg.id.startsWith("c-")) showNotice($("chat-error"), text);
       status.show(text, { kind: "error" });

@@ -94,6 +94,13 @@ function renderEntry(entry, index) {
     note.append(el("strong", "", `${tr("console.queue.note")}: `), document.createTextNode(entry.note));
     item.append(note);
   }
+  if (entry.handover_note) {
+    // from the colleague who handed the citizen over: for staff only, never shown to the citizen
+    const handover = el("p", "queue-note queue-handover");
+    handover.append(el("strong", "", `${tr("console.queue.handover_note")}: `),
+      document.createTextNode(entry.handover_note));
+    item.append(handover);
+  }
   if (Array.isArray(entry.transferred_from) && entry.transferred_from.length) {
     item.append(el("p", "hint", tr("console.queue.transferred", { offices: entry.transferred_from.join(", ") })));
   }
