@@ -39,7 +39,14 @@ def cross_site(request: web.Request, public_url: str) -> bool:
     the trusted-proxy rule of web/proxy.py, Host header) nor the configured public URL. Browsers send
     `Origin` with every cross-site form POST (the Fetch standard), with or without JavaScript, and a page
     cannot forge it. A request with neither header comes from no browser (curl, a script): nothing to
-    forge, so it passes. `Origin: null` (sandboxed frames, some redirects) is refused."""
+    forge, so it passes. `Origin: null` (sandboxed frames, some redirects) is refused.
+
+    Our own pages send `Referrer-Policy: no-referrer`, under which browsers post `Origin: null` even from
+    the same site; so the browser's `Sec-Fetch-Site` (which no page can set, and which the referrer policy
+    does not touch) decides first when present: only `same-origin` and `none` (typed or bookmarked) pass."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site.strip().lower() not in ("same-origin", "none")
     claimed = request.headers.get("Origin") or request.headers.get("Referer")
     if claimed is None:
         return False
