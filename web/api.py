@@ -12,11 +12,10 @@ from multidict import MultiDict, MultiDictProxy
 from rooms.service import RoomError, parse_duration
 from rooms.staff import StaffMember
 from web.security import ApiError, json_error
-from web.services import SERVICES, SESSION_COOKIE, Services, cross_site
+from web.services import CSRF_HEADER, SERVICES, Services, cross_site
 
 routes = web.RouteTableDef()
 MAX_JSON_BYTES = 16 * 1024
-CSRF_HEADER = "X-CSRF-Token"
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -102,7 +101,7 @@ async def api_create_room(request: web.Request) -> web.Response:
     if member is None:
         return json_error(401, "not_authenticated", "sign in as staff first (POST /api/login)")
     # The cookie alone is what a cross-site form sends too: a change needs the token from the login.
-    if not services.check_csrf(request.cookies[SESSION_COOKIE], request.headers.get(CSRF_HEADER)):
+    if not services.has_csrf_header(request):
         return json_error(403, "csrf", f"send {CSRF_HEADER} (from POST /api/login) with staff requests")
     data = await read_json(request)
     office = data.get("office", member.offices[0] if member.offices else None)

@@ -23,10 +23,9 @@ from signaling.waiting import entry_json
 from web.api import read_json
 from web.queue_api import queue_error
 from web.security import ApiError
-from web.services import SERVICES, SESSION_COOKIE, Services
+from web.services import CSRF_HEADER, SERVICES, Services
 
 routes = web.RouteTableDef()
-CSRF_HEADER = "X-CSRF-Token"
 STATS_ROLES = ("lead", "admin")
 MAX_STATS_DAYS = 366
 DEFAULT_STATS_DAYS = 28
@@ -38,7 +37,7 @@ async def staff_member(request: web.Request, *, change: bool) -> tuple[Services,
     member = await services.current_staff(request)
     if member is None:
         raise ApiError(401, "not_authenticated", "sign in as staff first")
-    if change and not services.check_csrf(request.cookies[SESSION_COOKIE], request.headers.get(CSRF_HEADER)):
+    if change and not services.has_csrf_header(request):
         raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header")
     return services, member
 

@@ -29,11 +29,10 @@ from rooms.service import Room, RoomError
 from rooms.tokens import TokenError
 from web.api import read_json
 from web.security import ApiError
-from web.services import SERVICES, SESSION_COOKIE, Services
+from web.services import CSRF_HEADER, SERVICES, Services
 
 routes = web.RouteTableDef()
 TOKEN_HEADER = "X-Join-Token"
-CSRF_HEADER = "X-CSRF-Token"
 NAME_HEADER = "X-File-Name"
 READ_CHUNK = 256 * 1024
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file in a multipart body
@@ -71,7 +70,7 @@ async def _access(request: web.Request, *, write: bool) -> Access:
         raise ApiError(
             401, "not_authenticated", f"send the join link's token in {TOKEN_HEADER}, or sign in as staff"
         )
-    if write and not services.check_csrf(request.cookies[SESSION_COOKIE], request.headers.get(CSRF_HEADER)):
+    if write and not services.has_csrf_header(request):
         raise ApiError(403, "csrf", f"send {CSRF_HEADER} (from POST /api/login) with staff requests")
     room = await services.rooms.get(room_id)
     if room is None:

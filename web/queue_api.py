@@ -4,7 +4,7 @@ two sockets `/ws/queue` (citizen) and `/ws/console` (advisor). Protocol: docs/pr
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -26,7 +26,7 @@ from signaling.waiting import (
 )
 from web.api import read_json
 from web.security import json_error
-from web.services import SERVICES, Services
+from web.services import SERVICES, Services, own_origins
 
 routes = web.RouteTableDef()
 PREFERRED_OFFICE = "buergertelefon"
@@ -177,19 +177,13 @@ async def waiting_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
 def same_origin(request: web.Request, public_url: str) -> bool:
     """The WebSocket's Origin is this server (as addressed, or its configured public URL): a page of
     another site cannot ride on the advisor's session cookie."""
     origin = request.headers.get("Origin")
     if not origin:
         return False
-    allowed = {f"{request.scheme}://{request.host}".lower(), _origin(public_url)}
-    return origin.lower().rstrip("/") in allowed
+    return origin.lower().rstrip("/") in own_origins(request, public_url)
 
 
 @routes.get("/ws/console")

@@ -25,12 +25,29 @@ from web.ratelimit import LoginThrottle, RequestThrottle
 from web.render import Pages
 
 SESSION_COOKIE = "sprechstunde_session"
-__all__ = ["SERVICES", "SESSION_COOKIE", "LoginThrottle", "RequestThrottle", "Services", "cross_site"]
+# the header staff pages and scripts send the CSRF token in (from POST /api/login or the page markup)
+CSRF_HEADER = "X-CSRF-Token"
+__all__ = [
+    "CSRF_HEADER",
+    "SERVICES",
+    "SESSION_COOKIE",
+    "LoginThrottle",
+    "RequestThrottle",
+    "Services",
+    "cross_site",
+    "own_origins",
+]
 
 
 def _origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def own_origins(request: web.Request, public_url: str) -> set[str]:
+    """This server's origins: as the request addressed it (scheme after the trusted-proxy rule of
+    web/proxy.py, Host header) and the configured public URL."""
+    return {f"{request.scheme}://{request.host}".lower(), _origin_of(public_url)}
 
 
 def cross_site(request: web.Request, public_url: str) -> bool:
@@ -50,8 +67,7 @@ def cross_site(request: web.Request, public_url: str) -> bool:
     claimed = request.headers.get("Origin") or request.headers.get("Referer")
     if claimed is None:
         return False
-    allowed = {f"{request.scheme}://{request.host}".lower(), _origin_of(public_url)}
-    return _origin_of(claimed.strip()) not in allowed
+    return _origin_of(claimed.strip()) not in own_origins(request, public_url)
 
 
 @dataclass
@@ -92,6 +108,11 @@ class Services:
             return False
         given = token.encode("utf-8", "surrogateescape")
         return hmac.compare_digest(self.csrf_token(session_id).encode(), given)
+
+    def has_csrf_header(self, request: web.Request) -> bool:
+        """Whether a signed-in staff request carries its session's CSRF token in `CSRF_HEADER` (the
+        cookie alone is what a cross-site form sends too)."""
+        return self.check_csrf(request.cookies.get(SESSION_COOKIE, ""), request.headers.get(CSRF_HEADER))
 
     async def sign_in(self, request: web.Request, username: str, password: str) -> StaffMember | str:
         """The member, or why not: "rate_limited" (refused before the password is checked) or "failed".
