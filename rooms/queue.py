@@ -622,18 +622,18 @@ class QueueService:
 
 
 def _check_topic(topic: Any) -> str:
-    if not isinstance(topic, str) or not strip_bidi(topic).strip():
+    topic = strip_bidi(topic).strip() if isinstance(topic, str) else ""  # finding 13: no direction overrides
+    if not topic:
         raise QueueError("invalid_topic", "a topic is required")
-    topic = strip_bidi(topic).strip()  # issue 15, finding 13: no direction overrides
     if len(topic) > MAX_TOPIC:
         raise QueueError("invalid_topic", f"the topic may have at most {MAX_TOPIC} characters")
     return topic
 
 
 def _check_note(note: Any) -> str:
-    if not isinstance(note, str) or not strip_bidi(note).strip():
+    note = strip_bidi(note).strip() if isinstance(note, str) else ""  # finding 13: no direction overrides
+    if not note:
         raise QueueError("empty_note", "the note is empty")
-    note = strip_bidi(note).strip()  # issue 15, finding 13: no direction overrides
     if len(note) > MAX_NOTE:
         raise QueueError("note_too_long", f"the note may have at most {MAX_NOTE} characters")
     return note

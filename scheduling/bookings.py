@@ -159,9 +159,9 @@ def check_person(name: Any, email: Any, phone: Any, consent: Any) -> Person:
     """The citizen's details; each problem has its own code so a form can point at the field."""
     if consent is not True:
         raise BookingError("consent_required", "agree to the privacy notice to book", 400, field="consent")
-    if not isinstance(name, str) or not strip_bidi(name).strip():
+    name = " ".join(strip_bidi(name).split()) if isinstance(name, str) else ""  # finding 13: no overrides
+    if not name:
         raise BookingError("invalid_name", "your name is required", 400, field="name")
-    name = " ".join(strip_bidi(name).split())  # issue 15, finding 13: no direction overrides
     if len(name) > MAX_NAME:
         raise BookingError(
             "invalid_name", f"the name may have at most {MAX_NAME} characters", 400, field="name"

@@ -6,15 +6,14 @@ import json
 import re
 from typing import Any
 
-from rooms.text import strip_bidi
-
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 2000
 MAX_NAME_CHARS = 60
 MAX_SDP_CHARS = 60000
 MAX_ID_CHARS = 64
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# control characters, zero-width ones and every direction control of rooms.text.BIDI_CONTROLS (U+061C too)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 # type → {field: (python types, required, max length or None)}
 _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool, int | None]]] = {
@@ -106,5 +105,5 @@ def _check_candidate(candidate: dict, request_id: Any) -> None:
 
 def clean_name(name: str | None, fallback: str) -> str:
     """A display name as a label only: no control or direction-override characters, ≤ 60 chars."""
-    text = " ".join(_CONTROL.sub("", strip_bidi(name or "")).split())[:MAX_NAME_CHARS]  # + U+061C
+    text = " ".join(_CONTROL.sub("", name or "").split())[:MAX_NAME_CHARS]
     return text or fallback

@@ -16,6 +16,9 @@ from web.services import CSRF_HEADER, SERVICES, Services, cross_site
 
 routes = web.RouteTableDef()
 MAX_JSON_BYTES = 16 * 1024
+# What aiohttp's body parsers raise on a malformed body: over-long or too many part headers
+# (HttpProcessingError), a bad or missing boundary (ValueError, KeyError for none in Content-Type).
+MALFORMED_BODY = (HttpProcessingError, ValueError, KeyError, AssertionError)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -43,7 +46,7 @@ async def read_form(request: web.Request) -> MultiDictProxy[str]:
     missing boundary) is a 400 rather than an error from deep inside aiohttp's parser."""
     try:
         form = await request.post()
-    except (HttpProcessingError, ValueError, AssertionError):
+    except MALFORMED_BODY:
         raise web.HTTPBadRequest() from None
     return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
 

@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from documents import Actor, DocumentError, RoomRef
 from rooms.service import Room, RoomError
 from rooms.tokens import TokenError
-from web.api import read_json
+from web.api import MALFORMED_BODY, read_json
 from web.security import ApiError
 from web.services import CSRF_HEADER, SERVICES, Services
 
@@ -92,11 +92,6 @@ async def list_documents(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "you": access.actor.tag, "limits": limits})
 
 
-# What aiohttp's multipart parser raises on a malformed body: over-long or too many part headers
-# (HttpProcessingError), a bad or missing boundary (ValueError, KeyError for none in Content-Type).
-MALFORMED = (HttpProcessingError, ValueError, KeyError, AssertionError)
-
-
 def _incomplete() -> DocumentError:
     return DocumentError(400, "incomplete_upload", "the upload ended before the form did; send it again")
 
@@ -113,7 +108,7 @@ async def _part_chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIt
             raise _incomplete()
         while (rest := await reader.next()) is not None:  # parts after the file, read to the void
             await rest.release()
-    except MALFORMED:
+    except MALFORMED_BODY:
         raise _incomplete() from None
     if not reader.at_eof():
         raise _incomplete()
@@ -145,7 +140,7 @@ async def upload_document(request: web.Request) -> web.Response:
                 if isinstance(part, BodyPartReader):
                     await part.release()
                 part = await reader.next()
-        except MALFORMED:
+        except MALFORMED_BODY:
             raise ApiError(400, "bad_multipart", "the multipart form is malformed") from None
         if part is None:
             raise ApiError(400, "no_file", "the form has no file part")
