@@ -17,7 +17,7 @@ seat interval, the booking record, the year's reference counter and the idempote
 the status and the freed interval when cancelling; both bookings and both seats when rescheduling. A
 process killed at any moment (kill -9 during a burst of bookings) therefore leaves either all of it or
 none — never a seat held for a booking that does not exist, which would lower a slot's capacity for
-good. `release_orphan_seats` repairs data written by older versions, once at start-up.
+good. `release_orphan_seats` repairs data written by older versions, at the first start-up of this one.
 
 Tokens: a booking has a manage token (cancel/reschedule, valid until 60 days after the appointment)
 and, for video, a join token; both are signed by the server secret and carry only the booking id.
@@ -53,6 +53,8 @@ SEATS_KIND = "booking-seats"
 IDEMPOTENCY_KIND = "booking-idempotency"
 REFERENCE_KIND = "booking-reference"
 JOIN_LOCK_KIND = "booking-join-lock"
+# marks that `release_orphan_seats` has repaired this store once (it need not read every seat again)
+REPAIR_KIND, ORPHAN_SEATS_REPAIRED = "booking-repair", "orphan-seats"
 MANAGE_PURPOSE = "booking-manage"
 JOIN_PURPOSE = "booking-join"
 
@@ -586,7 +588,10 @@ class SchedulingService:
         in between left such orphans, each lowering a slot's capacity for good. Since seat and booking
         change in one atomic write, any interval seen without a holding booking is an orphan, so this is
         safe while bookings go on (each record is changed by compare-and-set) and idempotent. Run at
-        start-up; it reads every seat record and the bookings they name."""
+        start-up; it reads every seat record and the bookings they name, so it does that once per store
+        (a marker record says it is done): this version's writes leave no orphans to find later."""
+        if await self._store.get(REPAIR_KIND, ORPHAN_SEATS_REPAIRED) is not None:
+            return 0
         released = 0
         for key, record in await self._store.scan(SEATS_KIND):
             while record is not None:
@@ -601,6 +606,7 @@ class SchedulingService:
                     released += len(record["busy"]) - len(keep)
                     break
                 record = await self._store.get(SEATS_KIND, key)
+        await self._store.put(REPAIR_KIND, ORPHAN_SEATS_REPAIRED, {"at": self.clock(), "released": released})
         return released
 
     def booked(self, booking: Booking) -> Booked:
