@@ -137,7 +137,12 @@ class RtcParticipant:
                 self.pc.addTrack(track)
             self._published = True
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
+        await self._send_answer(self.pc.localDescription.sdp)
+
+    async def _send_answer(self, sdp: str) -> None:
+        """Send the local answer; a test client that must alter what it signals overrides this."""
+        assert self.ws is not None
+        await self.ws.send_json({"type": "answer", "sdp": sdp})
 
     async def wait_for(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         """The first message of `kind` (matching the given fields) received so far or within `timeout`."""

@@ -16,7 +16,6 @@ from typing import Any
 
 import aioice.ice
 import pytest
-from aiortc import RTCSessionDescription
 
 from media import aiortc_hooks
 from media.ice_policy import MAX_REMOTE_CANDIDATES, TOO_MANY_CANDIDATES, CandidateBudget, IcePolicy
@@ -124,15 +123,9 @@ class ScriptedParticipant(RtcParticipant):
         self.trickle = trickle
         self.answers = 0
 
-    async def _answer(self, offer: dict[str, Any]) -> None:
-        assert self.pc is not None and self.ws is not None
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-        if not self._published:
-            for track in self.tracks:
-                self.pc.addTrack(track)
-            self._published = True
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        lines = self.pc.localDescription.sdp.split("\r\n")
+    async def _send_answer(self, sdp: str) -> None:
+        assert self.ws is not None
+        lines = sdp.split("\r\n")
         own = [line[2:] for line in lines if line.startswith("a=candidate:")]
         if self.trickle:
             lines = [line for line in lines if not line.startswith(("a=candidate:", "a=end-of-candidates"))]
