@@ -79,6 +79,13 @@ class Harness:
     def travel(self, seconds: float) -> None:
         self.clock.offset += seconds
 
+    async def kept_until(self, seconds: float, *markers: str) -> None:
+        """The markers are stored now and gone from storage `seconds` later (plus one sweep's slack)."""
+        await self.assert_stored(*markers)
+        self.travel(seconds + SLACK)
+        await self.sweep()
+        await self.assert_gone(seconds, *markers)
+
     async def sweep(self) -> None:
         """Every retention job the app runs: documents, appointment data (the mail job), then the sweep
         (tickets, expired records, WAL)."""
@@ -174,47 +181,32 @@ async def _enqueue(h: Harness) -> tuple[dict, list[str]]:
 
 async def check_waiting_entry(h: Harness, row: Row) -> None:
     _, markers = await _enqueue(h)
-    await h.assert_stored(*markers)
-    h.travel(row.seconds + SLACK)
-    await h.sweep()
-    await h.assert_gone(row.seconds, *markers)
+    await h.kept_until(row.seconds, *markers)
 
 
 async def check_chat_conversation(h: Harness, row: Row) -> None:
     said = marker("chat")
     response = await h.client.post("/api/chatbot/messages", json={"text": f"Personalausweis {said}"})
     assert response.status == 200, await response.text()
-    await h.assert_stored(said)
-    h.travel(row.seconds + SLACK)
-    await h.sweep()
-    await h.assert_gone(row.seconds, said)
+    await h.kept_until(row.seconds, said)
 
 
 async def check_staff_session(h: Harness, row: Row) -> None:
     await h.services.staff.add("berater", PASSWORD, "advisor", ["vhs"])
     session_id = await h.services.staff.open_session(ADVISOR)
-    await h.assert_stored(session_id)
-    h.travel(row.seconds + SLACK)
-    await h.sweep()
-    await h.assert_gone(row.seconds, session_id)
+    await h.kept_until(row.seconds, session_id)
 
 
 async def check_advisor_presence(h: Harness, row: Row) -> None:
     name = marker("adv")
     await h.services.queue.advisor_online(StaffMember(name, "advisor", ["vhs"], languages=["de"]))
-    await h.assert_stored(name)
-    h.travel(row.seconds + SLACK)
-    await h.sweep()
-    await h.assert_gone(row.seconds, name)
+    await h.kept_until(row.seconds, name)
 
 
 async def check_room(h: Harness, row: Row) -> None:
     creator = marker("staff")
     await h.services.rooms.create("vhs", 3600, created_by=creator)
-    await h.assert_stored(creator)
-    h.travel(3600 + row.seconds + SLACK)
-    await h.sweep()
-    await h.assert_gone(3600 + row.seconds, creator)  # counted from the links' expiry
+    await h.kept_until(3600 + row.seconds, creator)  # counted from the links' expiry
 
 
 async def check_ticket(h: Harness, row: Row) -> None:
