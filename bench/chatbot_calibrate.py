@@ -15,11 +15,11 @@ import dataclasses
 import math
 import sys
 
-from chatbot import retrieval
-from chatbot.engine import Engine, State
-from chatbot.knowledge import KnowledgeBase, load_knowledge
-from chatbot.language import detect
-from chatbot.retrieval import TopicIndex, calibrate
+from sprechstunde.chatbot import retrieval
+from sprechstunde.chatbot.engine import Engine, State
+from sprechstunde.chatbot.knowledge import KnowledgeBase, load_knowledge
+from sprechstunde.chatbot.language import detect
+from sprechstunde.chatbot.retrieval import TopicIndex, calibrate
 
 FOLDS = 4
 OUT_OF_SCOPE = [

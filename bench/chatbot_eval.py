@@ -33,10 +33,10 @@ from pathlib import Path
 
 import yaml
 
-from chatbot.knowledge import KNOWLEDGE_DIR
-from chatbot.pages import PAGE_KIND, load_import_file, parse_pages
-from chatbot.service import PAGE_THRESHOLD, ChatService
-from store import open_store
+from sprechstunde.chatbot.knowledge import KNOWLEDGE_DIR
+from sprechstunde.chatbot.pages import PAGE_KIND, load_import_file, parse_pages
+from sprechstunde.chatbot.service import PAGE_THRESHOLD, ChatService
+from sprechstunde.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "tests" / "data" / "chatbot_questions.yaml"

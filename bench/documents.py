@@ -84,9 +84,9 @@ def disk(size: int, directory: Path) -> float:
 
 
 async def service_upload(size: int, directory: Path) -> dict:
-    from documents import Actor, DocumentService, KeyRing, RoomRef
-    from documents.service import Limits
-    from store import SQLiteStore
+    from sprechstunde.documents import Actor, DocumentService, KeyRing, RoomRef
+    from sprechstunde.documents.service import Limits
+    from sprechstunde.store import SQLiteStore
 
     store = SQLiteStore(directory / "bench.sqlite3")
     service = DocumentService(store, directory, KeyRing(directory), limits=Limits(1 << 40, 1 << 40))
@@ -118,7 +118,7 @@ async def http_upload(size: int, directory: Path) -> dict:
             [
                 sys.executable,
                 "-m",
-                "web.cli",
+                "sprechstunde",
                 "room",
                 "create",
                 "--office",

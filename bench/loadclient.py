@@ -29,7 +29,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 
 from bench.clip import AUDIO_SAMPLES, FPS, SAMPLE_RATE, Clip
-from media import aiortc_hooks
+from sprechstunde.media import aiortc_hooks
 
 KINDS = ("audio", "video")
 JOIN_TIMEOUT = 20.0

@@ -47,10 +47,10 @@ from redis.exceptions import RedisError
 from bench.clip import Clip, build_clip, check_decodable
 from bench.loadclient import FIRST_NODE, client_main
 from bench.server import ServerProcess, free_port
-from rooms.tokens import TokenSigner
-from signaling.nodes import HEARTBEAT_SECONDS, NODE_KIND
-from store import RedisStore
-from web.config import prepare_data_dir
+from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.signaling.nodes import HEARTBEAT_SECONDS, NODE_KIND
+from sprechstunde.store import RedisStore
+from sprechstunde.web.core.config import prepare_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -123,7 +123,7 @@ def _sleep_until(deadline: float) -> None:
 
 def _room_create(data_dir: Path, base_url: str, store_args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [PYTHON, "-m", "web.cli", "room", "create", "--office", "vhs", "--data-dir", str(data_dir)]
+        [PYTHON, "-m", "sprechstunde", "room", "create", "--office", "vhs", "--data-dir", str(data_dir)]
         + ["--base-url", base_url, *store_args],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -39,7 +39,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         command = [
-            sys.executable, "-m", "web.cli", "serve", "--no-demo", "--host", "127.0.0.1",
+            sys.executable, "-m", "sprechstunde", "serve", "--no-demo", "--host", "127.0.0.1",
             "--port", str(self.port), "--data-dir", str(data_dir), *extra_args,
         ]  # fmt: skip
         taskset = shutil.which("taskset") if cpu is not None else None

@@ -31,10 +31,10 @@ from pathlib import Path
 import aiohttp
 
 from bench.server import ServerProcess
-from rooms.service import RoomService
-from rooms.tokens import TokenSigner
-from store import open_store
-from web.config import DATABASE_FILE, prepare_data_dir
+from sprechstunde.rooms.service import RoomService
+from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.store import open_store
+from sprechstunde.web.core.config import DATABASE_FILE, prepare_data_dir
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -179,7 +179,7 @@ class TcpProxy:
 
 
 def create_room(server, base_url: str | None = None) -> dict:
-    command = [sys.executable, "-m", "web.cli", "room", "create", "--office", "vhs"]
+    command = [sys.executable, "-m", "sprechstunde", "room", "create", "--office", "vhs"]
     command += ["--data-dir", str(server["data_dir"]), "--base-url", base_url or server["base_url"]]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
     return json.loads(result.stdout)

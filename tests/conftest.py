@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.services import SERVICES
 from tests.browser_support import launched_browser, running_server
-from web.app import create_app
-from web.config import Config
-from web.services import SERVICES
 
 
 @pytest.fixture

@@ -7,17 +7,17 @@ from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from rooms.offices import Interval, OfficeDirectory, make_office
-from rooms.queue import QueueService
-from rooms.service import RoomService
-from rooms.staff import StaffDirectory
-from rooms.tokens import TokenSigner
-from scheduling.availability import parse_availability
-from scheduling.bookings import SchedulingService
-from scheduling.catalog import Service, ServiceCatalog
-from signaling.waiting import Clock
-from store import open_store
-from store.port import Store
+from sprechstunde.rooms.offices import Interval, OfficeDirectory, make_office
+from sprechstunde.rooms.queue import QueueService
+from sprechstunde.rooms.service import RoomService
+from sprechstunde.rooms.staff import StaffDirectory
+from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.scheduling.availability import parse_availability
+from sprechstunde.scheduling.bookings import SchedulingService
+from sprechstunde.scheduling.catalog import Service, ServiceCatalog
+from sprechstunde.signaling.waiting import Clock
+from sprechstunde.store import open_store
+from sprechstunde.store.port import Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
 PASSWORD = "richtig-langes-passwort"

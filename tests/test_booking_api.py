@@ -9,12 +9,12 @@ from datetime import date, datetime, time, timedelta
 import icalendar
 import pytest
 
-from rooms import hours
-from rooms.offices import load_offices
-from scheduling.availability import parse_availability
-from scheduling.bookings import BOOKING_KIND, MANAGE_PURPOSE
+from sprechstunde.rooms import hours
+from sprechstunde.rooms.offices import load_offices
+from sprechstunde.scheduling.availability import parse_availability
+from sprechstunde.scheduling.bookings import BOOKING_KIND, MANAGE_PURPOSE
+from sprechstunde.web.core.services import SERVICES, RequestThrottle
 from tests.scheduling_support import BERLIN, FULL, PASSWORD
-from web.services import SERVICES, RequestThrottle
 
 
 def _open_tuesday() -> date:

@@ -29,7 +29,7 @@ EVERY_DAY = [f"--day={d}=00:00-23:59" for d in ("mon", "tue", "wed", "thu", "fri
 
 
 def _cli(*args: str, data_dir: Path, stdin: str | None = None) -> None:
-    command = [sys.executable, "-m", "web.cli", *args, "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "sprechstunde", *args, "--data-dir", str(data_dir)]
     subprocess.run(command, cwd=ROOT, input=stdin, text=True, check=True, timeout=30, capture_output=True)
 
 

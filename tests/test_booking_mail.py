@@ -13,13 +13,13 @@ import icalendar
 import pytest
 from aiosmtpd.controller import Controller
 
-from scheduling.mail import BookingLinks, BookingMailer, SmtpMailer, SmtpSettings
+from sprechstunde.scheduling.mail import BookingLinks, BookingMailer, SmtpMailer, SmtpSettings
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.services import SERVICES
 from tests.scheduling_support import at, build_world
 from tests.test_booking_api import TUESDAY, advisor
 from tests.test_booking_api import at as berlin
-from web.app import create_app
-from web.config import Config
-from web.services import SERVICES
 
 
 class Inbox:

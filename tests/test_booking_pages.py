@@ -11,9 +11,9 @@ from urllib.parse import quote
 import icalendar
 import pytest
 
-from scheduling.bookings import BOOKING_KIND
+from sprechstunde.scheduling.bookings import BOOKING_KIND
+from sprechstunde.web.core.services import SERVICES
 from tests.test_booking_api import TUESDAY, advisor, at
-from web.services import SERVICES
 
 
 @pytest.fixture

@@ -24,11 +24,11 @@ import aiohttp
 import pytest
 
 from bench.server import ServerProcess
-from rooms import hours
-from rooms.offices import load_offices
-from rooms.staff import StaffDirectory
-from scheduling.availability import AvailabilityBook, parse_availability
-from scheduling.bookings import (
+from sprechstunde.rooms import hours
+from sprechstunde.rooms.offices import load_offices
+from sprechstunde.rooms.staff import StaffDirectory
+from sprechstunde.scheduling.availability import AvailabilityBook, parse_availability
+from sprechstunde.scheduling.bookings import (
     BOOKED,
     BOOKING_KIND,
     IDEMPOTENCY_KIND,
@@ -37,12 +37,12 @@ from scheduling.bookings import (
     SEATS_KIND,
     Booking,
 )
-from scheduling.errors import BookingError
-from store import RedisStore, open_store
-from store.port import Store
+from sprechstunde.scheduling.errors import BookingError
+from sprechstunde.store import RedisStore, open_store
+from sprechstunde.store.port import Store
+from sprechstunde.web.core.config import DATABASE_FILE, prepare_data_dir
 from tests.scheduling_support import BERLIN, FULL, PASSWORD, at, build_world
 from tests.test_store import REDIS_URL, redis_namespace
-from web.config import DATABASE_FILE, prepare_data_dir
 
 TUESDAY = date(2027, 1, 12)
 WRITES = {"put", "create", "compare_and_set", "compare_and_set_many", "incr", "delete"}

@@ -100,8 +100,8 @@ async () => {
 
 def guest_url(server, room: dict) -> str:
     """An interpreter's link to the room, as the advisor's call page hands out (role "guest")."""
-    from rooms.tokens import TokenSigner
-    from web.config import prepare_data_dir
+    from sprechstunde.rooms.tokens import TokenSigner
+    from sprechstunde.web.core.config import prepare_data_dir
 
     signer = TokenSigner(prepare_data_dir(server["data_dir"]))
     base, token = room["citizen_url"].rsplit("/join/", 1)

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import lexicon
-from chatbot.engine import LOW_CONFIDENCE, PERSON, UNHELPFUL, Engine, State
-from chatbot.knowledge import (
+from sprechstunde.chatbot import lexicon
+from sprechstunde.chatbot.engine import LOW_CONFIDENCE, PERSON, UNHELPFUL, Engine, State
+from sprechstunde.chatbot.knowledge import (
     KNOWLEDGE_DIR,
     KnowledgeError,
     apply_city,
     load_city,
     load_knowledge,
 )
-from chatbot.pages import PageIndex, html_sentences, parse_pages
-from chatbot.service import ChatService
-from chatbot.text import stem, surface
-from store import open_store
+from sprechstunde.chatbot.pages import PageIndex, html_sentences, parse_pages
+from sprechstunde.chatbot.service import ChatService
+from sprechstunde.chatbot.text import stem, surface
+from sprechstunde.store import open_store
 
 FIXTURES = Path(__file__).parent / "data" / "chatbot_kb"
 
@@ -367,7 +367,7 @@ def test_bad_page_files_are_refused():
 
 
 def test_cli_kb_reload_checks_files_and_signals_the_servers(tmp_path, capsys):
-    from web.cli import main
+    from sprechstunde.web.core.cli import main
 
     data = ["--data-dir", str(tmp_path / "data")]
     assert main(["kb", "reload", *data, "--chatbot-knowledge", str(FIXTURES)]) == 0
@@ -384,7 +384,7 @@ async def test_cli_import_pages_stores_them_for_every_process(tmp_path, capsys):
     import asyncio
     import json
 
-    from web.cli import main
+    from sprechstunde.web.core.cli import main
 
     pages = tmp_path / "pages.json"
     pages.write_text(json.dumps(PAGES))
@@ -417,7 +417,7 @@ def test_long_or_garbled_messages_stay_cheap(real_engine):
 
 
 def test_glossary_bridges_administrative_terms_to_german():
-    from chatbot.glossary import expansions
+    from sprechstunde.chatbot.glossary import expansions
 
     assert expansions("J'ai perdu ma carte d'identité") == ["personalausweis", "ausweis verloren gestohlen"]
     assert expansions("pasaportumu kaybettim") == ["reisepass", "ausweis verloren gestohlen"]
@@ -431,7 +431,7 @@ def test_other_languages_reach_german_only_topics(real_engine):
 
 
 async def test_two_processes_on_redis_share_conversations_pages_and_reloads(tmp_path):
-    from store import RedisStore
+    from sprechstunde.store import RedisStore
     from tests.test_store import REDIS_URL, redis_namespace
 
     async with redis_namespace() as prefix:

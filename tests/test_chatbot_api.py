@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.services import SERVICES
 from tests.test_waiting_api import OPEN, SUNDAY, console_socket, receive, sign_in, token_from
-from web.config import Config
-from web.services import SERVICES
 
 FIXTURES = Path(__file__).parent / "data" / "chatbot_kb"
 

@@ -11,13 +11,13 @@ from datetime import datetime
 
 import pytest
 
-from rooms.tokens import TokenSigner
-from web.config import prepare_data_dir
+from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.web.core.config import prepare_data_dir
 
 
 def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "web.cli", *args],
+        [sys.executable, "-m", "sprechstunde", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -117,7 +117,7 @@ def test_concurrent_first_start_shares_one_secret(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "web.cli",
+                "sprechstunde",
                 "room",
                 "create",
                 "--office",
@@ -167,9 +167,9 @@ def test_password_change_and_disable_end_sessions_and_enable_unlocks(tmp_path):
     """issue 15, finding 6: `user passwd` and `user disable` end the account's sessions; `user enable`."""
     import asyncio
 
-    from rooms.staff import StaffDirectory
-    from store import SQLiteStore
-    from web.config import DATABASE_FILE
+    from sprechstunde.rooms.staff import StaffDirectory
+    from sprechstunde.store import SQLiteStore
+    from sprechstunde.web.core.config import DATABASE_FILE
 
     data = ["--data-dir", str(tmp_path)]
     add = ["user", "add", "anna", "--office", "vhs", *data, "--password-stdin"]
@@ -223,7 +223,7 @@ def test_demo_password_goes_to_the_terminal_not_the_log(tmp_path, log_format):
     args = ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data"), "--log-format", log_format]
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", *args], stdout=subprocess.PIPE, stderr=log, text=True
+            [sys.executable, "-m", "sprechstunde", *args], stdout=subprocess.PIPE, stderr=log, text=True
         )
         try:
             deadline = time.monotonic() + 30

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from rooms import statistics
-from rooms.consultations import ConsultationRecord
+from sprechstunde.rooms import statistics
+from sprechstunde.rooms.consultations import ConsultationRecord
+from sprechstunde.web.core.services import SERVICES
 from tests.test_waiting_api import OPEN, PASSWORD, enqueue, receive
-from web.services import SERVICES
 
 REFERENCE = re.compile(r"^SP-\d{4}-\d{6}$")
 

@@ -39,10 +39,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench.server import ServerProcess, free_port
-from media.ice import turn_credentials
+from sprechstunde.media.ice import turn_credentials
+from sprechstunde.web.core.cli import build_parser
 from tests.test_readiness import RedisServer
 from tests.test_turn import free_udp_port, wait_for_stun
-from web.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -125,7 +125,7 @@ def render_nginx(tmp_path: Path, http: int, https: int, nodes: list[int]) -> Pat
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "web.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-m", "sprechstunde", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
 
 
@@ -162,7 +162,7 @@ async def test_nginx_in_front_of_two_nodes_keeps_each_room_on_one_node(tmp_path)
         assert made.returncode == 0, made.stderr
         rooms.append(json.loads(made.stdout))
     added = subprocess.run(
-        [sys.executable, "-m", "web.cli", "user", "add", "berater", "--office", "vhs",
+        [sys.executable, "-m", "sprechstunde", "user", "add", "berater", "--office", "vhs",
          "--data-dir", str(data), "--password-stdin", *redis],
         input="richtig-langes-passwort\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
@@ -455,7 +455,7 @@ def test_systemd_units_verify(tmp_path):
 
 def known_variables() -> set[str]:
     """Every SPRECHSTUNDE_* variable the command line reads."""
-    source = (ROOT / "web" / "cli.py").read_text()
+    source = (ROOT / "sprechstunde" / "web" / "core" / "cli.py").read_text()
     names = set(re.findall(r"""env(?:_list)?\(\s*["']([A-Z_]+)["']""", source))
     names |= set(re.findall(r"""_number\(\s*["']([A-Z_]+)["']""", source))
     return {"SPRECHSTUNDE_" + name for name in names}

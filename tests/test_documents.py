@@ -15,12 +15,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from documents import KeyRing
-from documents.crypto import KEY_FILE, IntegrityError
+from sprechstunde.documents import KeyRing
+from sprechstunde.documents.crypto import KEY_FILE, IntegrityError
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.services import SERVICES
 from tests.conftest import token_of
-from web.app import create_app
-from web.config import Config
-from web.services import SERVICES
 
 MB = 1024 * 1024
 PDF = b"%PDF-1.7\n" + os.urandom(300_000) + b"\n%%EOF\n"

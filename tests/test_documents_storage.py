@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from documents import Actor, DocumentError, DocumentService, KeyRing, RoomRef
-from documents.crypto import HEADER, KEY_FILE, ChunkSealer, IntegrityError, read_blob
-from documents.service import STALE_SECONDS
-from store import SQLiteStore
-from store.lease import lease
+from sprechstunde.documents import Actor, DocumentError, DocumentService, KeyRing, RoomRef
+from sprechstunde.documents.crypto import HEADER, KEY_FILE, ChunkSealer, IntegrityError, read_blob
+from sprechstunde.documents.service import STALE_SECONDS
+from sprechstunde.store import SQLiteStore
+from sprechstunde.store.lease import lease
 from tests.browser_support import create_room, running_server
 
 MB = 1024 * 1024
@@ -155,7 +155,7 @@ async def test_key_rotation_rewraps_without_reencrypting(tmp_path):
     await close(service)
 
     result = subprocess.run(
-        [sys.executable, "-m", "web.cli", "keys", "rotate", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "sprechstunde", "keys", "rotate", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,

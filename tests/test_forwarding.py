@@ -34,8 +34,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from media import aiortc_hooks
-from media.forwarding import KEYFRAME_INTERVAL, QUEUE_BOUND, ForwardingStats, Publication
+from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.forwarding import KEYFRAME_INTERVAL, QUEUE_BOUND, ForwardingStats, Publication
 
 MEDIA_SSRC = 4242
 
@@ -248,7 +248,7 @@ def test_h264_keyframes_are_recognised_in_annex_b():
 
     import av
 
-    from media.forwarding import is_keyframe
+    from sprechstunde.media.forwarding import is_keyframe
 
     codec = av.CodecContext.create("libx264", "w")
     codec.width, codec.height, codec.pix_fmt = 160, 120, "yuv420p"

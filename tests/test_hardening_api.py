@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from rooms.service import ROOM_KIND
+from sprechstunde.rooms.service import ROOM_KIND
+from sprechstunde.web.core.services import SERVICES, SESSION_COOKIE
 from tests.conftest import token_of
 from tests.test_booking_api import TUESDAY, at
 from tests.test_booking_api import advisor as add_advisor
 from tests.test_booking_api import request as booking_request
 from tests.test_waiting_api import OPEN
-from web.services import SERVICES, SESSION_COOKIE
 
 PASSWORD = "richtig-langes-passwort"
 

@@ -12,10 +12,10 @@ from dataclasses import asdict
 
 import aiohttp
 
-from rooms.queue import ENTRY_KIND
+from sprechstunde.rooms.queue import ENTRY_KIND
+from sprechstunde.web.core.services import SERVICES
 from tests.test_consultations_api import login
 from tests.test_waiting_api import OPEN, console_socket, enqueue, receive, token_from, waiting_socket
-from web.services import SERVICES
 
 OWN = "Ich brauche einen Kita-Platz ab März"
 INTERNAL = "INTERN: war schon zweimal da, Unterlagen unvollständig"

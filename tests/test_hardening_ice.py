@@ -17,13 +17,18 @@ from typing import Any
 import aioice.ice
 import pytest
 
-from media import aiortc_hooks
-from media.ice_policy import MAX_REMOTE_CANDIDATES, TOO_MANY_CANDIDATES, CandidateBudget, IcePolicy
+from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.ice_policy import (
+    MAX_REMOTE_CANDIDATES,
+    TOO_MANY_CANDIDATES,
+    CandidateBudget,
+    IcePolicy,
+)
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.services import SERVICES
 from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
-from web.app import create_app
-from web.config import Config
-from web.services import SERVICES
 
 FORBIDDEN = ["169.254.1.1", "224.0.0.1", "0.0.0.0", "255.255.255.255", "239.255.255.250"]
 
@@ -286,13 +291,14 @@ async def test_candidates_beyond_the_cap_are_ignored_with_an_error(aiohttp_clien
 
 def test_settings_reach_the_policy_and_a_bad_cidr_stops_start_up(tmp_path, monkeypatch):
     """--ice-allow / --ice-deny (and SPRECHSTUNDE_ICE_*) as the other list settings; checked at start-up."""
-    from web import cli
+    from sprechstunde.web.core import cli
 
     policy = Config(media_addresses=["127.0.0.1"], ice_deny=["10.0.0.0/8"], ice_allow=[]).ice.policy
     assert policy.loopback and not policy.permits("10.1.1.1") and policy.permits("192.168.1.1")
     monkeypatch.setenv("SPRECHSTUNDE_ICE_DENY", "10.0.0.0/8,192.168.0.0/16")
     args = cli.build_parser().parse_args(["serve", "--ice-allow", "192.0.2.0/24"])
     assert args.ice_deny == ["10.0.0.0/8", "192.168.0.0/16"] and args.ice_allow == ["192.0.2.0/24"]
-    monkeypatch.setattr("web.observability.setup_logging", lambda *args: None)  # leave pytest's logging be
+    # leave pytest's logging be
+    monkeypatch.setattr("sprechstunde.web.core.observability.setup_logging", lambda *args: None)
     with pytest.raises(SystemExit, match="--ice-deny: '10.0.0.0/33' is not an address or CIDR network"):
         cli.main(["serve", "--data-dir", str(tmp_path), "--no-demo", "--ice-deny", "10.0.0.0/33"])

@@ -10,13 +10,18 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from rooms.staff import StaffDirectory
-from store import SQLiteStore
+from sprechstunde.rooms.staff import StaffDirectory
+from sprechstunde.store import SQLiteStore
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.ratelimit import (
+    BoundedMemoryStorage,
+    LoginThrottle,
+    RequestThrottle,
+    client_network,
+)
+from sprechstunde.web.core.services import SERVICES
 from tests.test_store import REDIS_URL, redis_namespace
-from web.app import create_app
-from web.config import Config
-from web.ratelimit import BoundedMemoryStorage, LoginThrottle, RequestThrottle, client_network
-from web.services import SERVICES
 
 PASSWORD = "ein-langes-passwort"
 
@@ -114,7 +119,7 @@ async def test_memory_is_bounded_and_entries_expire():
 
 async def test_limits_are_shared_by_every_node_on_redis():
     """issue 15, finding 4: before, each process counted for itself."""
-    from web.ratelimit import close_limit_storage, open_limit_storage
+    from sprechstunde.web.core.ratelimit import close_limit_storage, open_limit_storage
 
     async with redis_namespace() as prefix:
         nodes = [open_limit_storage(REDIS_URL, prefix) for _ in range(2)]

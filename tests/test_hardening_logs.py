@@ -22,16 +22,16 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.observability import AccessLogger, loggable_path, mask_tokens, setup_logging
+from sprechstunde.web.core.security import HEADERS
+from sprechstunde.web.core.services import SERVICES, SESSION_COOKIE
 from tests.conftest import token_of
 from tests.test_booking_api import TUESDAY, advisor, at, request
 from tests.test_booking_pages import booking_form, form_page
 from tests.test_documents import PDF
 from tests.test_readiness import RedisServer, redis_config
 from tests.test_waiting_api import PASSWORD
-from web.app import create_app
-from web.observability import AccessLogger, loggable_path, mask_tokens, setup_logging
-from web.security import HEADERS
-from web.services import SERVICES, SESSION_COOKIE
 
 # --- finding 1: tokens in the log ------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ def test_schemathesis_finds_nothing(tmp_path):
     data_dir = tmp_path / "server"
     data_dir.mkdir(mode=0o700)
     added = subprocess.run(
-        [sys.executable, "-m", "web.cli", "user", "add", "berater", "--office", "vhs"]
+        [sys.executable, "-m", "sprechstunde", "user", "add", "berater", "--office", "vhs"]
         + ["--language", "de", "--data-dir", str(data_dir), "--password-stdin"],
         input=PASSWORD + "\n",
         capture_output=True,

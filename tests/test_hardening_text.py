@@ -14,15 +14,15 @@ from datetime import timedelta
 
 import pytest
 
-from rooms.errors import QueueError
-from rooms.text import BIDI_CONTROLS, has_bidi, strip_bidi
+from sprechstunde.rooms.errors import QueueError
+from sprechstunde.rooms.text import BIDI_CONTROLS, has_bidi, strip_bidi
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.services import SERVICES
 from tests import test_booking_api, test_waiting_api
 from tests.conftest import token_of
 from tests.test_documents import auth
 from tests.test_signaling import hello, next_of
 from tests.test_waiting_api import enqueue, receive, status_where, token_from, waiting_socket
-from web.config import Config
-from web.services import SERVICES
 
 SPOOF = "Rechnung\u202efdp.exe\u202c \u2067x\u2069\u200e\u200f\u061c\u202a\u202b\u202d\u2066\u2068"
 SPOOF_CLEAN = "Rechnungfdp.exe x"
@@ -159,7 +159,7 @@ def chatbot_config(tmp_path) -> Config:
 
 
 async def test_chatbot_input_is_stripped(aiohttp_client, chatbot_config):
-    from web.app import create_app
+    from sprechstunde.web.core.app import create_app
 
     client = await aiohttp_client(create_app(chatbot_config))
     services = client.app[SERVICES]

@@ -14,14 +14,14 @@ from datetime import timedelta
 
 import pytest
 
-from rooms.tokens import TokenError, TokenSigner
+from sprechstunde.rooms.tokens import TokenError, TokenSigner
+from sprechstunde.web.booking.pages import FORM_PURPOSE
+from sprechstunde.web.core.services import SERVICES
 from tests import test_booking_api, test_waiting_api
 from tests.conftest import token_of
 from tests.test_booking_api import advisor, request
 from tests.test_documents import upload
 from tests.test_waiting_api import enqueue, receive, token_from, waiting_socket
-from web.booking_pages import FORM_PURPOSE
-from web.services import SERVICES
 
 SECRET = b"k" * 32
 # 403 from the token check; 404 when a variant's '/' (standard alphabet) makes it another path

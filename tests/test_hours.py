@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rooms.hours import closes_at, is_open, next_opening, opening_intervals
-from rooms.offices import Closure, load_offices, make_office
+from sprechstunde.rooms.hours import closes_at, is_open, next_opening, opening_intervals
+from sprechstunde.rooms.offices import Closure, load_offices, make_office
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

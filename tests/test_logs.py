@@ -13,8 +13,14 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from bench.server import ServerProcess
+from sprechstunde.web.core.observability import (
+    ContextFilter,
+    JsonFormatter,
+    loggable_path,
+    request_id,
+    room_id,
+)
 from tests.test_documents import PDF
-from web.observability import ContextFilter, JsonFormatter, loggable_path, request_id, room_id
 
 CITIZEN = "Zeynep Kılıç-Schmitz"
 ADVISOR = "Erika Mustermann-Beratung"
@@ -49,13 +55,13 @@ def test_tokens_are_cut_from_logged_paths():
 async def test_json_logs_carry_ids_and_no_personal_data(tmp_path):
     data = tmp_path / "data"
     added = subprocess.run(
-        [sys.executable, "-m", "web.cli", "user", "add", "berater", "--office", "vhs",
+        [sys.executable, "-m", "sprechstunde", "user", "add", "berater", "--office", "vhs",
          "--data-dir", str(data), "--password-stdin"],
         input="richtig-langes-passwort\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     created = subprocess.run(
-        [sys.executable, "-m", "web.cli", "room", "create", "--office", "vhs", "--data-dir", str(data)],
+        [sys.executable, "-m", "sprechstunde", "room", "create", "--office", "vhs", "--data-dir", str(data)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     room = json.loads(created.stdout)

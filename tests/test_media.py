@@ -15,8 +15,8 @@ from aiortc.codecs import vpx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
-from media import aiortc_hooks
-from media.forwarding import QUEUE_BOUND
+from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.forwarding import QUEUE_BOUND
 from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
 
@@ -357,7 +357,7 @@ async def test_vp8_and_h264_clients_mixed_get_their_codec_passed_through(partici
 async def test_participants_without_a_shared_codec_are_transcoded_and_the_server_logs_it(
     participant, services, caplog
 ):
-    caplog.set_level("WARNING", logger="media.forwarding")
+    caplog.set_level("WARNING", logger="sprechstunde.media.forwarding")
     citizen, advisor = await call(participant, citizen_codec="video/H264", advisor_codec="video/VP8")
     await asyncio.gather(citizen.wait_frames(video=30, audio=30), advisor.wait_frames(video=30, audio=30))
     assert citizen.received_codecs() == {"video/H264"}
@@ -372,9 +372,9 @@ async def test_participants_without_a_shared_codec_are_transcoded_and_the_server
 
 async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(aiohttp_client, tmp_path):
     """`--media-mode transcode` (the benchmark's baseline): aiortc decodes and re-encodes."""
-    from web.app import create_app
-    from web.config import Config
-    from web.services import SERVICES
+    from sprechstunde.web.core.app import create_app
+    from sprechstunde.web.core.config import Config
+    from sprechstunde.web.core.services import SERVICES
 
     config = Config(
         data_dir=tmp_path / "data", media_addresses=["127.0.0.1"], demo=False, media_mode="transcode"

@@ -8,12 +8,12 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.services import SERVICES
 from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
 from tests.test_documents import PDF, upload
 from tests.test_waiting_api import OPEN
-from web.app import create_app
-from web.services import SERVICES
 
 
 async def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
@@ -149,7 +149,8 @@ async def test_forwarded_headers_of_an_untrusted_peer_are_ignored(client):
 )
 def test_a_bad_network_option_stops_serve_with_one_line(tmp_path, option, value):
     result = subprocess.run(
-        [sys.executable, "-m", "web.cli", "serve", "--data-dir", str(tmp_path), "--port", "0", option, value],
+        [sys.executable, "-m", "sprechstunde", "serve", "--data-dir", str(tmp_path), "--port", "0",
+         option, value],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0

@@ -16,13 +16,13 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from bench.server import ServerProcess
-from rooms.service import RoomService
-from rooms.staff import StaffDirectory
-from rooms.tokens import TokenSigner
-from store import RedisStore
+from sprechstunde.rooms.service import RoomService
+from sprechstunde.rooms.staff import StaffDirectory
+from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.store import RedisStore
+from sprechstunde.web.core.config import prepare_data_dir
 from tests.rtc_client import RtcParticipant
 from tests.test_store import REDIS_URL, redis_namespace
-from web.config import prepare_data_dir
 
 OFFICES = Path(__file__).with_name("waiting_offices.toml")  # open around the clock
 PASSWORD = "ein-langes-test-passwort-9"

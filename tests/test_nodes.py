@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from signaling.nodes import NodeRegistry
-from store import SQLiteStore
+from sprechstunde.signaling.nodes import NodeRegistry
+from sprechstunde.store import SQLiteStore
 from tests.test_store import Clock
 
 

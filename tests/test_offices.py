@@ -6,8 +6,8 @@ from datetime import date, time
 
 import pytest
 
-from rooms.errors import QueueError
-from rooms.offices import DEFAULT_HOURS, OfficeConfigError, demo_offices_path, load_offices
+from sprechstunde.rooms.errors import QueueError
+from sprechstunde.rooms.offices import DEFAULT_HOURS, OfficeConfigError, demo_offices_path, load_offices
 
 
 def test_demo_file_has_the_four_offices():

@@ -8,15 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rooms.consultations import CONSULTATION_KIND
-from rooms.errors import QueueError
-from rooms.offices import load_offices
-from rooms.queue import ENTRY_KIND, QUEUE, Appointment, QueueService
-from rooms.routing import advisor_lanes, can_serve, lane
-from rooms.service import RoomService
-from rooms.staff import StaffMember
-from rooms.tokens import TokenSigner
-from store import SQLiteStore
+from sprechstunde.rooms.consultations import CONSULTATION_KIND
+from sprechstunde.rooms.errors import QueueError
+from sprechstunde.rooms.offices import load_offices
+from sprechstunde.rooms.queue import ENTRY_KIND, QUEUE, Appointment, QueueService
+from sprechstunde.rooms.routing import advisor_lanes, can_serve, lane
+from sprechstunde.rooms.service import RoomService
+from sprechstunde.rooms.staff import StaffMember
+from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.store import SQLiteStore
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TUESDAY_10 = datetime(2026, 3, 10, 10, 0, tzinfo=BERLIN).timestamp()

@@ -22,12 +22,12 @@ import aiohttp
 import pytest
 
 from bench.server import free_port
-from scheduling.availability import parse_availability
+from sprechstunde.scheduling.availability import parse_availability
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.services import SERVICES
 from tests.conftest import token_of
 from tests.test_waiting_api import OPEN, PASSWORD
-from web.app import create_app
-from web.config import Config
-from web.services import SERVICES
 
 
 class RedisServer:
@@ -249,7 +249,7 @@ async def test_readyz_times_out_on_a_frozen_redis(aiohttp_client, tmp_path, redi
 
 
 def test_only_real_outages_of_sqlite_become_503():
-    from web.observability import store_outage
+    from sprechstunde.web.core.observability import store_outage
 
     assert store_outage(sqlite3.OperationalError("database is locked"))
     assert store_outage(sqlite3.OperationalError("disk I/O error"))

@@ -14,12 +14,12 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from store import RedisStore
+from sprechstunde.store import RedisStore
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import SECRET_FILE, Config
+from sprechstunde.web.core.services import SERVICES
 from tests.browser_support import running_server
 from tests.test_store import REDIS_URL, redis_namespace
-from web.app import create_app
-from web.config import SECRET_FILE, Config
-from web.services import SERVICES
 
 PASSWORD = "richtig-langes-passwort"
 
@@ -32,7 +32,7 @@ async def prefix():
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "web.cli", *args], input=stdin, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "sprechstunde", *args], input=stdin, capture_output=True, text=True, timeout=60
     )
 
 

@@ -20,19 +20,19 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-import web.app as web_app
-from rooms.consultations import CONSULTATION_KIND
-from rooms.staff import StaffMember
-from scheduling.availability import parse_availability
-from signaling.waiting import Clock
-from store import RedisStore, SQLiteStore
+import sprechstunde.web.core.app as web_app
+from sprechstunde.rooms.consultations import CONSULTATION_KIND
+from sprechstunde.rooms.staff import StaffMember
+from sprechstunde.scheduling.availability import parse_availability
+from sprechstunde.signaling.waiting import Clock
+from sprechstunde.store import RedisStore, SQLiteStore
+from sprechstunde.web.core.app import RETENTION, create_app
+from sprechstunde.web.core.config import DATABASE_FILE, Config
+from sprechstunde.web.core.services import SERVICES
 from tests.scheduling_support import FULL, PASSWORD
 from tests.test_booking_api import TUESDAY, at
 from tests.test_store import REDIS_URL, redis_namespace
 from tests.test_waiting_api import OPEN
-from web.app import RETENTION, create_app
-from web.config import DATABASE_FILE, Config
-from web.services import SERVICES
 
 SECURITY_MD = Path(__file__).parent.parent / "SECURITY.md"
 UNITS = {"s": 1, "h": 3600, "d": 86400}

@@ -8,11 +8,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from rooms.queue import Appointment
-from rooms.routing import APPOINTMENT, lane
-from scheduling.bookings import BOOKING_KIND, JOIN_PURPOSE, MANAGE_PURPOSE, SchedulingService
-from scheduling.errors import BookingError
-from store import RedisStore, open_store
+from sprechstunde.rooms.queue import Appointment
+from sprechstunde.rooms.routing import APPOINTMENT, lane
+from sprechstunde.scheduling.bookings import BOOKING_KIND, JOIN_PURPOSE, MANAGE_PURPOSE, SchedulingService
+from sprechstunde.scheduling.errors import BookingError
+from sprechstunde.store import RedisStore, open_store
 from tests.scheduling_support import BERLIN, at, build_world
 from tests.test_store import REDIS_URL, redis_namespace
 

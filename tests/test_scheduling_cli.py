@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from scheduling.availability import AvailabilityBook
-from store import open_store
-from web.cli import DEMO_USER, _ensure_demo, main
-from web.config import DATABASE_FILE, Config
+from sprechstunde.scheduling.availability import AvailabilityBook
+from sprechstunde.store import open_store
+from sprechstunde.web.core.cli import DEMO_USER, _ensure_demo, main
+from sprechstunde.web.core.config import DATABASE_FILE, Config
 
 
 def test_set_and_show_availability(tmp_path, capsys, monkeypatch):

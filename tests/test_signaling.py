@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from signaling.protocol import MAX_FRAME_BYTES, ProtocolError, clean_name, parse
+from sprechstunde.signaling.protocol import MAX_FRAME_BYTES, ProtocolError, clean_name, parse
 from tests.conftest import token_of
 
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from rooms.staff import SESSION_KIND, STAFF_KIND, StaffDirectory, StaffError
-from store import SQLiteStore
+from sprechstunde.rooms.staff import SESSION_KIND, STAFF_KIND, StaffDirectory, StaffError
+from sprechstunde.store import SQLiteStore
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ async def test_concurrent_disable_and_password_change_keep_both(staff):
 @pytest.fixture(params=["embedded", "redis"])
 async def both_staff(request, tmp_path):
     """The staff directory on each store adapter (Redis: the real server, a per-test prefix)."""
-    from store import RedisStore
+    from sprechstunde.store import RedisStore
     from tests.test_store import REDIS_URL, redis_namespace
 
     if request.param == "embedded":

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from store import RedisStore, SQLiteStore
-from store.port import Change
+from sprechstunde.store import RedisStore, SQLiteStore
+from sprechstunde.store.port import Change
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

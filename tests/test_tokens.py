@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rooms.service import RoomError, parse_duration
-from rooms.tokens import TokenError, TokenSigner
+from sprechstunde.rooms.service import RoomError, parse_duration
+from sprechstunde.rooms.tokens import TokenError, TokenSigner
 
 SECRET = b"k" * 32
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from media.ice import IceConfig, client_ice_servers, turn_credentials
+from sprechstunde.media.ice import IceConfig, client_ice_servers, turn_credentials
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.services import SERVICES
 from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
-from web.app import create_app
-from web.services import SERVICES
 
 TURN_SECRET = "test-static-auth-secret"
 

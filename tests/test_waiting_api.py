@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from rooms import hours
-from rooms.offices import load_offices
-from rooms.queue import WAIT_TOKEN_PURPOSE
-from web.services import SERVICES, RequestThrottle
+from sprechstunde.rooms import hours
+from sprechstunde.rooms.offices import load_offices
+from sprechstunde.rooms.queue import WAIT_TOKEN_PURPOSE
+from sprechstunde.web.core.services import SERVICES, RequestThrottle
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -39,7 +39,7 @@ ADVISOR = ("berater", "ein-langes-test-passwort-7")
 def waiting_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("waiting")
     command = [
-        sys.executable, "-m", "web.cli", "user", "add", ADVISOR[0], "--office", "buergertelefon",
+        sys.executable, "-m", "sprechstunde", "user", "add", ADVISOR[0], "--office", "buergertelefon",
         "--language", "de", "--password-stdin", "--data-dir", str(data_dir),
     ]  # fmt: skip
     subprocess.run(command, cwd=ROOT, input=ADVISOR[1] + "\n", text=True, check=True, timeout=30,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from web.security import HEADERS
+from sprechstunde.web.core.security import HEADERS
 
 
 async def test_healthz(client):

@@ -14,25 +14,25 @@ import pytest
 from redis import Redis
 
 from bench.server import ROOT, ServerProcess
-from rooms.service import RoomService
-from rooms.tokens import TokenSigner
-from signaling.nodes import NODE_KIND
-from store import RedisStore
+from sprechstunde.rooms.service import RoomService
+from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.signaling.nodes import NODE_KIND
+from sprechstunde.store import RedisStore
+from sprechstunde.web.core.config import prepare_data_dir
 from tests.browser_support import DESKTOP, MOBILE, assert_media_flows, join_call, open_page
 from tests.rtc_client import RtcParticipant
 from tests.test_store import REDIS_URL, redis_namespace
-from web.config import prepare_data_dir
 
 
 def test_workers_need_redis(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "web.cli", "serve", "--workers", "2", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "sprechstunde", "serve", "--workers", "2", "--data-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode != 0
     assert "--workers needs --redis" in result.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "web.cli", "serve", "--workers", "zwei"],
+        [sys.executable, "-m", "sprechstunde", "serve", "--workers", "zwei"],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert bad.returncode == 2 and "neither a number" in bad.stderr
@@ -97,7 +97,7 @@ def test_browser_follows_the_redirect_to_the_other_worker(browser, tmp_path):
             server.wait_healthy()
 
             def create_room() -> dict:
-                command = [sys.executable, "-m", "web.cli", "room", "create", "--office", "vhs",
+                command = [sys.executable, "-m", "sprechstunde", "room", "create", "--office", "vhs",
                            "--data-dir", str(data_dir), "--base-url", server.url, *args[:4]]  # fmt: skip
                 made = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
                 assert made.returncode == 0, made.stderr

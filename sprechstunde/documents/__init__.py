@@ -1,0 +1,16 @@
+"""Encrypted document and link exchange in a consultation room, with audit log and retention."""
+
+from sprechstunde.documents.crypto import IntegrityError, KeyRing, KeyRingError
+from sprechstunde.documents.service import Actor, DocumentError, DocumentService, Download, Limits, RoomRef
+
+__all__ = [
+    "Actor",
+    "DocumentError",
+    "DocumentService",
+    "Download",
+    "IntegrityError",
+    "KeyRing",
+    "KeyRingError",
+    "Limits",
+    "RoomRef",
+]

@@ -1,0 +1,685 @@
+"""Documents and links shared in a consultation room: encrypted blobs, metadata, audit and retention.
+
+Blobs are files under `<data dir>/documents/blobs/`, named by a random document id (never by anything a
+client sent). Everything else — metadata, audit entries, retention jobs — is small JSON records in the
+storage port, so the Redis adapter covers them too:
+
+    doc        <document id>        one file or link (its display name / URL encrypted with its own key)
+    doc-audit  <µs timestamp>-<rnd> upload, link, download, delete, purge, integrity_failure, forget
+    doc-job    purge.<room id>      delete the room's contents `retention_days` after the consultation ends
+    doc-job    forget.<room id>     delete the room's metadata `metadata_days` after the consultation ends
+
+An upload is written to `documents/tmp/`, fsynced and renamed into place; the metadata record is written
+last, so a crash at any point leaves either a complete document or nothing (start-up removes stray temp
+files and blobs without a record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sprechstunde.documents.crypto import (
+    DEFAULT_CHUNK,
+    ChunkSealer,
+    IntegrityError,
+    KeyRing,
+    ciphertext_size,
+    new_document_key,
+    read_blob,
+)
+from sprechstunde.documents.formats import ACCEPT, TYPES, Sniffer, UnsupportedType, display_name
+from sprechstunde.rooms.text import has_bidi, strip_bidi
+from sprechstunde.store.lease import lease
+from sprechstunde.store.port import Store
+
+log = logging.getLogger(__name__)
+
+DOC_KIND = "doc"
+AUDIT_KIND = "doc-audit"
+JOB_KIND = "doc-job"
+MB = 1024 * 1024
+DAY = 86400.0
+# several nodes on one data directory: an upload untouched this long is debris, not another node's work
+STALE_SECONDS = 600.0
+# longer than one retention run; a node that dies holding it delays the job by at most this
+RETENTION_LEASE_SECONDS = 300.0
+BATCH_BYTES = 1 * MB  # plaintext handed to the crypto thread at once
+RESERVE_STEP = 4 * MB  # room quota reserved at a time while an upload of unknown size streams in
+MAX_URL_CHARS = 2048
+MAX_TITLE_CHARS = 200
+
+Notify = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class DocumentError(Exception):
+    """A request about documents that cannot be honoured; `status` is the HTTP status, `code` stable."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a room participant (pseudonymous id derived from the join link), staff, or the system."""
+
+    kind: str  # "participant" | "staff" | "system"
+    id: str
+    role: str
+
+    @property
+    def owner(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def tag(self) -> str:
+        """An opaque label a client may see to recognise its own uploads."""
+        return hashlib.sha256(b"owner-tag:" + self.owner.encode()).hexdigest()[:16]
+
+    def as_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "id": self.id, "role": self.role}
+
+    @classmethod
+    def participant(cls, join_token: str, role: str) -> Actor:
+        return cls("participant", "t-" + hashlib.sha256(join_token.encode()).hexdigest()[:16], role)
+
+
+SYSTEM = Actor("system", "retention", "system")
+
+
+@dataclass(frozen=True)
+class RoomRef:
+    room_id: str
+    office: str
+    ends_at: float  # when the consultation ends: retention counts from here
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 25 * MB
+    max_room_bytes: int = 100 * MB
+
+
+@dataclass
+class Download:
+    document_id: str
+    name: str
+    mime: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _removed(document_id: str, reason: str) -> dict[str, Any]:
+    return {"type": "document-removed", "document_id": document_id, "reason": reason}
+
+
+def _seal_meta(key: bytes, document_id: str, meta: dict[str, Any]) -> str:
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(key).encrypt(nonce, json.dumps(meta).encode(), f"meta/{document_id}".encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def _open_meta(key: bytes, document_id: str, blob: str) -> dict[str, Any]:
+    raw = base64.b64decode(blob)
+    return json.loads(AESGCM(key).decrypt(raw[:12], raw[12:], f"meta/{document_id}".encode()))
+
+
+def validate_link(url: Any, title: Any) -> tuple[str, str, str]:
+    """(url, host, title) of an http(s) link a participant shares; DocumentError 400 otherwise."""
+    if not isinstance(url, str) or not url.strip():
+        raise DocumentError(400, "invalid_url", "a URL is required")
+    url = url.strip()
+    if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise DocumentError(400, "invalid_url", "the URL is too long or has spaces or control characters")
+    if has_bidi(url):  # issue 15, finding 13: it would display as another address
+        raise DocumentError(400, "invalid_url", "the URL holds invisible text-direction characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        raise DocumentError(400, "invalid_url", "the URL is not valid") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise DocumentError(400, "invalid_url", "only http and https links can be shared")
+    if not host or not port_ok:
+        raise DocumentError(400, "invalid_url", "the URL has no valid host")
+    if parts.username is not None or parts.password is not None:
+        raise DocumentError(400, "invalid_url", "links with a user name or password are not allowed")
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise DocumentError(400, "invalid_url", "the URL has no valid host") from None
+    if title is None:
+        title = ""
+    if not isinstance(title, str):
+        raise DocumentError(400, "invalid_title", "the title must be text")
+    title = " ".join("".join(c if c.isprintable() else " " for c in strip_bidi(title)).split())
+    if len(title) > MAX_TITLE_CHARS:
+        raise DocumentError(400, "invalid_title", f"the title is limited to {MAX_TITLE_CHARS} characters")
+    return url, ascii_host, title
+
+
+class _BlobFile:
+    """A temp file being filled with one document's ciphertext (used from the crypto thread only)."""
+
+    def __init__(self, path: Path, key: bytes, chunk_size: int) -> None:
+        self.path = path
+        self.sealer = ChunkSealer(key, chunk_size)
+        self.sniffer = Sniffer()
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        os.write(self.fd, self.sealer.header)
+
+    def write(self, data: bytes) -> None:
+        self.sniffer.feed(data)
+        pieces = self.sealer.write(data)
+        if pieces:
+            os.writev(self.fd, pieces)
+
+    def finish(self) -> str:
+        file_type = self.sniffer.result()
+        os.write(self.fd, self.sealer.finish())
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        return file_type.code
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.path.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DocumentService:
+    """Upload, list, download and delete a room's documents and links; retention and audit."""
+
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        keys: KeyRing,
+        *,
+        limits: Limits | None = None,
+        retention_days: float = 7,
+        metadata_days: float = 90,
+        clock: Callable[[], float] = time.time,
+        notify: Notify | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+        workers: int = 2,
+        node: str | None = None,
+    ) -> None:
+        self._store = store
+        # None: this process alone uses the data directory. A node name: several nodes share it (on
+        # Redis), so start-up removes only this node's unfinished uploads and whatever is stale.
+        self.node = node
+        self._prefix = re.sub(r"[^A-Za-z0-9_-]", "_", node or "local") + "."
+        self.keys = keys
+        self.limits = limits or Limits()
+        self.retention = retention_days * DAY
+        self.metadata_retention = metadata_days * DAY
+        self._clock = clock
+        self.notify = notify
+        self._chunk = chunk_size
+        self.root = data_dir / "documents"
+        self.blobs = self.root / "blobs"
+        self.tmp = self.root / "tmp"
+        for path in (self.root, self.blobs, self.tmp):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="documents")
+        self._inflight: dict[str, int] = {}
+        self._room_locks: dict[str, asyncio.Lock] = {}
+        self._task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self, interval: float | None = 600.0) -> None:
+        """Clean up after a crash, run due retention jobs, then keep running them every `interval` s."""
+        await self.recover()
+        await self.run_due()
+        if interval:
+            self._task = asyncio.ensure_future(self._periodic(interval))
+
+    async def _periodic(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.run_due()
+            except Exception:
+                log.exception("document retention run failed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def recover(self) -> dict[str, int]:
+        """Remove half-written uploads and blobs whose metadata record was never written. With several
+        nodes on one data directory another node may be uploading right now: then only this node's own
+        leftovers and files untouched for STALE_SECONDS count as debris."""
+        stale_before = time.time() - STALE_SECONDS
+
+        def debris(path: Path, own: bool) -> bool:
+            return self.node is None or own or path.stat().st_mtime < stale_before
+
+        stray = 0
+        for path in self.tmp.iterdir():
+            if debris(path, path.name.startswith(self._prefix)):
+                path.unlink(missing_ok=True)
+                stray += 1
+        live = {key for key, record in await self._store.scan(DOC_KIND) if record.get("state") == "active"}
+        orphans = 0
+        for bucket in self.blobs.iterdir():
+            for path in bucket.iterdir():
+                if path.name not in live and debris(path, own=False):
+                    path.unlink(missing_ok=True)
+                    orphans += 1
+        if stray or orphans:
+            log.warning("documents: removed %d unfinished upload(s) and %d orphan blob(s)", stray, orphans)
+        return {"temp_files": stray, "orphan_blobs": orphans}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _blob_path(self, document_id: str) -> Path:
+        return self.blobs / document_id[:2] / document_id
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        return self._room_locks.setdefault(room_id, asyncio.Lock())
+
+    async def audit(self, action: str, actor: Actor, room_id: str, document_id: str | None) -> None:
+        """Who did what to which document id, when — never a name, URL or content."""
+        now = self._clock()
+        entry = {
+            "at": _iso(now),
+            "ts": now,
+            "action": action,
+            "room_id": room_id,
+            "document_id": document_id,
+            "actor": actor.as_json(),
+        }
+        key = f"{int(now * 1e6):017d}-{secrets.token_hex(4)}"
+        await self._store.put(AUDIT_KIND, key, entry)
+
+    async def audit_log(self) -> list[dict[str, Any]]:
+        return [record for _, record in await self._store.scan(AUDIT_KIND)]
+
+    async def _records(self, room_id: str) -> list[dict[str, Any]]:
+        return [r for _, r in await self._store.scan(DOC_KIND) if r.get("room_id") == room_id]
+
+    async def used_bytes(self, room_id: str) -> int:
+        records = await self._records(room_id)
+        return sum(r.get("size", 0) for r in records if r.get("state") == "active" and r["type"] == "file")
+
+    async def _schedule(self, room: RoomRef) -> None:
+        for action, delay in (("purge", self.retention), ("forget", self.metadata_retention)):
+            job = {"action": action, "room_id": room.room_id, "due_at": room.ends_at + delay}
+            await self._store.create(JOB_KIND, f"{action}.{room.room_id}", job)
+
+    def _public(self, record: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        item = {
+            "id": record["id"],
+            "type": record["type"],
+            "created_at": _iso(record["created_at"]),
+            "uploader_role": record["owner_role"],
+            "owner_tag": record["owner_tag"],
+        }
+        if record["type"] == "file":
+            item |= {"name": meta["name"], "size": record["size"], "mime": TYPES[record["file_type"]].mime}
+        else:
+            item |= {"url": meta["url"], "host": meta["host"], "title": meta["title"]}
+        return item
+
+    async def _publish(self, room_id: str, message: dict[str, Any]) -> None:
+        if self.notify is None:
+            return
+        try:
+            await self.notify(room_id, message)
+        except Exception:
+            log.exception("documents: could not notify room %s", room_id)
+
+    # ------------------------------------------------------------------ reading
+
+    async def list(self, room_id: str) -> list[dict[str, Any]]:
+        items = []
+        records = sorted(await self._records(room_id), key=lambda r: (r["created_at"], r["id"]))
+        for record in records:
+            if record.get("state") != "active":
+                continue
+            try:
+                key = self.keys.unwrap(record["id"], record["key"])
+                items.append(self._public(record, _open_meta(key, record["id"], record["meta"])))
+            except Exception:
+                log.error("documents: metadata of %s cannot be decrypted; left out of the list", record["id"])
+        return items
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "max_file_bytes": self.limits.max_file_bytes,
+            "max_room_bytes": self.limits.max_room_bytes,
+            "accept": ACCEPT,
+        }
+
+    async def _active(self, room_id: str, document_id: str) -> dict[str, Any]:
+        record = await self._store.get(DOC_KIND, document_id) if len(document_id) <= 64 else None
+        if record is None or record.get("room_id") != room_id:
+            raise DocumentError(404, "not_found", "this document does not exist")
+        if record.get("state") != "active":
+            raise DocumentError(410, "gone", "this document has been deleted")
+        return record
+
+    async def check_file(self, room_id: str, document_id: str) -> None:
+        """DocumentError unless `document_id` is a live file of this room."""
+        record = await self._active(room_id, document_id)
+        if record["type"] != "file":
+            raise DocumentError(400, "not_a_file", "links are opened, not downloaded")
+
+    async def download(self, room_id: str, document_id: str, actor: Actor) -> Download:
+        """Verify the whole blob, then stream it; IntegrityError-based DocumentError if it is damaged."""
+        record = await self._active(room_id, document_id)
+        if record["type"] != "file":
+            raise DocumentError(400, "not_a_file", "links are not downloaded")
+        path = self._blob_path(document_id)
+        try:
+            key = self.keys.unwrap(document_id, record["key"])
+            name = _open_meta(key, document_id, record["meta"])["name"]
+            expected = ciphertext_size(record["size"], record["chunk_size"])
+            actual = path.stat().st_size
+            if actual != expected:
+                raise IntegrityError(f"blob has {actual} bytes, expected {expected} (truncated or extended)")
+            await self._run(self._verify, path, key)
+        except (IntegrityError, FileNotFoundError) as exc:
+            await self._damaged(record, actor, exc)
+        await self.audit("download", actor, room_id, document_id)
+        return Download(
+            document_id=document_id,
+            name=name,
+            mime=TYPES[record["file_type"]].mime,
+            size=record["size"],
+            chunks=self._stream(record, path, key, actor),
+        )
+
+    @staticmethod
+    def _verify(path: Path, key: bytes) -> None:
+        for _ in read_blob(path, key):
+            pass
+
+    async def _damaged(self, record: dict[str, Any], actor: Actor, exc: Exception) -> None:
+        reason = "blob missing" if isinstance(exc, FileNotFoundError) else str(exc)
+        log.error("documents: integrity check failed for document %s: %s", record["id"], reason)
+        await self.audit("integrity_failure", actor, record["room_id"], record["id"])
+        raise DocumentError(
+            500,
+            "document_damaged",
+            "the stored document is damaged or incomplete and cannot be delivered",
+        ) from None
+
+    async def _stream(
+        self, record: dict[str, Any], path: Path, key: bytes, actor: Actor
+    ) -> AsyncIterator[bytes]:
+        batches = read_blob(path, key)
+        done = object()
+        while True:
+            try:
+                batch = await self._run(next, batches, done)
+            except IntegrityError as exc:  # changed between verification and streaming
+                await self._damaged(record, actor, exc)
+            if batch is done:
+                return
+            for piece in batch:
+                yield piece
+
+    # ------------------------------------------------------------------ writing
+
+    async def upload(
+        self,
+        room: RoomRef,
+        actor: Actor,
+        filename: str | None,
+        chunks: AsyncIterable[bytes],
+        declared_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Encrypt and store a stream; never holds more than ~2 batches of it in memory."""
+        max_file = self.limits.max_file_bytes
+        if declared_size is not None and declared_size > max_file:
+            raise DocumentError(413, "file_too_large", f"a file may be at most {max_file // MB} MB")
+        room_id = room.room_id
+        async with self._lock(room_id):
+            room_free = self.limits.max_room_bytes - await self.used_bytes(room_id)
+            room_free -= self._inflight.get(room_id, 0)
+            if declared_size is not None and declared_size > room_free:
+                raise self._room_full()
+            self._inflight[room_id] = self._inflight.get(room_id, 0) + (declared_size or 0)
+        reserved = declared_size or 0
+        document_id = secrets.token_hex(16)
+        document_key = new_document_key()
+        blob = _BlobFile(self.tmp / f"{self._prefix}{document_id}.part", document_key, self._chunk)
+        committed = False
+        pending: asyncio.Future | None = None
+        try:
+            total = 0
+            parts: list[bytes] = []
+            buffered = 0
+            async for data in chunks:
+                if not data:
+                    continue
+                total += len(data)
+                if total > max_file:
+                    raise DocumentError(413, "file_too_large", f"a file may be at most {max_file // MB} MB")
+                if total > reserved:
+                    # No (or a wrong) Content-Length: reserve room quota in steps as the bytes arrive.
+                    step = min(max(total, reserved + RESERVE_STEP), max_file)
+                    async with self._lock(room_id):
+                        free = self.limits.max_room_bytes - await self.used_bytes(room_id)
+                        if self._inflight.get(room_id, 0) - reserved + total > free:
+                            raise self._room_full()
+                        step = min(step, free - self._inflight.get(room_id, 0) + reserved)
+                        self._inflight[room_id] = self._inflight.get(room_id, 0) + step - reserved
+                        reserved = step
+                parts.append(data)
+                buffered += len(data)
+                if buffered >= BATCH_BYTES:
+                    if pending is not None:
+                        await pending
+                    # The previous batch is encrypted in the thread while the next one is read.
+                    pending = asyncio.ensure_future(self._run(blob.write, b"".join(parts)))
+                    parts, buffered = [], 0
+            if pending is not None:
+                await pending
+                pending = None
+            if parts:
+                await self._run(blob.write, b"".join(parts))
+            if declared_size is not None and total != declared_size:
+                # A stream that ended early is a cut-off upload, not a smaller file (issue 15, finding 14).
+                raise DocumentError(400, "incomplete_upload", "the upload ended early; send it again")
+            file_type = await self._run(blob.finish)
+            meta = {"name": display_name(filename, TYPES[file_type])}
+            final = self._blob_path(document_id)
+            await self._run(self._place, blob.path, final)
+            record = {
+                "id": document_id,
+                "room_id": room_id,
+                "office": room.office,
+                "type": "file",
+                "state": "active",
+                "created_at": self._clock(),
+                "ends_at": room.ends_at,
+                "owner": actor.owner,
+                "owner_role": actor.role,
+                "owner_tag": actor.tag,
+                "size": total,
+                "file_type": file_type,
+                "chunk_size": self._chunk,
+                "key": self.keys.wrap(document_id, document_key),
+                "meta": _seal_meta(document_key, document_id, meta),
+            }
+            await self._store.put(DOC_KIND, document_id, record)  # the commit point
+            committed = True
+        except UnsupportedType as exc:
+            raise DocumentError(
+                415, "unsupported_type", f"{exc}; allowed: PDF, PNG, JPEG, HEIC, WebP, text, DOCX, XLSX, ODT"
+            ) from None
+        finally:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            if not committed:
+                blob.discard()
+                with contextlib.suppress(FileNotFoundError):
+                    self._blob_path(document_id).unlink()
+            self._inflight[room_id] = self._inflight.get(room_id, 0) - reserved
+        await self._schedule(room)
+        await self.audit("upload", actor, room_id, document_id)
+        log.info("documents: %s uploaded %s (%d bytes) to room %s", actor.role, document_id, total, room_id)
+        item = self._public(record, meta)
+        await self._publish(room_id, {"type": "document-added", "document": item})
+        return item
+
+    def _room_full(self) -> DocumentError:
+        limit = self.limits.max_room_bytes // MB
+        message = f"the documents of a room may total at most {limit} MB"
+        return DocumentError(413, "room_quota_exceeded", message)
+
+    @staticmethod
+    def _place(temp: Path, final: Path) -> None:
+        final.parent.mkdir(exist_ok=True, mode=0o700)
+        os.rename(temp, final)
+        _fsync_dir(final.parent)
+
+    async def add_link(self, room: RoomRef, actor: Actor, url: Any, title: Any) -> dict[str, Any]:
+        url, host, title = validate_link(url, title)
+        document_id = secrets.token_hex(16)
+        key = new_document_key()
+        meta = {"url": url, "host": host, "title": title}
+        record = {
+            "id": document_id,
+            "room_id": room.room_id,
+            "office": room.office,
+            "type": "link",
+            "state": "active",
+            "created_at": self._clock(),
+            "ends_at": room.ends_at,
+            "owner": actor.owner,
+            "owner_role": actor.role,
+            "owner_tag": actor.tag,
+            "key": self.keys.wrap(document_id, key),
+            "meta": _seal_meta(key, document_id, meta),
+        }
+        await self._store.put(DOC_KIND, document_id, record)
+        await self._schedule(room)
+        await self.audit("link", actor, room.room_id, document_id)
+        item = self._public(record, meta)
+        await self._publish(room.room_id, {"type": "document-added", "document": item})
+        return item
+
+    async def delete(self, room_id: str, document_id: str, actor: Actor) -> None:
+        record = await self._active(room_id, document_id)
+        if record["owner"] != actor.owner:
+            raise DocumentError(403, "not_owner", "only the person who shared a document can delete it")
+        await self._shred(record, "deleted")
+        await self.audit("delete", actor, room_id, document_id)
+        await self._publish(room_id, _removed(document_id, "deleted"))
+
+    async def _shred(self, record: dict[str, Any], state: str) -> None:
+        """Remove the blob and the wrapped key and encrypted name/URL; keep the bare record for audit."""
+        if record["type"] == "file":
+            await self._run(lambda: self._blob_path(record["id"]).unlink(missing_ok=True))
+        record = {k: v for k, v in record.items() if k not in ("key", "meta")}
+        record |= {"state": state, f"{state}_at": self._clock()}
+        await self._store.put(DOC_KIND, record["id"], record)
+
+    # ------------------------------------------------------------------ retention
+
+    async def run_due(self) -> dict[str, int]:
+        """Run every due retention job; idempotent, so a crash mid-run is repaired by the next run. With
+        several nodes only one runs it at a time (the others find the lease taken and skip)."""
+        counts = {"purged": 0, "forgotten": 0, "audit_expired": 0}
+        async with lease(self._store, "document-retention", self._prefix, RETENTION_LEASE_SECONDS) as held:
+            if held:
+                await self._run_due(counts)
+        return counts
+
+    async def _run_due(self, counts: dict[str, int]) -> None:
+        now = self._clock()
+        for key, job in await self._store.scan(JOB_KIND):
+            if job.get("due_at", 0) > now:
+                continue
+            room_id = job["room_id"]
+            if job["action"] == "purge":
+                for record in await self._records(room_id):
+                    if record.get("state") == "active":
+                        await self._shred(record, "purged")
+                        await self.audit("purge", SYSTEM, room_id, record["id"])
+                        await self._publish(room_id, _removed(record["id"], "purged"))
+                        counts["purged"] += 1
+            elif job["action"] == "forget":
+                for record in await self._records(room_id):
+                    if record.get("state") == "active" and record["type"] == "file":
+                        await self._run(lambda r=record: self._blob_path(r["id"]).unlink(missing_ok=True))
+                    await self._store.delete(DOC_KIND, record["id"])
+                    counts["forgotten"] += 1
+            await self._store.delete(JOB_KIND, key)
+        horizon = now - self.metadata_retention
+        for key, entry in await self._store.scan(AUDIT_KIND):
+            if entry.get("ts", 0) >= horizon:
+                break  # keys are ordered by time
+            await self._store.delete(AUDIT_KIND, key)
+            counts["audit_expired"] += 1
+        if any(counts.values()):
+            log.info("documents retention: %s", counts)
+
+    # ------------------------------------------------------------------ key rotation
+
+    async def rewrap(self) -> dict[str, Any]:
+        """Re-wrap every document key under the active master key (contents are not re-encrypted)."""
+        active = self.keys.active_id
+        rewrapped = 0
+        for document_id, record in await self._store.scan(DOC_KIND):
+            wrapped = record.get("key")
+            if not wrapped or wrapped["kid"] == active:
+                continue
+            key = self.keys.unwrap(document_id, wrapped)
+            current = await self._store.get(DOC_KIND, document_id)  # re-read: it may have changed
+            if current is None or current.get("key") != wrapped:
+                continue
+            current["key"] = self.keys.wrap(document_id, key, active)
+            await self._store.put(DOC_KIND, document_id, current)
+            rewrapped += 1
+        in_use = {r["key"]["kid"] for _, r in await self._store.scan(DOC_KIND) if r.get("key")}
+        return {"active": active, "rewrapped": rewrapped, "in_use": sorted(in_use)}

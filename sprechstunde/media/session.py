@@ -1,0 +1,373 @@
+"""A media session: the server-side peer connections of one consultation and who receives whom.
+
+Each participant has one RTCPeerConnection to the server. Its first two m-lines (audio, video) carry what
+the participant publishes; every further m-line carries one track of another participant. The server is
+always the offerer when the set of tracks changes, so the browser only ever answers; a client-initiated
+offer that crosses a server offer is refused as glare (the server is the impolite peer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.sdp import candidate_from_sdp
+
+from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.forwarding import ForwardingStats, Publication, TranscodingPublication
+from sprechstunde.media.ice import IceConfig, server_rtc_configuration
+from sprechstunde.media.ice_policy import TOO_MANY_CANDIDATES, CandidateBudget
+
+log = logging.getLogger(__name__)
+
+KINDS = ("audio", "video")
+# Forwarding passes encoded frames through, so publisher and subscriber must share the codec: VP8 first
+# (every browser has it), H.264 for browsers without VP8 (older iPhones). A subscriber's m-line lists
+# the publisher's codec first, so that anyone who can take it gets it unchanged.
+PREFERRED_CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/H264", "video/rtx")}
+
+MEDIA_MODES = ("forward", "transcode")
+
+SendSignal = Callable[[dict], Awaitable[None]]
+
+
+class NegotiationError(Exception):
+    """An offer/answer/candidate that cannot be applied; `code` is a stable signaling error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _prefer_codecs(transceiver: RTCRtpTransceiver, kind: str, first: str | None = None) -> None:
+    order = list(PREFERRED_CODECS[kind])
+    if first is not None:
+        order.sort(key=lambda mime: mime.lower() != first.lower())  # stable: the rest keep their order
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    transceiver.setCodecPreferences(
+        [c for mime in order for c in codecs if c.mimeType.lower() == mime.lower()]
+    )
+
+
+def _too_many_candidates(limit: int) -> dict[str, str]:
+    return {
+        "type": "error",
+        "code": TOO_MANY_CANDIDATES,
+        "message": f"a connection may name at most {limit} ICE candidates; the others are ignored",
+    }
+
+
+class MediaPeer:
+    """The server's end of one participant's peer connection."""
+
+    def __init__(
+        self,
+        peer_id: str,
+        session: MediaSession,
+        send: SendSignal,
+        config: IceConfig,
+        video_first: str | None = None,
+    ) -> None:
+        self.peer_id = peer_id
+        self._session = session
+        self._send = send
+        self.pc = RTCPeerConnection(server_rtc_configuration(config))
+        # the remote candidates this connection named, checked against the address policy
+        self._candidates = CandidateBudget(config.policy)
+        self._lock = asyncio.Lock()
+        self._again = False
+        self._closed = False
+        self._uplink: dict[str, RTCRtpTransceiver] = {}
+        # (publisher id, kind) → transceiver sending that publication to this peer
+        self._downlink: dict[tuple[str, str], RTCRtpTransceiver] = {}
+        self._spare: dict[str, list[RTCRtpTransceiver]] = {kind: [] for kind in KINDS}
+        self.video_codecs: set[str] | None = None  # what this participant's client accepted for video
+        self.pc.on("track", self._on_track)
+        for kind in KINDS:
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            # ask the publisher first for the video codec every other participant can take
+            _prefer_codecs(transceiver, kind, video_first if kind == "video" else None)
+            self._uplink[kind] = transceiver
+        self._guard_transports()
+
+    def _guard_transports(self) -> None:
+        """Hold aioice to the address policy too (mDNS results, peer-reflexive candidates). With
+        max-bundle the first transceiver's transport is the only one, so this runs before any candidate."""
+        for connection in aiortc_hooks.ice_connections(self.pc):
+            aiortc_hooks.guard_remote_addresses(connection, self._candidates.policy.permits)
+
+    def _remote_description(self, sdp: str, kind: str) -> RTCSessionDescription:
+        """The participant's description without the candidates the server may not contact."""
+        return RTCSessionDescription(sdp=self._candidates.filter_sdp(sdp), type=kind)
+
+    async def _report_overflow(self, before: int) -> None:
+        """Tell the participant when candidates were ignored for the per-connection cap."""
+        if self._candidates.over > before:
+            await self._send(_too_many_candidates(self._candidates.limit))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                break
+        else:
+            return
+        if self._uplink.get(track.kind) is not transceiver:
+            # A client that offers more tracks than one microphone and one camera: not forwarded.
+            log.info("peer %s: extra %s track ignored", self.peer_id, track.kind)
+            return
+        aiortc_hooks.speed_up_receiver(transceiver.receiver)
+        publication = self._session.publication(self.peer_id, track.kind)
+        publication.attach(transceiver.receiver, aiortc_hooks.negotiated_codec(transceiver))
+
+    def subscribe(self, publisher_id: str, publication: Publication) -> None:
+        key = (publisher_id, publication.kind)
+        if key in self._downlink or self._closed:
+            return
+        spare = self._spare[publication.kind]
+        if spare:
+            # a media line someone else's stream used before: its sender and codec carry on
+            transceiver = spare.pop()
+            transceiver.direction = "sendonly"
+            current = transceiver.sender.track
+            if hasattr(current, "switch"):
+                current.switch(publication)
+            else:  # transcode mode: a fresh relayed track
+                transceiver.sender.replaceTrack(publication.subscribe())
+        else:
+            track = publication.subscribe()
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            _prefer_codecs(transceiver, publication.kind, publication.mime)
+            sender = transceiver.sender
+            aiortc_hooks.on_keyframe_request(sender)
+            aiortc_hooks.on_receiver_estimate(sender)
+            if hasattr(track, "attach_output"):  # forwarded frames (not transcode mode's decoded ones)
+                aiortc_hooks.push_frames(sender)
+        self._downlink[key] = transceiver
+
+    def unsubscribe(self, publisher_id: str) -> None:
+        for kind in KINDS:
+            transceiver = self._downlink.pop((publisher_id, kind), None)
+            if transceiver is None:
+                continue
+            track = transceiver.sender.track
+            if hasattr(track, "park"):
+                track.park()  # aiortc's sender would stop for good if its track ended
+            else:
+                transceiver.sender.replaceTrack(None)
+                if track is not None:
+                    track.stop()
+            transceiver.direction = "inactive"
+            self._spare[kind].append(transceiver)
+
+    def streams(self) -> dict[str, dict[str, str]]:
+        """mid → whose track it carries, for the client to label remote media."""
+        return {
+            transceiver.mid: {"participant_id": publisher, "kind": kind}
+            for (publisher, kind), transceiver in self._downlink.items()
+            if transceiver.mid is not None
+        }
+
+    async def negotiate(self) -> None:
+        """Send a fresh offer, or remember to once the outstanding one is answered."""
+        async with self._lock:
+            if self._closed:
+                return
+            if self.pc.signalingState != "stable":
+                self._again = True
+                return
+            self._again = False
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            description = self.pc.localDescription
+            message = {"type": "offer", "sdp": description.sdp, "streams": self.streams()}
+        await self._send(message)
+
+    async def apply_answer(self, sdp: str) -> None:
+        async with self._lock:
+            if self.pc.signalingState != "have-local-offer":
+                raise NegotiationError("no_offer_pending", "no offer is waiting for an answer")
+            over = self._candidates.over
+            try:
+                await self.pc.setRemoteDescription(self._remote_description(sdp, "answer"))
+            except Exception as exc:  # aiortc raises ValueError, AssertionError, OperationError …
+                raise NegotiationError("negotiation_failed", f"answer rejected: {exc}") from None
+            self._guard_transports()
+            self._negotiated()
+            again = self._again
+        await self._report_overflow(over)
+        await self._session.published(self.peer_id)
+        if again:
+            await self.negotiate()
+
+    def _negotiated(self) -> None:
+        """Note the client's video codecs; tell each forwarded track which codec its subscriber's
+        sender settled on. Media on the (now existing) transport skips aioice's plumbing."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.transport is not None:
+                aiortc_hooks.shortcut_transport(transceiver.receiver.transport)
+        codecs = aiortc_hooks.negotiated_codecs(self._uplink["video"])
+        if codecs:
+            self.video_codecs = {mime.lower() for mime in codecs}
+        for transceiver in self._downlink.values():
+            track = transceiver.sender.track
+            if hasattr(track, "set_output_codec"):
+                track.set_output_codec(aiortc_hooks.negotiated_codec(transceiver))
+
+    async def apply_offer(self, sdp: str) -> dict[str, Any]:
+        async with self._lock:
+            if self.pc.signalingState != "stable":
+                raise NegotiationError("glare", "the server's offer is outstanding; answer it first")
+            over = self._candidates.over
+            try:
+                await self.pc.setRemoteDescription(self._remote_description(sdp, "offer"))
+                self._guard_transports()
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except Exception as exc:
+                raise NegotiationError("negotiation_failed", f"offer rejected: {exc}") from None
+            self._negotiated()
+            answer = {"sdp": self.pc.localDescription.sdp, "streams": self.streams()}
+        await self._report_overflow(over)
+        await self._session.published(self.peer_id)
+        return answer
+
+    async def add_candidate(self, candidate: dict | None) -> None:
+        if candidate is None or not candidate.get("candidate"):
+            return  # end of candidates: aiortc needs no marker for bundled transports
+        text = candidate["candidate"]
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        try:
+            parsed = candidate_from_sdp(text)
+        except Exception:
+            raise NegotiationError("bad_message", "candidate is not a valid ICE candidate") from None
+        over = self._candidates.over
+        if not self._candidates.admit(parsed.ip, parsed.port, parsed.protocol):
+            if self._candidates.over > over:
+                error = _too_many_candidates(self._candidates.limit)
+                raise NegotiationError(error["code"], error["message"])
+            return  # an address the server may not contact (media/ice_policy.py), or an mDNS name
+        parsed.sdpMid = candidate.get("sdpMid")
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            parsed.sdpMLineIndex = 0
+        await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        self._closed = True
+        for kind, transceiver in self._uplink.items():
+            self._session.publication(self.peer_id, kind).detach(transceiver.receiver)
+        for transceiver in self._downlink.values():
+            if transceiver.sender.track is not None:
+                transceiver.sender.track.stop()
+        self._downlink.clear()
+        await self.pc.close()
+
+
+class MediaSession:
+    """All peers of one consultation. Methods are called by the signaling layer, one room each."""
+
+    def __init__(
+        self, config: IceConfig, mode: str = "forward", stats: ForwardingStats | None = None
+    ) -> None:
+        if mode not in MEDIA_MODES:
+            raise ValueError(f"media mode must be one of {MEDIA_MODES}")
+        self._config = config
+        self._stats = stats  # totals of the whole process, shared by every room's publications
+        self._publication_class = Publication if mode == "forward" else TranscodingPublication
+        self._peers: dict[str, MediaPeer] = {}
+        self._publications: dict[str, dict[str, Publication]] = {}
+        # newcomers whose codec is not negotiated yet: the others subscribe once they answered
+        self._unpublished: set[str] = set()
+
+    def publication(self, peer_id: str, kind: str) -> Publication:
+        kinds = self._publications.setdefault(peer_id, {})
+        if kind not in kinds:
+            kinds[kind] = self._publication_class(kind, self._stats)
+        return kinds[kind]
+
+    def peer(self, peer_id: str) -> MediaPeer:
+        try:
+            return self._peers[peer_id]
+        except KeyError:
+            raise NegotiationError("not_joined", "no media connection for this participant") from None
+
+    async def connect(self, peer_id: str, send: SendSignal) -> None:
+        """A participant joined, or came back on a new connection: (re)build its peer connection."""
+        old = self._peers.pop(peer_id, None)
+        if old is not None:
+            await old.close()
+        peer = MediaPeer(peer_id, self, send, self._config, self._shared_video_codec(peer_id))
+        self._peers[peer_id] = peer
+        for kind in KINDS:
+            self.publication(peer_id, kind)
+        for other_id in self._peers:
+            # someone who has not answered yet subscribes everyone to itself once it has
+            if other_id != peer_id and other_id not in self._unpublished:
+                for kind in KINDS:
+                    peer.subscribe(other_id, self.publication(other_id, kind))
+        if old is None:
+            # The others receive the newcomer once its answer fixed its codec, so that their m-lines
+            # can offer that codec first (passed through, not transcoded). Its media cannot flow
+            # before that answer anyway.
+            self._unpublished.add(peer_id)
+        await peer.negotiate()
+
+    def _shared_video_codec(self, peer_id: str) -> str | None:
+        """The first preferred video codec every other participant's client accepted, if any."""
+        known = [p.video_codecs for other_id, p in self._peers.items() if other_id != peer_id]
+        known = [codecs for codecs in known if codecs]
+        for mime in PREFERRED_CODECS["video"]:
+            if known and all(mime.lower() in codecs for codecs in known):
+                return mime
+        return None
+
+    async def published(self, peer_id: str) -> None:
+        """The participant's first negotiation completed: subscribe everyone else to it."""
+        if peer_id not in self._unpublished:
+            return
+        self._unpublished.discard(peer_id)
+        others = [other for other_id, other in self._peers.items() if other_id != peer_id]
+        for other in others:
+            for kind in KINDS:
+                other.subscribe(peer_id, self.publication(peer_id, kind))
+        await asyncio.gather(*(other.negotiate() for other in others))
+
+    async def suspend(self, peer_id: str) -> None:
+        """The participant's connection dropped: stop its peer connection, keep its place."""
+        # The closed peer stays registered so that `connect` knows this is a comeback, not a newcomer.
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            await peer.close()
+
+    async def remove(self, peer_id: str) -> None:
+        """The participant left for good: drop its media everywhere and renegotiate the others."""
+        peer = self._peers.pop(peer_id, None)
+        self._unpublished.discard(peer_id)
+        if peer is not None:
+            await peer.close()
+        for publication in self._publications.pop(peer_id, {}).values():
+            publication.close()
+        for other in self._peers.values():
+            other.unsubscribe(peer_id)
+        await asyncio.gather(*(other.negotiate() for other in self._peers.values()))
+
+    async def close(self) -> None:
+        for peer_id in list(self._peers):
+            peer = self._peers.pop(peer_id)
+            await peer.close()
+        for kinds in self._publications.values():
+            for publication in kinds.values():
+                publication.close()
+        self._publications.clear()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "peers": len(self._peers),
+            "frames_in": sum(p.frames_in for k in self._publications.values() for p in k.values()),
+            "frames_out": sum(p.frames_out for k in self._publications.values() for p in k.values()),
+        }

@@ -1,0 +1,686 @@
+"""The waiting room's queue: citizens line up per office and language, advisors claim them atomically,
+and every place in line ends as a consultation outcome or as abandoned.
+
+Order of service: appointments that are due (from `appointment_lead` seconds before their start) go
+first, by start time; then walk-ins by arrival (at the very same instant: by entry id). The store's
+`claim_first` picks the head of the advisor's lanes in one atomic step, so advisors pressing "Nächste
+Person" at the same moment each get a different citizen and nobody is skipped.
+
+Position and estimate: position = 1 + the entries that will be served before this one in its lane
+(same office, language and kind; for a walk-in also the due appointments of its office and language).
+Estimated wait = median handling time of the office (last 50 consultations, see rooms.consultations)
+× position ÷ advisors online who can serve the entry. With nobody online in that language there is no
+estimate, and `availability` says which languages the office can serve now.
+
+Abandonment: a citizen whose waiting page is disconnected longer than `grace` seconds (default 60), or
+who never opens it within `connect_grace` seconds of joining, leaves the queue at the next `sweep` and
+is recorded as abandoned with their wait. Reconnecting within the grace keeps the place.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sprechstunde.rooms import hours
+from sprechstunde.rooms.consultations import ABANDONED, OUTCOMES, ConsultationLog
+from sprechstunde.rooms.errors import QueueError
+from sprechstunde.rooms.offices import Office, OfficeDirectory
+from sprechstunde.rooms.routing import (
+    APPOINTMENT,
+    WALK_IN,
+    AdvisorPresence,
+    Availability,
+    advisor_lanes,
+    can_serve,
+    lane,
+)
+from sprechstunde.rooms.service import Room, RoomService
+from sprechstunde.rooms.staff import StaffMember
+from sprechstunde.rooms.text import has_bidi, strip_bidi
+from sprechstunde.rooms.tickets import Ticket, TicketBook, check_notes
+from sprechstunde.rooms.tokens import TokenError, TokenSigner
+from sprechstunde.store.port import QueueItem, Store
+
+QUEUE = "waiting-room"
+ENTRY_KIND = "queue-entry"
+DEADLINE_KIND = "queue-deadline"
+WAIT_TOKEN_PURPOSE = "wait"
+# Entries (and their waiting-room links) live one day: nobody waits overnight in a video queue.
+ENTRY_TTL = 24 * 3600
+MAX_TOPIC = 200
+MAX_NOTE = 500
+MAX_QUESTION = 2000
+MAX_CONTACT = 200
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+?[0-9 ()/.-]{6,30}$")
+MAX_TRANSCRIPT_CHARS = 20_000
+MAX_TRANSCRIPT_MESSAGES = 200
+TRANSCRIPT_ROLES = ("citizen", "bot")
+
+
+@dataclass(frozen=True)
+class Appointment:
+    """A booked slot (from `scheduling`) that the citizen attends through the waiting room."""
+
+    starts_at: datetime
+    booking_id: str | None = None
+    # scheduling: the advisor the appointment was booked with; they see and claim it first
+    advisor: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One citizen's place in line and what the advisor should know before admitting them.
+
+    `state`: waiting → called (claimed, room_id set) → done | abandoned.
+    """
+
+    entry_id: str
+    office: str
+    language: str
+    topic: str
+    enqueued_at: float
+    note: str | None = None
+    transcript: list[dict[str, str]] = field(default_factory=list)
+    appointment_at: float | None = None
+    booking_id: str | None = None
+    state: str = "waiting"
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    room_id: str | None = None
+    transferred_from: list[str] = field(default_factory=list)
+    outcome: str | None = None
+    advisor: str | None = None  # scheduling: the booked advisor (see Appointment)
+    ticket: str | None = None
+    # The note for colleagues written when handing the citizen over to another office's queue. Staff
+    # only: it never replaces `note` (the citizen's own) and no citizen-facing view shows it. Records
+    # stored before it existed load with None.
+    handover_note: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return APPOINTMENT if self.appointment_at is not None else WALK_IN
+
+    @property
+    def lane(self) -> str:
+        return lane(self.office, self.language, self.kind)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The result of joining the queue: the entry, the citizen's waiting-room token and where they
+    stand (which also says whether anyone online speaks their language)."""
+
+    entry: QueueEntry
+    token: str
+    status: WaitStatus
+
+
+@dataclass(frozen=True)
+class WaitStatus:
+    """What the waiting page shows. `position`/`estimated_wait` (seconds) are None unless waiting;
+    `estimated_wait` is also None when no advisor online can serve the entry."""
+
+    entry_id: str
+    state: str
+    position: int | None
+    estimated_wait: float | None
+    availability: Availability
+    due: bool = True
+    room_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "state": self.state,
+            "position": self.position,
+            "estimated_wait_seconds": None if self.estimated_wait is None else round(self.estimated_wait),
+            "due": self.due,
+            "room_id": self.room_id,
+            "advisors_online": self.availability.advisors_online,
+            "language_available": self.availability.language_available,
+            "languages_online": list(self.availability.languages_online),
+        }
+
+
+@dataclass(frozen=True)
+class Consultation:
+    """A claimed entry and the fresh room its consultation takes place in."""
+
+    entry: QueueEntry
+    room: Room
+
+
+@dataclass(frozen=True)
+class Outcome:
+    entry: QueueEntry
+    outcome: str
+    wait_seconds: float
+    handling_seconds: float
+    ticket: Ticket | None = None
+
+
+class QueueService:
+    """The waiting room's domain core; the web layer calls it and pushes the results to browsers."""
+
+    def __init__(
+        self,
+        store: Store,
+        offices: OfficeDirectory,
+        signer: TokenSigner,
+        rooms: RoomService,
+        *,
+        clock: Callable[[], float] = time.time,
+        grace: float = 60.0,
+        connect_grace: float = 300.0,
+        appointment_lead: float = 300.0,
+        room_ttl: float = 2 * 3600,
+    ) -> None:
+        self._store = store
+        self._offices = offices
+        self._signer = signer
+        self._rooms = rooms
+        self._clock = clock
+        self.grace = grace
+        self.connect_grace = connect_grace
+        self.appointment_lead = appointment_lead
+        self.room_ttl = room_ttl
+        self.presence = AdvisorPresence(store, clock)
+        self.tickets = TicketBook(store, offices, clock)
+        self.log = ConsultationLog(store, clock)
+
+    # --- citizens --------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        office: str,
+        language: str,
+        topic: str,
+        note: str | None = None,
+        transcript: list[dict[str, str]] | None = None,
+        appointment: Appointment | None = None,
+    ) -> Enqueued:
+        """Join the queue. Walk-ins are refused outside service hours (`closed`, 409, with
+        `detail["next_opening"]`); appointments are accepted whenever they are booked."""
+        the_office = self._offices.require(office)
+        language = self._check_language(the_office, language)
+        topic = _check_topic(topic)
+        note = _check_note(note) if note is not None else None
+        transcript = _check_transcript(transcript)
+        now = self._clock()
+        appointment_at = None
+        if appointment is not None:
+            at = appointment.starts_at
+            if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+                raise QueueError("invalid_appointment", "an appointment needs a time-zone-aware start time")
+            appointment_at = at.timestamp()
+        else:
+            moment = datetime.fromtimestamp(now, UTC)
+            if not hours.is_open(the_office, moment):
+                opening = hours.next_opening(the_office, moment)
+                raise QueueError(
+                    "closed",
+                    f"{the_office.name('de')} is closed now"
+                    + (f"; it opens again {opening.isoformat()}" if opening else ""),
+                    409,
+                    next_opening=opening.isoformat() if opening else None,
+                )
+        entry = QueueEntry(
+            entry_id=secrets.token_urlsafe(12),
+            office=office,
+            language=language,
+            topic=topic,
+            enqueued_at=now,
+            note=note,
+            transcript=transcript,
+            appointment_at=appointment_at,
+            booking_id=appointment.booking_id if appointment else None,
+            advisor=appointment.advisor if appointment else None,
+        )
+        # Record first, then the place in line: a crash in between leaves an orphan record that
+        # expires, never a place in line without data.
+        if not await self._store.create(ENTRY_KIND, entry.entry_id, asdict(entry), ttl=ENTRY_TTL):
+            raise QueueError("conflict", "entry id collision; try again", 409)
+        await self._store.put(
+            DEADLINE_KIND, entry.entry_id, {"deadline": now + self.connect_grace, "since": now}, ttl=ENTRY_TTL
+        )
+        await self._store.enqueue(QUEUE, entry.entry_id, lane=entry.lane, score=self._score(entry))
+        token = self._signer.sign(WAIT_TOKEN_PURPOSE, {"e": entry.entry_id, "exp": int(now + ENTRY_TTL)})
+        return Enqueued(entry=entry, token=token, status=await self.status(entry.entry_id))
+
+    async def entry_for_token(self, token: str) -> QueueEntry:
+        """The entry a waiting-room token stands for; `invalid_token` (403), `expired` (410) or
+        `unknown_entry` (404) otherwise."""
+        try:
+            claims = self._signer.verify(WAIT_TOKEN_PURPOSE, token)
+        except TokenError as exc:
+            if exc.reason == "expired":
+                raise QueueError("expired", "this waiting-room link has expired", 410) from None
+            raise QueueError("invalid_token", "this waiting-room link is not valid", 403) from None
+        entry = await self.get(claims.get("e")) if isinstance(claims.get("e"), str) else None
+        if entry is None:
+            raise QueueError("unknown_entry", "this place in the queue no longer exists", 404)
+        return entry
+
+    async def get(self, entry_id: str) -> QueueEntry | None:
+        if not isinstance(entry_id, str) or len(entry_id) > 64:
+            return None
+        record = await self._store.get(ENTRY_KIND, entry_id)
+        return None if record is None else QueueEntry(**record)
+
+    async def set_note(self, entry_id: str, note: str) -> QueueEntry:
+        """The citizen's short note about their concern, while they wait."""
+        note = _check_note(note)
+        return await self._update(entry_id, lambda e: replace(e, note=note) if e.state == "waiting" else None)
+
+    async def status(self, entry_id: str) -> WaitStatus:
+        """Where the entry stands now: position, estimate, availability of its language."""
+        entry = await self._require(entry_id)
+        office = self._offices.require(entry.office)
+        availability = await self.presence.availability(entry.office, entry.language)
+        item = await self._store.queue_item(QUEUE, entry.entry_id)
+        if item is None or item.claimed_by is not None or entry.state != "waiting":
+            # A claimed item is "called" even in the instant before the record says so.
+            state = "called" if item is not None and item.claimed_by is not None else entry.state
+            return WaitStatus(entry.entry_id, state, None, None, availability, room_id=entry.room_id)
+        now = self._clock()
+        ahead = [
+            i
+            for i in await self._store.queued(QUEUE, [item.lane])
+            if (i.score, i.key) < (item.score, item.key)
+        ]
+        if entry.kind == WALK_IN:
+            due_lane = lane(entry.office, entry.language, APPOINTMENT)
+            ahead += [i for i in await self._store.queued(QUEUE, [due_lane]) if i.score <= now]
+        position = len(ahead) + 1
+        due = item.score <= now
+        estimate = None
+        if availability.advisors_online:
+            median = await self.log.median_handling(office)
+            estimate = median * position / availability.advisors_online
+            if not due:
+                estimate = max(estimate, item.score - now)
+        return WaitStatus(entry.entry_id, "waiting", position, estimate, availability, due=due)
+
+    async def leave(self, entry_id: str) -> bool:
+        """The citizen leaves the queue on purpose; recorded as abandoned. False if not waiting."""
+        return await self._abandon(entry_id, self._clock())
+
+    async def mark_disconnected(self, entry_id: str) -> None:
+        """The waiting page's connection dropped: the place is kept for `grace` seconds."""
+        entry = await self.get(entry_id)
+        if entry is None or entry.state != "waiting":
+            return
+        now = self._clock()
+        await self._store.put(
+            DEADLINE_KIND, entry_id, {"deadline": now + self.grace, "since": now}, ttl=ENTRY_TTL
+        )
+
+    async def mark_connected(self, entry_id: str) -> None:
+        """The waiting page is (again) connected: no deadline until it drops."""
+        await self._store.delete(DEADLINE_KIND, entry_id)
+
+    async def sweep(self, now: float | None = None) -> list[str]:
+        """Remove entries whose grace has run out and record them as abandoned; returns their ids.
+        The app calls this every few seconds; the marker delete decides a race with a reconnect."""
+        now = self._clock() if now is None else now
+        gone = []
+        for entry_id, marker in await self._store.scan(DEADLINE_KIND):
+            if marker["deadline"] > now:
+                continue
+            if not await self._store.delete(DEADLINE_KIND, entry_id):
+                continue  # reconnected (or swept by another process) meanwhile
+            if await self._abandon(entry_id, marker["since"]):
+                gone.append(entry_id)
+        return gone
+
+    # --- advisors ------------------------------------------------------------------------------
+
+    async def waiting_for(self, member: StaffMember) -> list[QueueEntry]:
+        """The console's list: waiting entries `member` may serve, in the order they will be served
+        (due appointments, then walk-ins, then appointments not yet due)."""
+        now = self._clock()
+        appointments = await self._store.queued(QUEUE, advisor_lanes(member, self._offices, APPOINTMENT))
+        walk_ins = await self._store.queued(QUEUE, advisor_lanes(member, self._offices, WALK_IN))
+        due = [i for i in appointments if i.score <= now]
+        later = [i for i in appointments if i.score > now]
+        entries = []
+        for item in [*due, *walk_ins, *later]:
+            entry = await self.get(item.key)
+            if entry is not None:
+                entries.append(entry)
+        # scheduling: due appointments booked with this advisor come first
+        mine = [e for e in entries if e.advisor == member.username and self._score(e) <= now]
+        return mine + [e for e in entries if e not in mine]
+
+    async def claim_next(self, member: StaffMember) -> Consultation | None:
+        """Take the next citizen this advisor can serve (a due appointment before any walk-in) and
+        open a room for the consultation; None when nobody is waiting for them."""
+        self._check_member(member)
+        item = (
+            await self._claim_booked_with(member)
+            or await self._store.claim_first(
+                QUEUE,
+                advisor_lanes(member, self._offices, APPOINTMENT),
+                member.username,
+                max_score=self._clock(),
+            )
+            or await self._store.claim_first(
+                QUEUE, advisor_lanes(member, self._offices, WALK_IN), member.username
+            )
+        )
+        return None if item is None else await self._open_consultation(member, item)
+
+    async def _claim_booked_with(self, member: StaffMember) -> QueueItem | None:
+        """scheduling: a due appointment booked with `member` goes to them before anyone else's."""
+        now = self._clock()
+        for item in await self._store.queued(QUEUE, advisor_lanes(member, self._offices, APPOINTMENT)):
+            if item.score > now:
+                break
+            entry = await self.get(item.key)
+            if entry is not None and entry.advisor == member.username:
+                claimed = await self._store.claim_item(QUEUE, item.key, member.username, lanes=[item.lane])
+                if claimed is not None:
+                    return claimed
+        return None
+
+    async def claim(self, member: StaffMember, entry_id: str) -> Consultation:
+        """Take one particular waiting citizen (picked from the console list)."""
+        self._check_member(member)
+        entry = await self._require(entry_id)
+        if entry.office not in member.offices:
+            raise QueueError("forbidden_office", "this citizen waits for another office", 403)
+        if not can_serve(member, entry):
+            raise QueueError("language_not_served", "you do not serve this citizen's language", 403)
+        item = await self._store.claim_item(QUEUE, entry.entry_id, member.username, lanes=[entry.lane])
+        if item is None:
+            raise QueueError("not_waiting", "this citizen is no longer waiting", 409)
+        return await self._open_consultation(member, item)
+
+    async def release(self, member: StaffMember, entry_id: str) -> QueueEntry:
+        """Put a claimed citizen back in line at their old place (e.g. the advisor's call failed)."""
+        entry = await self._held_by(member, entry_id)
+        await self._store.enqueue(
+            QUEUE, entry.entry_id, lane=entry.lane, score=self._score(entry), replace=True
+        )
+        return await self._update(
+            entry_id, lambda e: replace(e, state="waiting", claimed_by=None, claimed_at=None, room_id=None)
+        )
+
+    async def transfer(
+        self,
+        member: StaffMember,
+        entry_id: str,
+        office: str,
+        note: str | None = None,
+        language: str | None = None,
+    ) -> QueueEntry:
+        """Send a claimed citizen into another office's queue with a note for the colleagues there,
+        keeping their arrival time (they do not start again at the back), their waiting-room link and
+        their own note: the hand-over note is stored apart (`handover_note`, staff only)."""
+        entry = await self._held_by(member, entry_id)
+        target = self._offices.require(office)
+        language = self._check_language(target, language or entry.language)
+        handover_note = _check_note(note) if note is not None else entry.handover_note
+        if entry.kind == WALK_IN and not hours.is_open(target, datetime.fromtimestamp(self._clock(), UTC)):
+            opening = hours.next_opening(target, datetime.fromtimestamp(self._clock(), UTC))
+            raise QueueError(
+                "closed",
+                f"{target.name('de')} is closed now",
+                409,
+                next_opening=opening.isoformat() if opening else None,
+            )
+        moved = replace(
+            entry,
+            office=office,
+            language=language,
+            handover_note=handover_note,
+            state="waiting",
+            claimed_by=None,
+            claimed_at=None,
+            room_id=None,
+            transferred_from=[*entry.transferred_from, entry.office],
+        )
+        updated = await self._update(entry_id, lambda e: replace(moved, transcript=e.transcript, note=e.note))
+        # The citizen's page leaves the call and reconnects to the waiting room; if it never does,
+        # the usual grace applies and the place is given up as abandoned.
+        now = self._clock()
+        await self._store.put(
+            DEADLINE_KIND, entry_id, {"deadline": now + self.grace, "since": now}, ttl=ENTRY_TTL
+        )
+        await self._store.enqueue(QUEUE, entry_id, lane=moved.lane, score=self._score(moved), replace=True)
+        return updated
+
+    async def finish(
+        self, member: StaffMember, entry_id: str, outcome: str, notes: str | None = None
+    ) -> Outcome:
+        """End a consultation as resolved, ticket (a follow-up ticket is opened) or no_show."""
+        if outcome not in OUTCOMES:
+            raise QueueError("invalid_outcome", f"outcome must be one of {', '.join(OUTCOMES)}")
+        notes = check_notes(notes)
+        entry = await self._held_by(member, entry_id)
+        if not await self._store.dequeue(QUEUE, entry_id, claimant=member.username):
+            raise QueueError("not_claimed", "you are not serving this citizen", 409)
+        now = self._clock()
+        office = self._offices.require(entry.office)
+        ticket = None
+        if outcome == "ticket":
+            ticket = await self.tickets.open(
+                entry.office,
+                notes,
+                created_by=member.username,
+                entry_id=entry.entry_id,
+                language=entry.language,
+                topic=entry.topic,
+            )
+        wait = (entry.claimed_at or now) - self._wait_start(entry)
+        handling = now - (entry.claimed_at or now)
+        await self.log.add(
+            self.log.new_record(
+                office,
+                entry_id=entry.entry_id,
+                language=entry.language,
+                outcome=outcome,
+                arrived_at=entry.enqueued_at,
+                wait_seconds=wait,
+                handling_seconds=handling,
+                appointment=entry.appointment_at is not None,
+                ticket=ticket.reference if ticket else None,
+            )
+        )
+        await self._store.delete(DEADLINE_KIND, entry_id)
+        done = await self._update(
+            entry_id, lambda e: replace(e, state="done", outcome=outcome, ticket=ticket and ticket.reference)
+        )
+        return Outcome(done, outcome, wait, handling, ticket)
+
+    async def serving(self, member: StaffMember) -> list[QueueEntry]:
+        """The citizens this advisor admitted and has not yet closed with an outcome, newest first: the
+        console offers to return to their calls, the call page shows their outcome controls."""
+        entries = [QueueEntry(**record) for _, record in await self._store.scan(ENTRY_KIND)]
+        mine = [e for e in entries if e.state == "called" and e.claimed_by == member.username]
+        return sorted(mine, key=lambda e: (e.claimed_at or 0.0, e.entry_id), reverse=True)
+
+    async def ask(self, office: str, language: Any, topic: Any, question: Any, contact: Any) -> Ticket:
+        """A question left in writing (outside service hours, or instead of waiting): a ticket the
+        office answers by e-mail or phone. Nothing is stored unless every field is valid."""
+        the_office = self._offices.require(office)
+        language = self._check_language(the_office, language)
+        topic = _check_topic(topic)
+        if not isinstance(question, str) or not strip_bidi(question).strip():
+            raise QueueError("empty_question", "write your question")
+        question = check_notes(question, MAX_QUESTION)
+        return await self.tickets.open(
+            office,
+            question,
+            language=language,
+            topic=topic,
+            source="question",
+            contact=check_contact(contact),
+        )
+
+    async def advisor_online(self, member: StaffMember) -> None:
+        """Heartbeat from an open console (at least every 30 s)."""
+        await self.presence.online(member)
+
+    async def advisor_offline(self, username: str) -> None:
+        await self.presence.offline(username)
+
+    async def availability(self, office: str, language: str) -> Availability:
+        """Before joining: can anyone online serve this office and language right now?"""
+        the_office = self._offices.require(office)
+        return await self.presence.availability(the_office.id, self._check_language(the_office, language))
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _score(self, entry: QueueEntry) -> float:
+        if entry.appointment_at is not None:
+            return entry.appointment_at - self.appointment_lead
+        return entry.enqueued_at
+
+    def _wait_start(self, entry: QueueEntry) -> float:
+        """Waiting counts from arrival, for an appointment not before its start."""
+        if entry.appointment_at is None:
+            return entry.enqueued_at
+        return max(entry.enqueued_at, entry.appointment_at)
+
+    def _check_language(self, office: Office, language: Any) -> str:
+        return office.check_language(language, QueueError)
+
+    def _check_member(self, member: StaffMember) -> None:
+        if member.disabled:
+            raise QueueError("forbidden", "this account is disabled", 403)
+        if not advisor_lanes(member, self._offices):
+            raise QueueError("forbidden_role", "this account does not serve citizens", 403)
+
+    async def _require(self, entry_id: str) -> QueueEntry:
+        entry = await self.get(entry_id)
+        if entry is None:
+            raise QueueError("unknown_entry", "there is no such place in the queue", 404)
+        return entry
+
+    async def _held_by(self, member: StaffMember, entry_id: str) -> QueueEntry:
+        entry = await self._require(entry_id)
+        item = await self._store.queue_item(QUEUE, entry.entry_id)
+        if item is None or item.claimed_by != member.username:
+            raise QueueError("not_claimed", "you are not serving this citizen", 409)
+        return entry
+
+    async def _open_consultation(self, member: StaffMember, item: QueueItem) -> Consultation:
+        try:
+            entry = await self._require(item.key)
+            room = await self._rooms.create(entry.office, self.room_ttl, created_by=member.username)
+        except BaseException:
+            # Give the place back rather than lose the citizen.
+            await self._store.enqueue(QUEUE, item.key, lane=item.lane, score=item.score, replace=True)
+            raise
+        entry = await self._update(
+            item.key,
+            lambda e: replace(
+                e,
+                state="called",
+                claimed_by=member.username,
+                claimed_at=item.claimed_at,
+                room_id=room.room_id,
+            ),
+        )
+        return Consultation(entry=entry, room=room)
+
+    async def _abandon(self, entry_id: str, left_at: float) -> bool:
+        entry = await self.get(entry_id)
+        if entry is None or not await self._store.dequeue(QUEUE, entry_id, only_unclaimed=True):
+            return False
+        await self._store.delete(DEADLINE_KIND, entry_id)
+        office = self._offices.get(entry.office)
+        if office is not None:
+            await self.log.add(
+                self.log.new_record(
+                    office,
+                    entry_id=entry.entry_id,
+                    language=entry.language,
+                    outcome=ABANDONED,
+                    arrived_at=entry.enqueued_at,
+                    wait_seconds=left_at - self._wait_start(entry),
+                    handling_seconds=None,
+                    appointment=entry.appointment_at is not None,
+                )
+            )
+        await self._update(entry_id, lambda e: replace(e, state=ABANDONED, outcome=ABANDONED))
+        return True
+
+    async def _update(self, entry_id: str, change: Callable[[QueueEntry], QueueEntry | None]) -> QueueEntry:
+        """Compare-and-set loop on the entry record; `change` returning None means "not allowed now"."""
+        while True:
+            record = await self._store.get(ENTRY_KIND, entry_id)
+            if record is None:
+                raise QueueError("unknown_entry", "there is no such place in the queue", 404)
+            updated = change(QueueEntry(**record))
+            if updated is None:
+                raise QueueError("not_waiting", "this citizen is no longer waiting", 409)
+            if await self._store.compare_and_set(
+                ENTRY_KIND, entry_id, record, asdict(updated), ttl=ENTRY_TTL
+            ):
+                return updated
+
+
+def _check_topic(topic: Any) -> str:
+    topic = strip_bidi(topic).strip() if isinstance(topic, str) else ""  # finding 13: no direction overrides
+    if not topic:
+        raise QueueError("invalid_topic", "a topic is required")
+    if len(topic) > MAX_TOPIC:
+        raise QueueError("invalid_topic", f"the topic may have at most {MAX_TOPIC} characters")
+    return topic
+
+
+def _check_note(note: Any) -> str:
+    note = strip_bidi(note).strip() if isinstance(note, str) else ""  # finding 13: no direction overrides
+    if not note:
+        raise QueueError("empty_note", "the note is empty")
+    if len(note) > MAX_NOTE:
+        raise QueueError("note_too_long", f"the note may have at most {MAX_NOTE} characters")
+    return note
+
+
+def _check_transcript(transcript: Any) -> list[dict[str, str]]:
+    """A chatbot transcript: a list of {"role": "citizen"|"bot", "text": str}, bounded in size."""
+    if transcript is None:
+        return []
+    if not isinstance(transcript, list) or len(transcript) > MAX_TRANSCRIPT_MESSAGES:
+        raise QueueError(
+            "invalid_transcript",
+            f"the transcript must be a list of at most {MAX_TRANSCRIPT_MESSAGES} messages",
+        )
+    clean, total = [], 0
+    for message in transcript:
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in TRANSCRIPT_ROLES
+            or not isinstance(message.get("text"), str)
+        ):
+            raise QueueError("invalid_transcript", 'each message needs "role" (citizen or bot) and "text"')
+        total += len(message["text"])
+        clean.append({"role": message["role"], "text": strip_bidi(message["text"])})
+    if total > MAX_TRANSCRIPT_CHARS:
+        raise QueueError(
+            "transcript_too_long", f"the transcript may have at most {MAX_TRANSCRIPT_CHARS} characters"
+        )
+    return clean
+
+
+def check_contact(contact: Any) -> str:
+    """An e-mail address or a phone number, so the office can answer a question."""
+    if not isinstance(contact, str) or not contact.strip():
+        raise QueueError("missing_contact", "give an e-mail address or phone number for the answer")
+    contact = contact.strip()
+    if has_bidi(contact):  # issue 15, finding 13: an address is taken as given, not cleaned
+        raise QueueError("invalid_contact", "the address holds invisible text-direction characters")
+    digits = sum(ch.isdigit() for ch in contact)
+    if len(contact) > MAX_CONTACT or not (EMAIL.match(contact) or (PHONE.match(contact) and digits >= 6)):
+        raise QueueError("invalid_contact", "this is neither an e-mail address nor a phone number")
+    return contact

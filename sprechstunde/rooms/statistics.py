@@ -1,0 +1,184 @@
+"""Office statistics from the consultation log: what an office lead reads every morning, and the
+"Beste Zeiten" hint on the citizen start page.
+
+Definitions (also shown on the statistics page):
+- consultations: citizens an advisor admitted (outcome resolved, ticket or no_show);
+- resolved at first contact: resolved ÷ (resolved + ticket) — a no-show is not a consultation held;
+- abandoned: citizens who left the queue before being admitted; % of everyone who queued;
+- wait p50/p90: of admitted citizens, from arrival (appointments: from their start) to admission;
+- handling p50: of held consultations (resolved + ticket);
+- load per hour: citizens who queued, by local arrival hour.
+Percentiles use the nearest-rank method, so every figure is one that really occurred.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sprechstunde.rooms.consultations import ABANDONED, ConsultationRecord
+
+ADMITTED = ("resolved", "ticket", "no_show")
+HELD = ("resolved", "ticket")
+# "Beste Zeiten": an hour needs this many citizens who queued in it before it can be recommended.
+BEST_HOURS_MIN_SAMPLES = 3
+BEST_HOURS_DAYS = 28
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class DayStats:
+    day: str
+    office: str
+    queued: int
+    consultations: int
+    resolved: int
+    tickets: int
+    no_shows: int
+    abandoned: int
+    wait_p50: float | None
+    wait_p90: float | None
+    handling_p50: float | None
+    load_per_hour: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def resolved_rate(self) -> float | None:
+        held = self.resolved + self.tickets
+        return self.resolved / held if held else None
+
+    @property
+    def abandoned_rate(self) -> float | None:
+        return self.abandoned / self.queued if self.queued else None
+
+
+def summarize(day: str, office: str, records: Iterable[ConsultationRecord]) -> DayStats:
+    records = list(records)
+    outcomes = Counter(r.outcome for r in records)
+    waits = [r.wait_seconds for r in records if r.outcome in ADMITTED]
+    handling = [r.handling_seconds for r in records if r.outcome in HELD and r.handling_seconds is not None]
+    return DayStats(
+        day=day,
+        office=office,
+        queued=len(records),
+        consultations=sum(outcomes[o] for o in ADMITTED),
+        resolved=outcomes["resolved"],
+        tickets=outcomes["ticket"],
+        no_shows=outcomes["no_show"],
+        abandoned=outcomes[ABANDONED],
+        wait_p50=percentile(waits, 50),
+        wait_p90=percentile(waits, 90),
+        handling_p50=percentile(handling, 50),
+        load_per_hour=dict(sorted(Counter(r.hour for r in records).items())),
+    )
+
+
+def daily(records: Iterable[ConsultationRecord]) -> list[DayStats]:
+    """One row per (day, office), oldest day first."""
+    groups: dict[tuple[str, str], list[ConsultationRecord]] = defaultdict(list)
+    for record in records:
+        groups[(record.day, record.office)].append(record)
+    return [summarize(day, office, rows) for (day, office), rows in sorted(groups.items())]
+
+
+def load_per_hour(rows: Iterable[DayStats]) -> dict[int, int]:
+    """Citizens who queued per local hour of day, summed over the rows."""
+    total: Counter[int] = Counter()
+    for row in rows:
+        total.update(row.load_per_hour)
+    return dict(sorted(total.items()))
+
+
+@dataclass(frozen=True)
+class BestHour:
+    hour: int
+    median_wait: float
+    samples: int
+
+
+def best_hours(records: Iterable[ConsultationRecord], limit: int = 3) -> list[BestHour]:
+    """The arrival hours with the shortest median wait. A citizen who gave up counts with the wait they
+    endured (a lower bound), so an hour where people abandon does not look good. Hours with fewer than
+    BEST_HOURS_MIN_SAMPLES citizens are left out: no hint rather than an invented one."""
+    waits: dict[int, list[float]] = defaultdict(list)
+    for record in records:
+        if record.outcome in ADMITTED or record.outcome == ABANDONED:
+            waits[record.hour].append(record.wait_seconds)
+    ranked = [
+        BestHour(hour, float(statistics.median(values)), len(values))
+        for hour, values in waits.items()
+        if len(values) >= BEST_HOURS_MIN_SAMPLES
+    ]
+    ranked.sort(key=lambda b: (b.median_wait, b.hour))
+    return sorted(ranked[:limit], key=lambda b: b.hour)
+
+
+CSV_COLUMNS = (
+    "day",
+    "office",
+    "queued",
+    "consultations",
+    "resolved",
+    "tickets",
+    "no_shows",
+    "abandoned",
+    "resolved_first_contact_pct",
+    "abandoned_pct",
+    "wait_p50_s",
+    "wait_p90_s",
+    "handling_p50_s",
+    *(f"queued_{hour:02d}h" for hour in range(24)),
+)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
+def to_csv(rows: Iterable[DayStats]) -> str:
+    """The rows as CSV (comma separated, a header line, empty cells where a figure is undefined)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            [
+                row.day,
+                row.office,
+                row.queued,
+                row.consultations,
+                row.resolved,
+                row.tickets,
+                row.no_shows,
+                row.abandoned,
+                _pct(row.resolved_rate),
+                _pct(row.abandoned_rate),
+                _seconds(row.wait_p50),
+                _seconds(row.wait_p90),
+                _seconds(row.handling_p50),
+                *(row.load_per_hour.get(hour, 0) for hour in range(24)),
+            ]
+        )
+    return out.getvalue()
+
+
+def day_range(last: date, days: int) -> tuple[date, date]:
+    """The `days` calendar days ending with `last`."""
+    return last - timedelta(days=days - 1), last

@@ -1,0 +1,826 @@
+"""Slots and bookings: what can be booked when, and booking, cancelling and rescheduling without ever
+giving one advisor two citizens at the same time.
+
+Slots: for each opening period of the office on a local day (closures and public holidays already
+removed by `rooms.hours.opening_intervals`), a service's slots start at the period's opening and follow
+each other every `minutes + buffer`, computed on UTC instants, so a day on which the clocks change has
+the right number of slots. A slot's capacity is the number of advisors of the office who speak the
+booking's language, are available then (weekly pattern, absences) and hold no overlapping booking.
+
+Seats: each advisor has one record per local day listing their booked intervals (appointment plus
+buffer). Booking adds an interval with compare-and-set, so of any number of concurrent requests for an
+advisor's last free interval exactly one succeeds; the others try the next free advisor and, when none
+is left, get `slot_taken` with fresh slots. Cancelling removes the interval.
+
+Seat and booking change in one atomic write (`Store.compare_and_set_many`, issue 15 finding 8): the
+seat interval, the booking record, the year's reference counter and the idempotency claim when booking;
+the status and the freed interval when cancelling; both bookings and both seats when rescheduling. A
+process killed at any moment (kill -9 during a burst of bookings) therefore leaves either all of it or
+none — never a seat held for a booking that does not exist, which would lower a slot's capacity for
+good. `release_orphan_seats` repairs data written by older versions, at the first start-up of this one.
+
+Tokens: a booking has a manage token (cancel/reschedule, valid until 60 days after the appointment)
+and, for video, a join token; both are signed by the server secret and carry only the booking id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sprechstunde.rooms import hours
+from sprechstunde.rooms.errors import QueueError
+from sprechstunde.rooms.offices import Office, OfficeDirectory
+from sprechstunde.rooms.queue import Appointment, QueueService
+from sprechstunde.rooms.routing import may_serve
+from sprechstunde.rooms.staff import StaffDirectory, StaffMember
+from sprechstunde.rooms.text import has_bidi, strip_bidi
+from sprechstunde.rooms.tokens import TokenError, TokenSigner
+from sprechstunde.scheduling.availability import AvailabilityBook
+from sprechstunde.scheduling.catalog import VIDEO, Service, ServiceCatalog
+from sprechstunde.scheduling.errors import BookingError
+from sprechstunde.store.port import Change, Record, Store
+
+BOOKING_KIND = "booking"
+SEATS_KIND = "booking-seats"
+IDEMPOTENCY_KIND = "booking-idempotency"
+REFERENCE_KIND = "booking-reference"
+JOIN_LOCK_KIND = "booking-join-lock"
+# marks that `release_orphan_seats` has repaired this store once (it need not read every seat again)
+REPAIR_KIND, ORPHAN_SEATS_REPAIRED = "booking-repair", "orphan-seats"
+MANAGE_PURPOSE = "booking-manage"
+JOIN_PURPOSE = "booking-join"
+
+BOOKED, CANCELLED, RESCHEDULED, NO_SHOW = "booked", "cancelled", "rescheduled", "no_show"
+# How far ahead citizens can book, and how long the manage link outlives the appointment.
+HORIZON_DAYS = 90
+TOKEN_DAYS_AFTER = 60
+# The join link opens the waiting room this many seconds before the start.
+JOIN_LEAD = 600
+IDEMPOTENCY_TTL = 24 * 3600
+# A claim on an idempotency key whose booking never came (the process died in between) is taken over by
+# a retry after this many seconds; until then a retry is told the first request is still in progress.
+IDEMPOTENCY_STALE = 60
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
+EMAIL = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[A-Za-z]{2,}$")
+PHONE = re.compile(r"^\+?[0-9 ()/.-]{6,30}$")
+MAX_NAME = 100
+FORGOTTEN = "–"  # the name of a booking whose personal data was removed after the retention period
+
+
+@dataclass(frozen=True)
+class Slot:
+    starts_at: datetime  # in the office's time zone
+    ends_at: datetime
+    advisors: tuple[str, ...]
+
+    @property
+    def capacity(self) -> int:
+        return len(self.advisors)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "free": self.capacity,
+        }
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One appointment. `starts_at`/`ends_at` are UTC timestamps; `busy_until` adds the buffer."""
+
+    booking_id: str
+    reference: str
+    office: str
+    service: str
+    channel: str
+    language: str
+    starts_at: float
+    ends_at: float
+    busy_until: float
+    advisor: str
+    name: str
+    email: str | None
+    phone: str | None
+    created_at: float
+    status: str = BOOKED
+    changed_at: float | None = None
+    changed_by: str | None = None
+    rescheduled_from: str | None = None
+    rescheduled_to: str | None = None
+    entry_id: str | None = None
+    wait_token: str | None = None
+    # mail kind ("confirmation", "reminder", "cancelled") → UTC timestamp when sent
+    mails: dict[str, float] = field(default_factory=dict)
+
+    def local_start(self, office: Office) -> datetime:
+        return datetime.fromtimestamp(self.starts_at, office.timezone)
+
+    def local_end(self, office: Office) -> datetime:
+        return datetime.fromtimestamp(self.ends_at, office.timezone)
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A booking with the two capability tokens its holder needs; `replayed` when an idempotent
+    repeat of an earlier request returned the earlier booking."""
+
+    booking: Booking
+    manage_token: str
+    join_token: str | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class JoinState:
+    """What the join link does now: `early` (countdown to `opens_at`), `open` (go to the waiting room
+    with `wait_token`), `over`, or `cancelled`."""
+
+    state: str
+    booking: Booking
+    opens_at: float
+    wait_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str | None
+    phone: str | None
+
+
+def check_person(name: Any, email: Any, phone: Any, consent: Any) -> Person:
+    """The citizen's details; each problem has its own code so a form can point at the field."""
+    if consent is not True:
+        raise BookingError("consent_required", "agree to the privacy notice to book", 400, field="consent")
+    name = " ".join(strip_bidi(name).split()) if isinstance(name, str) else ""  # finding 13: no overrides
+    if not name:
+        raise BookingError("invalid_name", "your name is required", 400, field="name")
+    if len(name) > MAX_NAME:
+        raise BookingError(
+            "invalid_name", f"the name may have at most {MAX_NAME} characters", 400, field="name"
+        )
+    clean_email = None
+    if email not in (None, ""):
+        if (
+            not isinstance(email, str)
+            or len(email.strip()) > 200
+            or not EMAIL.match(email.strip())
+            or has_bidi(email)  # issue 15, finding 13: an address is taken as given, not cleaned
+        ):
+            raise BookingError("invalid_email", "this is not an e-mail address", 400, field="email")
+        clean_email = email.strip()
+    clean_phone = None
+    if phone not in (None, ""):
+        if not isinstance(phone, str) or not PHONE.match(phone.strip()):
+            raise BookingError("invalid_phone", "this is not a phone number", 400, field="phone")
+        clean_phone = phone.strip()
+    return Person(name, clean_email, clean_phone)
+
+
+def parse_instant(value: Any) -> datetime:
+    """An ISO 8601 date-time with offset (as the slot list gives it)."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) < 40 else None
+        # Years 1 and 9999 are refused, so that no time zone's wall time of it can leave the calendar's
+        # range (astimezone would raise OverflowError; issue 15, finding 10).
+        if moment is not None and moment.tzinfo is not None and not 1 < moment.astimezone(UTC).year < 9999:
+            moment = None
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise BookingError(
+            "invalid_time", "starts_at must be an ISO 8601 date-time with offset, as the slot list gives it"
+        )
+    return moment
+
+
+class SchedulingService:
+    """Slots, bookings, tokens and the hand-over into the waiting room."""
+
+    def __init__(
+        self,
+        store: Store,
+        offices: OfficeDirectory,
+        catalog: ServiceCatalog,
+        staff: StaffDirectory,
+        signer: TokenSigner,
+        queue: QueueService,
+        clock: Callable[[], float],
+        *,
+        join_lead: float = JOIN_LEAD,
+    ) -> None:
+        self._store = store
+        self.offices = offices
+        self.catalog = catalog
+        self._staff = staff
+        self._signer = signer
+        self._queue = queue
+        self.clock = clock
+        self.join_lead = join_lead
+        self.availability = AvailabilityBook(store)
+        # Called after every booking change (the mailer wakes up); set by the app.
+        self.on_change: Callable[[Booking], None] | None = None
+
+    # --- slots ---------------------------------------------------------------------------------
+
+    def service(self, office_id: Any, service_id: Any, channel: Any = None) -> tuple[Office, Service]:
+        """The office and service, checking `channel` when given."""
+        office = self.offices.get(office_id) if isinstance(office_id, str) else None
+        if office is None:
+            raise BookingError("unknown_office", f"there is no office {str(office_id)[:40]!r}", 404)
+        service = self.catalog.require(office.id, service_id)
+        if channel is not None and channel not in service.channels:
+            raise BookingError(
+                "invalid_channel",
+                f"{service.name('de')} is offered as {' or '.join(service.channels)}",
+                400,
+                channels=list(service.channels),
+            )
+        return office, service
+
+    def check_language(self, office: Office, language: Any) -> str:
+        return office.check_language(language, BookingError)
+
+    def grid(self, office: Office, service: Service, day: date) -> list[tuple[datetime, datetime]]:
+        """Every slot of `service` on the office's local `day`, booked or not (empty when closed)."""
+        step = timedelta(minutes=service.minutes + service.buffer)
+        length = timedelta(minutes=service.minutes)
+        slots = []
+        for opens, closes in hours.opening_intervals(office, day):
+            start, end = opens.astimezone(UTC), closes.astimezone(UTC)
+            while start + length <= end:
+                slots.append(
+                    (start.astimezone(office.timezone), (start + length).astimezone(office.timezone))
+                )
+                start += step
+        return slots
+
+    async def _advisors(self, office: Office, language: str) -> dict[str, Any]:
+        """username → availability of the serving staff of `office` who speak `language`."""
+        patterns = await self.availability.all()
+        return {
+            m.username: patterns[m.username]
+            for m in await self._staff.members()
+            if may_serve(m) and office.id in m.offices and language in m.languages and m.username in patterns
+        }
+
+    async def _seats(self, username: str, day: date) -> list[list[Any]]:
+        record = await self._store.get(SEATS_KIND, _seat_key(username, day))
+        return record["busy"] if record else []
+
+    async def slots(
+        self,
+        office_id: Any,
+        service_id: Any,
+        day: date,
+        *,
+        channel: Any = None,
+        language: Any = "de",
+        include_full: bool = False,
+    ) -> list[Slot]:
+        """The future slots of a day with their free advisors (only those with a free seat unless
+        `include_full`)."""
+        office, service = self.service(office_id, service_id, channel)
+        language = self.check_language(office, language)
+        return await self._day_slots(office, service, day, language, include_full=include_full)
+
+    async def _day_slots(
+        self,
+        office: Office,
+        service: Service,
+        day: date,
+        language: str,
+        *,
+        include_full: bool = False,
+        ignore: str | None = None,
+        advisors: dict[str, Any] | None = None,
+    ) -> list[Slot]:
+        now = self.clock()
+        grid = [(s, e) for s, e in self.grid(office, service, day) if s.timestamp() > now]
+        if not grid:
+            return []
+        advisors = await self._advisors(office, language) if advisors is None else advisors
+        seats = {name: await self._seats(name, day) for name in advisors}
+        buffer = service.buffer * 60
+        slots = []
+        for start, end in grid:
+            free = tuple(
+                name
+                for name, pattern in advisors.items()
+                if _within(pattern.intervals(day), start, end)
+                and not _overlaps(seats[name], start.timestamp(), end.timestamp() + buffer, ignore)
+            )
+            if free or include_full:
+                slots.append(Slot(start, end, free))
+        return slots
+
+    async def days(
+        self, office_id: Any, service_id: Any, month: date, *, channel: Any = None, language: Any = "de"
+    ) -> list[dict[str, Any]]:
+        """Each day of `month` (any date in it) with its number of free slots, for a calendar."""
+        office, service = self.service(office_id, service_id, channel)
+        language = self.check_language(office, language)
+        advisors = await self._advisors(office, language)
+        first = month.replace(day=1)
+        last_bookable = self._today(office) + timedelta(days=HORIZON_DAYS)
+        result, day = [], first
+        while day.month == first.month:
+            free = 0
+            closed = office.closed_reason(day)
+            if day <= last_bookable and advisors:
+                slots = await self._day_slots(office, service, day, language, advisors=advisors)
+                free = len(slots)
+            result.append({"date": day.isoformat(), "free_slots": free, "closed": closed})
+            day += timedelta(days=1)
+        return result
+
+    def _today(self, office: Office) -> date:
+        return datetime.fromtimestamp(self.clock(), office.timezone).date()
+
+    def check_slot(self, office: Office, service: Service, starts_at: Any) -> tuple[datetime, datetime]:
+        """The slot beginning at `starts_at`, or a precise reason why there is none: `past_slot`,
+        `too_far`, `holiday`/`closed_day`, `outside_hours`."""
+        start = parse_instant(starts_at).astimezone(office.timezone)
+        day = start.date()
+        if start.timestamp() <= self.clock():
+            raise BookingError("past_slot", "this time has already passed; choose a later slot", 400)
+        if day > self._today(office) + timedelta(days=HORIZON_DAYS):
+            raise BookingError("too_far", f"appointments can be booked up to {HORIZON_DAYS} days ahead", 400)
+        holiday = office.holidays.get(day)
+        if holiday is not None:
+            raise BookingError("holiday", f"{day.isoformat()} is a public holiday ({holiday})", 400)
+        if office.closed_reason(day) is not None:
+            raise BookingError("closed_day", f"{office.name('de')} is closed on {day.isoformat()}", 400)
+        for s, e in self.grid(office, service, day):
+            if s.timestamp() == start.timestamp():
+                return s, e
+        raise BookingError(
+            "outside_hours", "there is no slot at this time; choose one from the slot list", 400
+        )
+
+    # --- booking -------------------------------------------------------------------------------
+
+    async def book(
+        self,
+        office_id: Any,
+        service_id: Any,
+        channel: Any,
+        starts_at: Any,
+        *,
+        name: Any,
+        email: Any = None,
+        phone: Any = None,
+        consent: Any = False,
+        language: Any = "de",
+        idempotency_key: Any = None,
+    ) -> Booked:
+        """Book a slot, assigning one free advisor. Validates everything before writing; with an
+        `idempotency_key` a repeat of the same request returns the first booking (`replayed`)."""
+        office, service = self.service(office_id, service_id, channel if channel is not None else "")
+        language = self.check_language(office, language)
+        person = check_person(name, email, phone, consent)
+        start, end = self.check_slot(office, service, starts_at)
+        if idempotency_key is None:
+            return await self._book(office, service, channel, language, start, end, person)
+        if not isinstance(idempotency_key, str) or not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise BookingError("invalid_idempotency_key", "idempotency key: 8–100 of A-Z a-z 0-9 _ . : -")
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                [office.id, service.id, channel, language, start.timestamp(), asdict(person)], sort_keys=True
+            ).encode()
+        ).hexdigest()
+        claim: Record = {"fingerprint": fingerprint, "booking_id": None, "at": self.clock()}
+        if not await self._store.create(IDEMPOTENCY_KIND, idempotency_key, claim, ttl=IDEMPOTENCY_TTL):
+            replayed = await self._replay(idempotency_key, fingerprint, claim)
+            if replayed is not None:
+                return replayed
+        try:
+            # The claim gets its booking id in the same atomic write as the booking itself.
+            return await self._book(
+                office, service, channel, language, start, end, person, claim=(idempotency_key, claim)
+            )
+        except BaseException:
+            if await self._store.get(IDEMPOTENCY_KIND, idempotency_key) == claim:
+                await self._store.delete(IDEMPOTENCY_KIND, idempotency_key)  # a retry may try again
+            raise
+
+    async def _replay(self, key: str, fingerprint: str, claim: Record) -> Booked | None:
+        """The earlier request with this key: its booking, once it exists (it may still be in flight).
+        None when `claim` now holds the key instead: the earlier attempt failed and was undone, or its
+        process died before booking and left a claim older than IDEMPOTENCY_STALE."""
+        for _ in range(100):
+            record = await self._store.get(IDEMPOTENCY_KIND, key)
+            if record is None:
+                # The first attempt failed and was undone: this one tries.
+                if await self._store.create(IDEMPOTENCY_KIND, key, claim, ttl=IDEMPOTENCY_TTL):
+                    return None
+                continue
+            if record["fingerprint"] != fingerprint:
+                raise BookingError(
+                    "idempotency_mismatch", "this idempotency key was used for a different booking", 422
+                )
+            if record["booking_id"]:
+                booking = await self.get(record["booking_id"])
+                if booking is not None:
+                    return replace(self.booked(booking), replayed=True)
+            elif record.get("at", 0) < self.clock() - IDEMPOTENCY_STALE:
+                if await self._store.compare_and_set(
+                    IDEMPOTENCY_KIND, key, record, claim, ttl=IDEMPOTENCY_TTL
+                ):
+                    return None
+                continue
+            await asyncio.sleep(0.05)
+        raise BookingError("in_progress", "the same booking request is still being processed; reload", 409)
+
+    async def _book(
+        self,
+        office: Office,
+        service: Service,
+        channel: str,
+        language: str,
+        start: datetime,
+        end: datetime,
+        person: Person,
+        *,
+        moving: Booking | None = None,
+        by: str | None = None,
+        claim: tuple[str, Record] | None = None,
+    ) -> Booked:
+        """Book the slot with the least busy free advisor. With `moving`, that booking's seat counts as
+        free, and it is marked rescheduled and its seat freed in the same write as the new booking; with
+        `claim` (idempotency key, claim record), the claim learns the booking id in that write too."""
+        day = start.date()
+        advisors = await self._advisors(office, language)
+        busy_until = end.timestamp() + service.buffer * 60
+        booking_id = secrets.token_urlsafe(12)
+        ignore = moving.booking_id if moving is not None else None
+        candidates = []
+        for name, pattern in advisors.items():
+            if not _within(pattern.intervals(day), start, end):
+                continue
+            seats = await self._seats(name, day)
+            if not _overlaps(seats, start.timestamp(), busy_until, ignore):
+                candidates.append((len(seats), name))
+        draft = Booking(
+            booking_id=booking_id,
+            reference="",
+            office=office.id,
+            service=service.id,
+            channel=channel,
+            language=language,
+            starts_at=start.timestamp(),
+            ends_at=end.timestamp(),
+            busy_until=busy_until,
+            advisor="",
+            name=person.name,
+            email=person.email,
+            phone=person.phone,
+            created_at=0.0,
+            rescheduled_from=ignore,
+        )
+        # The least busy advisor first, so appointments spread over the team.
+        for _, name in sorted(candidates):
+            written = await self._write_booking(replace(draft, advisor=name), office, moving, by, claim)
+            if written is not None:
+                booking, old = written
+                self._changed(booking)
+                if old is not None:
+                    self._changed(old)
+                return self.booked(booking)
+        fresh = await self._day_slots(office, service, day, language, ignore=ignore)
+        raise BookingError(
+            "slot_taken",
+            "Dieser Termin ist gerade vergeben",
+            409,
+            slots=[s.as_json() for s in fresh],
+        )
+
+    async def _write_booking(
+        self,
+        draft: Booking,
+        office: Office,
+        moving: Booking | None,
+        by: str | None,
+        claim: tuple[str, Record] | None,
+    ) -> tuple[Booking, Booking | None] | None:
+        """Write `draft` with its seat in one atomic change (see the module docstring); None when the
+        advisor's seat is taken. Each attempt reads everything it changes afresh, so a lost race with
+        any other change (another booking, the year's counter, a cancellation of `moving`) is retried
+        on the current state and decided there."""
+        seat_key = _seat_key(draft.advisor, draft.local_start(office).date())
+        year = draft.local_start(office).year
+        while True:
+            seats = await self._store.get(SEATS_KIND, seat_key)
+            busy = seats["busy"] if seats else []
+            if _overlaps(busy, draft.starts_at, draft.busy_until, draft.rescheduled_from):
+                return None
+            busy = [*busy, [draft.starts_at, draft.busy_until, draft.booking_id]]
+            changes: list[Change] = []
+            old = None
+            now = self.clock()
+            if moving is not None:
+                record = await self._booking_record(moving.booking_id)
+                current = Booking(**record)
+                old = replace(
+                    current,
+                    status=RESCHEDULED,
+                    rescheduled_to=draft.booking_id,
+                    changed_at=now,
+                    changed_by=by,
+                )
+                changes.append(Change(BOOKING_KIND, current.booking_id, record, asdict(old)))
+                old_key = _seat_key(current.advisor, current.local_start(office).date())
+                if old_key == seat_key:
+                    busy = [b for b in busy if b[2] != current.booking_id]
+                else:
+                    changes += await self._seat_release(old_key, current.booking_id)
+            counter = await self._store.get(REFERENCE_KIND, str(year))
+            number = (counter or {}).get("n", 0) + 1
+            booking = replace(draft, reference=f"T-{year}-{number:06d}", created_at=now)
+            changes += [
+                Change(SEATS_KIND, seat_key, seats, {"busy": sorted(busy)}),
+                Change(REFERENCE_KIND, str(year), counter, {"n": number}),
+                Change(BOOKING_KIND, booking.booking_id, None, asdict(booking)),
+            ]
+            if claim is not None:
+                key, expected = claim
+                done = expected | {"booking_id": booking.booking_id}
+                changes.append(Change(IDEMPOTENCY_KIND, key, expected, done, ttl=IDEMPOTENCY_TTL))
+            if await self._store.compare_and_set_many(changes):
+                return booking, old
+            # Lost a race: retried on fresh reads above — unless what failed cannot change by retrying.
+            if await self._store.get(BOOKING_KIND, draft.booking_id) is not None:
+                raise BookingError("conflict", "booking id collision; try again", 409)
+            if claim is not None and await self._store.get(IDEMPOTENCY_KIND, claim[0]) != claim[1]:
+                raise BookingError("conflict", "this request was taken over by a retry", 409)
+
+    async def _booking_record(self, booking_id: str) -> Record:
+        """The stored record of a booking that can still be changed (`not_booked` otherwise)."""
+        record = await self._store.get(BOOKING_KIND, booking_id)
+        if record is None:
+            raise BookingError("unknown_booking", "this appointment does not exist (any more)", 404)
+        if record["status"] != BOOKED:
+            raise BookingError(
+                "not_booked", f"this appointment is {record['status']}", 409, current=record["status"]
+            )
+        return record
+
+    async def _seat_release(self, key: str, booking_id: str) -> list[Change]:
+        """The change that frees `booking_id`'s interval in seat record `key` (none if it holds none)."""
+        record = await self._store.get(SEATS_KIND, key)
+        if record is None or not any(b[2] == booking_id for b in record["busy"]):
+            return []
+        return [Change(SEATS_KIND, key, record, {"busy": [b for b in record["busy"] if b[2] != booking_id]})]
+
+    async def release_orphan_seats(self) -> int:
+        """Free every seat interval whose booking is gone or no longer booked, and return how many.
+
+        Versions before issue 15 (finding 8) wrote seat and booking in separate steps; a process killed
+        in between left such orphans, each lowering a slot's capacity for good. Since seat and booking
+        change in one atomic write, any interval seen without a holding booking is an orphan, so this is
+        safe while bookings go on (each record is changed by compare-and-set) and idempotent. Run at
+        start-up; it reads every seat record and the bookings they name, so it does that once per store
+        (a marker record says it is done): this version's writes leave no orphans to find later."""
+        if await self._store.get(REPAIR_KIND, ORPHAN_SEATS_REPAIRED) is not None:
+            return 0
+        released = 0
+        for key, record in await self._store.scan(SEATS_KIND):
+            while record is not None:
+                keep = []
+                for interval in record["busy"]:
+                    booking = await self.get(interval[2])
+                    if booking is not None and booking.status in (BOOKED, NO_SHOW):
+                        keep.append(interval)
+                if len(keep) == len(record["busy"]):
+                    break
+                if await self._store.compare_and_set(SEATS_KIND, key, record, {"busy": keep}):
+                    released += len(record["busy"]) - len(keep)
+                    break
+                record = await self._store.get(SEATS_KIND, key)
+        await self._store.put(REPAIR_KIND, ORPHAN_SEATS_REPAIRED, {"at": self.clock(), "released": released})
+        return released
+
+    def booked(self, booking: Booking) -> Booked:
+        return Booked(booking, self.manage_token(booking), self.join_token(booking))
+
+    def manage_token(self, booking: Booking) -> str:
+        exp = int(booking.ends_at + TOKEN_DAYS_AFTER * 86400)
+        return self._signer.sign(MANAGE_PURPOSE, {"b": booking.booking_id, "exp": exp})
+
+    def join_token(self, booking: Booking) -> str | None:
+        if booking.channel != VIDEO:
+            return None
+        exp = int(booking.ends_at + TOKEN_DAYS_AFTER * 86400)
+        return self._signer.sign(JOIN_PURPOSE, {"b": booking.booking_id, "exp": exp})
+
+    async def get(self, booking_id: Any) -> Booking | None:
+        if not isinstance(booking_id, str) or len(booking_id) > 64:
+            return None
+        record = await self._store.get(BOOKING_KIND, booking_id)
+        return None if record is None else Booking(**record)
+
+    async def for_token(self, token: Any, purpose: str = MANAGE_PURPOSE) -> Booking:
+        """The booking a manage (or join) token stands for: `invalid_token` (403) for a forged or
+        foreign token, `expired` (410), `unknown_booking` (404)."""
+        try:
+            claims = self._signer.verify(purpose, token)
+        except TokenError as exc:
+            if exc.reason == "expired":
+                raise BookingError("expired", "this appointment link has expired", 410) from None
+            raise BookingError("invalid_token", "this appointment link is not valid", 403) from None
+        booking = await self.get(claims.get("b"))
+        if booking is None:
+            raise BookingError("unknown_booking", "this appointment does not exist (any more)", 404)
+        return booking
+
+    # --- changes -------------------------------------------------------------------------------
+
+    async def cancel(self, booking: Booking, *, by: str | None = None) -> Booking:
+        """Cancel a booked appointment that has not started; its seat is free again at once (in the same
+        atomic write as the status, so no kill in between can keep the seat taken)."""
+        self._check_changeable(booking)
+        office = self.offices.require(booking.office)
+        while True:
+            record = await self._booking_record(booking.booking_id)
+            current = Booking(**record)
+            updated = replace(current, status=CANCELLED, changed_at=self.clock(), changed_by=by)
+            seat_key = _seat_key(current.advisor, current.local_start(office).date())
+            changes = [
+                Change(BOOKING_KIND, current.booking_id, record, asdict(updated)),
+                *await self._seat_release(seat_key, current.booking_id),
+            ]
+            if await self._store.compare_and_set_many(changes):
+                break
+        self._changed(updated)
+        return updated
+
+    async def reschedule(self, booking: Booking, starts_at: Any, *, by: str | None = None) -> Booked:
+        """Move an appointment: in one atomic write the new slot is booked (the old seat counts as free
+        for it), the old booking marked rescheduled and its seat freed. If the new slot cannot be had,
+        or the old booking changed meanwhile, nothing changes."""
+        self._check_changeable(booking)
+        office, service = self.service(booking.office, booking.service, booking.channel)
+        start, end = self.check_slot(office, service, starts_at)
+        if start.timestamp() == booking.starts_at:
+            raise BookingError("same_slot", "this is already the time of the appointment", 400)
+        person = Person(booking.name, booking.email, booking.phone)
+        return await self._book(
+            office, service, booking.channel, booking.language, start, end, person, moving=booking, by=by
+        )
+
+    async def mark_no_show(self, booking: Booking, *, by: str) -> Booking:
+        """The citizen did not come: only once the appointment has begun."""
+        if booking.status != BOOKED:
+            raise BookingError("not_booked", f"this appointment is {booking.status}", 409)
+        if self.clock() < booking.starts_at:
+            raise BookingError("not_started", "the appointment has not begun yet", 409)
+        return await self._update(
+            booking.booking_id,
+            lambda b: (
+                replace(b, status=NO_SHOW, changed_at=self.clock(), changed_by=by)
+                if b.status == BOOKED
+                else None
+            ),
+        )
+
+    def _check_changeable(self, booking: Booking) -> None:
+        if booking.status != BOOKED:
+            raise BookingError(
+                "not_booked", f"this appointment is {booking.status}", 409, current=booking.status
+            )
+        if self.clock() >= booking.starts_at:
+            raise BookingError("already_started", "this appointment has already begun", 409)
+
+    async def record_mail(self, booking_id: str, kind: str, sent_at: float) -> Booking:
+        return await self._update(booking_id, lambda b: replace(b, mails=b.mails | {kind: sent_at}))
+
+    async def _update(self, booking_id: str, change: Callable[[Booking], Booking | None]) -> Booking:
+        while True:
+            record = await self._store.get(BOOKING_KIND, booking_id)
+            if record is None:
+                raise BookingError("unknown_booking", "this appointment does not exist (any more)", 404)
+            current = Booking(**record)
+            updated = change(current)
+            if updated is None:
+                raise BookingError("not_booked", f"this appointment is {current.status}", 409)
+            if await self._store.compare_and_set(BOOKING_KIND, booking_id, record, asdict(updated)):
+                return updated
+
+    async def forget_people(self, ended_before: float) -> int:
+        """Data minimisation: appointments that ended before `ended_before` keep their reference, times
+        and status (for statistics) but lose the citizen's name, e-mail, phone and waiting-room token."""
+        count = 0
+        for booking in await self.all():
+            if booking.ends_at < ended_before and (
+                booking.email or booking.phone or booking.name != FORGOTTEN
+            ):
+                await self._update(
+                    booking.booking_id,
+                    lambda b: replace(b, name=FORGOTTEN, email=None, phone=None, wait_token=None),
+                )
+                count += 1
+        return count
+
+    def _changed(self, booking: Booking) -> None:
+        if self.on_change is not None:
+            self.on_change(booking)
+
+    # --- listing -------------------------------------------------------------------------------
+
+    async def all(self) -> list[Booking]:
+        return [Booking(**record) for _, record in await self._store.scan(BOOKING_KIND)]
+
+    async def for_member(self, member: StaffMember, start: float, end: float) -> list[Booking]:
+        """Appointments of the member's offices beginning in [start, end), by start time: their own
+        and their colleagues' (an advisor may take over a colleague's citizen)."""
+        found = [
+            b
+            for b in await self.all()
+            if b.office in member.offices and start <= b.starts_at < end and b.status != RESCHEDULED
+        ]
+        return sorted(found, key=lambda b: (b.starts_at, b.advisor != member.username, b.reference))
+
+    def check_member(self, member: StaffMember, booking: Booking) -> None:
+        if member.disabled or booking.office not in member.offices or not may_serve(member):
+            raise BookingError("forbidden_office", "this appointment belongs to another office", 403)
+
+    # --- joining the waiting room -----------------------------------------------------------------
+
+    async def join(self, booking: Booking) -> JoinState:
+        """What the join link does now. In the window from `join_lead` before the start to the end, the
+        citizen is put into the office's queue as an appointment (once: a second click, or a reload,
+        returns the same place in line)."""
+        opens_at = booking.starts_at - self.join_lead
+        if booking.status in (CANCELLED, RESCHEDULED):
+            return JoinState("cancelled", booking, opens_at)
+        now = self.clock()
+        if now < opens_at:
+            return JoinState("early", booking, opens_at)
+        if now > booking.ends_at or booking.status == NO_SHOW:
+            return JoinState("over", booking, opens_at)
+        for _ in range(100):
+            token = await self._live_wait_token(booking)
+            if token is not None:
+                return JoinState("open", booking, opens_at, token)
+            if await self._store.create(JOIN_LOCK_KIND, booking.booking_id, {"at": now}, ttl=30):
+                try:
+                    return JoinState("open", booking, opens_at, await self._enqueue(booking))
+                finally:
+                    await self._store.delete(JOIN_LOCK_KIND, booking.booking_id)
+            await asyncio.sleep(0.05)
+            booking = await self.get(booking.booking_id) or booking
+        raise BookingError("busy", "the waiting room is being opened; try again", 503)
+
+    async def _live_wait_token(self, booking: Booking) -> str | None:
+        current = await self.get(booking.booking_id)
+        if current is None or not current.entry_id or not current.wait_token:
+            return None
+        entry = await self._queue.get(current.entry_id)
+        if entry is None or entry.state == "abandoned":
+            return None  # left the waiting room: a new click queues again
+        return current.wait_token
+
+    async def _enqueue(self, booking: Booking) -> str:
+        office, service = self.service(booking.office, booking.service)
+        try:
+            enqueued = await self._queue.enqueue(
+                office.id,
+                booking.language,
+                f"{service.name('de')} ({booking.reference})",
+                appointment=Appointment(
+                    datetime.fromtimestamp(booking.starts_at, UTC), booking.booking_id, booking.advisor
+                ),
+            )
+        except QueueError as exc:
+            raise BookingError(exc.code, exc.message, exc.status) from None
+        await self._update(
+            booking.booking_id,
+            lambda b: replace(b, entry_id=enqueued.entry.entry_id, wait_token=enqueued.token),
+        )
+        return enqueued.token
+
+
+def _within(intervals: Any, start: datetime, end: datetime) -> bool:
+    """Whether [start, end) lies inside one of the wall-clock intervals of its local day."""
+    if start.date() != end.date():
+        return False
+    a, z = start.time(), end.time()
+    return any(lo <= a and z <= hi for lo, hi in intervals)
+
+
+def _seat_key(username: str, day: date) -> str:
+    """The seat record of one advisor's local day."""
+    return f"{username}|{day.isoformat()}"
+
+
+def _overlaps(busy: list[list[Any]], start: float, until: float, ignore: str | None = None) -> bool:
+    return any(b[0] < until and start < b[1] and b[2] != ignore for b in busy)

@@ -1,0 +1,82 @@
+"""The appointment as an iCalendar file (RFC 5545), for the confirmation page and the e-mails.
+
+DTSTART/DTEND carry TZID=Europe/Berlin (the office's zone) with a VTIMEZONE for the years around the
+appointment, so calendars show the right wall time on both sides of a clock change. A cancelled
+appointment is sent as METHOD:CANCEL with STATUS:CANCELLED and the same UID, so calendars remove it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from icalendar import Calendar, Event, Timezone
+
+from sprechstunde.rooms.offices import Office
+from sprechstunde.scheduling.bookings import CANCELLED, RESCHEDULED, Booking
+from sprechstunde.scheduling.catalog import VIDEO, Service
+
+PRODID = "-//Sprechstunde//Terminbuchung//DE"
+
+
+def booking_ics(
+    booking: Booking,
+    office: Office,
+    service: Service,
+    *,
+    join_url: str | None,
+    manage_url: str,
+    address: str,
+    domain: str,
+    language: str = "de",
+) -> bytes:
+    """One VEVENT; UID stays the same for the life of the booking (`<booking id>@<domain>`)."""
+    start = booking.local_start(office)
+    end = booking.local_end(office)
+    cancelled = booking.status in (CANCELLED, RESCHEDULED)
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "CANCEL" if cancelled else "PUBLISH")
+    tzid = str(office.timezone.key)
+    cal.add_component(
+        Timezone.from_tzinfo(
+            office.timezone,
+            tzid,
+            first_date=date(start.year - 1, 1, 1),
+            last_date=date(start.year + 1, 12, 31),
+        )
+    )
+    event = Event()
+    event.add("uid", f"{booking.booking_id}@{domain}")
+    event.add("dtstamp", datetime.now(UTC))
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("sequence", 1 if cancelled else 0)
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    office_name = office.name(language)
+    summary = f"{service.name(language)} – {office_name}"
+    event.add("summary", summary)
+    if language == "en":
+        lines = [f"Reference: {booking.reference}"]
+        if booking.channel == VIDEO:
+            lines.append(f"Video consultation. Join from 10 minutes before the start: {join_url}")
+        else:
+            lines.append(f"In person: {address}")
+        lines.append(f"Cancel or change the appointment: {manage_url}")
+    else:
+        lines = [f"Vorgangsnummer: {booking.reference}"]
+        if booking.channel == VIDEO:
+            lines.append(f"Videoberatung. Beitreten ab 10 Minuten vor Beginn: {join_url}")
+        else:
+            lines.append(f"Vor Ort: {address}")
+        lines.append(f"Termin absagen oder verschieben: {manage_url}")
+    event.add("description", "\n".join(lines))
+    if booking.channel == VIDEO and join_url:
+        event.add("location", join_url)
+        event.add("url", join_url)
+    else:
+        event.add("location", address or office_name)
+        event.add("url", manage_url)
+    cal.add_component(event)
+    return cal.to_ical()

@@ -1,0 +1,305 @@
+"""E-mails about appointments: the confirmation right after booking, a reminder 24 hours before, and a
+cancellation notice; each with the .ics attached and the join/manage links.
+
+Driven by the store, not by the request: a background job looks at the bookings every minute (and at
+once after a change) and sends what is due, recording each sent mail on the booking. Only one process
+sends at a time: it holds a short lease created atomically in the store. SMTP is stdlib `smtplib` in a
+worker thread (one message at a time, no extra dependency). Without SMTP settings nothing is sent, and
+the pages say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from urllib.parse import urlsplit
+
+from sprechstunde.scheduling.bookings import BOOKED, CANCELLED, Booking, SchedulingService
+from sprechstunde.scheduling.catalog import VIDEO
+from sprechstunde.scheduling.ics import booking_ics
+from sprechstunde.store.lease import lease
+from sprechstunde.store.port import Store
+
+log = logging.getLogger(__name__)
+
+REMINDER_BEFORE = 24 * 3600
+MAX_FAILURES = 5
+SECURITY = ("starttls", "tls", "none")
+MANAGE_PATH = "/termin/verwalten/"
+JOIN_PATH = "/termin/beitreten/"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    sender: str
+    port: int = 587
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    security: str = "starttls"
+    timeout: float = 20.0
+
+
+class SmtpMailer:
+    """Sends one message over SMTP in a worker thread."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        if settings.security not in SECURITY:
+            raise ValueError(f"smtp security must be one of {', '.join(SECURITY)}")
+        self.settings = settings
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._send, message)
+
+    def _send(self, message: EmailMessage) -> None:
+        s = self.settings
+        context = ssl.create_default_context()
+        if s.security == "tls":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+        else:
+            client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        with client:
+            if s.security == "starttls":
+                client.starttls(context=context)
+            if s.username:
+                client.login(s.username, s.password or "")
+            client.send_message(message)
+
+
+@dataclass(frozen=True)
+class BookingLinks:
+    """The citizen's links of a booking under the server's public URL."""
+
+    public_url: str
+
+    def manage(self, token: str) -> str:
+        return f"{self.public_url}{MANAGE_PATH}{token}"
+
+    def ics(self, token: str) -> str:
+        return f"{self.public_url}{MANAGE_PATH}{token}/termin.ics"
+
+    def join(self, token: str | None) -> str | None:
+        return f"{self.public_url}{JOIN_PATH}{token}" if token else None
+
+    @property
+    def domain(self) -> str:
+        return urlsplit(self.public_url).hostname or "sprechstunde.invalid"
+
+
+TEXTS = {
+    "de": {
+        "confirmation": "Terminbestätigung",
+        "reminder": "Erinnerung an Ihren Termin morgen",
+        "cancelled": "Ihr Termin wurde abgesagt",
+        "hello": "Guten Tag {name},",
+        "intro.confirmation": "Ihr Termin ist gebucht.",
+        "intro.reminder": "wir erinnern Sie an Ihren Termin.",
+        "intro.cancelled": "Ihr Termin wurde abgesagt.",
+        "when": "Wann: {when} Uhr",
+        "what": "Anliegen: {service} ({office})",
+        "reference": "Vorgangsnummer: {reference}",
+        "video": "Videoberatung: Öffnen Sie ab 10 Minuten vor Beginn diesen Link:\n{url}",
+        "in_person": "Vor Ort: {address}",
+        "manage": "Absagen oder verschieben:\n{url}",
+        "ics": "Die Datei termin.ics im Anhang trägt den Termin in Ihren Kalender ein.",
+        "bye": "Mit freundlichen Grüßen\nIhre Stadtverwaltung",
+    },
+    "en": {
+        "confirmation": "Your appointment is confirmed",
+        "reminder": "Reminder: your appointment tomorrow",
+        "cancelled": "Your appointment has been cancelled",
+        "hello": "Hello {name},",
+        "intro.confirmation": "your appointment is booked.",
+        "intro.reminder": "this is a reminder of your appointment.",
+        "intro.cancelled": "your appointment has been cancelled.",
+        "when": "When: {when}",
+        "what": "Service: {service} ({office})",
+        "reference": "Reference: {reference}",
+        "video": "Video consultation: open this link from 10 minutes before the start:\n{url}",
+        "in_person": "In person: {address}",
+        "manage": "Cancel or change:\n{url}",
+        "ics": "The attached file termin.ics adds the appointment to your calendar.",
+        "bye": "Kind regards\nYour city administration",
+    },
+}
+
+
+def compose(
+    scheduling: SchedulingService, links: BookingLinks, booking: Booking, kind: str, sender: str
+) -> EmailMessage:
+    """The message for `kind` ("confirmation", "reminder", "cancelled"), German unless the consultation
+    is held in English."""
+    lang = "en" if booking.language == "en" else "de"
+    t = TEXTS[lang]
+    office, service = scheduling.service(booking.office, booking.service)
+    booked = scheduling.booked(booking)
+    join_url = links.join(booked.join_token)
+    manage_url = links.manage(booked.manage_token)
+    address = scheduling.catalog.address(office.id)
+    start = booking.local_start(office)
+    when = start.strftime("%d.%m.%Y, %H:%M") if lang == "de" else start.strftime("%Y-%m-%d %H:%M")
+    body = [
+        t["hello"].format(name=booking.name),
+        "",
+        t[f"intro.{kind}"],
+        "",
+        t["when"].format(when=when),
+        t["what"].format(service=service.name(lang), office=office.name(lang)),
+        t["reference"].format(reference=booking.reference),
+    ]
+    if kind != "cancelled":
+        body.append("")
+        if booking.channel == VIDEO:
+            body.append(t["video"].format(url=join_url))
+        else:
+            body.append(t["in_person"].format(address=address or office.name(lang)))
+        body += ["", t["manage"].format(url=manage_url)]
+    body += ["", t["ics"], "", t["bye"]]
+    message = EmailMessage()
+    message["Subject"] = f"{t[kind]}: {service.name(lang)} ({booking.reference})"
+    message["From"] = sender
+    message["To"] = booking.email or ""
+    message["Date"] = format_datetime(datetime.now().astimezone())
+    message["Message-ID"] = make_msgid(domain=links.domain)
+    message.set_content("\n".join(body))
+    ics = booking_ics(
+        booking,
+        office,
+        service,
+        join_url=join_url,
+        manage_url=manage_url,
+        address=address,
+        domain=links.domain,
+        language=lang,
+    )
+    method = "CANCEL" if kind == "cancelled" else "PUBLISH"
+    message.add_attachment(
+        ics, maintype="text", subtype="calendar", filename="termin.ics", params={"method": method}
+    )
+    return message
+
+
+def due_mails(booking: Booking, now: float) -> list[str]:
+    """Which mails this booking should get now."""
+    if not booking.email:
+        return []
+    due = []
+    sent = booking.mails
+    failed = {kind: sent.get(f"{kind}:failures", 0) for kind in ("confirmation", "reminder", "cancelled")}
+    if booking.status == BOOKED and now < booking.ends_at:
+        if "confirmation" not in sent and failed["confirmation"] < MAX_FAILURES:
+            due.append("confirmation")
+        # a reminder only when the booking was made well before the day (else the confirmation is enough)
+        reminder_at = booking.starts_at - REMINDER_BEFORE
+        if (
+            "reminder" not in sent
+            and failed["reminder"] < MAX_FAILURES
+            and booking.created_at < reminder_at <= now < booking.starts_at
+        ):
+            due.append("reminder")
+    if booking.status == CANCELLED and "confirmation" in sent and "cancelled" not in sent:
+        if failed["cancelled"] < MAX_FAILURES and now < booking.ends_at:
+            due.append("cancelled")
+    return due
+
+
+class BookingMailer:
+    """The background job that sends due mails and, once an appointment is `retention_days` past,
+    removes the citizen's name and contact details from it; one process at a time (store lease)."""
+
+    def __init__(
+        self,
+        scheduling: SchedulingService,
+        store: Store,
+        links: BookingLinks,
+        mailer: SmtpMailer | None,
+        clock: Callable[[], float],
+        *,
+        interval: float = 60.0,
+        lease_ttl: float = 120.0,
+        retention_days: float = 30.0,
+    ) -> None:
+        self._scheduling = scheduling
+        self._store = store
+        self._links = links
+        self.mailer = mailer
+        self._clock = clock
+        self.interval = interval
+        self.lease_ttl = lease_ttl
+        self.retention_days = retention_days
+        self._node = secrets.token_hex(6)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.mailer is not None
+
+    def wake(self, _booking: Booking | None = None) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> list[tuple[str, str]]:
+        """Send every due mail; returns (reference, kind) of those sent. Does nothing without SMTP
+        settings or while another process holds the lease."""
+        async with lease(self._store, "booking-mail", self._node, self.lease_ttl) as held:
+            if not held:
+                return []
+            return await self._send_due()
+
+    async def _send_due(self) -> list[tuple[str, str]]:
+        sent: list[tuple[str, str]] = []
+        now = self._clock()
+        await self._scheduling.forget_people(now - self.retention_days * 86400)
+        if self.mailer is None:
+            return []
+        for booking in await self._scheduling.all():
+            for kind in due_mails(booking, now):
+                try:
+                    message = compose(
+                        self._scheduling, self._links, booking, kind, self.mailer.settings.sender
+                    )
+                    await self.mailer.send(message)
+                except (OSError, smtplib.SMTPException) as exc:
+                    # ids only in the log, never names or addresses
+                    log.warning(
+                        "mail %s for booking %s failed: %s", kind, booking.booking_id, type(exc).__name__
+                    )
+                    failures = booking.mails.get(f"{kind}:failures", 0) + 1
+                    booking = await self._scheduling.record_mail(
+                        booking.booking_id, f"{kind}:failures", failures
+                    )
+                    continue
+                booking = await self._scheduling.record_mail(booking.booking_id, kind, self._clock())
+                sent.append((booking.reference, kind))
+        return sent
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("the appointment mail job failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):  # unlike wait_for, no task per round
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,331 @@
+"""Live rooms of this process: participants, their connections, grace periods and fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from sprechstunde.media.forwarding import ForwardingStats
+from sprechstunde.media.ice import IceConfig
+from sprechstunde.media.session import MediaSession
+from sprechstunde.signaling.nodes import NodeRegistry
+from sprechstunde.signaling.tasks import BackgroundTasks
+from sprechstunde.store.port import Store, Subscription
+
+log = logging.getLogger(__name__)
+
+MAX_PARTICIPANTS = 4
+ROOM_EVENTS = "room-events"
+GRACE_SECONDS = 30.0
+ADVISOR = "advisor"
+CLOSE_REPLACED = 4001  # the same seat connected again elsewhere (another tab, a reload, a new network)
+REPLACED = "replaced"
+REPLACED_TEXT = "this link was opened in another window or on another device"
+EVICT_TIMEOUT = 2.0  # how long telling an old socket that it was replaced may take
+
+
+class AdmissionError(Exception):
+    """A hello that cannot be honoured; `code` is the signaling error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a verified join token grants."""
+
+    room_id: str
+    role: str
+    expires_at: float
+    # The seat of the room this link holds (rooms.service.RoomService.seat); empty: the role's seat.
+    seat: str = ""
+
+
+Admit = Callable[[str], Awaitable[Admission]]
+
+
+@dataclass
+class Participant:
+    participant_id: str
+    role: str
+    name: str
+    resume: str
+    ws: web.WebSocketResponse | None = None
+    seat: str = ""
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    grace: asyncio.TimerHandle | None = None
+
+    def public(self) -> dict[str, str]:
+        return {"participant_id": self.participant_id, "role": self.role, "name": self.name}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        ws = self.ws
+        if ws is None or ws.closed:
+            return
+        async with self.send_lock:
+            try:
+                await ws.send_json(message)
+            except (ConnectionError, RuntimeError):
+                pass  # the reader notices the closed socket and starts the grace period
+
+
+class LiveRoom:
+    def __init__(self, room_id: str, expires_at: float, hub: SignalingHub) -> None:
+        self.room_id = room_id
+        self.expires_at = expires_at
+        self.participants: dict[str, Participant] = {}
+        self.media = MediaSession(hub.ice, hub.media_mode, hub.forwarding)
+        self.lock = asyncio.Lock()
+
+    async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
+        await asyncio.gather(
+            *(p.send(message) for pid, p in self.participants.items() if pid != exclude and p.ws is not None)
+        )
+
+
+class SignalingHub:
+    """Owns every live room in this process; everything hangs off the app, nothing is global."""
+
+    def __init__(
+        self,
+        admit: Admit,
+        ice: IceConfig,
+        media_mode: str = "forward",
+        grace_seconds: float = GRACE_SECONDS,
+        *,
+        bus: Store | None = None,
+    ) -> None:
+        self.admit = admit
+        # several nodes: the store carrying room events between them, and (set by the app) the registry
+        # that says which node hosts a room; both None for a single process
+        self.bus = bus
+        self.nodes: NodeRegistry | None = None
+        self._listener: asyncio.Task | None = None
+        self.ice = ice
+        self.media_mode = media_mode
+        self.grace_seconds = grace_seconds
+        self.rooms: dict[str, LiveRoom] = {}
+        self._tasks = BackgroundTasks("signaling")
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        # plain counters for /metrics (web/observability.py): messages by type, errors by code, media
+        self.messages: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.forwarding = ForwardingStats()
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        """Run background work that the hub cancels on shutdown, so no task outlives the app."""
+        return self._tasks.spawn(coro)
+
+    def room(self, admission: Admission) -> LiveRoom:
+        room = self.rooms.get(admission.room_id)
+        if room is None:
+            room = LiveRoom(admission.room_id, admission.expires_at, self)
+            self.rooms[admission.room_id] = room
+            delay = max(0.0, admission.expires_at - time.time())
+            self._expiry[room.room_id] = asyncio.get_running_loop().call_later(
+                delay, lambda: self.spawn(self.expire(room))
+            )
+        return room
+
+    async def publish(self, room_id: str, message: dict[str, Any]) -> int:
+        """Push a server event (e.g. a shared document) to everyone connected to a live room.
+
+        A room hosted by another node gets it over the store's channel. Returns how many participants
+        of this process it reached (0 when the room lives elsewhere or nobody is connected).
+        """
+        room = self.rooms.get(room_id)
+        if room is None:
+            if self.bus is not None:
+                await self.bus.publish(ROOM_EVENTS, {"room_id": room_id, "message": message})
+            return 0
+        return await self._deliver(room, message)
+
+    async def _deliver(self, room: LiveRoom, message: dict[str, Any]) -> int:
+        connected = [p for p in room.participants.values() if p.ws is not None]
+        await asyncio.gather(*(p.send(message) for p in connected))
+        return len(connected)
+
+    async def start(self) -> None:
+        """With several nodes: listen for events of the rooms this node hosts."""
+        if self.bus is not None and self._listener is None:
+            subscription = await self.bus.subscribe(ROOM_EVENTS)
+            self._listener = self.spawn(self._listen(subscription))
+
+    async def _listen(self, subscription: Subscription) -> None:
+        try:
+            while True:
+                event = await subscription.next()
+                room = self.rooms.get(event.get("room_id", ""))
+                if room is not None and isinstance(event.get("message"), dict):
+                    await self._deliver(room, event["message"])
+        finally:
+            await subscription.close()
+
+    def load(self) -> tuple[int, int]:
+        """(live rooms, connected participants): what the node registry announces."""
+        return len(self.rooms), sum(len(room.participants) for room in self.rooms.values())
+
+    async def join(
+        self,
+        room: LiveRoom,
+        role: str,
+        name: str,
+        resume: str | None,
+        ws: web.WebSocketResponse,
+        seat: str = "",
+    ) -> tuple[Participant, bool]:
+        """Seat a connection in the room: its old place when `resume` matches, else a new one.
+
+        A seat (one per link, see rooms.service.RoomService.seat) has one live connection: a new one
+        without a valid `resume` replaces whoever holds the seat, connected or in their grace period,
+        at once (so a reloading page leaves no ghost, and one link cannot fill the room). The others see
+        the old participant leave (`replaced`) and the new one join, and receive its media as from any
+        newcomer. The advisor's place is kept free: without an advisor, others fill at most all but one.
+        """
+        seat = seat or role
+        async with room.lock:
+            if resume:
+                for participant in room.participants.values():
+                    if (
+                        secrets.compare_digest(participant.resume, resume)
+                        and participant.role == role
+                        and participant.seat == seat
+                    ):
+                        await self._takeover(participant, ws)
+                        return participant, True
+            holder = next((p for p in room.participants.values() if p.seat == seat), None)
+            if holder is not None:
+                await self._remove_locked(room, holder, REPLACED)
+            taken = len(room.participants)
+            if role != ADVISOR and not any(p.role == ADVISOR for p in room.participants.values()):
+                taken += 1  # the advisor's place
+            if taken >= MAX_PARTICIPANTS:
+                raise AdmissionError("room_full", f"a room holds at most {MAX_PARTICIPANTS} people")
+            participant = Participant(
+                participant_id="p-" + secrets.token_hex(4),
+                role=role,
+                name=name,
+                resume=secrets.token_urlsafe(18),
+                ws=ws,
+                seat=seat,
+            )
+            room.participants[participant.participant_id] = participant
+            log.info("room %s: %s joined as %s", room.room_id, participant.participant_id, role)
+            return participant, False
+
+    async def _takeover(self, participant: Participant, ws: web.WebSocketResponse) -> None:
+        if participant.grace is not None:
+            participant.grace.cancel()
+            participant.grace = None
+        async with participant.send_lock:  # no message for the old socket is half-way out
+            old, participant.ws = participant.ws, ws
+        if old is not None and not old.closed:
+            # The same person opened the call again (another tab, a new network): the newest wins.
+            self.spawn(self._evict(old))
+
+    async def _evict(self, ws: web.WebSocketResponse) -> None:
+        """Tell a replaced connection why it ends (`error` `replaced`), then close it with 4001."""
+        try:
+            await asyncio.wait_for(
+                ws.send_json({"type": "error", "code": REPLACED, "message": REPLACED_TEXT}), EVICT_TIMEOUT
+            )
+        except (ConnectionError, RuntimeError, TimeoutError):
+            pass  # gone already; closing is all that is left
+        if not ws.closed:
+            # Closed from outside the socket's handler, aiohttp drops the connection right after the
+            # close frame: the client sees 4001 in that frame (a browser's close event reports it).
+            await ws.close(code=CLOSE_REPLACED, message=REPLACED.encode())
+
+    async def start_media(self, room: LiveRoom, participant: Participant) -> None:
+        await room.media.connect(participant.participant_id, participant.send)
+
+    async def disconnected(self, room: LiveRoom, participant: Participant, ws: web.WebSocketResponse) -> None:
+        """The socket closed without `leave`: keep the place for the grace period."""
+        async with room.lock:
+            if (
+                participant.ws is not ws
+                or room.participants.get(participant.participant_id) is not participant
+            ):
+                return  # already replaced by a newer connection, or gone
+            participant.ws = None
+            await room.media.suspend(participant.participant_id)
+            participant.grace = asyncio.get_running_loop().call_later(
+                self.grace_seconds,
+                lambda: self.spawn(self.remove(room, participant, "timeout")),
+            )
+            log.info("room %s: %s disconnected, grace period", room.room_id, participant.participant_id)
+
+    async def remove(self, room: LiveRoom, participant: Participant, reason: str) -> None:
+        async with room.lock:
+            if room.participants.get(participant.participant_id) is not participant:
+                return
+            await self._remove_locked(room, participant, reason)
+            if not room.participants:
+                await self._drop(room)
+
+    async def _remove_locked(self, room: LiveRoom, participant: Participant, reason: str) -> None:
+        """Take a participant out of the room (the caller holds `room.lock`) and tell the others; a
+        replaced participant's connection is told why and closed."""
+        del room.participants[participant.participant_id]
+        if participant.grace is not None:
+            participant.grace.cancel()
+            participant.grace = None
+        if reason == REPLACED:
+            async with participant.send_lock:
+                old, participant.ws = participant.ws, None
+            if old is not None and not old.closed:
+                self.spawn(self._evict(old))
+        await room.broadcast(
+            {"type": "participant-left", "participant_id": participant.participant_id, "reason": reason}
+        )
+        await room.media.remove(participant.participant_id)
+        log.info("room %s: %s left (%s)", room.room_id, participant.participant_id, reason)
+
+    async def _drop(self, room: LiveRoom) -> None:
+        if self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+        handle = self._expiry.pop(room.room_id, None)
+        if handle is not None:
+            handle.cancel()
+        await room.media.close()
+
+    async def expire(self, room: LiveRoom) -> None:
+        async with room.lock:
+            for participant in list(room.participants.values()):
+                if participant.grace is not None:
+                    participant.grace.cancel()
+                await participant.send(
+                    {
+                        "type": "participant-left",
+                        "participant_id": participant.participant_id,
+                        "reason": "expired",
+                    }
+                )
+                if participant.ws is not None:
+                    await participant.ws.close(code=4002, message=b"room expired")
+            room.participants.clear()
+            await self._drop(room)
+
+    async def close(self) -> None:
+        for handle in self._expiry.values():
+            handle.cancel()
+        for room in list(self.rooms.values()):
+            for participant in room.participants.values():
+                if participant.grace is not None:
+                    participant.grace.cancel()
+                if participant.ws is not None and not participant.ws.closed:
+                    await participant.ws.close(code=1001, message=b"server shutting down")
+            await room.media.close()
+        self.rooms.clear()
+        await self._tasks.cancel()

@@ -1,0 +1,54 @@
+"""The office lead's statistics page: a table per day, load per hour as a server-rendered SVG chart,
+and the CSV export of the same rows (definitions in rooms/statistics.py)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sprechstunde.rooms import statistics
+from sprechstunde.web.consultations.api import STATS_ROLES, statistics_records
+from sprechstunde.web.consultations.charts import hourly_bars
+from sprechstunde.web.core.security import ApiError
+from sprechstunde.web.core.services import SERVICES, Services
+
+routes = web.RouteTableDef()
+
+
+def _minutes(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
+@routes.get("/statistics")
+async def statistics_page(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    member = await services.current_staff(request)
+    if member is None:
+        raise web.HTTPSeeOther("/login")
+    if member.role not in STATS_ROLES:
+        return services.pages.error(request, 403, "stats.forbidden")
+    try:
+        records, query = await statistics_records(request)
+    except ApiError as exc:
+        return services.pages.error(request, exc.status, "stats.bad_query")
+    rows = statistics.daily(records)
+    lang = services.pages.lang(request)
+    offices = [o for o in services.waiting.offices if o.id in query["offices"]] if query["offices"] else []
+    visible = [o for o in services.waiting.offices if member.role == "admin" or o.id in member.offices]
+    return services.pages.render(
+        request,
+        "statistics.html",
+        rows=rows,
+        total=statistics.summarize("", "", records),
+        chart=hourly_bars(statistics.load_per_hour(rows)),
+        query=query,
+        chosen=request.query.get("office", ""),
+        offices=[(o.id, o.name(lang)) for o in visible],
+        shown=", ".join(o.name(lang) for o in offices),
+        minutes=_minutes,
+        percent=_percent,
+        csv_query=request.query_string,
+    )
