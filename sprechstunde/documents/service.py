@@ -49,6 +49,7 @@ from sprechstunde.documents.formats import ACCEPT, TYPES, Sniffer, UnsupportedTy
 from sprechstunde.rooms.text import has_bidi, strip_bidi
 from sprechstunde.store.lease import lease
 from sprechstunde.store.port import Store
+from sprechstunde.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class DocumentService:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="documents")
         self._inflight: dict[str, int] = {}
         self._room_locks: dict[str, asyncio.Lock] = {}
-        self._task: asyncio.Task | None = None
+        self._rounds: Periodic | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -268,23 +269,14 @@ class DocumentService:
         """Clean up after a crash, run due retention jobs, then keep running them every `interval` s."""
         await self.recover()
         await self.run_due()
-        if interval:
-            self._task = asyncio.ensure_future(self._periodic(interval))
-
-    async def _periodic(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.run_due()
-            except Exception:
-                log.exception("document retention run failed")
+        if interval and self._rounds is None:
+            self._rounds = Periodic("document retention run", self.run_due, interval)
+            self._rounds.start(run_first=False)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._rounds is not None:
+            await self._rounds.close()
+            self._rounds = None
         self._executor.shutdown(wait=True)
 
     async def recover(self) -> dict[str, int]:

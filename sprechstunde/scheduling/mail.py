@@ -11,7 +11,6 @@ the pages say so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import smtplib
@@ -28,6 +27,7 @@ from sprechstunde.scheduling.catalog import VIDEO
 from sprechstunde.scheduling.ics import booking_ics
 from sprechstunde.store.lease import lease
 from sprechstunde.store.port import Store
+from sprechstunde.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -237,15 +237,14 @@ class BookingMailer:
         self.lease_ttl = lease_ttl
         self.retention_days = retention_days
         self._node = secrets.token_hex(6)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._rounds = Periodic("the appointment mail job", self.run_once, interval)
 
     @property
     def configured(self) -> bool:
         return self.mailer is not None
 
     def wake(self, _booking: Booking | None = None) -> None:
-        self._wake.set()
+        self._rounds.wake()
 
     async def run_once(self) -> list[tuple[str, str]]:
         """Send every due mail; returns (reference, kind) of those sent. Does nothing without SMTP
@@ -283,23 +282,7 @@ class BookingMailer:
         return sent
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("the appointment mail job failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):  # unlike wait_for, no task per round
-                    await self._wake.wait()
-            self._wake.clear()
+        self._rounds.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._rounds.close()

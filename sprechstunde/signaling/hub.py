@@ -17,8 +17,8 @@ from sprechstunde.media.forwarding import ForwardingStats
 from sprechstunde.media.ice import IceConfig
 from sprechstunde.media.session import MediaSession
 from sprechstunde.signaling.nodes import NodeRegistry
-from sprechstunde.signaling.tasks import BackgroundTasks
 from sprechstunde.store.port import Store, Subscription
+from sprechstunde.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 

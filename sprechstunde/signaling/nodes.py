@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from sprechstunde.signaling.tasks import stop
 from sprechstunde.store.port import Store
+from sprechstunde.tasks import stop
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from sprechstunde.rooms.staff import StaffMember
 from sprechstunde.signaling.connection import STORE_UNAVAILABLE, UNAVAILABLE_TEXT
 from sprechstunde.signaling.protocol import MAX_ID_CHARS, ProtocolError, Schema, error_message, parse
 from sprechstunde.signaling.ratelimit import TokenBucket
-from sprechstunde.signaling.tasks import BackgroundTasks, stop
 from sprechstunde.store.outage import store_outage
 from sprechstunde.store.port import Store, Subscription
+from sprechstunde.tasks import BackgroundTasks, stop
 
 log = logging.getLogger(__name__)
 

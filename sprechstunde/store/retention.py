@@ -9,14 +9,13 @@ on one node at a time (store lease); a failing job is logged and the others stil
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 
 from sprechstunde.store.lease import lease
 from sprechstunde.store.port import Store
+from sprechstunde.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class RetentionSweep:
         self._store = store
         self.jobs: dict[str, Job] = dict(jobs or {})
         self._holder = secrets.token_hex(6)
-        self._task: asyncio.Task | None = None
+        self._rounds: Periodic | None = None
 
     async def run_once(self) -> dict[str, int]:
         """Run every job, then purge expired records; counts per job ("expired": records purged)."""
@@ -52,20 +51,11 @@ class RetentionSweep:
     async def start(self, interval: float | None) -> None:
         """Run once now, then every `interval` seconds (None or 0: only now)."""
         await self.run_once()
-        if interval and self._task is None:
-            self._task = asyncio.create_task(self._periodic(interval))
-
-    async def _periodic(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("retention sweep failed; trying again in %s s", interval)
+        if interval and self._rounds is None:
+            self._rounds = Periodic("retention sweep", self.run_once, interval)
+            self._rounds.start(run_first=False)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._rounds is not None:
+            await self._rounds.close()
+            self._rounds = None
