@@ -300,5 +300,5 @@ def test_settings_reach_the_policy_and_a_bad_cidr_stops_start_up(tmp_path, monke
     assert args.ice_deny == ["10.0.0.0/8", "192.168.0.0/16"] and args.ice_allow == ["192.0.2.0/24"]
     # leave pytest's logging be
     monkeypatch.setattr("sprechstunde.web.core.observability.setup_logging", lambda *args: None)
-    with pytest.raises(SystemExit, match="--ice-deny: '10.0.0.0/33' is not an address or CIDR network"):
+    with pytest.raises(SystemExit, match="--ice-deny: '10.0.0.0/33' is not an IP address or CIDR network"):
         cli.main(["serve", "--data-dir", str(tmp_path), "--no-demo", "--ice-deny", "10.0.0.0/33"])

@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 
 from aiortc.sdp import candidate_from_sdp
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from sprechstunde.networks import Network as IPNetwork
+from sprechstunde.networks import parse_networks
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_REMOTE_CANDIDATES = 30  # distinct candidates one peer connection may name; browsers offer < 10
@@ -50,17 +52,6 @@ NEVER = tuple(
     )
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # a NAT64 gateway sends these to the IPv4 address inside
-
-
-def parse_networks(values: Iterable[str], option: str) -> tuple[IPNetwork, ...]:
-    """CIDRs (or single addresses) as networks; ValueError naming `option` for a bad one."""
-    networks = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{option}: {value!r} is not an address or CIDR network") from None
-    return tuple(networks)
 
 
 def _address(host: str) -> IPAddress | None:

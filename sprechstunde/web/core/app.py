@@ -14,6 +14,7 @@ from sprechstunde.chatbot.service import ChatService
 from sprechstunde.documents import DocumentService, KeyRing, Limits
 from sprechstunde.documents.service import Notify
 from sprechstunde.media import aiortc_hooks
+from sprechstunde.networks import parse_networks
 from sprechstunde.rooms.offices import load_offices
 from sprechstunde.rooms.queue import QueueService
 from sprechstunde.rooms.service import RoomError, RoomService
@@ -34,7 +35,7 @@ from sprechstunde.web.consultations import pages as statistics_page
 from sprechstunde.web.core import api, observability, openapi, relay
 from sprechstunde.web.core.config import Config, prepare_data_dir
 from sprechstunde.web.core.i18n import Catalog
-from sprechstunde.web.core.proxy import forwarded_middleware, parse_networks
+from sprechstunde.web.core.proxy import forwarded_middleware
 from sprechstunde.web.core.ratelimit import close_limit_storage, open_limit_storage
 from sprechstunde.web.core.render import Pages
 from sprechstunde.web.core.security import error_middleware, headers_middleware, response_prepared

@@ -342,6 +342,7 @@ def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from sprechstunde.media.ice_policy import IcePolicy
+    from sprechstunde.networks import parse_networks
     from sprechstunde.web.core.app import create_app
     from sprechstunde.web.core.observability import (
         DEFAULT_METRICS_ALLOW,
@@ -349,7 +350,6 @@ def _serve(args: argparse.Namespace) -> None:
         parse_allowlist,
         setup_logging,
     )
-    from sprechstunde.web.core.proxy import parse_networks
 
     setup_logging(args.log_level, args.log_format)
     metrics_allow = args.metrics_allow or env_list("METRICS_ALLOW") or list(DEFAULT_METRICS_ALLOW)

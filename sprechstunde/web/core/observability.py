@@ -45,12 +45,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from sprechstunde.documents.service import DOC_KIND
+from sprechstunde.networks import Network, parse_networks
 from sprechstunde.rooms.consultations import ConsultationRecord
 from sprechstunde.rooms.queue import QUEUE
 from sprechstunde.store import StoreUnavailable, ready
 from sprechstunde.store.outage import STORE_ERRORS, store_outage
 from sprechstunde.store.port import Store
-from sprechstunde.web.core.proxy import Network, address_in, parse_networks
+from sprechstunde.web.core.proxy import address_in
 from sprechstunde.web.core.security import CLOSE_TRY_AGAIN, end_socket, json_error, mask_tokens
 from sprechstunde.web.core.services import SERVICES, Services
 
@@ -265,7 +266,7 @@ class AccessLogger(AbstractAccessLogger):
 # --- metrics -----------------------------------------------------------------------------------------
 
 
-def parse_allowlist(entries: Iterable[str]) -> list[Network]:
+def parse_allowlist(entries: Iterable[str]) -> tuple[Network, ...]:
     """CIDRs (or single addresses) for `--metrics-allow`; ValueError names the bad entry."""
     return parse_networks(entries, "--metrics-allow")
 

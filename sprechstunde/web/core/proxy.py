@@ -10,24 +10,10 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from sprechstunde.networks import Network
 
 
-def parse_networks(entries: Iterable[str], option: str) -> list[Network]:
-    """Addresses or CIDR networks; ValueError names the option and the bad entry."""
-    networks = []
-    for entry in entries:
-        entry = entry.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(f"{option}: {entry!r} is not an IP address or CIDR network") from None
-    return networks
-
-
-def address_in(address: str | None, networks: list[Network]) -> bool:
+def address_in(address: str | None, networks: Iterable[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address or "")
     except ValueError:
@@ -37,7 +23,7 @@ def address_in(address: str | None, networks: list[Network]) -> bool:
     return any(ip in network for network in networks)
 
 
-def forwarded_middleware(trusted: list[Network]) -> Callable:
+def forwarded_middleware(trusted: Iterable[Network]) -> Callable:
     """The right-most `X-Forwarded-For` address that is not itself a trusted proxy becomes
     `request.remote`; `X-Forwarded-Proto: https` makes `request.secure` true."""
 
