@@ -34,7 +34,12 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.aiortc_fork import check as fork_check
+from sprechstunde.media.aiortc_fork import clock as fork_clock
+from sprechstunde.media.aiortc_fork import coroutines as fork_coroutines
+from sprechstunde.media.aiortc_fork import estimator as fork_estimator
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
+from sprechstunde.media.aiortc_fork import sender as fork_sender
 from sprechstunde.media.forwarding import KEYFRAME_INTERVAL, QUEUE_BOUND, ForwardingStats, Publication
 
 MEDIA_SSRC = 4242
@@ -69,7 +74,7 @@ class Upstream:
     def frame(self, timestamp: int, key: bool, size: int = 50) -> None:
         """One reassembled VP8 picture, handed over exactly as aiortc's receiver does."""
         data = bytes([0x00 if key else 0x01]) + bytes(size)
-        queue = getattr(self.receiver, aiortc_hooks._DECODER_QUEUE)
+        queue = getattr(self.receiver, fork_receiver._DECODER_QUEUE)
         queue.put((None, JitterFrame(data, timestamp)))
 
 
@@ -222,7 +227,7 @@ async def test_publisher_is_asked_for_no_more_than_the_weakest_subscriber_takes(
     assert up.rembs[-1] == 300_000  # a fall reaches the publisher at once
     assert publication.bitrate_cap() == 300_000
     # aiortc's own periodic REMB from the publisher's link is capped as well
-    estimator = getattr(up.receiver, aiortc_hooks._ESTIMATOR)
+    estimator = getattr(up.receiver, fork_receiver._ESTIMATOR)
     estimator._estimator.add = lambda *args: (2_000_000, [MEDIA_SSRC])
     assert estimator.add(arrival_time_ms=0, abs_send_time=0, payload_size=1, ssrc=MEDIA_SSRC) == (
         300_000,
@@ -235,11 +240,11 @@ async def test_publisher_is_asked_for_no_more_than_the_weakest_subscriber_takes(
 
 @pytest.mark.parametrize("kind", ["audio", "video"])
 async def test_hooks_match_the_installed_aiortc(kind):
-    aiortc_hooks.check()
+    fork_check.check()
     up = Upstream(kind)
     publication = Publication(kind)
     publication.attach(up.receiver)
-    assert isinstance(getattr(up.receiver, aiortc_hooks._DECODER_QUEUE), aiortc_hooks.FrameTap)
+    assert isinstance(getattr(up.receiver, fork_receiver._DECODER_QUEUE), fork_receiver.FrameTap)
 
 
 def test_h264_keyframes_are_recognised_in_annex_b():
@@ -334,7 +339,7 @@ async def test_forwarded_video_frame_is_passed_on_at_its_last_packet():
             got.append(await asyncio.wait_for(track.recv(), 1))
         assert [len(bytes(p)) for p in got] == [3001, 3001, 3001]
         # the subscriber's sender passes the publisher's RTP payloads on (VP8 picture ids and all)
-        sender_encoder = aiortc_hooks.PassThrough(Vp8Encoder())
+        sender_encoder = fork_sender.PassThrough(Vp8Encoder())
         for frame, payloads in zip(got, sent, strict=True):
             assert sender_encoder.pack(frame) == (payloads, frame.pts)
     finally:
@@ -372,7 +377,7 @@ def test_pass_through_leaves_what_has_no_payloads_to_aiortcs_encoder():
     by aiortc's own packetiser, and aiortc's REMB handling still reaches the real encoder's target
     bitrate (which the no-shared-codec fallback encodes with)."""
     inner = Vp8Encoder()
-    encoder = aiortc_hooks.PassThrough(inner)
+    encoder = fork_sender.PassThrough(inner)
     data = bytes([0x00]) + bytes(3000)
     packet = av.Packet(data)
     packet.pts, packet.time_base = 6000, Fraction(1, 90000)
@@ -390,7 +395,7 @@ def test_remb_to_the_publisher_is_throttled_like_libwebrtc():
     up = Upstream()
     publication = Publication("video")
     publication.attach(up.receiver)
-    estimator = getattr(up.receiver, aiortc_hooks._ESTIMATOR)
+    estimator = getattr(up.receiver, fork_receiver._ESTIMATOR)
     values = iter([800_000, 790_000, 780_000, 700_000, 690_000, 900_000])
     estimator._estimator.add = lambda *args: (next(values), [MEDIA_SSRC])
 
@@ -413,7 +418,7 @@ def test_faster_bitrate_estimator_gives_aiortcs_results(seed):
 
     rng = random.Random(seed)
     original, fast = RemoteBitrateEstimator(), RemoteBitrateEstimator()
-    aiortc_hooks.speed_up_estimator(fast)
+    fork_estimator.speed_up_estimator(fast)
     arrival = sent = 0
     answers = 0
     seen = set()
@@ -449,7 +454,7 @@ def test_faster_nack_bookkeeping_gives_aiortcs_results(seed):
     from aiortc.rtcrtpreceiver import NackGenerator
 
     rng = random.Random(seed)
-    original, fast = NackGenerator(), aiortc_hooks._FastNackGenerator()
+    original, fast = NackGenerator(), fork_receiver._FastNackGenerator()
     number = rng.randint(0, 65535)
     recent: list[int] = []
     missed = 0
@@ -474,22 +479,21 @@ def test_faster_nack_bookkeeping_gives_aiortcs_results(seed):
             oldest = (fast.max_seq - RTP_HISTORY_SIZE) & 0xFFFF
             stale = {seq for seq in fast.missing if 0 < (oldest - seq) & 0xFFFF < 0x8000}
             assert fast.missing - stale == original.missing
-            assert len(fast.missing) <= len(original.missing) + aiortc_hooks.NACK_TRIM_EVERY
+            assert len(fast.missing) <= len(original.missing) + fork_receiver.NACK_TRIM_EVERY
         missed += expected
     assert missed > 100
 
 
 def test_transport_clock_matches_aiortcs():
     """The cheaper clock gives aiortc's values (ms since 1900, 64-bit NTP, the time within 10 ms)."""
-    ms, ntp = aiortc_hooks._current_ms(), aiortc_hooks._current_ntp_time()
-    coarse = aiortc_hooks._current_datetime()
+    ms, ntp = fork_clock._current_ms(), fork_clock._current_ntp_time()
+    coarse = fork_clock._current_datetime()
     now = datetime.datetime.now(datetime.UTC)  # aiortc's own formulas from here
     assert abs(ms - int((now - clock.NTP_EPOCH).total_seconds() * 1000)) <= 2
     reference = clock.datetime_to_ntp(now)
     assert abs(ntp - reference) < (1 << 32) // 100  # within 10 ms
     assert (
-        coarse.tzinfo is not None
-        and abs((now - coarse).total_seconds()) <= aiortc_hooks.DATETIME_STEP + 0.002
+        coarse.tzinfo is not None and abs((now - coarse).total_seconds()) <= fork_clock.DATETIME_STEP + 0.002
     )
 
 
@@ -505,9 +509,9 @@ async def test_a_handler_that_has_to_wait_is_finished_by_a_task():
         steps.append("before")
         steps.append(await gate)
 
-    aiortc_hooks.run_now(quick())
+    fork_coroutines.run_now(quick())
     assert steps == ["quick"]
-    aiortc_hooks.run_now(waiting())
+    fork_coroutines.run_now(waiting())
     assert steps == ["quick", "before"]
     gate.set_result("after")
     for _ in range(3):
@@ -535,8 +539,8 @@ def test_estimate_falls_during_overuse_at_libwebrtcs_pace():
         return answers
 
     unpaced, paced = RemoteBitrateEstimator(), RemoteBitrateEstimator()
-    aiortc_hooks.speed_up_estimator(unpaced)
-    aiortc_hooks.speed_up_estimator(paced, paced_decrease=True)
+    fork_estimator.speed_up_estimator(unpaced)
+    fork_estimator.speed_up_estimator(paced, paced_decrease=True)
     before, after = feed(unpaced), feed(paced)
     assert before[:3] == after[:3]  # the same until the queue builds
     assert len([t for t, _ in before if t > 8000]) > 500  # aiortc: nearly every packet of the overuse
@@ -565,7 +569,7 @@ async def video_receiver(lean: bool) -> tuple[RTCRtpReceiver, list, list]:
     receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
     receiver._set_rtcp_ssrc(777)
     receiver._track = RemoteStreamTrack(kind="video")
-    aiortc_hooks.tap_receiver(
+    fork_receiver.tap_receiver(
         receiver,
         lambda codec, f: frames.append((codec.mimeType, f.timestamp, f.data, f.payloads)),
         prompt=True,

@@ -17,7 +17,7 @@ from typing import Any
 import aioice.ice
 import pytest
 
-from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.aiortc_fork import transport as fork_transport
 from sprechstunde.media.ice_policy import (
     MAX_REMOTE_CANDIDATES,
     TOO_MANY_CANDIDATES,
@@ -108,7 +108,7 @@ async def test_an_mdns_name_resolving_to_a_forbidden_address_is_not_contacted(mo
 
     monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", resolver)
     connection = aioice.ice.Connection(ice_controlling=True)
-    aiortc_hooks.guard_remote_addresses(connection, IcePolicy.build().permits)
+    fork_transport.guard_remote_addresses(connection, IcePolicy.build().permits)
     for host in ("printer.local", "pc.local"):
         await connection.add_remote_candidate(aioice.Candidate("1", 1, "udp", 2122260223, host, 5000, "host"))
     assert [c.host for c in connection.remote_candidates] == ["pc.local"]  # reached at 192.0.2.9
@@ -203,7 +203,7 @@ async def participants(client, *, citizen: dict, advisor: dict | None = None) ->
 def server_connection(client, who: RtcParticipant) -> aioice.ice.Connection:
     room = client.app[SERVICES].hub.rooms[who.welcome["room_id"]]
     peer = room.media._peers[who.welcome["participant_id"]]
-    return aiortc_hooks.ice_connections(peer.pc)[0]
+    return fork_transport.ice_connections(peer.pc)[0]
 
 
 def assert_never_contacted(sent: list[tuple[str, int]], hosts: list[str]) -> None:

@@ -15,7 +15,9 @@ from aiortc.codecs import vpx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
-from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.aiortc_fork import estimator as fork_estimator
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
+from sprechstunde.media.aiortc_fork import sender as fork_sender
 from sprechstunde.media.forwarding import QUEUE_BOUND
 from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
@@ -72,7 +74,7 @@ class TimedParticipant(RtcParticipant):
         """The codecs of the remote videos this client receives, as negotiated."""
         assert self.pc is not None
         return {
-            aiortc_hooks.negotiated_codec(t)
+            fork_sender.negotiated_codec(t)
             for t in self.pc.getTransceivers()
             if t.kind == "video" and t.receiver.track is not None and t.sender.track is None
         }
@@ -220,7 +222,7 @@ async def test_lost_packets_are_retransmitted_by_the_server_from_its_history(par
     dropped: list[int] = []
     repaired: list[int] = []
     for receiver in citizen.receivers("video"):
-        rtx_ssrcs = getattr(receiver, aiortc_hooks._RTX_SSRC)
+        rtx_ssrcs = getattr(receiver, fork_receiver._RTX_SSRC)
         original = receiver._handle_rtp_packet
         seen: set[tuple[int, int]] = set()
 
@@ -257,7 +259,7 @@ async def test_subscriber_estimate_limits_what_the_publisher_is_asked_to_send(pa
     video_sender._handle_rtcp_packet = record
     # the citizen's link takes only 150 kbit/s of the advisor's video: it says so with a REMB
     for receiver in citizen.receivers("video"):
-        await aiortc_hooks.send_publisher_estimate(receiver, 150_000)
+        await fork_estimator.send_publisher_estimate(receiver, 150_000)
     for _ in range(40):
         if any(bitrate <= 150_000 for bitrate in seen):
             break

@@ -142,7 +142,7 @@ def test_skipping_the_vp8_descriptor_gives_aiortcs_payload():
 def test_a_packet_kept_for_a_nack_is_sent_again_as_it_was_first_sent():
     from aiortc.rtp import RTP_HISTORY_SIZE
 
-    from sprechstunde.media.aiortc_hooks import SentPackets
+    from sprechstunde.media.rtp_header import SentPackets
 
     extensions = extensions_map({"mid": 1, "abs_send_time": 3, "audio_level": 5})
     writer = rtp_header.HeaderWriter(extensions)

@@ -34,7 +34,10 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.aiortc_fork import estimator as fork_estimator
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
+from sprechstunde.media.aiortc_fork.coroutines import run_now
+from sprechstunde.media.aiortc_fork.sender import PacketOutput
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +105,11 @@ class Publication:
         self._epoch = epoch = object()
         if mime is not None:
             self.mime = mime.lower()
-        aiortc_hooks.tap_receiver(
+        fork_receiver.tap_receiver(
             receiver, lambda codec, frame: self._deliver(epoch, codec, frame), prompt=True
         )
         if self.kind == "video":
-            aiortc_hooks.cap_publisher_estimate(receiver, self.bitrate_cap)
+            fork_estimator.cap_publisher_estimate(receiver, self.bitrate_cap)
             self._announced_cap = None
         if self._subscribers:
             # Subscribers are waiting (the publisher reconnected); without subscribers a request now
@@ -155,7 +158,7 @@ class Publication:
         try:
             receiver = self._receiver
             if receiver is not None:
-                await aiortc_hooks.send_publisher_estimate(receiver, cap)
+                await fork_estimator.send_publisher_estimate(receiver, cap)
         except ConnectionError:
             pass
         finally:
@@ -185,7 +188,7 @@ class Publication:
             # Right after attach no packet has arrived yet, so the SSRC is unknown: retry briefly.
             for _ in range(20):
                 receiver = self._receiver
-                if receiver is not None and await aiortc_hooks.request_keyframe(receiver):
+                if receiver is not None and await fork_receiver.request_keyframe(receiver):
                     break
                 await asyncio.sleep(0.05)
             self._last_request = time.monotonic()
@@ -216,7 +219,7 @@ class EncodedPacket:
     """A pre-encoded frame as aiortc's VP8 and Opus packetisers read it (`bytes()`, `pts`, `time_base`):
     an `av.Packet` would copy the data and build a new Fraction at every `time_base` read. H.264's
     packetiser insists on a real `av.Packet`. With `payloads` (the publisher's RTP payloads) the
-    sender passes those on instead of packetising (aiortc_hooks.PassThrough)."""
+    sender passes those on instead of packetising (aiortc_fork.sender.PassThrough)."""
 
     __slots__ = ("data", "pts", "time_base", "payloads")
 
@@ -262,9 +265,9 @@ class ForwardedTrack(MediaStreamTrack):
         self.output_mime: str | None = None  # the codec the subscriber's sender negotiated
         self._decoder: Any = None  # only when publisher and subscriber share no codec
         self._decoded: deque[Any] = deque()
-        self._output: aiortc_hooks.PacketOutput | None = None  # the sender, when it takes pushed frames
+        self._output: PacketOutput | None = None  # the sender, when it takes pushed frames
 
-    def attach_output(self, output: aiortc_hooks.PacketOutput | None) -> None:
+    def attach_output(self, output: PacketOutput | None) -> None:
         """The subscriber's sender offers to send frames the moment they arrive (see push)."""
         self._output = output
 
@@ -326,14 +329,14 @@ class ForwardedTrack(MediaStreamTrack):
             payloads, pts = output.pack(self._packet(epoch, timestamp, data, payloads))
             output.pushed += 1
             if not output.send_now(payloads, pts):
-                aiortc_hooks.run_now(output.send(payloads, pts))
+                run_now(output.send(payloads, pts))
             return
         self._queue.append((epoch, timestamp, data, payloads))
         self._ready.set()
 
     def request_keyframe(self) -> None:
         """The subscriber reported picture loss (PLI/FIR). When this track decodes, the sender's own
-        encoder makes the keyframe instead (see aiortc_hooks.on_keyframe_request)."""
+        encoder makes the keyframe instead (see aiortc_fork.sender.on_keyframe_request)."""
         if self._publication is not None:
             self._publication.request_keyframe()
 

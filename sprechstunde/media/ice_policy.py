@@ -4,8 +4,9 @@ Every remote ICE candidate makes the server send STUN binding requests to the ad
 policy a citizen's link could make the server probe the city's internal network, its own loopback services
 or multicast groups (issue 15, finding 9). The policy decides per address; `CandidateBudget` applies it to
 one peer connection: to the `a=candidate` lines of an offer or answer and to trickled candidates, with a cap
-on how many distinct candidates a connection may name. `media/aiortc_hooks.guard_remote_addresses` applies
-the same decision inside aioice, where mDNS names are resolved and peer-reflexive candidates are learnt.
+on how many distinct candidates a connection may name. media/aiortc_fork/transport.guard_remote_addresses
+applies the same decision inside aioice, where mDNS names are resolved and peer-reflexive candidates are
+learnt.
 
 The default (see the README's "ICE candidates" section):
 

@@ -8,19 +8,36 @@ send time, so it is written from a template; an incoming header is read with the
 once. Anything unusual (CSRCs, padding, two-byte extensions, an extension aiortc would decode with an
 unexpected length) goes to aiortc's own code, so the results stay aiortc's. The VP8 payload
 descriptor in front of each video payload is skipped the same way (`vp8_depayload`).
+
+This is the one place that packs, parses or rewrites RTP headers for the media server: a subscriber's
+sender numbers and stamps the forwarded packets here (`OutgoingStream`) and keeps their header fields for
+NACKs (`SentPackets`).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Generator
 from typing import Any
 
-from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, HeaderExtensionsMap, RtpPacket
+from aiortc.utils import random32
 
 FIXED = struct.Struct("!BBHLL")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
 FIXED_SIZE = FIXED.size
 ONE_BYTE_PROFILE = 0xBEDE
 _IDS = "_HeaderExtensionsMap__ids"  # aiortc's negotiated extension ids (a HeaderExtensions of ints)
+
+MIRRORS = {  # checked at start-up with the fork's (media/aiortc_fork/check.py)
+    "aiortc.rtp:RtpPacket": "parse and serialize mirrored (parse, HeaderWriter)",
+    "aiortc.rtp:HeaderExtensionsMap": "its negotiated ids are read; get and set mirrored",
+    "aiortc.rtp:HeaderExtensions": "the extension values parse fills in",
+    "aiortc.codecs.vpx:vp8_depayload": "mirrored by vp8_depayload",
+    "aiortc.codecs.vpx:VpxPayloadDescriptor": "its parse mirrored by vp8_depayload",
+    "aiortc.rtcrtpsender:random_sequence_number": "OutgoingStream's first sequence number, as aiortc's",
+    "aiortc.utils:random32": "OutgoingStream's timestamp origin, as aiortc's",
+}
 
 
 def extension_ids(extensions_map: HeaderExtensionsMap) -> HeaderExtensions:
@@ -139,6 +156,70 @@ class HeaderWriter:
         if not self._has_time:
             return b"".join((fixed, self._head, payload))
         return b"".join((fixed, self._head, abs_send_time.to_bytes(3, "big"), self._tail, payload))
+
+
+PacketFields = tuple[int, int, int, int, int, bytes, int, "str | None", "int | None"]
+
+
+class SentPackets(dict):
+    """A sender's retransmission history (aiortc's `__rtp_history`, which only its `_retransmit` reads,
+    with `get`) holding each sent packet's fields: the `RtpPacket` aiortc serialises is built only for
+    the few packets a NACK asks for again, not for every packet sent."""
+
+    @staticmethod
+    def packet(fields: PacketFields) -> RtpPacket:
+        payload_type, marker, sequence, timestamp, ssrc, payload, send_time, mid, audio_level = fields
+        packet = RtpPacket(payload_type, marker, sequence, timestamp, ssrc, payload)
+        packet.extensions.abs_send_time = send_time
+        packet.extensions.mid = mid
+        if audio_level is not None:
+            packet.extensions.audio_level = (False, -audio_level)
+        return packet
+
+    def __getitem__(self, key: int) -> RtpPacket:
+        return self.packet(super().__getitem__(key))
+
+    def get(self, key: int, default: Any = None) -> Any:
+        fields = super().get(key)
+        return default if fields is None else self.packet(fields)
+
+
+class OutgoingStream:
+    """The header rewrite of one subscriber's stream, as aiortc's sender loop (`_run_rtp`) does it: the
+    sender's own sequence numbers from a random start, the frame timestamps moved by a random origin,
+    its payload type, SSRC, mid and send time; each packet kept (as its fields) for NACKs. `timestamp`
+    is the RTP timestamp of the frame being sent (for the sender's reports)."""
+
+    def __init__(self, extensions_map: HeaderExtensionsMap, payload_type: int) -> None:
+        self._map = extensions_map
+        self._writer = HeaderWriter(extensions_map)
+        self._payload_type = payload_type
+        self._sequence = random_sequence_number()
+        self._origin = random32()
+        self.timestamp = 0
+
+    def packets(
+        self, history: dict, timestamp: int, ssrc: int, mid: str | None, ntp_time: int,
+        payloads: list[bytes], audio_level: int | None = None,
+    ) -> Generator[tuple[bytes, int], None, None]:  # fmt: skip
+        """Number and write each packet of a frame (one send time from `ntp_time` for all), keeping its
+        fields in `history`: its bytes and payload size."""
+        self.timestamp = timestamp = (self._origin + timestamp) & 0xFFFFFFFF
+        payload_type = self._payload_type
+        send_time = (ntp_time >> 14) & 0x00FFFFFF
+        last = len(payloads) - 1
+        write = self._writer.write
+        self._writer.layout(mid)
+        for index, payload in enumerate(payloads):
+            sequence = self._sequence
+            marker = 1 if index == last else 0
+            kept = (payload_type, marker, sequence, timestamp, ssrc, payload, send_time, mid, audio_level)
+            history[sequence % RTP_HISTORY_SIZE] = kept  # for aiortc's answer to a NACK
+            self._sequence = (sequence + 1) & 0xFFFF
+            if audio_level is None:
+                yield write(payload_type, marker, sequence, timestamp, ssrc, send_time, payload), len(payload)
+            else:  # an audio level (decoded audio, re-encoded): aiortc writes that extension
+                yield SentPackets.packet(kept).serialize(self._map), len(payload)
 
 
 def vp8_depayload(payload: bytes) -> bytes:

@@ -18,7 +18,9 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
-from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
+from sprechstunde.media.aiortc_fork import sender as fork_sender
+from sprechstunde.media.aiortc_fork import transport as fork_transport
 from sprechstunde.media.forwarding import ForwardingStats, Publication, TranscodingPublication
 from sprechstunde.media.ice import IceConfig, server_rtc_configuration
 from sprechstunde.media.ice_policy import TOO_MANY_CANDIDATES, CandidateBudget
@@ -97,10 +99,12 @@ class MediaPeer:
         self._guard_transports()
 
     def _guard_transports(self) -> None:
-        """Hold aioice to the address policy too (mDNS results, peer-reflexive candidates). With
-        max-bundle the first transceiver's transport is the only one, so this runs before any candidate."""
-        for connection in aiortc_hooks.ice_connections(self.pc):
-            aiortc_hooks.guard_remote_addresses(connection, self._candidates.policy.permits)
+        """Hold aioice to the address policy too (mDNS results, peer-reflexive candidates), and to the
+        server's media addresses. With max-bundle the first transceiver's transport is the only one, so
+        this runs before any candidate and before gathering."""
+        for connection in fork_transport.ice_connections(self.pc):
+            fork_transport.guard_remote_addresses(connection, self._candidates.policy.permits)
+            fork_transport.pin_host_addresses(connection)
 
     def _remote_description(self, sdp: str, kind: str) -> RTCSessionDescription:
         """The participant's description without the candidates the server may not contact."""
@@ -121,9 +125,9 @@ class MediaPeer:
             # A client that offers more tracks than one microphone and one camera: not forwarded.
             log.info("peer %s: extra %s track ignored", self.peer_id, track.kind)
             return
-        aiortc_hooks.speed_up_receiver(transceiver.receiver)
+        fork_receiver.speed_up_receiver(transceiver.receiver)
         publication = self._session.publication(self.peer_id, track.kind)
-        publication.attach(transceiver.receiver, aiortc_hooks.negotiated_codec(transceiver))
+        publication.attach(transceiver.receiver, fork_sender.negotiated_codec(transceiver))
 
     def subscribe(self, publisher_id: str, publication: Publication) -> None:
         key = (publisher_id, publication.kind)
@@ -144,10 +148,10 @@ class MediaPeer:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             _prefer_codecs(transceiver, publication.kind, publication.mime)
             sender = transceiver.sender
-            aiortc_hooks.on_keyframe_request(sender)
-            aiortc_hooks.on_receiver_estimate(sender)
+            fork_sender.on_keyframe_request(sender)
+            fork_sender.on_receiver_estimate(sender)
             if hasattr(track, "attach_output"):  # forwarded frames (not transcode mode's decoded ones)
-                aiortc_hooks.push_frames(sender)
+                fork_sender.push_frames(sender)
         self._downlink[key] = transceiver
 
     def unsubscribe(self, publisher_id: str) -> None:
@@ -209,14 +213,14 @@ class MediaPeer:
         sender settled on. Media on the (now existing) transport skips aioice's plumbing."""
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.transport is not None:
-                aiortc_hooks.shortcut_transport(transceiver.receiver.transport)
-        codecs = aiortc_hooks.negotiated_codecs(self._uplink["video"])
+                fork_transport.shortcut_transport(transceiver.receiver.transport)
+        codecs = fork_sender.negotiated_codecs(self._uplink["video"])
         if codecs:
             self.video_codecs = {mime.lower() for mime in codecs}
         for transceiver in self._downlink.values():
             track = transceiver.sender.track
             if hasattr(track, "set_output_codec"):
-                track.set_output_codec(aiortc_hooks.negotiated_codec(transceiver))
+                track.set_output_codec(fork_sender.negotiated_codec(transceiver))
 
     async def apply_offer(self, sdp: str) -> dict[str, Any]:
         async with self._lock:
