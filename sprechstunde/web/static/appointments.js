@@ -1,20 +1,15 @@
 // The advisor's appointments page: lists today's and upcoming appointments of their offices (their own
 // marked), marks a begun one as no-show, and moves one to a free slot. JSON API: /api/staff/appointments.
 
+import { $, el } from "./lib/dom.js";
+import { fetchJson } from "./lib/fetch.js";
+import { dateText, pageLang } from "./lib/intl.js";
 import { loadStrings, tr } from "./strings.js";
 
-const $ = (id) => document.getElementById(id);
 loadStrings($("page-strings"));
 const root = $("appointments-app");
 const csrf = root.dataset.csrf;
-const lang = root.dataset.lang || "de";
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  Object.assign(node, props);
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
+const lang = pageLang(root);
 
 function local(iso) {
   // The server sends the office's wall time with offset; show it as written there.
@@ -23,7 +18,7 @@ function local(iso) {
 
 function dayLabel(isoDate) {
   const [y, m, d] = isoDate.split("-").map(Number);
-  return new Date(Date.UTC(y, m - 1, d)).toLocaleDateString(lang === "en" ? "en-GB" : "de-DE", {
+  return dateText(new Date(Date.UTC(y, m - 1, d)), lang === "en" ? "en-GB" : "de-DE", {
     weekday: "long", day: "numeric", month: "long", timeZone: "UTC",
   });
 }
@@ -34,22 +29,9 @@ function showError(text) {
   if (text) $("appointments-error").focus();
 }
 
-async function call(method, url, body) {
-  const headers = { Accept: "application/json" };
-  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
-    throw new Error(message);
-  }
-  return data;
+/** The staff appointments API; changes carry the CSRF token. Failures throw with the server's message. */
+function call(method, url, body) {
+  return fetchJson(url, { method, body, csrf: method !== "GET" ? csrf : undefined });
 }
 
 function rescheduleForm(appointment, item) {

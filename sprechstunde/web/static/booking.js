@@ -3,7 +3,9 @@
 // - after a failed submit, focus moves to the error; after choosing a day or time, to that section;
 // - the booking form's button is disabled after the first submit (the server is idempotent anyway).
 
-const countdown = document.getElementById("countdown");
+import { $ } from "./lib/dom.js";
+
+const countdown = $("countdown");
 if (countdown) {
   const deadline = Date.now() + Number(countdown.dataset.seconds || "0") * 1000;
   const template = countdown.dataset.template || "{time}";
@@ -26,18 +28,18 @@ if (countdown) {
   tick();
 }
 
-const error = document.getElementById("booking-error");
+const error = $("booking-error");
 if (error) {
   error.focus();
 } else if (window.location.hash === "#details" || window.location.hash === "#slots") {
-  const target = document.getElementById(window.location.hash.slice(1));
+  const target = $(window.location.hash.slice(1));
   if (target) target.focus();
 }
 
 const form = document.querySelector("form.booking-form");
 if (form) {
   form.addEventListener("submit", () => {
-    const button = document.getElementById("booking-submit");
+    const button = $("booking-submit");
     // after this event, so the click still submits
     if (button) setTimeout(() => button.setAttribute("disabled", ""), 0);
   });

@@ -5,20 +5,21 @@
 // advisor admits the citizen, with the camera and microphone that are already open — no reload).
 
 import { DocumentsPanel } from "./documents.js";
+import { $ } from "./lib/dom.js";
+import { pageLang } from "./lib/intl.js";
 import { LocalMedia } from "./media.js";
 import { PeerSession } from "./peer.js";
 import { SignalingClient, signalingUrl } from "./signaling.js";
 import { loadStrings, tr } from "./strings.js";
 import { ChatLog, StatusLine, Tiles, displayName } from "./ui.js";
 
-const $ = (id) => document.getElementById(id);
 const root = $("call-app");
 loadStrings($("call-strings"));
 
 const mode = root.dataset.mode || "join";
 let token = root.dataset.token || "";
 let role = root.dataset.role || "guest";
-const lang = root.dataset.lang || document.documentElement.lang || "de";
+const lang = pageLang(root);
 const NAME_KEY = "sprechstunde.name";
 
 const media = new LocalMedia();

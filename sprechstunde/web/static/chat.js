@@ -2,7 +2,10 @@
 // (video now → POST /api/chatbot/escalate → the waiting room, an appointment link, a written question).
 // Server text is only ever inserted as text nodes; URLs become anchors built with DOM APIs.
 
-const $ = (id) => document.getElementById(id);
+import { $, ownUrl } from "./lib/dom.js";
+import { fetchJson } from "./lib/fetch.js";
+import { dateText, pageLang } from "./lib/intl.js";
+
 const root = $("chat");
 
 let strings = {};
@@ -19,11 +22,18 @@ function tr(key, values = {}) {
   );
 }
 
-const uiLang = (root && root.dataset.lang) || document.documentElement.lang || "de";
+const uiLang = pageLang(root);
 // The conversation lasts as long as the page shows it: a reload starts afresh, so the bot never
 // follows up on messages the citizen no longer sees. (The server keeps it a day for the advisor.)
 let conversationId = null;
 let sending = false;
+
+/** A refusal as the chat shows it: the server's `error` and the HTTP status in `refused`. Without any
+ * answer (offline) the failure is thrown on. */
+function answered(failure) {
+  if (!failure.status) throw failure;
+  return { error: failure.error, refused: failure.status };
+}
 
 function remember(id) {
   conversationId = id;
@@ -103,7 +113,7 @@ function button(label, onClick, className = "button") {
 
 function whenText(iso) {
   try {
-    return new Date(iso).toLocaleString(uiLang, { weekday: "long", hour: "2-digit", minute: "2-digit" });
+    return dateText(new Date(iso), uiLang, { weekday: "long", hour: "2-digit", minute: "2-digit" }) || iso;
   } catch {
     return iso;
   }
@@ -121,15 +131,12 @@ function suggestionsBox(suggestions) {
 async function escalate(offer, language, status) {
   status.textContent = tr("chat.video.joining");
   try {
-    const response = await fetch("/api/chatbot/escalate", {
+    const body = await fetchJson("/api/chatbot/escalate", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ conversation_id: conversationId, offer: "video", language }),
-    });
-    const body = await response.json().catch(() => null);
-    if (response.ok && body && typeof body.waiting_url === "string") {
-      const url = new URL(body.waiting_url, window.location.href);
-      window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
+      body: { conversation_id: conversationId, offer: "video", language },
+    }).catch(answered);
+    if (body && typeof body.waiting_url === "string") {
+      window.location.assign(ownUrl(body.waiting_url));
       return;
     }
     const error = body && body.error;
@@ -190,19 +197,17 @@ function questionForm(offer, lastQuestion) {
     }
     submit.disabled = true;
     try {
-      const response = await fetch("/api/questions", {
+      const body = await fetchJson("/api/questions", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({
+        body: {
           office: offer.office,
           language: offer.language || "de",
           topic: "Chatbot",
           question: text.value.trim(),
           contact: contact.value.trim(),
-        }),
-      });
-      const body = await response.json().catch(() => null);
-      if (response.ok && body && body.reference) {
+        },
+      }).catch(answered);
+      if (body && !body.refused && body.reference) {
         status.textContent = tr("chat.question.sent", { reference: body.reference });
         form.querySelectorAll("textarea, input, button").forEach((el) => (el.disabled = true));
         return;
@@ -269,14 +274,13 @@ async function send(text) {
   const payload = { text };
   if (conversationId) payload.conversation_id = conversationId;
   try {
-    let response = await postMessage(payload);
-    if (response.status === 400 && conversationId) {
+    let body = await postMessage(payload);
+    if (body && body.refused === 400 && conversationId) {
       // an id from an old session the server no longer accepts: start afresh
       delete payload.conversation_id;
-      response = await postMessage(payload);
+      body = await postMessage(payload);
     }
-    const body = await response.json().catch(() => null);
-    if (response.ok && body && typeof body.reply === "string") {
+    if (body && !body.refused && typeof body.reply === "string") {
       remember(body.conversation_id);
       const content = document.createDocumentFragment();
       content.append(richText(body.reply));
@@ -296,11 +300,7 @@ async function send(text) {
 }
 
 function postMessage(payload) {
-  return fetch("/api/chatbot/messages", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify(payload),
-  });
+  return fetchJson("/api/chatbot/messages", { method: "POST", body: payload }).catch(answered);
 }
 
 if (root) {

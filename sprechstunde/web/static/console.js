@@ -1,25 +1,20 @@
 // The advisor console's live queue (/ws/console, docs/protocol.md): who is waiting, "Nächste Person",
 // "Aufrufen"; on `claimed` the advisor goes to the call. Everything from citizens is text, never HTML.
 
-import { languageName } from "./format.js";
-import { parseMessage } from "./signaling.js";
+import { $, el, ownUrl, show } from "./lib/dom.js";
+import { dateText, languageName, pageLang } from "./lib/intl.js";
+import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
 import { loadStrings, tr } from "./strings.js";
 
-const $ = (id) => document.getElementById(id);
 loadStrings($("page-strings"));
 
 const root = $("queue-app");
-const lang = root.dataset.lang || document.documentElement.lang || "de";
+const lang = pageLang(root);
 const list = $("queue-list");
-const PING_INTERVAL_MS = 20000;
 const FATAL_CLOSE = new Set([4401, 4403]);
 
-let ws = null;
-let attempt = 0;
 let everConnected = false;
 let stopped = false;
-let reconnectTimer = null;
-let pingTimer = null;
 let nextId = 1;
 let busy = false;
 let entries = [];
@@ -32,18 +27,6 @@ window.sprechstundeConsole = {
   },
 };
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function show(node, text) {
-  node.textContent = text || "";
-  node.hidden = !text;
-}
-
 function waitedText(entry) {
   const seconds = (entry.waited_seconds || 0) + (performance.now() - receivedAt) / 1000;
   return seconds < 60 ? tr("console.queue.seconds") : tr("console.queue.minutes", { minutes: Math.floor(seconds / 60) });
@@ -51,24 +34,23 @@ function waitedText(entry) {
 
 /** An instant (appointments come in UTC) in the advisor's own clock. */
 function localTime(iso) {
-  const when = new Date(iso);
-  return Number.isNaN(when.getTime()) ? "–" : when.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+  return dateText(new Date(iso), lang, { hour: "2-digit", minute: "2-digit" }) || "–";
 }
 
 function fact(label, value, className) {
-  const wrap = el("div", className ? `queue-fact ${className}` : "queue-fact");
-  wrap.append(el("dt", "", label), el("dd", "", value));
+  const wrap = el("div", { className: className ? `queue-fact ${className}` : "queue-fact" });
+  wrap.append(el("dt", {}, label), el("dd", {}, value));
   return wrap;
 }
 
 function renderEntry(entry, index) {
-  const item = el("li", "queue-entry");
+  const item = el("li", { className: "queue-entry" });
   item.dataset.entryId = entry.entry_id;
   const headingId = `queue-entry-${index}`;
-  const head = el("div", "queue-entry-head");
-  const topic = el("h2", "queue-topic", entry.topic || "–");
+  const head = el("div", { className: "queue-entry-head" });
+  const topic = el("h2", { className: "queue-topic" }, entry.topic || "–");
   topic.id = headingId;
-  const claim = el("button", "button", tr("console.queue.claim"));
+  const claim = el("button", { className: "button" }, tr("console.queue.claim"));
   claim.type = "button";
   claim.dataset.entryId = entry.entry_id;
   claim.setAttribute("aria-label", tr("console.queue.claim_label", { topic: entry.topic || "–" }));
@@ -78,7 +60,7 @@ function renderEntry(entry, index) {
   item.append(head);
   item.setAttribute("aria-labelledby", headingId);
 
-  const facts = el("dl", "queue-facts");
+  const facts = el("dl", { className: "queue-facts" });
   facts.append(fact(tr("console.queue.language"), languageName(entry.language)));
   facts.append(fact(tr("console.queue.office"), entry.office_name || entry.office || "–"));
   facts.append(fact(tr("console.queue.waited"), waitedText(entry), "queue-waited"));
@@ -86,38 +68,39 @@ function renderEntry(entry, index) {
     ? tr("console.queue.appointment", { time: localTime(entry.appointment.starts_at) })
     : tr("console.queue.walk_in");
   item.append(facts);
-  item.append(el("p", entry.appointment ? "queue-badge is-appointment" : "queue-badge", appointment));
+  item.append(el("p", { className: entry.appointment ? "queue-badge is-appointment" : "queue-badge" }, appointment));
   if (entry.appointment) item.classList.add("has-appointment");
 
   if (entry.note) {
-    const note = el("p", "queue-note");
-    note.append(el("strong", "", `${tr("console.queue.note")}: `), document.createTextNode(entry.note));
+    const note = el("p", { className: "queue-note" });
+    note.append(el("strong", {}, `${tr("console.queue.note")}: `), document.createTextNode(entry.note));
     item.append(note);
   }
   if (entry.handover_note) {
     // from the colleague who handed the citizen over: for staff only, never shown to the citizen
-    const handover = el("p", "queue-note queue-handover");
-    handover.append(el("strong", "", `${tr("console.queue.handover_note")}: `),
+    const handover = el("p", { className: "queue-note queue-handover" });
+    handover.append(el("strong", {}, `${tr("console.queue.handover_note")}: `),
       document.createTextNode(entry.handover_note));
     item.append(handover);
   }
   if (Array.isArray(entry.transferred_from) && entry.transferred_from.length) {
-    item.append(el("p", "hint", tr("console.queue.transferred", { offices: entry.transferred_from.join(", ") })));
+    const offices = entry.transferred_from.join(", ");
+    item.append(el("p", { className: "hint" }, tr("console.queue.transferred", { offices })));
   }
   const transcript = Array.isArray(entry.transcript) ? entry.transcript : [];
   if (transcript.length) {
-    const details = el("details", "queue-transcript");
+    const details = el("details", { className: "queue-transcript" });
     details.open = openTranscripts.has(entry.entry_id);
     details.addEventListener("toggle", () => {
       if (details.open) openTranscripts.add(entry.entry_id);
       else openTranscripts.delete(entry.entry_id);
     });
-    details.append(el("summary", "", tr("console.queue.transcript", { count: transcript.length })));
-    const log = el("ol", "transcript-log");
+    details.append(el("summary", {}, tr("console.queue.transcript", { count: transcript.length })));
+    const log = el("ol", { className: "transcript-log" });
     for (const message of transcript) {
       const role = message && message.role === "bot" ? "bot" : "citizen";
-      const line = el("li", `transcript-${role}`);
-      line.append(el("span", "transcript-role", `${tr(`console.queue.role.${role}`)}: `));
+      const line = el("li", { className: `transcript-${role}` });
+      line.append(el("span", { className: "transcript-role" }, `${tr(`console.queue.role.${role}`)}: `));
       line.append(document.createTextNode(message && typeof message.text === "string" ? message.text : ""));
       log.append(line);
     }
@@ -161,18 +144,18 @@ function setBusy(value) {
 function request(msg) {
   if (busy) return;
   show($("queue-error"), "");
-  if (!ws || ws.readyState !== WebSocket.OPEN) {
+  if (!socket.open) {
     show($("queue-error"), tr("console.queue.reconnecting"));
     return;
   }
   setBusy(true);
-  ws.send(JSON.stringify({ ...msg, id: `r-${nextId++}` }));
+  socket.send({ ...msg, id: `r-${nextId++}` });
 }
 
 function handle(msg) {
   switch (msg.type) {
     case "queue": {
-      attempt = 0;
+      socket.resetBackoff();
       everConnected = true;
       show($("queue-connection"), "");
       const before = entries.length;
@@ -189,10 +172,7 @@ function handle(msg) {
       stopped = true;
       const topic = msg.entry && msg.entry.topic ? msg.entry.topic : "";
       show($("queue-connection"), tr("console.queue.claimed", { topic }));
-      if (typeof msg.advisor_url === "string") {
-        const url = new URL(msg.advisor_url, window.location.href);
-        window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
-      }
+      if (typeof msg.advisor_url === "string") window.location.assign(ownUrl(msg.advisor_url));
       break;
     }
     case "error": {
@@ -204,53 +184,27 @@ function handle(msg) {
       break;
     }
     default:
-      break; // pong, unknown
+      break; // unknown
   }
 }
 
-function connect() {
-  if (stopped) return;
-  reconnectTimer = null;
-  const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-  let socket;
-  try {
-    socket = new WebSocket(`${proto}//${window.location.host}/ws/console?lang=${encodeURIComponent(lang)}`);
-  } catch {
-    scheduleReconnect();
-    return;
-  }
-  ws = socket;
-  socket.onopen = () => {
-    if (socket !== ws) return;
-    pingTimer = setInterval(() => {
-      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
-    }, PING_INTERVAL_MS);
-  };
-  socket.onmessage = (event) => {
-    if (socket !== ws) return;
-    const msg = parseMessage(event.data);
-    if (msg) handle(msg);
-  };
-  socket.onclose = (event) => {
-    if (socket !== ws) return;
-    ws = null;
-    if (pingTimer !== null) clearInterval(pingTimer);
-    pingTimer = null;
-    setBusy(false);
-    if (FATAL_CLOSE.has(event.code)) stopped = true;
-    scheduleReconnect();
-  };
-}
-
-function scheduleReconnect() {
-  if (stopped || reconnectTimer !== null) return;
-  const delay = Math.min(500 * 2 ** attempt, 5000);
-  attempt += 1;
-  show($("queue-connection"), tr(everConnected ? "console.queue.reconnecting" : "console.queue.connecting"));
-  reconnectTimer = setTimeout(connect, delay);
-}
+const socket = new ReconnectingSocket({
+  url: socketUrl(`/ws/console?lang=${encodeURIComponent(lang)}`),
+  hooks: {
+    open: () => socket.startPing(),
+    message: handle,
+    close: (code) => {
+      setBusy(false);
+      if (FATAL_CLOSE.has(code)) stopped = true;
+      return !stopped;
+    },
+    reconnecting: () => {
+      show($("queue-connection"), tr(everConnected ? "console.queue.reconnecting" : "console.queue.connecting"));
+    },
+  },
+});
 
 $("queue-next").addEventListener("click", () => request({ type: "next" }));
 setInterval(tick, 10000);
 render();
-connect();
+socket.connect();

@@ -2,18 +2,14 @@
 // outcome, invite a guest (interpreter, colleague), transfer the citizen to another office's queue.
 // JSON API with the session's CSRF token in X-CSRF-Token (web/consultation_api.py).
 
+import { $, show } from "./lib/dom.js";
+import { fetchJson } from "./lib/fetch.js";
 import { tr } from "./strings.js";
 
-const $ = (id) => document.getElementById(id);
 const panel = $("consultation");
 const entryId = panel.dataset.entryId;
 const csrf = panel.dataset.csrf;
 let busy = false;
-
-function show(node, text) {
-  node.textContent = text || "";
-  node.hidden = !text;
-}
 
 function errorText(status, body) {
   const error = body && body.error ? body.error : {};
@@ -22,20 +18,18 @@ function errorText(status, body) {
 }
 
 async function post(action, payload) {
-  const response = await fetch(`/api/consultations/${encodeURIComponent(entryId)}/${action}`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrf },
-    body: JSON.stringify(payload || {}),
-    credentials: "same-origin",
-  });
-  let body = null;
   try {
-    body = await response.json();
-  } catch {
-    body = null;
+    return await fetchJson(`/api/consultations/${encodeURIComponent(entryId)}/${action}`, {
+      method: "POST",
+      body: payload || {},
+      csrf,
+      credentials: "same-origin",
+    });
+  } catch (failure) {
+    // a refusal in the page's words; without an answer at all the browser's own message stays
+    if (failure.status) throw new Error(errorText(failure.status, failure.body));
+    throw failure;
   }
-  if (!response.ok) throw new Error(errorText(response.status, body));
-  return body;
 }
 
 async function run(button, work) {

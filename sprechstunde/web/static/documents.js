@@ -2,14 +2,9 @@
 // list (kept live by the "document-added"/"document-removed" signaling events), download, delete, links.
 // Everything other people sent goes in with textContent only — never as HTML.
 
+import { $, el } from "./lib/dom.js";
+import { ApiError, fetchJson } from "./lib/fetch.js";
 import { tr } from "./strings.js";
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function formatSize(bytes, lang) {
   if (bytes >= 1024 * 1024) {
@@ -18,14 +13,6 @@ function formatSize(bytes, lang) {
   }
   const size = Math.max(1, Math.round(bytes / 1024)).toLocaleString(lang);
   return tr("call.documents.size.kb", { size });
-}
-
-class ApiFailure extends Error {
-  constructor(status, code, message) {
-    super(message || code);
-    this.status = status;
-    this.code = code;
-  }
 }
 
 export class DocumentsPanel {
@@ -39,7 +26,6 @@ export class DocumentsPanel {
     this.you = null;
     this.maxFile = 25 * 1024 * 1024;
     this.queue = Promise.resolve();
-    const $ = (id) => root.querySelector(`#${id}`);
     this.list = $("documents-list");
     this.empty = $("documents-empty");
     this.error = $("documents-error");
@@ -54,11 +40,11 @@ export class DocumentsPanel {
     this.linkForm = $("link-form");
     this.linkUrl = $("link-url");
     this.linkTitle = $("link-title");
-    this.wire($);
+    this.wire();
     this.showAllowed();
   }
 
-  wire($) {
+  wire() {
     $("documents-choose").addEventListener("click", () => this.fileInput.click());
     const camera = $("documents-camera-button");
     // The camera button is for phones and tablets; on a desktop it would just open the file picker.
@@ -112,31 +98,23 @@ export class DocumentsPanel {
     return { "X-Join-Token": this.token, ...extra };
   }
 
+  /** The room's documents API: the join token, never the cookies; errors as ApiError (code "network"
+   * without an answer; the bare HTTP status as code when the answer had no error code). */
   async api(method, path, body) {
-    let response;
     try {
-      response = await fetch(`${this.base}${path}`, {
+      return await fetchJson(`${this.base}${path}`, {
         method,
-        headers: this.headers(body ? { "Content-Type": "application/json" } : {}),
-        body: body ? JSON.stringify(body) : undefined,
+        body: body || undefined,
+        headers: this.headers(),
         credentials: "omit",
         cache: "no-store",
       });
-    } catch {
-      throw new ApiFailure(0, "network", "");
+    } catch (failure) {
+      if (failure instanceof ApiError && failure.status > 0 && !(failure.error && failure.error.code)) {
+        failure.code = String(failure.status);
+      }
+      throw failure;
     }
-    if (response.status === 204) return null;
-    let data = null;
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
-    if (!response.ok) {
-      const error = (data && data.error) || {};
-      throw new ApiFailure(response.status, error.code || String(response.status), error.message || "");
-    }
-    return data;
   }
 
   showError(failure) {
@@ -214,30 +192,30 @@ export class DocumentsPanel {
 
   render(item) {
     const own = this.you !== null && item.owner_tag === this.you;
-    const li = el("li", `document-item ${item.type === "link" ? "is-link" : "is-file"}`);
+    const li = el("li", { className: `document-item ${item.type === "link" ? "is-link" : "is-file"}` });
     li.dataset.documentId = item.id;
     if (own) li.classList.add("own");
-    const body = el("div", "document-body");
+    const body = el("div", { className: "document-body" });
     const from = own ? tr("call.documents.own") : tr(`call.documents.from.${item.uploader_role}`);
     if (item.type === "link") {
-      if (item.title) body.append(el("p", "document-name", item.title));
+      if (item.title) body.append(el("p", { className: "document-name" }, item.title));
       body.append(this.renderLink(item));
-      body.append(el("p", "document-meta", from));
+      body.append(el("p", { className: "document-meta" }, from));
     } else {
-      body.append(el("p", "document-name", item.name));
-      body.append(el("p", "document-meta", `${formatSize(item.size, this.lang)} · ${from}`));
+      body.append(el("p", { className: "document-name" }, item.name));
+      body.append(el("p", { className: "document-meta" }, `${formatSize(item.size, this.lang)} · ${from}`));
     }
     li.append(body);
-    const actions = el("div", "document-actions");
+    const actions = el("div", { className: "document-actions" });
     if (item.type === "file") {
-      const download = el("button", "button small document-download", tr("call.documents.download"));
+      const download = el("button", { className: "button small document-download" }, tr("call.documents.download"));
       download.type = "button";
       download.setAttribute("aria-label", tr("call.documents.download_label", { name: item.name }));
       download.addEventListener("click", () => this.download(item, download));
       actions.append(download);
     }
     if (own) {
-      const remove = el("button", "button small danger document-delete", tr("call.documents.delete"));
+      const remove = el("button", { className: "button small danger document-delete" }, tr("call.documents.delete"));
       remove.type = "button";
       remove.setAttribute("aria-label", tr("call.documents.delete_label", { name: this.label(item) }));
       remove.addEventListener("click", () => this.remove(item));
@@ -253,17 +231,17 @@ export class DocumentsPanel {
     try {
       url = new URL(item.url);
     } catch {
-      return el("p", "document-url", item.url);
+      return el("p", { className: "document-url" }, item.url);
     }
-    if (url.protocol !== "https:" && url.protocol !== "http:") return el("p", "document-url", item.url);
-    const a = el("a", "document-url");
+    if (url.protocol !== "https:" && url.protocol !== "http:") return el("p", { className: "document-url" }, item.url);
+    const a = el("a", { className: "document-url" });
     a.href = url.href;
     a.target = "_blank";
     a.rel = "noopener noreferrer";
     a.referrerPolicy = "no-referrer";
     a.setAttribute("aria-label", tr("call.documents.link.open_label", { name: `${url.host}` }));
     const rest = `${url.pathname === "/" ? "" : url.pathname}${url.search}${url.hash}`;
-    a.append(`${url.protocol}//`, el("strong", "link-host", url.host), rest);
+    a.append(`${url.protocol}//`, el("strong", { className: "link-host" }, url.host), rest);
     return a;
   }
 

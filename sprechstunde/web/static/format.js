@@ -1,21 +1,8 @@
-// Small formatting helpers shared by the start page, the waiting room and the console.
+// Office hours and office times, shared by the start page and the waiting room (language names and the
+// Intl formatting itself: lib/intl.js).
 
+import { dateText } from "./lib/intl.js";
 import { tr } from "./strings.js";
-
-/** Native names of the languages a citizen may choose (never translated: a Turkish speaker looks for "Türkçe"). */
-export const LANGUAGE_NAMES = {
-  de: "Deutsch",
-  en: "English",
-  fr: "Français",
-  it: "Italiano",
-  pl: "Polski",
-  tr: "Türkçe",
-  ku: "Kurdî",
-};
-
-export function languageName(code) {
-  return LANGUAGE_NAMES[code] || code;
-}
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -56,7 +43,7 @@ function officeClock(iso) {
 export function whenText(iso, lang) {
   const when = officeClock(iso);
   if (!when) return "";
-  return when.toLocaleString(lang, {
+  return dateText(when, lang, {
     timeZone: "UTC",
     weekday: "short",
     day: "2-digit",
@@ -70,5 +57,5 @@ export function whenText(iso, lang) {
 export function timeText(iso, lang) {
   const when = officeClock(iso);
   if (!when) return "";
-  return when.toLocaleTimeString(lang, { timeZone: "UTC", hour: "2-digit", minute: "2-digit" });
+  return dateText(when, lang, { timeZone: "UTC", hour: "2-digit", minute: "2-digit" });
 }

@@ -1,13 +1,15 @@
 // The start page: "Jetzt Videoberatung starten" → POST /api/queue (JSON) → the waiting room.
 
-import { hoursText, languageName, timeText, whenText } from "./format.js";
+import { hoursText, timeText, whenText } from "./format.js";
+import { $, ownUrl } from "./lib/dom.js";
+import { fetchJson } from "./lib/fetch.js";
+import { languageName, pageLang } from "./lib/intl.js";
 import { loadStrings, tr } from "./strings.js";
 
-const $ = (id) => document.getElementById(id);
 loadStrings($("page-strings"));
 
 const form = $("start-form");
-const lang = form.dataset.lang || document.documentElement.lang || "de";
+const lang = pageLang(form);
 const ALL_LANGUAGES = ["de", "en", "fr", "it", "pl", "tr", "ku"];
 let offices = [];
 let sending = false;
@@ -82,9 +84,7 @@ function renderOffices() {
 
 async function loadOffices() {
   try {
-    const response = await fetch("/api/offices", { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(String(response.status));
-    const body = await response.json();
+    const body = await fetchJson("/api/offices");
     offices = Array.isArray(body.offices) ? body.offices : [];
     renderOffices();
     $("start-status").textContent = "";
@@ -140,28 +140,21 @@ async function submit(event) {
   form.setAttribute("aria-busy", "true");
   $("start-status").textContent = tr("home.start.sending");
   try {
-    const response = await fetch("/api/queue", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(payload),
-    });
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
-    if (response.ok && body && typeof body.waiting_url === "string") {
+    const body = await fetchJson("/api/queue", { method: "POST", body: payload });
+    if (body && typeof body.waiting_url === "string") {
       // Same origin only: the waiting room is ours, whatever host name the server put into the URL.
-      const url = new URL(body.waiting_url, window.location.href);
-      window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
+      window.location.assign(ownUrl(body.waiting_url));
       return;
     }
-    const error = body && body.error ? body.error : null;
-    showError(errorText(response.status, error), { closed: !!error && error.code === "closed" });
-    if (error && error.code === "closed" && typeof error.office === "string") offerQuestion(error.office);
-  } catch {
-    showError(tr("home.error.network"));
+    showError(errorText(201, null)); // accepted (201) without a waiting room: shown like any other refusal
+  } catch (failure) {
+    if (!failure.status) {
+      showError(tr("home.error.network"));
+    } else {
+      const error = failure.error;
+      showError(errorText(failure.status, error), { closed: !!error && error.code === "closed" });
+      if (error && error.code === "closed" && typeof error.office === "string") offerQuestion(error.office);
+    }
   }
   sending = false;
   $("start-submit").disabled = false;
@@ -192,28 +185,29 @@ async function sendQuestion(event) {
   error.hidden = true;
   sending = true;
   $("question-submit").disabled = true;
+  const refused = (code) => {
+    const key = `home.question.error.${code}`;
+    error.textContent = tr(key) !== key ? tr(key) : code === "invalid_topic"
+      ? tr("home.start.topic.required") : tr("home.question.error.other", { code });
+    error.hidden = false;
+  };
   try {
-    const response = await fetch("/api/questions", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(payload),
-    });
-    const body = await response.json().catch(() => null);
-    if (response.ok && body && typeof body.reference === "string") {
+    const body = await fetchJson("/api/questions", { method: "POST", body: payload });
+    if (body && typeof body.reference === "string") {
       $("question-form").hidden = true;
       $("question-sent").textContent = tr("home.question.sent", { reference: body.reference });
       $("question-sent").hidden = false;
       $("question-sent").focus();
     } else {
-      const code = (body && body.error && body.error.code) || `http_${response.status}`;
-      const key = `home.question.error.${code}`;
-      error.textContent = tr(key) !== key ? tr(key) : code === "invalid_topic"
-        ? tr("home.start.topic.required") : tr("home.question.error.other", { code });
+      refused("http_201"); // accepted (201) without a reference
+    }
+  } catch (failure) {
+    if (failure.status) {
+      refused(failure.code);
+    } else {
+      error.textContent = tr("home.error.network");
       error.hidden = false;
     }
-  } catch {
-    error.textContent = tr("home.error.network");
-    error.hidden = false;
   }
   sending = false;
   $("question-submit").disabled = false;
@@ -225,10 +219,12 @@ async function loadBestTimes() {
   const node = $("best-times");
   const chosen = $("start-office").value;
   try {
-    const response = await fetch(`/api/best-times${chosen ? `?office=${encodeURIComponent(chosen)}` : ""}`, {
-      headers: { Accept: "application/json" },
-    });
-    const body = response.ok ? await response.json() : null;
+    // a refusal shows no best times; no answer at all hides them (below)
+    const body = await fetchJson(`/api/best-times${chosen ? `?office=${encodeURIComponent(chosen)}` : ""}`)
+      .catch((failure) => {
+        if (failure.status) return null;
+        throw failure;
+      });
     const hours = body && Array.isArray(body.hours) ? body.hours : [];
     if (chosen !== $("start-office").value) return; // the choice changed meanwhile
     const pad = (hour) => String(hour).padStart(2, "0");

@@ -1,13 +1,8 @@
 // DOM helpers of the call page. Text from other people goes in with textContent only, never as HTML.
 
+import { el } from "./lib/dom.js";
+import { dateText } from "./lib/intl.js";
 import { tr } from "./strings.js";
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export function displayName(participant) {
   const name = participant && typeof participant.name === "string" ? participant.name.trim() : "";
@@ -47,16 +42,16 @@ export class Tiles {
     const id = participant.participant_id;
     let tile = this.tiles.get(id);
     if (!tile) {
-      const item = el("li", "tile no-video");
+      const item = el("li", { className: "tile no-video" });
       item.dataset.participantId = id;
       const video = el("video");
       video.autoplay = true;
       video.playsInline = true;
-      const avatar = el("span", "avatar");
+      const avatar = el("span", { className: "avatar" });
       avatar.setAttribute("aria-hidden", "true");
-      const label = el("p", "tile-name");
-      const name = el("span", "name");
-      const role = el("span", "role");
+      const label = el("p", { className: "tile-name" });
+      const name = el("span", { className: "name" });
+      const role = el("span", { className: "role" });
       label.append(name, role);
       item.append(video, avatar, label);
       this.list.append(item);
@@ -128,7 +123,7 @@ export class Tiles {
   offerSound() {
     for (const tile of this.tiles.values()) {
       if (tile.soundButton || !tile.video.muted) continue;
-      const button = el("button", "button primary sound-button", tr("call.audio.enable"));
+      const button = el("button", { className: "button primary sound-button" }, tr("call.audio.enable"));
       button.type = "button";
       button.addEventListener("click", () => this.enableSound());
       tile.item.append(button);
@@ -170,19 +165,17 @@ export class ChatLog {
   }
 
   append({ name, text, own, sentAt }) {
-    const item = el("li", own ? "chat-message own" : "chat-message");
-    const meta = el("p", "chat-meta");
-    meta.append(el("span", "chat-name", own ? `${name} (${tr("call.you")})` : name));
+    const item = el("li", { className: own ? "chat-message own" : "chat-message" });
+    const meta = el("p", { className: "chat-meta" });
+    meta.append(el("span", { className: "chat-name" }, own ? `${name} (${tr("call.you")})` : name));
     const when = sentAt ? new Date(sentAt) : new Date();
     if (!Number.isNaN(when.getTime())) {
-      const time = el("time", "chat-time", when.toLocaleTimeString(this.lang, {
-        hour: "2-digit",
-        minute: "2-digit",
-      }));
+      const clock = dateText(when, this.lang, { hour: "2-digit", minute: "2-digit" });
+      const time = el("time", { className: "chat-time" }, clock);
       time.dateTime = when.toISOString();
       meta.append(" ", time);
     }
-    item.append(meta, el("p", "chat-text", text));
+    item.append(meta, el("p", { className: "chat-text" }, text));
     const list = this.list;
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.append(item);

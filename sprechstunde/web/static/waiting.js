@@ -3,33 +3,23 @@
 // advisor admits the citizen (call.js startCall, with the camera and microphone opened here).
 
 import { startCall, stopMedia } from "./call.js";
-import { languageName, timeText, whenText } from "./format.js";
-import { parseMessage } from "./signaling.js";
+import { timeText, whenText } from "./format.js";
+import { $, ownUrl, readJson, show } from "./lib/dom.js";
+import { fetchJson } from "./lib/fetch.js";
+import { languageName, pageLang } from "./lib/intl.js";
+import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
 import { tr } from "./strings.js";
 
-const $ = (id) => document.getElementById(id);
 const root = $("call-app");
-const lang = root.dataset.lang || document.documentElement.lang || "de";
+const lang = pageLang(root);
 const waitingToken = root.dataset.waitingToken || "";
 const NAME_KEY = "sprechstunde.name";
-const PING_INTERVAL_MS = 20000;
 const FATAL = new Set(["invalid_token", "expired", "unknown_entry"]);
 
-function readJson(id) {
-  try {
-    return JSON.parse($(id).textContent) || {};
-  } catch {
-    return {};
-  }
-}
-
 const entry = readJson("wait-entry");
-let ws = null;
+let socket = null;
 let finished = false; // admitted, removed or left: no reconnect
-let attempt = 0;
 let everConnected = false;
-let reconnectTimer = null;
-let pingTimer = null;
 let nextId = 1;
 let pendingNote = null;
 let lastAnnounced = "";
@@ -42,11 +32,6 @@ window.sprechstundeWaiting = {
     return lastStatus;
   },
 };
-
-function show(node, text) {
-  node.textContent = text || "";
-  node.hidden = !text;
-}
 
 // ---------------------------------------------------------------- rendering
 
@@ -136,10 +121,7 @@ function admitted(msg) {
   $("note-send").disabled = true;
   $("wait-german").hidden = true;
   // A fallback in case the in-page call cannot start: the same join link as a page of its own.
-  if (typeof msg.join_url === "string") {
-    const url = new URL(msg.join_url, window.location.href);
-    $("wait-join-link").href = url.origin === window.location.origin ? url.href : url.pathname;
-  }
+  if (typeof msg.join_url === "string") $("wait-join-link").href = ownUrl(msg.join_url);
   $("wait-admitted").hidden = false;
   const started = startCall({
     token: msg.join_token,
@@ -152,75 +134,37 @@ function admitted(msg) {
 
 // ---------------------------------------------------------------- the socket
 
-function socketUrl() {
-  const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${window.location.host}/ws/queue?lang=${encodeURIComponent(lang)}`;
-}
-
 function send(msg) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-  ws.send(JSON.stringify(msg));
-  return true;
+  return socket !== null && socket.send(msg);
 }
 
 function closeSocket() {
-  if (pingTimer !== null) clearInterval(pingTimer);
-  pingTimer = null;
-  if (reconnectTimer !== null) clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  const old = ws;
-  ws = null;
-  if (old && (old.readyState === WebSocket.OPEN || old.readyState === WebSocket.CONNECTING)) {
-    try {
-      old.close(1000);
-    } catch {
-      // already closing
-    }
-  }
+  if (socket !== null) socket.close(1000);
 }
 
 function connect() {
-  if (finished) return;
-  reconnectTimer = null;
-  let socket;
-  try {
-    socket = new WebSocket(socketUrl());
-  } catch {
-    scheduleReconnect();
-    return;
-  }
-  ws = socket;
-  socket.onopen = () => {
-    if (socket !== ws) return;
-    socket.send(JSON.stringify({ type: "wait", id: nextId++, token: waitingToken }));
-    pingTimer = setInterval(() => send({ type: "ping" }), PING_INTERVAL_MS);
-  };
-  socket.onmessage = (event) => {
-    if (socket !== ws) return;
-    const msg = parseMessage(event.data);
-    if (msg) handle(msg);
-  };
-  socket.onclose = () => {
-    if (socket !== ws) return;
-    ws = null;
-    if (pingTimer !== null) clearInterval(pingTimer);
-    pingTimer = null;
-    scheduleReconnect();
-  };
-}
-
-function scheduleReconnect() {
-  if (finished || reconnectTimer !== null) return;
-  const delay = Math.min(500 * 2 ** attempt, 5000);
-  attempt += 1;
-  show($("wait-connection"), tr(everConnected ? "wait.reconnecting" : attempt > 3 ? "wait.error.connection" : "wait.connecting"));
-  reconnectTimer = setTimeout(connect, delay);
+  socket = new ReconnectingSocket({
+    url: socketUrl(`/ws/queue?lang=${encodeURIComponent(lang)}`),
+    hooks: {
+      open: () => {
+        socket.send({ type: "wait", id: nextId++, token: waitingToken });
+        socket.startPing();
+      },
+      message: handle,
+      close: () => !finished,
+      reconnecting: (attempt) => {
+        show($("wait-connection"), tr(everConnected ? "wait.reconnecting"
+          : attempt > 3 ? "wait.error.connection" : "wait.connecting"));
+      },
+    },
+  });
+  socket.connect();
 }
 
 function handle(msg) {
   switch (msg.type) {
     case "queue-status":
-      attempt = 0;
+      socket.resetBackoff();
       everConnected = true;
       show($("wait-connection"), "");
       if (msg.state && msg.state !== "waiting") break; // called: `admitted` follows at once
@@ -239,7 +183,7 @@ function handle(msg) {
       onError(msg);
       break;
     default:
-      break; // pong, unknown
+      break; // unknown
   }
 }
 
@@ -295,17 +239,11 @@ async function continueInGerman() {
   if (entry.note) payload.note = entry.note;
   if (lastStatus && typeof lastStatus.note === "string" && lastStatus.note) payload.note = lastStatus.note;
   try {
-    const response = await fetch("/api/queue", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(payload),
-    });
-    const body = await response.json();
-    if (!response.ok || typeof body.waiting_url !== "string") throw new Error("refused");
+    const body = await fetchJson("/api/queue", { method: "POST", body: payload });
+    if (!body || typeof body.waiting_url !== "string") throw new Error("refused");
     send({ type: "leave" });
     finished = true;
-    const url = new URL(body.waiting_url, window.location.href);
-    window.location.assign(url.origin === window.location.origin ? url.href : url.pathname);
+    window.location.assign(ownUrl(body.waiting_url));
   } catch {
     switching = false;
     $("wait-german").disabled = false;
