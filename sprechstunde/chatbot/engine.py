@@ -27,39 +27,8 @@ MAX_TEXT = 1000
 
 # person requested / two unhelpful answers / the bot is unsure
 PERSON, UNHELPFUL, LOW_CONFIDENCE = "person_requested", "unhelpful_answers", "low_confidence"
-ANAPHORA = {
-    "das",
-    "da",
-    "dafür",
-    "dafuer",
-    "dazu",
-    "dort",
-    "es",
-    "dies",
-    "it",
-    "that",
-    "this",
-    "there",
-    "ça",
-    "ca",
-    "cela",
-    "y",
-    "questo",
-    "quello",
-    "ci",
-    "to",
-    "tego",
-    "tam",
-    "bu",
-    "bunu",
-    "orada",
-    "ew",
-    "wê",
-    "we",
-    "ذلك",
-    "هذا",
-    "هناك",
-}
+# words pointing back at the conversation's topic ("Was kostet das?"): chatbot/data/lexicon.yaml
+ANAPHORA = lexicon.ANAPHORA
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from sprechstunde.chatbot.resources import line_of
 from sprechstunde.chatbot.text import LANGUAGES
 
 KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
@@ -79,27 +80,6 @@ class KnowledgeBase:
 # --- loading --------------------------------------------------------------------------------------------
 
 
-def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int:
-    """1-based line of the value at `path` (keys and list indices) in a composed YAML tree; the
-    deepest node that exists when the path stops early."""
-    line = node.start_mark.line + 1 if node is not None else 1
-    for step in path:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == step:
-                    line = key.start_mark.line + 1
-                    node = value
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-            node = node.value[step]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 class _Checker:
     def __init__(self, path: Path, root: yaml.Node | None) -> None:
         self.path = path
@@ -107,7 +87,7 @@ class _Checker:
         self.problems: list[str] = []
 
     def fail(self, where: tuple[Any, ...], problem: str) -> None:
-        self.problems.append(f"{self.path}:{_line_of(self.root, where)}: {problem}")
+        self.problems.append(f"{self.path}:{line_of(self.root, where)}: {problem}")
 
     def texts(self, data: Any, where: tuple[Any, ...], *, need: tuple[str, ...] = ()) -> dict[str, str]:
         """{language: non-empty text}."""

@@ -14,7 +14,9 @@ from functools import lru_cache
 
 import Stemmer
 
-LANGUAGES = ("de", "en", "fr", "it", "pl", "tr", "ku", "ar")
+from sprechstunde.chatbot import resources
+
+LANGUAGES = resources.LANGUAGES
 STEMMERS = {
     "de": "german",
     "en": "english",
@@ -32,41 +34,9 @@ ARABIC_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ة": "ه", 
 SPECIAL_LETTERS = str.maketrans({"ß": "ss", "ı": "i", "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ": "d"})
 GERMAN_DIGRAPHS = re.compile(r"(?<=[^aeiouq\W])(ae|oe|ue)|^(ae|oe|ue)(?=[^aeiou])")
 
-# Words that carry no topic; kept small on purpose (BM25's idf handles the rest).
+# Words that carry no topic; kept small on purpose (BM25's idf handles the rest): chatbot/data/language.yaml.
 STOPWORDS: dict[str, frozenset[str]] = {
-    "de": frozenset(
-        """aber alle als also am an auch auf aus bei bin bis bitte bzw da dann das dass dem den der des die
-        dich dir doch du ein eine einem einen einer eines er es etwa euch für gibt habe haben hallo hat
-        hier ich ihr ihre im in ist ja jetzt kann kannst können man mein meine meinem meinen meiner mich
-        mir mit muss müssen nach nicht noch nur ob oder sehr sein sich sie sind so soll sollte um und uns
-        unser von vor war was weil welche welcher wenn wer werden wie wieder will wir wird wo wurde zu zum
-        zur guten tag danke mal gerne brauche brauch brauchen wollen willst machen mache macht
-        bekomme bekommen kriege kriegen krieg gerade viel ans beim vom gibts geht hab hat hätte würde
-        möchte moechte schon denn eigentlich irgendwie genau einfach dafür dazu wann gemacht""".split()
-    ),
-    "en": frozenset(
-        """a about am an and any are as at be been but by can could do does for from get got have hello hi
-        how i if in is it its me my need of on or our please so that the their there this to was we what
-        when where which who will with would you your""".split()
-    ),
-    "fr": frozenset(
-        """au aux avec bonjour ce ces comment dans de des du elle en est et il je la le les ma mes mon ne
-        nous on ou où par pas pour qu que quel quelle qui sa se son sur une un vous votre est-ce""".split()
-    ),
-    "it": frozenset(
-        """a al alla anche che ci come con cosa da del della di e è gli ho i il in io la le lo ma mi mio
-        mia non per più posso sono su un una uno""".split()
-    ),
-    "pl": frozenset(
-        """a ale co czy do i jak jest mam mnie mogę na nie o od po się sie to w we z za że jaki jaka gdzie
-        dzień dobry""".split()
-    ),
-    "tr": frozenset(
-        """ve bir bu da de için ile mi mı mu mü ne nasıl nerede ben benim var yok çok merhaba acaba
-        ama olarak""".split()
-    ),
-    "ku": frozenset("""û ez min bi ji li di de ku ev ew çawa çi çiqas ne heye dikarim re ya yê a""".split()),
-    "ar": frozenset("""في من على إلى الى عن هل ما كيف أنا انا أريد اريد مع هذا هذه""".split()),
+    lang: frozenset(words) for lang, words in resources.language().stopwords.items()
 }
 
 

@@ -1,13 +1,16 @@
 """UI strings: one TOML file per area under web/locales/, one table per language.
 
 German is the reference language; a key missing in another language falls back to German, so a
-partial translation never shows a raw key.
+partial translation never shows a raw key. The short weekday names ("day.mon" …) are CLDR's
+(sprechstunde.l10n), for every language the files have.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+
+from sprechstunde.l10n import weekday_abbreviations
 
 LOCALES_DIR = Path(__file__).parent.parent / "locales"
 DEFAULT_LANGUAGE = "de"
@@ -20,6 +23,9 @@ class Catalog:
             with path.open("rb") as fh:
                 for lang, table in tomllib.load(fh).items():
                     self._messages.setdefault(lang, {}).update(table)
+        for lang, table in self._messages.items():  # weekday names come from CLDR, not from the files
+            days = {f"day.{key}": name for key, name in weekday_abbreviations(lang).items()}
+            self._messages[lang] = days | table
         self.languages = tuple(sorted(self._messages, key=lambda lang: lang != DEFAULT_LANGUAGE))
 
     def pick(self, accept_language: str | None) -> str:

@@ -1,0 +1,119 @@
+"""Dates, times, numbers and language names as a reader of each language expects them, from CLDR (Babel).
+
+No module keeps its own table of weekday, month or language names: the names come from CLDR. Where
+the service has a house style that pages, mails and their tests rely on ("Dienstag, 12. Januar 2027",
+"08:00 Uhr", "Tuesday, 12 January 2027", "2027-01-12 10:00" in English mail), `HOUSE_PATTERNS` gives the
+CLDR pattern that writes it; every other language gets CLDR's own formats.
+
+Fallbacks, explicitly: dates in Kurmanji ("ku") are written in German, because CLDR's Kurmanji date
+data is partial (month names only in the genitive, "rêbendana 2027an" for a month); the language's own
+name does come from CLDR ("Kurdî (kurmancî)"). A language Babel does not know at all falls back to
+German for dates and numbers and to its code for its name.
+
+Here at the top of the package (not in web/) because domains format too: scheduling/mail.py writes the
+appointment time into the confirmation mail.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import cache
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import (
+    format_date,
+    format_datetime,
+    format_skeleton,
+    format_time,
+    get_datetime_format,
+    get_day_names,
+)
+from babel.numbers import format_decimal, format_percent
+
+DEFAULT_LANGUAGE = "de"  # the city's language; also what the UI falls back to
+DATE_FALLBACK = {"ku": DEFAULT_LANGUAGE}  # CLDR's Kurmanji dates are partial (see above)
+WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as offices.toml names the days
+HOUSE_PATTERNS: dict[str, dict[str, str]] = {
+    "de": {"time": "HH:mm 'Uhr'"},
+    "en": {"day": "EEEE, d MMMM y", "time": "HH:mm", "datetime": "y-MM-dd HH:mm"},
+}
+
+
+@cache
+def _parse(lang: str) -> Locale | None:
+    try:
+        return Locale.parse(lang)
+    except (UnknownLocaleError, ValueError, TypeError):
+        return None
+
+
+def locale_for(lang: str) -> Locale:
+    """The Babel locale that formats dates and numbers for `lang` (German where CLDR falls short)."""
+    return _parse(DATE_FALLBACK.get(lang, lang)) or _parse(DEFAULT_LANGUAGE)  # type: ignore[return-value]
+
+
+def _house(lang: str, kind: str) -> str | None:
+    return HOUSE_PATTERNS.get(lang, {}).get(kind)
+
+
+def day_text(day: date, lang: str) -> str:
+    """A day with its weekday: "Dienstag, 12. Januar 2027" / "Tuesday, 12 January 2027"."""
+    return format_date(day, _house(lang, "day") or "full", locale=locale_for(lang))
+
+
+def month_text(month: date, lang: str) -> str:
+    """A calendar month: "Januar 2027" / "January 2027"."""
+    return format_skeleton("yMMMM", month, locale=locale_for(lang))
+
+
+def time_text(moment: datetime, lang: str) -> str:
+    """A time of day on the wall clock of `moment`: "08:00 Uhr" / "08:00"."""
+    return format_time(moment, _house(lang, "time") or "short", tzinfo=moment.tzinfo, locale=locale_for(lang))
+
+
+def datetime_text(moment: datetime, lang: str) -> str:
+    """Date and time, short: "12.01.2027, 10:00" (CLDR's medium date with the short time) /
+    "2027-01-12 10:00" in English."""
+    pattern = _house(lang, "datetime")
+    if pattern is None:
+        loc = locale_for(lang)
+        pattern = (
+            str(get_datetime_format("medium", locale=loc))
+            .replace("{1}", loc.date_formats["medium"].pattern)
+            .replace("{0}", loc.time_formats["short"].pattern)
+        )
+    return format_datetime(moment, pattern, tzinfo=moment.tzinfo, locale=locale_for(lang))
+
+
+def weekday_abbreviations(lang: str) -> dict[str, str]:
+    """{"mon": "Mo", …} / {"mon": "Mon", …}: CLDR's stand-alone short names, for a calendar's column
+    heads and opening hours ("Mo–Fr")."""
+    names = get_day_names("abbreviated", context="stand-alone", locale=locale_for(lang))
+    return {key: names[index] for index, key in enumerate(WEEKDAY_KEYS)}
+
+
+def decimal_text(value: float, lang: str, digits: int = 1) -> str:
+    """A number with `digits` decimals and the language's separators: "4,5" / "4.5"."""
+    pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
+    return format_decimal(value, pattern, locale=locale_for(lang))
+
+
+def percent_text(share: float, lang: str) -> str:
+    """A share (0.95) as the language writes a percentage: "95 %" / "95%"."""
+    return format_percent(share, locale=locale_for(lang))
+
+
+@cache
+def language_name(code: str) -> str:
+    """A language's name in that language itself, as a list entry is capitalised ("Français",
+    "Türkçe", "Kurdî (kurmancî)"); an unknown code stays the code."""
+    loc = _parse(code)
+    name = loc.get_display_name(loc) if loc is not None else None
+    if not name:
+        return code
+    return name[:1].upper() + name[1:]
+
+
+def language_names(codes: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """{code: name in that language} for a select list."""
+    return {code: language_name(code) for code in codes}
