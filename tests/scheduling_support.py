@@ -7,6 +7,7 @@ from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sprechstunde.clock import Clock
 from sprechstunde.rooms.offices import Interval, OfficeDirectory, make_office
 from sprechstunde.rooms.queue import QueueService
 from sprechstunde.rooms.service import RoomService
@@ -15,7 +16,6 @@ from sprechstunde.rooms.tokens import TokenSigner
 from sprechstunde.scheduling.availability import parse_availability
 from sprechstunde.scheduling.bookings import SchedulingService
 from sprechstunde.scheduling.catalog import Service, ServiceCatalog
-from sprechstunde.signaling.waiting import Clock
 from sprechstunde.store import open_store
 from sprechstunde.store.port import Store
 

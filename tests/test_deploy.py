@@ -41,6 +41,7 @@ from cryptography.x509.oid import NameOID
 from bench.server import ServerProcess, free_port
 from sprechstunde.media.ice import turn_credentials
 from sprechstunde.web.core.cli import build_parser
+from sprechstunde.web.core.config import settings
 from tests.test_readiness import RedisServer
 from tests.test_turn import free_udp_port, wait_for_stun
 
@@ -454,11 +455,8 @@ def test_systemd_units_verify(tmp_path):
 
 
 def known_variables() -> set[str]:
-    """Every SPRECHSTUNDE_* variable the command line reads."""
-    source = (ROOT / "sprechstunde" / "web" / "core" / "cli.py").read_text()
-    names = set(re.findall(r"""env(?:_list)?\(\s*["']([A-Z_]+)["']""", source))
-    names |= set(re.findall(r"""_number\(\s*["']([A-Z_]+)["']""", source))
-    return {"SPRECHSTUNDE_" + name for name in names}
+    """Every SPRECHSTUNDE_* variable the command line reads: those of the declared settings."""
+    return {setting.variable for setting in settings()}
 
 
 def test_every_variable_in_the_deploy_files_is_an_option():

@@ -60,8 +60,10 @@ async def test_metrics_allowlist_and_bearer_token(aiohttp_client, config, allow,
         assert "sprechstunde_" not in await response.text()
 
 
-async def test_queue_outcomes_wait_histogram_and_documents(client, services, room_links):
+async def test_queue_outcomes_wait_histogram_and_documents(client, services):
     services.waiting.clock.set(OPEN)
+    # the room lives on the same clock as the queue (sprechstunde/clock.py): opened at OPEN
+    room_links = services.rooms.links(await services.rooms.create("vhs", 3600), "http://test").as_json()
     for topic in ("Sprachkurs", "Bildungsurlaub"):
         queued = await client.post("/api/queue", json={"office": "vhs", "language": "de", "topic": topic})
         assert queued.status == 201

@@ -598,3 +598,58 @@ async def test_queue_and_tickets_survive_a_restart(tmp_path, clock):
         ).entry.entry_id == second.entry.entry_id
     finally:
         await store.close()
+
+
+async def test_listeners_hear_every_stored_change_and_no_refusal(queue, clock):
+    """The queue announces its own changes (no caller has to): join, note, claim, release, transfer,
+    finish, leave, an advisor coming and going, an abandonment at the sweep; a refused request is
+    not announced."""
+    heard: list[int] = []
+
+    async def listener() -> None:
+        heard.append(1)
+
+    queue.listen(listener)
+
+    async def announced(action) -> int:
+        before = len(heard)
+        await action
+        return len(heard) - before
+
+    anna = staff("anna")
+    first = await walk_in(queue)
+    assert len(heard) == 1
+    assert await announced(queue.set_note(first.entry.entry_id, "bitte langsam")) == 1
+    assert await announced(queue.advisor_online(anna)) == 1
+    assert await announced(queue.advisor_heartbeat(anna)) == 0  # a refresh, not a change
+    consultation = await queue.claim_next(anna)
+    assert len(heard) == 4 and consultation.entry.entry_id == first.entry.entry_id
+    assert await announced(queue.release(anna, first.entry.entry_id)) == 1
+    await queue.claim(anna, first.entry.entry_id)
+    assert await announced(queue.transfer(anna, first.entry.entry_id, "vhs", note="weiter")) == 1
+    await queue.claim(anna, first.entry.entry_id)
+    assert await announced(queue.finish(anna, first.entry.entry_id, "resolved")) == 1
+    with pytest.raises(QueueError):
+        await queue.set_note(first.entry.entry_id, "zu spät")  # refused: nothing to announce
+    assert await queue.claim_next(anna) is None
+    second = await walk_in(queue)
+    assert await announced(queue.leave(second.entry.entry_id)) == 1
+    assert await announced(queue.leave(second.entry.entry_id)) == 0  # gone already
+    third = await walk_in(queue)
+    assert await announced(queue.sweep(clock.now + 3600)) == 1  # never connected: abandoned
+    assert (await queue.get(third.entry.entry_id)).state == "abandoned"
+    assert await announced(queue.advisor_offline("anna")) == 1
+
+
+async def test_entries_of_other_versions_still_load(queue, store):
+    """Tolerant loading (store.port.from_record): a field a newer version wrote is ignored, a field an
+    older version did not write takes its default."""
+    entry = (await walk_in(queue)).entry
+    record = await store.get(ENTRY_KIND, entry.entry_id)
+    newer = record | {"priority": "high"}
+    older = {k: v for k, v in record.items() if k not in ("handover_note", "ticket", "advisor")}
+    await store.put(ENTRY_KIND, entry.entry_id, newer)
+    assert await queue.get(entry.entry_id) == entry
+    await store.put(ENTRY_KIND, entry.entry_id, older)
+    assert await queue.get(entry.entry_id) == entry
+    assert (await queue.set_note(entry.entry_id, "neu")).note == "neu"  # and it can be changed

@@ -21,10 +21,10 @@ import pytest
 from redis.asyncio import Redis
 
 import sprechstunde.web.core.app as web_app
+from sprechstunde.clock import Clock
 from sprechstunde.rooms.consultations import CONSULTATION_KIND
 from sprechstunde.rooms.staff import StaffMember
 from sprechstunde.scheduling.availability import parse_availability
-from sprechstunde.signaling.waiting import Clock
 from sprechstunde.store import RedisStore, SQLiteStore
 from sprechstunde.web.core.app import RETENTION, create_app
 from sprechstunde.web.core.config import DATABASE_FILE, Config

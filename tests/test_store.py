@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import os
 import uuid
+from dataclasses import dataclass, field
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sprechstunde.store import RedisStore, SQLiteStore
-from sprechstunde.store.port import Change
+from sprechstunde.store.port import Change, StoreContention, Updated, from_record, update
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -162,6 +163,61 @@ async def test_compare_and_set_loses_no_update_under_concurrency(store):
 
     await asyncio.gather(*(bump() for _ in range(40)))
     assert await store.get("t", "count") == {"n": 40}
+
+
+async def test_update_is_the_one_compare_and_set_loop(twins, clock):
+    """`update` (store/port.py) reads, changes and compare-and-sets one record, starting over when another
+    writer (here: another handle, as another process) got there first; it loses no change, leaves a
+    record alone when `change` hands it back, passes a refusal through and bounds its retries."""
+    one, two = twins
+    assert (await update(one, "t", "count", lambda r: {"n": 0}, ttl=5)).written
+
+    # concurrent increments over two handles, with sync and async changes: none is lost
+    async def slow_bump(record):
+        await asyncio.sleep(0)
+        return {"n": record["n"] + 1}
+
+    await asyncio.gather(
+        *(update(s, "t", "count", lambda r: {"n": r["n"] + 1}) for _ in range(15) for s in twins),
+        *(update(one, "t", "count", slow_bump) for _ in range(10)),
+    )
+    assert await two.get("t", "count") == {"n": 40}
+    same = await update(one, "t", "count", lambda r: r)  # handed back: nothing is written
+    assert not same.written and same.before == same.after == {"n": 40}
+    absent = await update(one, "t", "missing", lambda r: r)
+    assert absent == Updated(None, None) and await one.get("t", "missing") is None
+
+    def refuse(record):
+        raise LookupError("not now")
+
+    with pytest.raises(LookupError):
+        await update(one, "t", "count", refuse)
+    assert await one.get("t", "count") == {"n": 40}
+    clock.now += 6  # written with ttl=5 at first, then by updates without one: never expires now
+    assert await one.get("t", "count") == {"n": 40}
+
+    async def overtaken(record):
+        await two.put("t", "count", {"n": record["n"] - 1})  # another writer, every time
+        return {"n": 0}
+
+    with pytest.raises(StoreContention):
+        await update(one, "t", "count", overtaken, attempts=3)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    name: str
+    size: int = 0
+    tags: list[str] = field(default_factory=list)
+
+
+def test_records_load_across_versions():
+    """`from_record`: a field of a newer version is ignored, a field an older one lacks gets its default;
+    only a field without a default must be there."""
+    assert from_record(_Stored, {"name": "a", "size": 3, "colour": "blue"}) == _Stored("a", 3)
+    assert from_record(_Stored, {"name": "b"}) == _Stored("b", 0, [])
+    with pytest.raises(TypeError):
+        from_record(_Stored, {"size": 1})
 
 
 async def test_compare_and_set_many_writes_all_or_nothing(store, clock):

@@ -46,6 +46,7 @@ from sprechstunde.documents.crypto import (
     read_blob,
 )
 from sprechstunde.documents.formats import ACCEPT, TYPES, Sniffer, UnsupportedType, display_name
+from sprechstunde.errors import DomainError
 from sprechstunde.rooms.text import has_bidi, strip_bidi
 from sprechstunde.store.lease import lease
 from sprechstunde.store.port import Store
@@ -70,14 +71,9 @@ MAX_TITLE_CHARS = 200
 Notify = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
-class DocumentError(Exception):
-    """A request about documents that cannot be honoured; `status` is the HTTP status, `code` stable."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class DocumentError(DomainError):
+    """A request about documents that cannot be honoured. Its own class because a download that fails
+    after its headers went out is cut off, not answered (web/documents/api.py)."""
 
 
 @dataclass(frozen=True)
@@ -152,35 +148,35 @@ def _open_meta(key: bytes, document_id: str, blob: str) -> dict[str, Any]:
 def validate_link(url: Any, title: Any) -> tuple[str, str, str]:
     """(url, host, title) of an http(s) link a participant shares; DocumentError 400 otherwise."""
     if not isinstance(url, str) or not url.strip():
-        raise DocumentError(400, "invalid_url", "a URL is required")
+        raise DocumentError("invalid_url", "a URL is required", 400)
     url = url.strip()
     if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise DocumentError(400, "invalid_url", "the URL is too long or has spaces or control characters")
+        raise DocumentError("invalid_url", "the URL is too long or has spaces or control characters", 400)
     if has_bidi(url):  # issue 15, finding 13: it would display as another address
-        raise DocumentError(400, "invalid_url", "the URL holds invisible text-direction characters")
+        raise DocumentError("invalid_url", "the URL holds invisible text-direction characters", 400)
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port_ok = parts.port is None or 0 < parts.port < 65536
     except ValueError:
-        raise DocumentError(400, "invalid_url", "the URL is not valid") from None
+        raise DocumentError("invalid_url", "the URL is not valid", 400) from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise DocumentError(400, "invalid_url", "only http and https links can be shared")
+        raise DocumentError("invalid_url", "only http and https links can be shared", 400)
     if not host or not port_ok:
-        raise DocumentError(400, "invalid_url", "the URL has no valid host")
+        raise DocumentError("invalid_url", "the URL has no valid host", 400)
     if parts.username is not None or parts.password is not None:
-        raise DocumentError(400, "invalid_url", "links with a user name or password are not allowed")
+        raise DocumentError("invalid_url", "links with a user name or password are not allowed", 400)
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
-        raise DocumentError(400, "invalid_url", "the URL has no valid host") from None
+        raise DocumentError("invalid_url", "the URL has no valid host", 400) from None
     if title is None:
         title = ""
     if not isinstance(title, str):
-        raise DocumentError(400, "invalid_title", "the title must be text")
+        raise DocumentError("invalid_title", "the title must be text", 400)
     title = " ".join("".join(c if c.isprintable() else " " for c in strip_bidi(title)).split())
     if len(title) > MAX_TITLE_CHARS:
-        raise DocumentError(400, "invalid_title", f"the title is limited to {MAX_TITLE_CHARS} characters")
+        raise DocumentError("invalid_title", f"the title is limited to {MAX_TITLE_CHARS} characters", 400)
     return url, ascii_host, title
 
 
@@ -391,22 +387,22 @@ class DocumentService:
     async def _active(self, room_id: str, document_id: str) -> dict[str, Any]:
         record = await self._store.get(DOC_KIND, document_id) if len(document_id) <= 64 else None
         if record is None or record.get("room_id") != room_id:
-            raise DocumentError(404, "not_found", "this document does not exist")
+            raise DocumentError("not_found", "this document does not exist", 404)
         if record.get("state") != "active":
-            raise DocumentError(410, "gone", "this document has been deleted")
+            raise DocumentError("gone", "this document has been deleted", 410)
         return record
 
     async def check_file(self, room_id: str, document_id: str) -> None:
         """DocumentError unless `document_id` is a live file of this room."""
         record = await self._active(room_id, document_id)
         if record["type"] != "file":
-            raise DocumentError(400, "not_a_file", "links are opened, not downloaded")
+            raise DocumentError("not_a_file", "links are opened, not downloaded", 400)
 
     async def download(self, room_id: str, document_id: str, actor: Actor) -> Download:
         """Verify the whole blob, then stream it; IntegrityError-based DocumentError if it is damaged."""
         record = await self._active(room_id, document_id)
         if record["type"] != "file":
-            raise DocumentError(400, "not_a_file", "links are not downloaded")
+            raise DocumentError("not_a_file", "links are not downloaded", 400)
         path = self._blob_path(document_id)
         try:
             key = self.keys.unwrap(document_id, record["key"])
@@ -437,9 +433,9 @@ class DocumentService:
         log.error("documents: integrity check failed for document %s: %s", record["id"], reason)
         await self.audit("integrity_failure", actor, record["room_id"], record["id"])
         raise DocumentError(
-            500,
             "document_damaged",
             "the stored document is damaged or incomplete and cannot be delivered",
+            500,
         ) from None
 
     async def _stream(
@@ -470,7 +466,7 @@ class DocumentService:
         """Encrypt and store a stream; never holds more than ~2 batches of it in memory."""
         max_file = self.limits.max_file_bytes
         if declared_size is not None and declared_size > max_file:
-            raise DocumentError(413, "file_too_large", f"a file may be at most {max_file // MB} MB")
+            raise DocumentError("file_too_large", f"a file may be at most {max_file // MB} MB", 413)
         room_id = room.room_id
         async with self._lock(room_id):
             room_free = self.limits.max_room_bytes - await self.used_bytes(room_id)
@@ -493,7 +489,7 @@ class DocumentService:
                     continue
                 total += len(data)
                 if total > max_file:
-                    raise DocumentError(413, "file_too_large", f"a file may be at most {max_file // MB} MB")
+                    raise DocumentError("file_too_large", f"a file may be at most {max_file // MB} MB", 413)
                 if total > reserved:
                     # No (or a wrong) Content-Length: reserve room quota in steps as the bytes arrive.
                     step = min(max(total, reserved + RESERVE_STEP), max_file)
@@ -519,7 +515,7 @@ class DocumentService:
                 await self._run(blob.write, b"".join(parts))
             if declared_size is not None and total != declared_size:
                 # A stream that ended early is a cut-off upload, not a smaller file (issue 15, finding 14).
-                raise DocumentError(400, "incomplete_upload", "the upload ended early; send it again")
+                raise DocumentError("incomplete_upload", "the upload ended early; send it again", 400)
             file_type = await self._run(blob.finish)
             meta = {"name": display_name(filename, TYPES[file_type])}
             final = self._blob_path(document_id)
@@ -545,7 +541,7 @@ class DocumentService:
             committed = True
         except UnsupportedType as exc:
             raise DocumentError(
-                415, "unsupported_type", f"{exc}; allowed: PDF, PNG, JPEG, HEIC, WebP, text, DOCX, XLSX, ODT"
+                "unsupported_type", f"{exc}; allowed: PDF, PNG, JPEG, HEIC, WebP, text, DOCX, XLSX, ODT", 415
             ) from None
         finally:
             if pending is not None:
@@ -566,7 +562,7 @@ class DocumentService:
     def _room_full(self) -> DocumentError:
         limit = self.limits.max_room_bytes // MB
         message = f"the documents of a room may total at most {limit} MB"
-        return DocumentError(413, "room_quota_exceeded", message)
+        return DocumentError("room_quota_exceeded", message, 413)
 
     @staticmethod
     def _place(temp: Path, final: Path) -> None:
@@ -603,7 +599,7 @@ class DocumentService:
     async def delete(self, room_id: str, document_id: str, actor: Actor) -> None:
         record = await self._active(room_id, document_id)
         if record["owner"] != actor.owner:
-            raise DocumentError(403, "not_owner", "only the person who shared a document can delete it")
+            raise DocumentError("not_owner", "only the person who shared a document can delete it", 403)
         await self._shred(record, "deleted")
         await self.audit("delete", actor, room_id, document_id)
         await self._publish(room_id, _removed(document_id, "deleted"))

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
+from sprechstunde.clock import Now
 from sprechstunde.rooms.offices import Office
-from sprechstunde.store.port import Store
+from sprechstunde.store.port import Record, Store, from_record, update
 
 CONSULTATION_KIND = "consultation"
 HANDLING_KIND = "handling-window"
@@ -43,7 +44,7 @@ class ConsultationRecord:
 
 
 class ConsultationLog:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Now = time.time) -> None:
         self._store = store
         self._clock = clock
         # called with every stored record (e.g. the metrics of web/observability.py); must not raise
@@ -93,18 +94,18 @@ class ConsultationLog:
         day = first
         while day <= last:
             prefix = f"{day.isoformat()}/" + (f"{office}/" if office else "")
-            found += [ConsultationRecord(**r) for _, r in await self._store.scan(CONSULTATION_KIND, prefix)]
+            records = await self._store.scan(CONSULTATION_KIND, prefix)
+            found += [from_record(ConsultationRecord, r) for _, r in records]
             day += timedelta(days=1)
         return found
 
     async def _remember_handling(self, office: str, seconds: float) -> None:
-        while True:
-            current = await self._store.get(HANDLING_KIND, office)
+        def add(current: Record | None) -> Record:
             now = self._clock()
             samples = [s for s in (current or {}).get("samples", []) if s[0] > now - WINDOW_AGE]
-            samples = [*samples, [now, seconds]][-WINDOW:]
-            if await self._store.compare_and_set(HANDLING_KIND, office, current, {"samples": samples}):
-                return
+            return {"samples": [*samples, [now, seconds]][-WINDOW:]}
+
+        await update(self._store, HANDLING_KIND, office, add)
 
     async def median_handling(self, office: Office) -> float:
         """Median handling seconds of the office's recent consultations; the configured

@@ -15,185 +15,64 @@ estimate, and `availability` says which languages the office can serve now.
 Abandonment: a citizen whose waiting page is disconnected longer than `grace` seconds (default 60), or
 who never opens it within `connect_grace` seconds of joining, leaves the queue at the next `sweep` and
 is recorded as abandoned with their wait. Reconnecting within the grace keeps the place.
+
+Change notification: every change that others must see (a citizen joins, writes a note, leaves or is
+abandoned, is claimed, released, transferred or finished; an advisor comes or goes) calls the registered
+listeners (`listen`) once it is stored. The waiting room's sockets recompute what they show from there
+(signaling/waiting.py), so no caller has to remember to announce a change.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sprechstunde.rooms import hours
-from sprechstunde.rooms.consultations import ABANDONED, OUTCOMES, ConsultationLog
-from sprechstunde.rooms.errors import QueueError
-from sprechstunde.rooms.offices import Office, OfficeDirectory
-from sprechstunde.rooms.routing import (
-    APPOINTMENT,
-    WALK_IN,
-    AdvisorPresence,
-    Availability,
-    advisor_lanes,
-    can_serve,
-    lane,
+from sprechstunde.rooms.consultations import ABANDONED, OUTCOMES
+from sprechstunde.rooms.entries import (
+    Appointment,
+    Consultation,
+    Enqueued,
+    Outcome,
+    QueueEntry,
+    WaitStatus,
 )
-from sprechstunde.rooms.service import Room, RoomService
+from sprechstunde.rooms.errors import QueueError
+
+# The intake checks, also under the names other modules import them by (web/waiting/models.py).
+from sprechstunde.rooms.intake import (  # noqa: F401
+    MAX_NOTE,
+    MAX_QUESTION,
+    MAX_TOPIC,
+    MAX_TRANSCRIPT_MESSAGES,
+    check_contact,
+)
+from sprechstunde.rooms.intake import check_note as _check_note
+from sprechstunde.rooms.intake import check_topic as _check_topic
+from sprechstunde.rooms.intake import check_transcript as _check_transcript
+
+# The queue's record names, also under the names other modules import them by.
+from sprechstunde.rooms.queue_records import (  # noqa: F401
+    DEADLINE_KIND,
+    ENTRY_KIND,
+    ENTRY_TTL,
+    QUEUE,
+    WAIT_TOKEN_PURPOSE,
+    Listener,
+    QueueRecords,
+)
+from sprechstunde.rooms.routing import APPOINTMENT, WALK_IN, Availability, advisor_lanes, can_serve, lane
 from sprechstunde.rooms.staff import StaffMember
-from sprechstunde.rooms.text import has_bidi, strip_bidi
-from sprechstunde.rooms.tickets import Ticket, TicketBook, check_notes
-from sprechstunde.rooms.tokens import TokenError, TokenSigner
-from sprechstunde.store.port import QueueItem, Store
-
-QUEUE = "waiting-room"
-ENTRY_KIND = "queue-entry"
-DEADLINE_KIND = "queue-deadline"
-WAIT_TOKEN_PURPOSE = "wait"
-# Entries (and their waiting-room links) live one day: nobody waits overnight in a video queue.
-ENTRY_TTL = 24 * 3600
-MAX_TOPIC = 200
-MAX_NOTE = 500
-MAX_QUESTION = 2000
-MAX_CONTACT = 200
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE = re.compile(r"^\+?[0-9 ()/.-]{6,30}$")
-MAX_TRANSCRIPT_CHARS = 20_000
-MAX_TRANSCRIPT_MESSAGES = 200
-TRANSCRIPT_ROLES = ("citizen", "bot")
+from sprechstunde.rooms.text import strip_bidi
+from sprechstunde.rooms.tickets import Ticket, check_notes
+from sprechstunde.rooms.tokens import TokenError
+from sprechstunde.store.port import QueueItem, from_record
 
 
-@dataclass(frozen=True)
-class Appointment:
-    """A booked slot (from `scheduling`) that the citizen attends through the waiting room."""
-
-    starts_at: datetime
-    booking_id: str | None = None
-    # scheduling: the advisor the appointment was booked with; they see and claim it first
-    advisor: str | None = None
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    """One citizen's place in line and what the advisor should know before admitting them.
-
-    `state`: waiting → called (claimed, room_id set) → done | abandoned.
-    """
-
-    entry_id: str
-    office: str
-    language: str
-    topic: str
-    enqueued_at: float
-    note: str | None = None
-    transcript: list[dict[str, str]] = field(default_factory=list)
-    appointment_at: float | None = None
-    booking_id: str | None = None
-    state: str = "waiting"
-    claimed_by: str | None = None
-    claimed_at: float | None = None
-    room_id: str | None = None
-    transferred_from: list[str] = field(default_factory=list)
-    outcome: str | None = None
-    advisor: str | None = None  # scheduling: the booked advisor (see Appointment)
-    ticket: str | None = None
-    # The note for colleagues written when handing the citizen over to another office's queue. Staff
-    # only: it never replaces `note` (the citizen's own) and no citizen-facing view shows it. Records
-    # stored before it existed load with None.
-    handover_note: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return APPOINTMENT if self.appointment_at is not None else WALK_IN
-
-    @property
-    def lane(self) -> str:
-        return lane(self.office, self.language, self.kind)
-
-
-@dataclass(frozen=True)
-class Enqueued:
-    """The result of joining the queue: the entry, the citizen's waiting-room token and where they
-    stand (which also says whether anyone online speaks their language)."""
-
-    entry: QueueEntry
-    token: str
-    status: WaitStatus
-
-
-@dataclass(frozen=True)
-class WaitStatus:
-    """What the waiting page shows. `position`/`estimated_wait` (seconds) are None unless waiting;
-    `estimated_wait` is also None when no advisor online can serve the entry."""
-
-    entry_id: str
-    state: str
-    position: int | None
-    estimated_wait: float | None
-    availability: Availability
-    due: bool = True
-    room_id: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "entry_id": self.entry_id,
-            "state": self.state,
-            "position": self.position,
-            "estimated_wait_seconds": None if self.estimated_wait is None else round(self.estimated_wait),
-            "due": self.due,
-            "room_id": self.room_id,
-            "advisors_online": self.availability.advisors_online,
-            "language_available": self.availability.language_available,
-            "languages_online": list(self.availability.languages_online),
-        }
-
-
-@dataclass(frozen=True)
-class Consultation:
-    """A claimed entry and the fresh room its consultation takes place in."""
-
-    entry: QueueEntry
-    room: Room
-
-
-@dataclass(frozen=True)
-class Outcome:
-    entry: QueueEntry
-    outcome: str
-    wait_seconds: float
-    handling_seconds: float
-    ticket: Ticket | None = None
-
-
-class QueueService:
+class QueueService(QueueRecords):
     """The waiting room's domain core; the web layer calls it and pushes the results to browsers."""
-
-    def __init__(
-        self,
-        store: Store,
-        offices: OfficeDirectory,
-        signer: TokenSigner,
-        rooms: RoomService,
-        *,
-        clock: Callable[[], float] = time.time,
-        grace: float = 60.0,
-        connect_grace: float = 300.0,
-        appointment_lead: float = 300.0,
-        room_ttl: float = 2 * 3600,
-    ) -> None:
-        self._store = store
-        self._offices = offices
-        self._signer = signer
-        self._rooms = rooms
-        self._clock = clock
-        self.grace = grace
-        self.connect_grace = connect_grace
-        self.appointment_lead = appointment_lead
-        self.room_ttl = room_ttl
-        self.presence = AdvisorPresence(store, clock)
-        self.tickets = TicketBook(store, offices, clock)
-        self.log = ConsultationLog(store, clock)
 
     # --- citizens --------------------------------------------------------------------------------
 
@@ -252,7 +131,9 @@ class QueueService:
         )
         await self._store.enqueue(QUEUE, entry.entry_id, lane=entry.lane, score=self._score(entry))
         token = self._signer.sign(WAIT_TOKEN_PURPOSE, {"e": entry.entry_id, "exp": int(now + ENTRY_TTL)})
-        return Enqueued(entry=entry, token=token, status=await self.status(entry.entry_id))
+        status = await self.status(entry.entry_id)
+        await self._changed()
+        return Enqueued(entry=entry, token=token, status=status)
 
     async def entry_for_token(self, token: str) -> QueueEntry:
         """The entry a waiting-room token stands for; `invalid_token` (403), `expired` (410) or
@@ -268,16 +149,14 @@ class QueueService:
             raise QueueError("unknown_entry", "this place in the queue no longer exists", 404)
         return entry
 
-    async def get(self, entry_id: str) -> QueueEntry | None:
-        if not isinstance(entry_id, str) or len(entry_id) > 64:
-            return None
-        record = await self._store.get(ENTRY_KIND, entry_id)
-        return None if record is None else QueueEntry(**record)
-
     async def set_note(self, entry_id: str, note: str) -> QueueEntry:
         """The citizen's short note about their concern, while they wait."""
         note = _check_note(note)
-        return await self._update(entry_id, lambda e: replace(e, note=note) if e.state == "waiting" else None)
+        entry = await self._update(
+            entry_id, lambda e: replace(e, note=note) if e.state == "waiting" else None
+        )
+        await self._changed()
+        return entry
 
     async def status(self, entry_id: str) -> WaitStatus:
         """Where the entry stands now: position, estimate, availability of its language."""
@@ -310,7 +189,10 @@ class QueueService:
 
     async def leave(self, entry_id: str) -> bool:
         """The citizen leaves the queue on purpose; recorded as abandoned. False if not waiting."""
-        return await self._abandon(entry_id, self._clock())
+        left = await self._abandon(entry_id, self._clock())
+        if left:
+            await self._changed()
+        return left
 
     async def mark_disconnected(self, entry_id: str) -> None:
         """The waiting page's connection dropped: the place is kept for `grace` seconds."""
@@ -328,7 +210,11 @@ class QueueService:
 
     async def sweep(self, now: float | None = None) -> list[str]:
         """Remove entries whose grace has run out and record them as abandoned; returns their ids.
-        The app calls this every few seconds; the marker delete decides a race with a reconnect."""
+        The app calls this every few seconds; the marker delete decides a race with a reconnect.
+
+        It also notices advisors who came or went without a socket of this process seeing it (presence
+        expired, or a console on another process): either way the listeners hear of the change, so the
+        waiting citizens and consoles get fresh figures. The first sweep only takes note."""
         now = self._clock() if now is None else now
         gone = []
         for entry_id, marker in await self._store.scan(DEADLINE_KIND):
@@ -338,6 +224,11 @@ class QueueService:
                 continue  # reconnected (or swept by another process) meanwhile
             if await self._abandon(entry_id, marker["since"]):
                 gone.append(entry_id)
+        online = frozenset((a.username, a.offices, a.languages) for a in await self.presence.advisors())
+        presence_changed = self._online is not None and online != self._online
+        self._online = online
+        if gone or presence_changed:
+            await self._changed()
         return gone
 
     # --- advisors ------------------------------------------------------------------------------
@@ -409,9 +300,11 @@ class QueueService:
         await self._store.enqueue(
             QUEUE, entry.entry_id, lane=entry.lane, score=self._score(entry), replace=True
         )
-        return await self._update(
+        released = await self._update(
             entry_id, lambda e: replace(e, state="waiting", claimed_by=None, claimed_at=None, room_id=None)
         )
+        await self._changed()
+        return released
 
     async def transfer(
         self,
@@ -455,6 +348,7 @@ class QueueService:
             DEADLINE_KIND, entry_id, {"deadline": now + self.grace, "since": now}, ttl=ENTRY_TTL
         )
         await self._store.enqueue(QUEUE, entry_id, lane=moved.lane, score=self._score(moved), replace=True)
+        await self._changed()
         return updated
 
     async def finish(
@@ -498,12 +392,13 @@ class QueueService:
         done = await self._update(
             entry_id, lambda e: replace(e, state="done", outcome=outcome, ticket=ticket and ticket.reference)
         )
+        await self._changed()
         return Outcome(done, outcome, wait, handling, ticket)
 
     async def serving(self, member: StaffMember) -> list[QueueEntry]:
         """The citizens this advisor admitted and has not yet closed with an outcome, newest first: the
         console offers to return to their calls, the call page shows their outcome controls."""
-        entries = [QueueEntry(**record) for _, record in await self._store.scan(ENTRY_KIND)]
+        entries = [from_record(QueueEntry, record) for _, record in await self._store.scan(ENTRY_KIND)]
         mine = [e for e in entries if e.state == "called" and e.claimed_by == member.username]
         return sorted(mine, key=lambda e: (e.claimed_at or 0.0, e.entry_id), reverse=True)
 
@@ -526,11 +421,22 @@ class QueueService:
         )
 
     async def advisor_online(self, member: StaffMember) -> None:
-        """Heartbeat from an open console (at least every 30 s)."""
+        """An advisor opened a console: online now (keep it with `advisor_heartbeat`)."""
+        await self.presence.online(member)
+        await self._changed()
+
+    async def advisor_heartbeat(self, member: StaffMember) -> None:
+        """Heartbeat from an open console (at least every 30 s); no change to announce."""
         await self.presence.online(member)
 
     async def advisor_offline(self, username: str) -> None:
+        """An advisor's last console closed."""
         await self.presence.offline(username)
+        await self._changed()
+
+    async def advisors_online(self, member: StaffMember) -> int:
+        """How many advisors are online for any of `member`'s offices (the console shows it)."""
+        return sum(1 for a in await self.presence.advisors() if set(a.offices) & set(member.offices))
 
     async def availability(self, office: str, language: str) -> Availability:
         """Before joining: can anyone online serve this office and language right now?"""
@@ -538,39 +444,6 @@ class QueueService:
         return await self.presence.availability(the_office.id, self._check_language(the_office, language))
 
     # --- internals -----------------------------------------------------------------------------
-
-    def _score(self, entry: QueueEntry) -> float:
-        if entry.appointment_at is not None:
-            return entry.appointment_at - self.appointment_lead
-        return entry.enqueued_at
-
-    def _wait_start(self, entry: QueueEntry) -> float:
-        """Waiting counts from arrival, for an appointment not before its start."""
-        if entry.appointment_at is None:
-            return entry.enqueued_at
-        return max(entry.enqueued_at, entry.appointment_at)
-
-    def _check_language(self, office: Office, language: Any) -> str:
-        return office.check_language(language, QueueError)
-
-    def _check_member(self, member: StaffMember) -> None:
-        if member.disabled:
-            raise QueueError("forbidden", "this account is disabled", 403)
-        if not advisor_lanes(member, self._offices):
-            raise QueueError("forbidden_role", "this account does not serve citizens", 403)
-
-    async def _require(self, entry_id: str) -> QueueEntry:
-        entry = await self.get(entry_id)
-        if entry is None:
-            raise QueueError("unknown_entry", "there is no such place in the queue", 404)
-        return entry
-
-    async def _held_by(self, member: StaffMember, entry_id: str) -> QueueEntry:
-        entry = await self._require(entry_id)
-        item = await self._store.queue_item(QUEUE, entry.entry_id)
-        if item is None or item.claimed_by != member.username:
-            raise QueueError("not_claimed", "you are not serving this citizen", 409)
-        return entry
 
     async def _open_consultation(self, member: StaffMember, item: QueueItem) -> Consultation:
         try:
@@ -590,6 +463,7 @@ class QueueService:
                 room_id=room.room_id,
             ),
         )
+        await self._changed()
         return Consultation(entry=entry, room=room)
 
     async def _abandon(self, entry_id: str, left_at: float) -> bool:
@@ -613,74 +487,3 @@ class QueueService:
             )
         await self._update(entry_id, lambda e: replace(e, state=ABANDONED, outcome=ABANDONED))
         return True
-
-    async def _update(self, entry_id: str, change: Callable[[QueueEntry], QueueEntry | None]) -> QueueEntry:
-        """Compare-and-set loop on the entry record; `change` returning None means "not allowed now"."""
-        while True:
-            record = await self._store.get(ENTRY_KIND, entry_id)
-            if record is None:
-                raise QueueError("unknown_entry", "there is no such place in the queue", 404)
-            updated = change(QueueEntry(**record))
-            if updated is None:
-                raise QueueError("not_waiting", "this citizen is no longer waiting", 409)
-            if await self._store.compare_and_set(
-                ENTRY_KIND, entry_id, record, asdict(updated), ttl=ENTRY_TTL
-            ):
-                return updated
-
-
-def _check_topic(topic: Any) -> str:
-    topic = strip_bidi(topic).strip() if isinstance(topic, str) else ""  # finding 13: no direction overrides
-    if not topic:
-        raise QueueError("invalid_topic", "a topic is required")
-    if len(topic) > MAX_TOPIC:
-        raise QueueError("invalid_topic", f"the topic may have at most {MAX_TOPIC} characters")
-    return topic
-
-
-def _check_note(note: Any) -> str:
-    note = strip_bidi(note).strip() if isinstance(note, str) else ""  # finding 13: no direction overrides
-    if not note:
-        raise QueueError("empty_note", "the note is empty")
-    if len(note) > MAX_NOTE:
-        raise QueueError("note_too_long", f"the note may have at most {MAX_NOTE} characters")
-    return note
-
-
-def _check_transcript(transcript: Any) -> list[dict[str, str]]:
-    """A chatbot transcript: a list of {"role": "citizen"|"bot", "text": str}, bounded in size."""
-    if transcript is None:
-        return []
-    if not isinstance(transcript, list) or len(transcript) > MAX_TRANSCRIPT_MESSAGES:
-        raise QueueError(
-            "invalid_transcript",
-            f"the transcript must be a list of at most {MAX_TRANSCRIPT_MESSAGES} messages",
-        )
-    clean, total = [], 0
-    for message in transcript:
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in TRANSCRIPT_ROLES
-            or not isinstance(message.get("text"), str)
-        ):
-            raise QueueError("invalid_transcript", 'each message needs "role" (citizen or bot) and "text"')
-        total += len(message["text"])
-        clean.append({"role": message["role"], "text": strip_bidi(message["text"])})
-    if total > MAX_TRANSCRIPT_CHARS:
-        raise QueueError(
-            "transcript_too_long", f"the transcript may have at most {MAX_TRANSCRIPT_CHARS} characters"
-        )
-    return clean
-
-
-def check_contact(contact: Any) -> str:
-    """An e-mail address or a phone number, so the office can answer a question."""
-    if not isinstance(contact, str) or not contact.strip():
-        raise QueueError("missing_contact", "give an e-mail address or phone number for the answer")
-    contact = contact.strip()
-    if has_bidi(contact):  # issue 15, finding 13: an address is taken as given, not cleaned
-        raise QueueError("invalid_contact", "the address holds invisible text-direction characters")
-    digits = sum(ch.isdigit() for ch in contact)
-    if len(contact) > MAX_CONTACT or not (EMAIL.match(contact) or (PHONE.match(contact) and digits >= 6)):
-        raise QueueError("invalid_contact", "this is neither an e-mail address nor a phone number")
-    return contact

@@ -8,10 +8,10 @@ lanes they can serve and the store's atomic claim does the rest.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sprechstunde.clock import Now
 from sprechstunde.rooms.offices import OfficeDirectory
 from sprechstunde.rooms.staff import SERVING_ROLES, StaffMember
 from sprechstunde.store.port import Store
@@ -83,9 +83,7 @@ class AdvisorPresence:
     """Which serving staff have a console open, kept as expiring records in the shared store so that
     every process sees the same advisors."""
 
-    def __init__(
-        self, store: Store, clock: Callable[[], float] = time.time, ttl: float = PRESENCE_TTL
-    ) -> None:
+    def __init__(self, store: Store, clock: Now = time.time, ttl: float = PRESENCE_TTL) -> None:
         self._store = store
         self._clock = clock
         self._ttl = ttl

@@ -5,28 +5,24 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
 from urllib.parse import quote
 
+from sprechstunde.clock import Now
+from sprechstunde.errors import DomainError
 from sprechstunde.rooms.tokens import JoinGrant, TokenError, TokenSigner
-from sprechstunde.store.port import Store
+from sprechstunde.store.port import Store, from_record
 
 ROOM_KIND = "room"
 MAX_TTL_SECONDS = 7 * 24 * 3600
 OFFICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
-class RoomError(Exception):
-    """A request about rooms that cannot be honoured; `code` is stable, `status` the HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+class RoomError(DomainError):
+    """A request about rooms that cannot be honoured (and QueueError's base: `except RoomError` in the
+    join paths takes both)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ def parse_duration(text: str) -> float:
 
 
 class RoomService:
-    def __init__(self, store: Store, signer: TokenSigner, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, signer: TokenSigner, clock: Now = time.time) -> None:
         self._store = store
         self._signer = signer
         self._clock = clock
@@ -89,12 +85,21 @@ class RoomService:
 
     async def get(self, room_id: str) -> Room | None:
         record = await self._store.get(ROOM_KIND, room_id)
-        return None if record is None else Room(**record)
+        return None if record is None else from_record(Room, record)
 
     def link(self, room: Room, role: str, base_url: str) -> str:
         """A join link for one role; valid until the room expires."""
         token = self._signer.join_token(room.room_id, role, room.expires_at)
         return f"{base_url.rstrip('/')}/join/{quote(token)}"
+
+    async def admission_links(self, room_id: str) -> tuple[str, str] | None:
+        """What the waiting room hands out when an advisor calls a citizen into `room_id`: the citizen's
+        join token and the advisor's join path (relative to this server); None when the room is gone."""
+        room = await self.get(room_id)
+        if room is None:
+            return None
+        citizen = self._signer.join_token(room.room_id, "citizen", room.expires_at)
+        return citizen, self.link(room, "advisor", "")
 
     def links(self, room: Room, base_url: str) -> RoomLinks:
         return RoomLinks(

@@ -8,10 +8,11 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from sprechstunde.store.port import Store
+from sprechstunde.clock import Now
+from sprechstunde.errors import DomainError
+from sprechstunde.store.port import Record, Store, from_record, update
 
 STAFF_KIND = "staff"
 SESSION_KIND = "staff-session"
@@ -31,11 +32,8 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 _DUMMY_HASH = f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${'00' * 16}${'00' * _SCRYPT['dklen']}"
 
 
-class StaffError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class StaffError(DomainError):
+    """An account change that cannot be made; its own class because the CLI reports exactly it."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ def check_password(password: str, stored: str) -> bool:
 
 
 class StaffDirectory:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Now = time.time) -> None:
         self._store = store
         self._clock = clock
 
@@ -120,14 +118,14 @@ class StaffDirectory:
         if record is None:
             return None
         record.pop("password", None)
-        return StaffMember(**record)
+        return from_record(StaffMember, record)
 
     async def members(self) -> list[StaffMember]:
         """Every account, ordered by username, without password hashes."""
         members = []
         for _, record in await self._store.scan(STAFF_KIND):
             record.pop("password", None)
-            members.append(StaffMember(**record))
+            members.append(from_record(StaffMember, record))
         return members
 
     async def set_disabled(self, username: str, disabled: bool = True) -> StaffMember:
@@ -149,16 +147,19 @@ class StaffDirectory:
     async def _update(self, username: str, changes: dict, *, end_sessions: bool = False) -> StaffMember:
         # Compare-and-set, so a concurrent change to the same account (e.g. disable while the password
         # is being reset) is never silently undone. The epoch moves in the same write as the change.
-        while True:
-            record = await self._store.get(STAFF_KIND, username) if USERNAME.match(username or "") else None
+        if not USERNAME.match(username or ""):
+            raise StaffError("unknown_user", f"there is no user {username!r}")
+
+        def change(record: Record | None) -> Record:
             if record is None:
                 raise StaffError("unknown_user", f"there is no user {username!r}")
             updated = record | changes
             if end_sessions:
                 updated["session_epoch"] = record.get("session_epoch", 0) + 1
-            if await self._store.compare_and_set(STAFF_KIND, username, record, updated):
-                updated.pop("password")
-                return StaffMember(**updated)
+            return updated
+
+        written = await update(self._store, STAFF_KIND, username, change)
+        return from_record(StaffMember, written.after)  # without the password hash, which it ignores
 
     async def _delete_sessions(self, username: str) -> None:
         """Remove the (already void) session records of one account."""
@@ -177,7 +178,7 @@ class StaffDirectory:
         if not await asyncio.to_thread(check_password, password, stored) or not usable:
             return None
         record.pop("password")
-        return StaffMember(**record)
+        return from_record(StaffMember, record)
 
     async def open_session(self, member: StaffMember) -> str:
         session_id = secrets.token_urlsafe(32)

@@ -10,16 +10,16 @@ for statistics; `erased_at` says the text was removed on purpose."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sprechstunde.clock import Now
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.offices import DEFAULT_TIMEZONE, OfficeDirectory
 from sprechstunde.rooms.staff import StaffMember
 from sprechstunde.rooms.text import strip_bidi
-from sprechstunde.store.port import Store
+from sprechstunde.store.port import Record, Store, from_record, update
 
 TICKET_KIND = "ticket"
 SEQUENCE_KIND = "ticket-seq"
@@ -71,7 +71,7 @@ class TicketBook:
         self,
         store: Store,
         offices: OfficeDirectory,
-        clock: Callable[[], float] = time.time,
+        clock: Now = time.time,
         timezone: str = DEFAULT_TIMEZONE,
     ) -> None:
         self._store = store
@@ -121,11 +121,11 @@ class TicketBook:
         if not isinstance(reference, str) or len(reference) > 40:
             return None
         record = await self._store.get(TICKET_KIND, reference)
-        return None if record is None else Ticket(**record)
+        return None if record is None else from_record(Ticket, record)
 
     async def for_office(self, office: str, status: str | None = None) -> list[Ticket]:
         """An office's tickets, newest first, optionally of one status."""
-        tickets = [Ticket(**r) for _, r in await self._store.scan(TICKET_KIND)]
+        tickets = [from_record(Ticket, r) for _, r in await self._store.scan(TICKET_KIND)]
         return sorted(
             (t for t in tickets if t.office == office and (status is None or t.status == status)),
             key=lambda t: (t.created_at, t.reference),
@@ -139,8 +139,10 @@ class TicketBook:
         if status is not None and status not in TICKET_STATUSES:
             raise QueueError("invalid_status", f"status must be one of {', '.join(TICKET_STATUSES)}")
         notes = None if notes is None else check_notes(notes)
-        while True:
-            record = await self._store.get(TICKET_KIND, reference) if isinstance(reference, str) else None
+        if not isinstance(reference, str):
+            raise QueueError("unknown_ticket", f"there is no ticket {reference!r}", 404)
+
+        def change(record: Record | None) -> Record:
             if record is None:
                 raise QueueError("unknown_ticket", f"there is no ticket {reference!r}", 404)
             if member.disabled or (member.role != "admin" and record["office"] not in member.offices):
@@ -155,9 +157,10 @@ class TicketBook:
                     changes["closed_at"] = now
             if notes is not None:
                 changes["notes"] = notes
-            updated = record | changes
-            if await self._store.compare_and_set(TICKET_KIND, reference, record, updated):
-                return Ticket(**updated)
+            return record | changes
+
+        updated = await update(self._store, TICKET_KIND, reference, change)
+        return from_record(Ticket, updated.after)
 
     async def erase_closed(self, retention: float) -> int:
         """Erase the personal fields of tickets closed more than `retention` seconds ago (a ticket closed
@@ -165,13 +168,15 @@ class TicketBook:
         and safe next to a concurrent update: a ticket reopened meanwhile is left alone."""
         horizon = self._clock() - retention
         erased = 0
+
+        def erase(record: Record | None) -> Record | None:
+            if record is None or not _erasable(record, horizon):
+                return record  # gone, or reopened meanwhile: left as it is
+            return record | {"notes": "", "contact": None, "topic": None, "erased_at": self._clock()}
+
         for reference, record in await self._store.scan(TICKET_KIND):
-            while record is not None and _erasable(record, horizon):
-                updated = record | {"notes": "", "contact": None, "topic": None, "erased_at": self._clock()}
-                if await self._store.compare_and_set(TICKET_KIND, reference, record, updated):
-                    erased += 1
-                    break
-                record = await self._store.get(TICKET_KIND, reference)
+            if _erasable(record, horizon):
+                erased += (await update(self._store, TICKET_KIND, reference, erase)).written
         return erased
 
 

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sprechstunde.contact import valid_email, valid_phone
 from sprechstunde.rooms import hours
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.offices import Office, OfficeDirectory
@@ -46,7 +47,7 @@ from sprechstunde.rooms.tokens import TokenError, TokenSigner
 from sprechstunde.scheduling.availability import AvailabilityBook
 from sprechstunde.scheduling.catalog import VIDEO, Service, ServiceCatalog
 from sprechstunde.scheduling.errors import BookingError
-from sprechstunde.store.port import Change, Record, Store
+from sprechstunde.store.port import Change, Record, Store, from_record, update
 
 BOOKING_KIND = "booking"
 SEATS_KIND = "booking-seats"
@@ -69,8 +70,6 @@ IDEMPOTENCY_TTL = 24 * 3600
 # a retry after this many seconds; until then a retry is told the first request is still in progress.
 IDEMPOTENCY_STALE = 60
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
-EMAIL = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[A-Za-z]{2,}$")
-PHONE = re.compile(r"^\+?[0-9 ()/.-]{6,30}$")
 MAX_NAME = 100
 FORGOTTEN = "–"  # the name of a booking whose personal data was removed after the retention period
 
@@ -170,17 +169,15 @@ def check_person(name: Any, email: Any, phone: Any, consent: Any) -> Person:
         )
     clean_email = None
     if email not in (None, ""):
-        if (
-            not isinstance(email, str)
-            or len(email.strip()) > 200
-            or not EMAIL.match(email.strip())
-            or has_bidi(email)  # issue 15, finding 13: an address is taken as given, not cleaned
-        ):
+        # issue 15, finding 13: an address with text-direction characters is refused, not cleaned
+        if isinstance(email, str) and len(email.strip()) <= 200 and not has_bidi(email):
+            clean_email = valid_email(email)
+        if clean_email is None:
             raise BookingError("invalid_email", "this is not an e-mail address", 400, field="email")
-        clean_email = email.strip()
     clean_phone = None
     if phone not in (None, ""):
-        if not isinstance(phone, str) or not PHONE.match(phone.strip()):
+        # stored as the citizen wrote it (the advisor reads it back); valid_phone only judges it
+        if not isinstance(phone, str) or valid_phone(phone) is None:
             raise BookingError("invalid_phone", "this is not a phone number", 400, field="phone")
         clean_phone = phone.strip()
     return Person(name, clean_email, clean_phone)
@@ -529,7 +526,7 @@ class SchedulingService:
             now = self.clock()
             if moving is not None:
                 record = await self._booking_record(moving.booking_id)
-                current = Booking(**record)
+                current = from_record(Booking, record)
                 old = replace(
                     current,
                     status=RESCHEDULED,
@@ -593,19 +590,21 @@ class SchedulingService:
         if await self._store.get(REPAIR_KIND, ORPHAN_SEATS_REPAIRED) is not None:
             return 0
         released = 0
-        for key, record in await self._store.scan(SEATS_KIND):
-            while record is not None:
-                keep = []
-                for interval in record["busy"]:
-                    booking = await self.get(interval[2])
-                    if booking is not None and booking.status in (BOOKED, NO_SHOW):
-                        keep.append(interval)
-                if len(keep) == len(record["busy"]):
-                    break
-                if await self._store.compare_and_set(SEATS_KIND, key, record, {"busy": keep}):
-                    released += len(record["busy"]) - len(keep)
-                    break
-                record = await self._store.get(SEATS_KIND, key)
+
+        async def keep_held(record: Record | None) -> Record | None:
+            if record is None:
+                return None
+            keep = []
+            for interval in record["busy"]:
+                booking = await self.get(interval[2])
+                if booking is not None and booking.status in (BOOKED, NO_SHOW):
+                    keep.append(interval)
+            return record if len(keep) == len(record["busy"]) else {"busy": keep}
+
+        for key, _ in await self._store.scan(SEATS_KIND):
+            seats = await update(self._store, SEATS_KIND, key, keep_held)
+            if seats.written and seats.before is not None and seats.after is not None:
+                released += len(seats.before["busy"]) - len(seats.after["busy"])
         await self._store.put(REPAIR_KIND, ORPHAN_SEATS_REPAIRED, {"at": self.clock(), "released": released})
         return released
 
@@ -626,7 +625,7 @@ class SchedulingService:
         if not isinstance(booking_id, str) or len(booking_id) > 64:
             return None
         record = await self._store.get(BOOKING_KIND, booking_id)
-        return None if record is None else Booking(**record)
+        return None if record is None else from_record(Booking, record)
 
     async def for_token(self, token: Any, purpose: str = MANAGE_PURPOSE) -> Booking:
         """The booking a manage (or join) token stands for: `invalid_token` (403) for a forged or
@@ -651,7 +650,7 @@ class SchedulingService:
         office = self.offices.require(booking.office)
         while True:
             record = await self._booking_record(booking.booking_id)
-            current = Booking(**record)
+            current = from_record(Booking, record)
             updated = replace(current, status=CANCELLED, changed_at=self.clock(), changed_by=by)
             seat_key = _seat_key(current.advisor, current.local_start(office).date())
             changes = [
@@ -704,16 +703,19 @@ class SchedulingService:
         return await self._update(booking_id, lambda b: replace(b, mails=b.mails | {kind: sent_at}))
 
     async def _update(self, booking_id: str, change: Callable[[Booking], Booking | None]) -> Booking:
-        while True:
-            record = await self._store.get(BOOKING_KIND, booking_id)
+        """`change` applied to the stored booking (store.port.update); None from it means "not now"."""
+
+        def change_record(record: Record | None) -> Record:
             if record is None:
                 raise BookingError("unknown_booking", "this appointment does not exist (any more)", 404)
-            current = Booking(**record)
+            current = from_record(Booking, record)
             updated = change(current)
             if updated is None:
                 raise BookingError("not_booked", f"this appointment is {current.status}", 409)
-            if await self._store.compare_and_set(BOOKING_KIND, booking_id, record, asdict(updated)):
-                return updated
+            return asdict(updated)
+
+        written = await update(self._store, BOOKING_KIND, booking_id, change_record)
+        return from_record(Booking, written.after)
 
     async def forget_people(self, ended_before: float) -> int:
         """Data minimisation: appointments that ended before `ended_before` keep their reference, times
@@ -737,7 +739,7 @@ class SchedulingService:
     # --- listing -------------------------------------------------------------------------------
 
     async def all(self) -> list[Booking]:
-        return [Booking(**record) for _, record in await self._store.scan(BOOKING_KIND)]
+        return [from_record(Booking, record) for _, record in await self._store.scan(BOOKING_KIND)]
 
     async def for_member(self, member: StaffMember, start: float, end: float) -> list[Booking]:
         """Appointments of the member's offices beginning in [start, end), by start time: their own

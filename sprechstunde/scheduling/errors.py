@@ -1,18 +1,13 @@
-"""The scheduling domain's error: a stable `code`, an HTTP `status` and machine-readable `detail`.
+"""The scheduling domain's error: a DomainError (stable `code`, HTTP `status`, machine-readable `detail`).
 
 Raised before anything is written (or after a failed attempt has been undone), so a request that fails
-changes no booking.
+changes no booking. Its own class because the booking pages catch exactly it to show the form again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from sprechstunde.errors import DomainError
 
 
-class BookingError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400, **detail: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.detail = detail
+class BookingError(DomainError):
+    """A booking request that cannot be honoured."""

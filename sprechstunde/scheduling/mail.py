@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
 
+from sprechstunde.l10n import datetime_text
 from sprechstunde.scheduling.bookings import BOOKED, CANCELLED, Booking, SchedulingService
 from sprechstunde.scheduling.catalog import VIDEO
 from sprechstunde.scheduling.ics import booking_ics
@@ -146,7 +147,7 @@ def compose(
     manage_url = links.manage(booked.manage_token)
     address = scheduling.catalog.address(office.id)
     start = booking.local_start(office)
-    when = start.strftime("%d.%m.%Y, %H:%M") if lang == "de" else start.strftime("%Y-%m-%d %H:%M")
+    when = datetime_text(start, lang)  # "12.01.2027, 10:00" / "2027-01-12 10:00"
     body = [
         t["hello"].format(name=booking.name),
         "",

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sprechstunde.errors import DomainError
 from sprechstunde.media.forwarding import ForwardingStats
 from sprechstunde.media.ice import IceConfig
 from sprechstunde.media.session import MediaSession
@@ -32,13 +33,9 @@ REPLACED_TEXT = "this link was opened in another window or on another device"
 EVICT_TIMEOUT = 2.0  # how long telling an old socket that it was replaced may take
 
 
-class AdmissionError(Exception):
-    """A hello that cannot be honoured; `code` is the signaling error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AdmissionError(DomainError):
+    """A hello that cannot be honoured; `code` is the signaling error code (answered as an `error`
+    message by signaling/connection.py)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from sprechstunde.store.port import Store
+from sprechstunde.clock import Now
+from sprechstunde.store.port import Record, Store, update
 from sprechstunde.tasks import stop
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class NodeRegistry:
         load: Load,
         *,
         address: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Now = time.time,
         interval: float = HEARTBEAT_SECONDS,
         ttl: float = NODE_TTL_SECONDS,
     ) -> None:
@@ -153,17 +154,23 @@ class NodeRegistry:
     async def home(self, room_id: str, expires_at: float) -> Node:
         """The node that hosts `room_id`; pins it first if it has no live node (atomic, so two nodes
         asked at once agree)."""
-        while True:
+        chosen: list[Node] = []  # the node of the last attempt
+
+        async def pin_to_live_node(pin: Record | None) -> Record | None:
             nodes = {n.node_id: n for n in await self.alive()}
-            pin = await self._store.get(PIN_KIND, room_id)
             if pin is not None and pin.get("node") in nodes:
-                return nodes[pin["node"]]
+                chosen[:] = [nodes[pin["node"]]]
+                return pin  # pinned to a live node: left as it is
             choice = min(nodes.values(), key=lambda n: (n.participants, n.rooms, n.node_id != self.node_id))
-            ttl = max(60.0, expires_at - self._clock() + 60.0)
-            record = {"node": choice.node_id, "since": self._clock()}
-            if await self._store.compare_and_set(PIN_KIND, room_id, pin, record, ttl=ttl):
-                if choice.node_id != self.node_id:
-                    self._sent.setdefault(choice.node_id, []).append(self._clock())
-                if pin is not None:
-                    log.info("room moved from gone node %s to %s", pin.get("node"), choice.node_id)
-                return choice
+            chosen[:] = [choice]
+            return {"node": choice.node_id, "since": self._clock()}
+
+        ttl = max(60.0, expires_at - self._clock() + 60.0)
+        pinned = await update(self._store, PIN_KIND, room_id, pin_to_live_node, ttl=ttl)
+        choice = chosen[0]
+        if pinned.written:
+            if choice.node_id != self.node_id:
+                self._sent.setdefault(choice.node_id, []).append(self._clock())
+            if pinned.before is not None:
+                log.info("room moved from gone node %s to %s", pinned.before.get("node"), choice.node_id)
+        return choice

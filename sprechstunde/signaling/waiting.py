@@ -1,9 +1,11 @@
-"""The waiting room's two WebSockets and their change notifications (docs/protocol.md, "Waiting room").
+"""The waiting room's two WebSockets and their change fan-out (docs/protocol.md, "Waiting room").
 
 `/ws/queue` is the citizen's waiting page: position, estimate and availability pushed after every change,
 `admitted` with a join token when an advisor claims the entry. `/ws/console` is the advisor's live list of
 citizens they may serve, with "next" and "claim". Both recompute from the store whenever `QueueEvents`
-says something changed, so a later multi-process notifier (Redis pub/sub) only has to replace that class.
+says something changed; the queue itself calls `QueueEvents.notify` after every stored change (it is the
+queue's listener, rooms/queue.py), and with several nodes the change travels over the store's channel.
+What the sockets send is built by the domain's views (rooms/views.py); this module only carries it.
 """
 
 from __future__ import annotations
@@ -14,68 +16,48 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from sprechstunde.rooms import hours
+from sprechstunde.clock import Now
+from sprechstunde.rooms import views
 from sprechstunde.rooms.errors import QueueError
-from sprechstunde.rooms.offices import WEEKDAYS, Office, OfficeDirectory
-from sprechstunde.rooms.queue import QueueEntry, QueueService
+from sprechstunde.rooms.offices import OfficeDirectory
+from sprechstunde.rooms.queue import QueueService
 from sprechstunde.rooms.service import RoomError
 from sprechstunde.rooms.staff import StaffMember
-from sprechstunde.signaling.connection import STORE_UNAVAILABLE, UNAVAILABLE_TEXT
-from sprechstunde.signaling.protocol import MAX_ID_CHARS, ProtocolError, Schema, error_message, parse
-from sprechstunde.signaling.ratelimit import TokenBucket
-from sprechstunde.store.outage import store_outage
+from sprechstunde.signaling.protocol import (
+    CONSOLE,
+    WAITING,
+    Claim,
+    Leave,
+    Message,
+    Next,
+    Note,
+    ProtocolError,
+    Wait,
+    error_message,
+)
+from sprechstunde.signaling.socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, JsonSocket
 from sprechstunde.store.port import Store, Subscription
 from sprechstunde.tasks import BackgroundTasks, stop
 
 log = logging.getLogger(__name__)
 
-FLOOD_RATE = 50.0
-FLOOD_BURST = 100.0
-HARD_FRAME_LIMIT = 1024 * 1024
 SWEEP_INTERVAL = 5.0
 QUEUE_CHANNEL = "queue-changes"
 PRESENCE_INTERVAL = 30.0
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
-WAITING_SCHEMA: Schema = {
-    "wait": {"token": ((str,), True, 2048)},
-    "note": {"text": ((str,), True, 2000)},
-    "leave": {},
-    "ping": {},
-}
-CONSOLE_SCHEMA: Schema = {
-    "next": {},
-    "claim": {"entry_id": ((str,), True, MAX_ID_CHARS)},
-    "ping": {},
-}
-
-
-class Clock:
-    """Wall-clock time with an adjustable offset: production runs at offset 0, tests move the queue
-    to a known opening hour without touching the system clock."""
-
-    def __init__(self, offset: float = 0.0) -> None:
-        self.offset = offset
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def set(self, moment: datetime) -> None:
-        """From now on the clock reads `moment` (and runs on from there)."""
-        self.offset = moment.timestamp() - time.time()
-
 
 class QueueEvents:
-    """Change notifier: a version counter that waiters watch. Every enqueue, claim, leave, note,
-    abandonment and advisor online/offline calls `notify`; each open socket then recomputes what it
-    shows. With a `bus` (several nodes on Redis) a change is also announced on the store's channel, and
-    changes announced by other nodes wake this node's sockets too."""
+    """Change notifier: a version counter that waiters watch. The queue calls `notify` after every
+    stored change (enqueue, claim, leave, note, abandonment, advisor online/offline: QueueService's
+    listener); each open socket then recomputes what it shows. With a `bus` (several nodes on Redis) a
+    change is also announced on the store's channel, and changes announced by other nodes wake this
+    node's sockets too."""
 
     def __init__(self, bus: Store | None = None) -> None:
         self.version = 0
@@ -122,95 +104,11 @@ class QueueEvents:
         return self.version
 
 
-# --- JSON views -------------------------------------------------------------------------------------
-
-
-def _iso(timestamp: float | None) -> str | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-def _hhmm(interval: tuple) -> str:
-    start, end = interval
-    return f"{start:%H:%M}–{end:%H:%M}"
-
-
-def office_hours(office: Office) -> list[dict[str, Any]]:
-    return [
-        {"day": day, "intervals": [_hhmm(i) for i in intervals]}
-        for day, intervals in zip(WEEKDAYS, office.hours, strict=True)
-    ]
-
-
-DAY_NAMES = {
-    "de": ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"),
-    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
-}
-
-
-def hours_text(office: Office, lang: str = "de") -> str:
-    """One line such as "Mo 08:00–17:00 · … · Fr 08:00–13:00" (closed days left out)."""
-    names = DAY_NAMES.get(lang, DAY_NAMES["de"])
-    return " · ".join(
-        f"{names[i]} {', '.join(_hhmm(x) for x in intervals)}"
-        for i, intervals in enumerate(office.hours)
-        if intervals
-    )
-
-
-def office_json(office: Office, now: float, lang: str | None = None) -> dict[str, Any]:
-    """Open now, next opening, closes at; with `lang` the name in it, else both names."""
-    moment = datetime.fromtimestamp(now, UTC)
-    open_now = hours.is_open(office, moment)
-    opening = None if open_now else hours.next_opening(office, moment)
-    closes = hours.closes_at(office, moment) if open_now else None
-    view: dict[str, Any] = {"id": office.id}
-    if lang is None:
-        view["names"] = {"de": office.name("de"), "en": office.name("en")}
-        view["languages"] = list(office.languages)
-    else:
-        view["name"] = office.name(lang)
-    view |= {
-        "open_now": open_now,
-        "next_opening": opening.isoformat() if opening else None,
-        "closes_at": closes.astimezone(office.timezone).isoformat() if closes else None,
-    }
-    return view
-
-
-def entry_json(
-    entry: QueueEntry, offices: OfficeDirectory, now: float, transcript: bool = True, staff: bool = False
-) -> dict[str, Any]:
-    """What the console (and the waiting page) shows of an entry; never the advisor's name.
-
-    `note` is the citizen's own. Staff-only fields (the colleagues' hand-over note) are added only with
-    `staff=True`, so a view made for the citizen cannot carry them by accident.
-    """
-    office = offices.get(entry.office)
-    view: dict[str, Any] = {
-        "entry_id": entry.entry_id,
-        "office": entry.office,
-        "office_name": office.name("de") if office else entry.office,
-        "language": entry.language,
-        "topic": entry.topic,
-        "note": entry.note,
-        "enqueued_at": _iso(entry.enqueued_at),
-        "waited_seconds": max(0, round(now - entry.enqueued_at)),
-        "appointment": None
-        if entry.appointment_at is None
-        else {"starts_at": _iso(entry.appointment_at), "booking_id": entry.booking_id},
-        "transferred_from": list(entry.transferred_from),
-    }
-    if transcript:
-        view["transcript"] = [dict(m) for m in entry.transcript]
-    if staff:
-        view["handover_note"] = entry.handover_note
-    return view
-
-
 # --- the shared state of this process ---------------------------------------------------------------
 
 JoinLinks = Callable[[str], Awaitable[tuple[str, str] | None]]
-"""room_id → (citizen join token, advisor join URL path) or None when the room is gone."""
+"""room_id → (citizen join token, advisor join URL path) or None when the room is gone
+(`RoomService.admission_links`)."""
 
 
 class WaitingRoom:
@@ -222,7 +120,7 @@ class WaitingRoom:
         queue: QueueService,
         offices: OfficeDirectory,
         links: JoinLinks,
-        clock: Callable[[], float] = time.time,
+        clock: Now = time.time,
         events: QueueEvents | None = None,
     ) -> None:
         self.queue = queue
@@ -230,12 +128,12 @@ class WaitingRoom:
         self.links = links
         self.clock = clock
         self.events = events or QueueEvents()
+        queue.listen(self.events.notify)  # every stored change of the queue reaches the sockets
         self.entries: Counter[str] = Counter()
         self.advisors: Counter[str] = Counter()
         self.sockets: set[web.WebSocketResponse] = set()
         self._sweeper: asyncio.Task | None = None
         self._tasks = BackgroundTasks("waiting-room")
-        self._online: frozenset | None = None  # advisors online at the last sweep
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         """Background work (a closed socket's cleanup) that `close` waits for, so none outlives the app."""
@@ -255,39 +153,31 @@ class WaitingRoom:
                 log.exception("queue sweep failed")
 
     async def sweep(self) -> list[str]:
-        """Abandon citizens whose grace ran out, and notice advisors who came or went without this
-        process seeing a socket (presence expired, or a console on another process): either way the
-        waiting citizens and consoles get fresh figures."""
-        gone = await self.queue.sweep()
-        online = frozenset((a.username, a.offices, a.languages) for a in await self.queue.presence.advisors())
-        changed = self._online is not None and online != self._online
-        self._online = online
-        if gone or changed:
-            await self.events.notify()
-        return gone
+        """Abandon citizens whose grace ran out and notice advisors who came or went (QueueService.sweep,
+        which announces either); returns the abandoned entries."""
+        return await self.queue.sweep()
 
     async def close(self) -> None:
         await stop(self._sweeper)
         self._sweeper = None
         await self.events.close()
         for ws in list(self.sockets):
-            await ws.close(code=1001, message=b"server shutting down")
+            await ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down")
         await self._tasks.wait(timeout=5.0)
-
-    async def advisors_online(self, member: StaffMember) -> int:
-        return sum(1 for a in await self.queue.presence.advisors() if set(a.offices) & set(member.offices))
 
 
 # --- connections --------------------------------------------------------------------------------------
 
 
-class _Socket:
-    schema: Schema
+class _Socket(JsonSocket):
+    """A waiting-room socket: the JSON socket plus pushes after every change, serialised sends, and
+    tasks of its own that end with it."""
+
+    name = "waiting-room"
 
     def __init__(self, room: WaitingRoom, ws: web.WebSocketResponse) -> None:
+        super().__init__(ws)
         self.room = room
-        self.ws = ws
-        self.done = False
         self._send_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._finisher: asyncio.Task | None = None
@@ -301,8 +191,16 @@ class _Socket:
             except (ConnectionError, RuntimeError):
                 pass
 
+    async def reply(self, message: dict[str, Any]) -> None:
+        await self.send(message)
+
+    def domain_error(self, exc: Exception, request_id: Any) -> dict[str, Any] | None:
+        if isinstance(exc, QueueError):
+            return error_message(exc.code, exc.message, request_id)
+        return None
+
     async def finish(
-        self, message: dict[str, Any] | None = None, code: int = 1000, reason: bytes = b""
+        self, message: dict[str, Any] | None = None, code: int = CLOSE_NORMAL, reason: bytes = b""
     ) -> None:
         self.done = True
         self._finisher = asyncio.current_task()
@@ -315,43 +213,12 @@ class _Socket:
         self._tasks.append(asyncio.ensure_future(coro))
 
     async def run(self) -> None:
-        bucket = TokenBucket(FLOOD_RATE, FLOOD_BURST)
         self.room.sockets.add(self.ws)
-        try:
-            async for frame in self.ws:
-                if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    break
-                if not bucket.allow():
-                    log.warning("closing a flooding waiting-room connection")
-                    await self.ws.close(code=1008, message=b"too many messages")
-                    break
-                request_id = None
-                try:
-                    message = parse(frame.data, self.schema)
-                    request_id = message.get("id")
-                    if message["type"] == "ping":
-                        await self.send({"type": "pong", "id": request_id})
-                    else:
-                        await self.dispatch(message)
-                except ProtocolError as exc:
-                    await self.send(error_message(exc.code, exc.message, exc.request_id))
-                except QueueError as exc:
-                    await self.send(error_message(exc.code, exc.message, request_id))
-                except Exception as exc:
-                    if store_outage(exc):
-                        log.warning("store unavailable in the waiting room: %s", type(exc).__name__)
-                        await self.send(error_message(STORE_UNAVAILABLE, UNAVAILABLE_TEXT, request_id))
-                    else:
-                        log.exception("waiting-room message failed")
-                        await self.send(
-                            error_message("internal", "the server could not process this", request_id)
-                        )
-                if self.done:
-                    break
-        finally:
-            # aiohttp cancels the handler when the client vanishes; the cleanup must still finish.
-            self.room.sockets.discard(self.ws)
-            await asyncio.shield(self.room.spawn(self._cleanup(asyncio.current_task())))
+        await super().run()
+
+    def after_close(self, handler: asyncio.Task | None) -> asyncio.Future:
+        self.room.sockets.discard(self.ws)
+        return self.room.spawn(self._cleanup(handler))
 
     async def _cleanup(self, handler: asyncio.Task | None) -> None:
         tasks = [t for t in self._tasks if t is not handler and not t.done()]
@@ -363,9 +230,6 @@ class _Socket:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.closed()
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        raise NotImplementedError
 
     async def closed(self) -> None:
         pass
@@ -384,7 +248,7 @@ class _Socket:
 class WaitingConnection(_Socket):
     """GET /ws/queue — one citizen's waiting page."""
 
-    schema = WAITING_SCHEMA
+    messages = WAITING
 
     def __init__(self, room: WaitingRoom, ws: web.WebSocketResponse, lang: str = "de") -> None:
         super().__init__(room, ws)
@@ -392,12 +256,12 @@ class WaitingConnection(_Socket):
         self.entry_id: str | None = None
         self.left = False
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        kind, request_id = message["type"], message.get("id")
-        if kind == "wait":
+    async def dispatch(self, message: Message) -> None:
+        request_id = message.id
+        if isinstance(message, Wait):
             if self.entry_id is not None:
-                raise ProtocolError("already_waiting", "this connection already waits", request_id)
-            entry = await self.room.queue.entry_for_token(message["token"])
+                raise ProtocolError("already_waiting", "this connection already waits", request_id=request_id)
+            entry = await self.room.queue.entry_for_token(message.token)
             self.entry_id = entry.entry_id
             self.room.entries[entry.entry_id] += 1
             if entry.state == "waiting":
@@ -405,16 +269,23 @@ class WaitingConnection(_Socket):
             self.spawn(self._watch(self.push))
             return
         if self.entry_id is None:
-            raise ProtocolError("not_waiting", "send 'wait' with your waiting-room token first", request_id)
-        if kind == "note":
-            await self.room.queue.set_note(self.entry_id, message["text"])
-            await self.room.events.notify()
-        elif kind == "leave":
-            if not await self.room.queue.leave(self.entry_id):
-                raise QueueError("not_waiting", "you are no longer waiting")
+            raise ProtocolError(
+                "not_waiting", "send 'wait' with your waiting-room token first", request_id=request_id
+            )
+        if isinstance(message, Note):
+            await self.room.queue.set_note(self.entry_id, message.text)
+        elif isinstance(message, Leave):
+            # Said before leaving: the push the queue's change notice wakes must read "left".
             self.left = True
-            await self.room.events.notify()
-            await self.finish({"type": "removed", "reason": "left"}, reason=b"left")
+            try:
+                left = await self.room.queue.leave(self.entry_id)
+            except BaseException:
+                self.left = False
+                raise
+            if not left:
+                self.left = False
+                raise QueueError("not_waiting", "you are no longer waiting")
+            await self.finish(views.removed("left"), reason=b"left")
 
     async def push(self) -> None:
         if self.entry_id is None or self.done:
@@ -422,7 +293,7 @@ class WaitingConnection(_Socket):
         queue = self.room.queue
         entry = await queue.get(self.entry_id)
         if entry is None:
-            await self.finish({"type": "removed", "reason": "abandoned"})
+            await self.finish(views.removed("abandoned"))
             return
         status = await queue.status(self.entry_id)
         if status.state == "called":
@@ -431,34 +302,17 @@ class WaitingConnection(_Socket):
                 return  # claimed this instant; the room follows with the next change
             links = await self.room.links(entry.room_id)
             if links is None:
-                await self.finish({"type": "removed", "reason": "done"})
+                await self.finish(views.removed("done"))
                 return
             token, _ = links
-            await self.finish(
-                {
-                    "type": "admitted",
-                    "room_id": entry.room_id,
-                    "join_token": token,
-                    "join_url": f"/join/{token}",
-                },
-                reason=b"admitted",
-            )
+            await self.finish(views.admitted(entry.room_id, token), reason=b"admitted")
             return
         if status.state != "waiting":
             reason = "left" if self.left else ("done" if status.state == "done" else "abandoned")
-            await self.finish({"type": "removed", "reason": reason})
+            await self.finish(views.removed(reason))
             return
         office = self.room.offices.get(entry.office)
-        await self.send(
-            {
-                "type": "queue-status",
-                **status.as_json(),
-                "note": entry.note,
-                "office": office_json(office, self.room.clock(), self.lang)
-                if office
-                else {"id": entry.office},
-            }
-        )
+        await self.send(views.queue_status(status, entry, office, self.room.clock(), self.lang))
 
     async def closed(self) -> None:
         if self.entry_id is None:
@@ -476,7 +330,7 @@ MemberLookup = Callable[[], Awaitable[StaffMember | None]]
 class ConsoleConnection(_Socket):
     """GET /ws/console — one advisor's console; the caller checked the session and the Origin."""
 
-    schema = CONSOLE_SCHEMA
+    messages = CONSOLE
 
     def __init__(
         self,
@@ -494,7 +348,6 @@ class ConsoleConnection(_Socket):
     async def start(self) -> None:
         self.room.advisors[self.member.username] += 1
         await self.room.queue.advisor_online(self.member)
-        await self.room.events.notify()
         self.spawn(self._heartbeat())
         self.spawn(self._watch(self.push))
 
@@ -503,7 +356,7 @@ class ConsoleConnection(_Socket):
             await asyncio.sleep(self.presence_interval)
             if await self._current() is None:
                 return
-            await self.room.queue.advisor_online(self.member)
+            await self.room.queue.advisor_heartbeat(self.member)
 
     async def _current(self) -> StaffMember | None:
         """The member as the store has them now; the session may have ended or the account locked."""
@@ -521,44 +374,27 @@ class ConsoleConnection(_Socket):
     async def push(self) -> None:
         now = self.room.clock()
         entries = await self.room.queue.waiting_for(self.member)
-        await self.send(
-            {
-                "type": "queue",
-                "advisors_online": await self.room.advisors_online(self.member),
-                "you": {
-                    "username": self.member.username,
-                    "offices": list(self.member.offices),
-                    "languages": list(self.member.languages),
-                },
-                "entries": [entry_json(e, self.room.offices, now, staff=True) for e in entries],
-            }
-        )
+        online = await self.room.queue.advisors_online(self.member)
+        await self.send(views.console_queue(self.member, online, entries, self.room.offices, now))
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        kind, request_id = message["type"], message.get("id")
+    async def dispatch(self, message: Message) -> None:
+        request_id = message.id
         member = await self._current()
         if member is None:
             return
-        if kind == "next":
+        if isinstance(message, Next):
             consultation = await self.room.queue.claim_next(member)
             if consultation is None:
-                raise ProtocolError("queue_empty", "nobody is waiting for you", request_id)
+                raise ProtocolError("queue_empty", "nobody is waiting for you", request_id=request_id)
         else:
-            consultation = await self.room.queue.claim(member, message["entry_id"])
-        await self.room.events.notify()
+            assert isinstance(message, Claim)
+            consultation = await self.room.queue.claim(member, message.entry_id)
         links = await self.room.links(consultation.room.room_id)
         if links is None:  # pragma: no cover - the room was created a moment ago
             raise RoomError("unknown_room", "the consultation room vanished", 500)
         _, advisor_url = links
-        await self.send(
-            {
-                "type": "claimed",
-                "id": request_id,
-                "room_id": consultation.room.room_id,
-                "advisor_url": advisor_url,
-                "entry": entry_json(consultation.entry, self.room.offices, self.room.clock(), staff=True),
-            }
-        )
+        room_id, offices, now = consultation.room.room_id, self.room.offices, self.room.clock()
+        await self.send(views.claimed(request_id, room_id, advisor_url, consultation.entry, offices, now))
 
     async def closed(self) -> None:
         name = self.member.username
@@ -566,4 +402,3 @@ class ConsoleConnection(_Socket):
         if self.room.advisors[name] <= 0:
             del self.room.advisors[name]
             await self.room.queue.advisor_offline(name)
-            await self.room.events.notify()

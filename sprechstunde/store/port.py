@@ -16,15 +16,24 @@ Redis MULTI/EXEC under WATCH — so a process killed in between cannot leave hal
 
 Channels (publish/subscribe) carry change signals between processes: "the queue changed", "an event for
 room X". Redis maps them to its pub/sub; the embedded adapter delivers within its process.
+
+Two helpers sit on top of the port, so domain code never hand-writes them: `update` is the one
+read-modify-compare-and-set-retry loop for a single record, and `from_record` turns a stored record into
+its dataclass tolerantly, so records written by an older or newer version still load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import cache
+from typing import Any, Protocol, TypeVar
 
 Record = dict[str, Any]
+T = TypeVar("T")
+UPDATE_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -143,3 +152,73 @@ class Subscription(Protocol):
 
     async def close(self) -> None:
         """Stop listening; a pending `next` raises asyncio.CancelledError."""
+
+
+# --- helpers on top of the port ----------------------------------------------------------------------
+
+
+class StoreContention(RuntimeError):
+    """`update` lost the compare-and-set to concurrent writers `attempts` times in a row."""
+
+
+@dataclass(frozen=True)
+class Updated:
+    """What `update` did: the record it read last (`before`, None if absent) and what is stored now
+    (`after`). `written` is False when `change` left the record as it was."""
+
+    before: Record | None
+    after: Record | None
+
+    @property
+    def written(self) -> bool:
+        return self.after is not self.before
+
+
+Modify = Callable[[Record | None], Record | None | Awaitable[Record | None]]
+"""The change `update` applies: current record (None: absent) → new record (the same object: no write)."""
+
+
+async def update(
+    store: Store,
+    kind: str,
+    key: str,
+    change: Modify,
+    *,
+    ttl: float | None = None,
+    attempts: int = UPDATE_ATTEMPTS,
+) -> Updated:
+    """Read-modify-write of one record that never loses a concurrent change: read it, let `change`
+    compute the new record, write it with `compare_and_set`, and start over on the fresh record when
+    another writer got there first.
+
+    `change` gets the live record (None when absent) and returns the record to store (written with
+    `ttl`), or the very object it was given to leave the record as it is (nothing is written). It may be
+    a coroutine function, and it refuses by raising (the exception passes through, nothing is written).
+    It may run several times, so it should not have side effects. After `attempts` lost races in a row
+    StoreContention is raised rather than spinning for ever."""
+    for _ in range(attempts):
+        current = await store.get(kind, key)
+        new = change(current)
+        if inspect.isawaitable(new):
+            new = await new
+        if new is current:
+            return Updated(current, current)
+        if new is None:
+            raise ValueError(f"update of {kind}/{key}: `change` returned None for an existing record")
+        if await store.compare_and_set(kind, key, current, new, ttl=ttl):
+            return Updated(current, new)
+    raise StoreContention(f"update of {kind}/{key} lost {attempts} compare-and-sets in a row")
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+def from_record(cls: type[T], record: Record) -> T:
+    """The dataclass `cls` from a stored record, across versions: fields the class does not know (written
+    by a newer version, or a secret such as a password hash kept beside the data) are ignored, and fields
+    missing from an older record take the class's defaults. A missing field without a default is still
+    an error (TypeError): there is nothing sensible to invent."""
+    names = _field_names(cls)
+    return cls(**{name: value for name, value in record.items() if name in names})

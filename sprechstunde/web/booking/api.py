@@ -3,73 +3,50 @@
 Citizens have no account: a booking is changed with its manage token (in the URL), which the server
 signed and which names only the booking. Staff routes need the session and, when they change
 something, the `X-CSRF-Token` header (as the console's other routes). Errors are
-`{"error": {"code", "message", ...detail}}`; a request that fails creates or changes nothing. The
-OpenAPI description of these routes is `OPENAPI_PATHS` (served at /api/openapi.json, web/openapi.py).
+`{"error": {"code", "message", ...detail}}`; a request that fails creates or changes nothing. Bodies
+and answers are the models of web/booking/models.py; each route declares its OpenAPI operation with
+`api_route` (served at /api/openapi.json, web/core/openapi.py).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from sprechstunde.rooms.offices import OfficeDirectory
-from sprechstunde.rooms.queue import QueueService
-from sprechstunde.rooms.staff import StaffDirectory
-from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.errors import DomainError
 from sprechstunde.scheduling.availability import parse_availability
-from sprechstunde.scheduling.bookings import JOIN_PURPOSE, Booked, Booking, SchedulingService
-from sprechstunde.scheduling.catalog import Service, load_services
+from sprechstunde.scheduling.bookings import JOIN_PURPOSE, Booked, Booking
+from sprechstunde.scheduling.catalog import CHANNELS, Service
 from sprechstunde.scheduling.errors import BookingError
 from sprechstunde.scheduling.ics import booking_ics
-from sprechstunde.scheduling.mail import BookingLinks, BookingMailer, SmtpMailer, SmtpSettings
-from sprechstunde.store.port import Store
+from sprechstunde.scheduling.mail import BookingLinks
+from sprechstunde.web.booking.models import (
+    AvailabilityIn,
+    AvailabilityOut,
+    BookingOfficesOut,
+    BookingRequest,
+    BookingView,
+    DaysOut,
+    JoinOut,
+    RescheduleIn,
+    SlotsOut,
+    StaffAppointment,
+    StaffAppointmentsOut,
+)
 from sprechstunde.web.consultations.api import staff_member
-from sprechstunde.web.core.api import read_json
-from sprechstunde.web.core.config import Config
-from sprechstunde.web.core.openapi import DATE, MONTH, Fragment, body, errors, ref, request
-from sprechstunde.web.core.security import ApiError
+from sprechstunde.web.core.models import read_model
+from sprechstunde.web.core.openapi import DATE, MONTH, Raw, api_route, header, query
 from sprechstunde.web.core.services import SERVICES, Services
 
 routes = web.RouteTableDef()
+citizen_route = partial(api_route, tag="booking")  # each declares its OpenAPI operation
+staff_route = partial(api_route, tag="booking-staff")
 MAX_STAFF_DAYS = 62
 # Dates the query parameters accept: far wider than any booking horizon, far from date's own limits.
 EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
-
-
-def build_scheduling(
-    config: Config,
-    store: Store,
-    offices: OfficeDirectory,
-    signer: TokenSigner,
-    queue: QueueService,
-    clock: Any,
-) -> tuple[SchedulingService, BookingMailer]:
-    """The scheduling service and its mail job, from the services file and the SMTP settings."""
-    catalog = load_services(offices, config.services_path)
-    scheduling = SchedulingService(store, offices, catalog, StaffDirectory(store), signer, queue, clock)
-    mailer = None
-    if config.smtp_host:
-        mailer = SmtpMailer(
-            SmtpSettings(
-                host=config.smtp_host,
-                port=config.smtp_port,
-                username=config.smtp_username,
-                password=config.smtp_password,
-                sender=config.smtp_sender,
-                security=config.smtp_security,
-            )
-        )
-    job = BookingMailer(scheduling, store, BookingLinks(config.public_url), mailer, clock)
-    scheduling.on_change = job.wake
-    return scheduling, job
-
-
-def booking_error(exc: BookingError) -> web.Response:
-    return web.json_response(
-        {"error": {"code": exc.code, "message": exc.message, **exc.detail}}, status=exc.status
-    )
 
 
 def links(services: Services) -> BookingLinks:
@@ -149,10 +126,10 @@ def _query_date(value: str | None, name: str, *, month: bool = False) -> date:
             raise ValueError
         day = date.fromisoformat(value + "-01" if month else value)
     except ValueError:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be {form}") from None
+        raise DomainError(f"invalid_{name}", f"{name} must be {form}", 400) from None
     if not EARLIEST <= day <= LATEST:
-        raise ApiError(
-            400, f"invalid_{name}", f"{name} must be {form} between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+        raise DomainError(
+            f"invalid_{name}", f"{name} must be {form} between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}", 400
         )
     return day
 
@@ -176,73 +153,94 @@ def offices_json(services: Services, lang: str | None = None) -> list[dict[str, 
     return result
 
 
-@routes.get("/api/booking/offices")
+OFFICE_SERVICE = (
+    query("channel", {"enum": list(CHANNELS)}),
+    query("language", {"type": "string", "default": "de"}),
+)
+
+
+@citizen_route(routes.get, "/api/booking/offices", answers={200: BookingOfficesOut})
 async def api_booking_offices(request: web.Request) -> web.Response:
+    """Offices that take appointments, with their services"""
     services: Services = request.app[SERVICES]
     return web.json_response({"offices": offices_json(services)})
 
 
-@routes.get("/api/booking/offices/{office}/services/{service}/days")
+@citizen_route(
+    routes.get,
+    "/api/booking/offices/{office}/services/{service}/days",
+    answers={200: DaysOut},
+    errors=(400, 404),
+    params=(*OFFICE_SERVICE, query("month", MONTH, required=True)),
+)
 async def api_days(request: web.Request) -> web.Response:
+    """Days of a month with their number of free slots (for a calendar)"""
     services: Services = request.app[SERVICES]
     month = _query_date(request.query.get("month"), "month", month=True)
-    try:
-        days = await services.scheduling.days(
-            request.match_info["office"],
-            request.match_info["service"],
-            month,
-            channel=request.query.get("channel"),
-            language=request.query.get("language", "de"),
-        )
-    except BookingError as exc:
-        return booking_error(exc)
+    days = await services.scheduling.days(
+        request.match_info["office"],
+        request.match_info["service"],
+        month,
+        channel=request.query.get("channel"),
+        language=request.query.get("language", "de"),
+    )
     return web.json_response({"month": month.strftime("%Y-%m"), "days": days})
 
 
-@routes.get("/api/booking/offices/{office}/services/{service}/slots")
+@citizen_route(
+    routes.get,
+    "/api/booking/offices/{office}/services/{service}/slots",
+    answers={200: SlotsOut},
+    errors=(400, 404),
+    params=(*OFFICE_SERVICE, query("date", DATE, required=True)),
+)
 async def api_slots(request: web.Request) -> web.Response:
+    """Free slots of one day"""
     services: Services = request.app[SERVICES]
     day = _query_date(request.query.get("date"), "date")
-    try:
-        slots = await services.scheduling.slots(
-            request.match_info["office"],
-            request.match_info["service"],
-            day,
-            channel=request.query.get("channel"),
-            language=request.query.get("language", "de"),
-        )
-    except BookingError as exc:
-        return booking_error(exc)
+    slots = await services.scheduling.slots(
+        request.match_info["office"],
+        request.match_info["service"],
+        day,
+        channel=request.query.get("channel"),
+        language=request.query.get("language", "de"),
+    )
     return web.json_response({"date": day.isoformat(), "slots": [s.as_json() for s in slots]})
 
 
 async def _throttle(request: web.Request) -> None:
     services: Services = request.app[SERVICES]
     if not await services.booking_throttle.allow("booking", request.remote or "?"):
-        raise ApiError(429, "rate_limited", "too many booking requests from your address; wait a minute")
+        raise DomainError("rate_limited", "too many booking requests from your address; wait a minute", 429)
 
 
-@routes.post("/api/bookings")
+@citizen_route(
+    routes.post,
+    "/api/bookings",
+    body=BookingRequest,
+    answers={201: BookingView, 200: BookingView},
+    errors=(400, 404, 409, 422),
+    params=(header("Idempotency-Key", {"type": "string"}, "a repeat gets the first booking (200)"),),
+    throttled=True,
+)
 async def api_book(request: web.Request) -> web.Response:
+    """Book a slot; one advisor is assigned (200: a repeat with the same idempotency key)"""
     services: Services = request.app[SERVICES]
     await _throttle(request)
-    data = await read_json(request)
-    key = request.headers.get("Idempotency-Key", data.get("idempotency_key"))
-    try:
-        booked = await services.scheduling.book(
-            data.get("office"),
-            data.get("service"),
-            data.get("channel"),
-            data.get("starts_at"),
-            name=data.get("name"),
-            email=data.get("email"),
-            phone=data.get("phone"),
-            consent=data.get("consent"),
-            language=data.get("language", "de"),
-            idempotency_key=key,
-        )
-    except BookingError as exc:
-        return booking_error(exc)
+    wanted = await read_model(request, BookingRequest)
+    key = request.headers.get("Idempotency-Key", wanted.idempotency_key)
+    booked = await services.scheduling.book(
+        wanted.office,
+        wanted.service,
+        wanted.channel,
+        wanted.starts_at,
+        name=wanted.name,
+        email=wanted.email,
+        phone=wanted.phone,
+        consent=wanted.consent,
+        language=wanted.language,
+        idempotency_key=key,
+    )
     lang = services.pages.lang(request)
     return web.json_response(booking_json(services, booked, lang), status=200 if booked.replayed else 201)
 
@@ -252,39 +250,48 @@ async def _by_token(request: web.Request) -> Booking:
     return await services.scheduling.for_token(request.match_info["token"])
 
 
-@routes.get("/api/bookings/{token}")
+TOKEN_ERRORS = (403, 404, 410)  # a forged, unknown or expired manage token
+
+
+@citizen_route(routes.get, "/api/bookings/{token}", answers={200: BookingView}, errors=TOKEN_ERRORS)
 async def api_booking(request: web.Request) -> web.Response:
+    """The booking of a manage token"""
     services: Services = request.app[SERVICES]
-    try:
-        booking = await _by_token(request)
-    except BookingError as exc:
-        return booking_error(exc)
+    booking = await _by_token(request)
     return web.json_response(
         booking_json(services, services.scheduling.booked(booking), services.pages.lang(request))
     )
 
 
-@routes.post("/api/bookings/{token}/cancel")
+@citizen_route(
+    routes.post,
+    "/api/bookings/{token}/cancel",
+    answers={200: BookingView},
+    errors=(*TOKEN_ERRORS, 409),
+)
 async def api_cancel(request: web.Request) -> web.Response:
+    """Cancel; the slot is free again at once"""
     services: Services = request.app[SERVICES]
-    try:
-        booking = await services.scheduling.cancel(await _by_token(request))
-    except BookingError as exc:
-        return booking_error(exc)
+    booking = await services.scheduling.cancel(await _by_token(request))
     return web.json_response(
         booking_json(services, services.scheduling.booked(booking), services.pages.lang(request))
     )
 
 
-@routes.post("/api/bookings/{token}/reschedule")
+@citizen_route(
+    routes.post,
+    "/api/bookings/{token}/reschedule",
+    body=RescheduleIn,
+    answers={201: BookingView},
+    errors=(*TOKEN_ERRORS, 400, 409),
+    throttled=True,
+)
 async def api_reschedule(request: web.Request) -> web.Response:
+    """Move to another slot: the new one is booked first, then the old one freed"""
     services: Services = request.app[SERVICES]
     await _throttle(request)
-    data = await read_json(request)
-    try:
-        booked = await services.scheduling.reschedule(await _by_token(request), data.get("starts_at"))
-    except BookingError as exc:
-        return booking_error(exc)
+    moved = await read_model(request, RescheduleIn)
+    booked = await services.scheduling.reschedule(await _by_token(request), moved.starts_at)
     return web.json_response(booking_json(services, booked, services.pages.lang(request)), status=201)
 
 
@@ -310,27 +317,23 @@ def ics_response(services: Services, booking: Booking, lang: str) -> web.Respons
     )
 
 
-@routes.get("/api/bookings/{token}/ics")
+ICS = Raw("the appointment (RFC 5545)", {"text/calendar": {"schema": {"type": "string"}}})
+
+
+@citizen_route(routes.get, "/api/bookings/{token}/ics", answers={200: ICS}, errors=TOKEN_ERRORS)
 async def api_ics(request: web.Request) -> web.Response:
+    """The appointment as an iCalendar file"""
     services: Services = request.app[SERVICES]
-    try:
-        booking = await _by_token(request)
-    except BookingError as exc:
-        return booking_error(exc)
+    booking = await _by_token(request)
     return ics_response(services, booking, services.pages.lang(request))
 
 
-@routes.get("/api/bookings/join/{token}")
+@citizen_route(routes.get, "/api/bookings/join/{token}", answers={200: JoinOut}, errors=TOKEN_ERRORS)
 async def api_join(request: web.Request) -> web.Response:
-    """Where the join link stands now: early (with opens_at), open (with waiting_url), over, cancelled."""
+    """Where the join link stands now: early (with opens_at), open (with waiting_url), over, cancelled"""
     services: Services = request.app[SERVICES]
-    try:
-        booking = await services.scheduling.for_token(request.match_info["token"], JOIN_PURPOSE)
-        state = await services.scheduling.join(booking)
-    except BookingError as exc:
-        return booking_error(exc)
-    if state.state == "open":
-        await services.waiting.events.notify()
+    booking = await services.scheduling.for_token(request.match_info["token"], JOIN_PURPOSE)
+    state = await services.scheduling.join(booking)
     office = services.scheduling.offices.require(booking.office)
     return web.json_response(
         {
@@ -356,8 +359,19 @@ async def _staff_booking(request: web.Request, services: Services, member: Any) 
     return booking
 
 
-@routes.get("/api/staff/appointments")
+@staff_route(
+    routes.get,
+    "/api/staff/appointments",
+    auth="staff",
+    answers={200: StaffAppointmentsOut},
+    errors=(400,),
+    params=(
+        query("from", DATE, description="default: today"),
+        query("days", {"type": "integer", "minimum": 1, "maximum": MAX_STAFF_DAYS, "default": 14}),
+    ),
+)
 async def api_staff_appointments(request: web.Request) -> web.Response:
+    """Appointments of the advisor's offices (own first at equal times)"""
     services, member = await staff_member(request, change=False)
     office_tz = next(iter(services.scheduling.offices)).timezone
     today = datetime.fromtimestamp(services.scheduling.clock(), office_tz).date()
@@ -367,7 +381,7 @@ async def api_staff_appointments(request: web.Request) -> web.Response:
     except ValueError:
         days = -1
     if not 1 <= days <= MAX_STAFF_DAYS:
-        raise ApiError(400, "invalid_days", f"days must be a whole number from 1 to {MAX_STAFF_DAYS}")
+        raise DomainError("invalid_days", f"days must be a whole number from 1 to {MAX_STAFF_DAYS}", 400)
     start = datetime.combine(first, datetime.min.time(), office_tz).timestamp()
     end = datetime.combine(first + timedelta(days=days), datetime.min.time(), office_tz).timestamp()
     found = await services.scheduling.for_member(member, start, end)
@@ -381,41 +395,54 @@ async def api_staff_appointments(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/staff/appointments/{booking_id}/no-show")
+@staff_route(
+    routes.post,
+    "/api/staff/appointments/{booking_id}/no-show",
+    auth="staff_change",
+    answers={200: StaffAppointment},
+    errors=(404, 409),
+)
 async def api_staff_no_show(request: web.Request) -> web.Response:
+    """Mark a begun appointment as no-show"""
     services, member = await staff_member(request, change=True)
-    try:
-        booking = await _staff_booking(request, services, member)
-        marked = await services.scheduling.mark_no_show(booking, by=member.username)
-    except BookingError as exc:
-        return booking_error(exc)
+    booking = await _staff_booking(request, services, member)
+    marked = await services.scheduling.mark_no_show(booking, by=member.username)
     return web.json_response(staff_booking_json(services, marked, member.username))
 
 
-@routes.post("/api/staff/appointments/{booking_id}/reschedule")
+@staff_route(
+    routes.post,
+    "/api/staff/appointments/{booking_id}/reschedule",
+    auth="staff_change",
+    body=RescheduleIn,
+    answers={201: StaffAppointment},
+    errors=(400, 404, 409),
+)
 async def api_staff_reschedule(request: web.Request) -> web.Response:
+    """Move an appointment"""
     services, member = await staff_member(request, change=True)
-    data = await read_json(request)
-    try:
-        booking = await _staff_booking(request, services, member)
-        booked = await services.scheduling.reschedule(booking, data.get("starts_at"), by=member.username)
-    except BookingError as exc:
-        return booking_error(exc)
+    moved = await read_model(request, RescheduleIn)
+    booking = await _staff_booking(request, services, member)
+    booked = await services.scheduling.reschedule(booking, moved.starts_at, by=member.username)
     return web.json_response(staff_booking_json(services, booked.booking, member.username), status=201)
 
 
-@routes.get("/api/staff/appointments/{booking_id}/slots")
+@staff_route(
+    routes.get,
+    "/api/staff/appointments/{booking_id}/slots",
+    auth="staff",
+    answers={200: SlotsOut},
+    errors=(400, 403, 404),
+    params=(query("date", DATE, required=True),),
+)
 async def api_staff_slots(request: web.Request) -> web.Response:
-    """Free slots of a day for moving an appointment (its own seat counts as free)."""
+    """Free slots of a day for moving an appointment (its own seat counts as free)"""
     services, member = await staff_member(request, change=False)
     day = _query_date(request.query.get("date"), "date")
-    try:
-        booking = await _staff_booking(request, services, member)
-        slots = await services.scheduling.slots(
-            booking.office, booking.service, day, channel=booking.channel, language=booking.language
-        )
-    except BookingError as exc:
-        return booking_error(exc)
+    booking = await _staff_booking(request, services, member)
+    slots = await services.scheduling.slots(
+        booking.office, booking.service, day, channel=booking.channel, language=booking.language
+    )
     return web.json_response({"date": day.isoformat(), "slots": [s.as_json() for s in slots]})
 
 
@@ -427,12 +454,23 @@ async def _availability_user(request: web.Request, services: Services, member: A
         return username
     other = await services.staff.get(username) if member.role == "lead" else None
     if other is None or not set(other.offices) & set(member.offices):
-        raise ApiError(403, "forbidden", "you may only change your own availability or your office's")
+        raise DomainError("forbidden", "you may only change your own availability or your office's", 403)
     return username
 
 
-@routes.get("/api/staff/availability")
+USERNAME = (query("username", {"type": "string"}, description="default: yourself (leads: their staff)"),)
+
+
+@staff_route(
+    routes.get,
+    "/api/staff/availability",
+    auth="staff",
+    answers={200: AvailabilityOut},
+    errors=(403,),
+    params=USERNAME,
+)
 async def api_get_availability(request: web.Request) -> web.Response:
+    """Weekly pattern and absences"""
     services, member = await staff_member(request, change=False)
     username = await _availability_user(request, services, member)
     found = await services.scheduling.availability.get(username)
@@ -440,289 +478,21 @@ async def api_get_availability(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@routes.put("/api/staff/availability")
+@staff_route(
+    routes.put,
+    "/api/staff/availability",
+    auth="staff_change",
+    body=AvailabilityIn,
+    answers={200: AvailabilityOut},
+    errors=(400, 403, 404),
+    params=USERNAME,
+)
 async def api_put_availability(request: web.Request) -> web.Response:
+    """Replace the weekly pattern and absences"""
     services, member = await staff_member(request, change=True)
     username = await _availability_user(request, services, member)
     if await services.staff.get(username) is None:
-        raise ApiError(404, "unknown_user", f"there is no user {username!r}")
-    data = await read_json(request)
-    try:
-        saved = await services.scheduling.availability.set(parse_availability(username, data))
-    except BookingError as exc:
-        return booking_error(exc)
+        raise DomainError("unknown_user", f"there is no user {username!r}", 404)
+    wanted = await read_model(request, AvailabilityIn)
+    saved = await services.scheduling.availability.set(parse_availability(username, wanted.as_json()))
     return web.json_response(saved.as_json())
-
-
-# --- OpenAPI (web/openapi.py assembles the document) --------------------------------------------------
-
-
-def _openapi() -> Fragment:
-    tag = ["booking"]
-    staff_tag = ["booking-staff"]
-    token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
-    office_service = [
-        {"name": "office", "in": "path", "required": True, "schema": {"type": "string"}},
-        {"name": "service", "in": "path", "required": True, "schema": {"type": "string"}},
-        {"name": "channel", "in": "query", "schema": {"enum": ["video", "in_person"]}},
-        {"name": "language", "in": "query", "schema": {"type": "string", "default": "de"}},
-    ]
-    booking_id = {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    staff = [{"session": []}]
-    staff_change = [{"session": [], "csrf": []}]
-    starts_at = {
-        "type": "object",
-        "required": ["starts_at"],
-        "properties": {"starts_at": {"type": "string", "format": "date-time"}},
-    }
-    slots = body(
-        {
-            "type": "object",
-            "properties": {
-                "date": {"type": "string", "format": "date"},
-                "slots": {"type": "array", "items": ref("Slot")},
-            },
-        }
-    )
-    return Fragment(
-        tags=[
-            {"name": "booking", "description": "Appointments for citizens (no account; manage token)"},
-            {"name": "booking-staff", "description": "Appointments for advisors (session + CSRF)"},
-        ],
-        schemas={
-            "Slot": {
-                "type": "object",
-                "properties": {
-                    "starts_at": {"type": "string", "format": "date-time"},
-                    "ends_at": {"type": "string", "format": "date-time"},
-                    "free": {"type": "integer", "description": "advisors still free"},
-                },
-            },
-            "BookingRequest": {
-                "type": "object",
-                "required": ["office", "service", "channel", "starts_at", "name", "consent"],
-                "properties": {
-                    "office": {"type": "string"},
-                    "service": {"type": "string"},
-                    "channel": {"enum": ["video", "in_person"]},
-                    "starts_at": {
-                        "type": "string",
-                        "format": "date-time",
-                        "description": "from the slot list",
-                    },
-                    "name": {"type": "string", "maxLength": 100},
-                    "email": {"type": "string", "format": "email"},
-                    "phone": {"type": "string"},
-                    "consent": {"const": True, "description": "agreed to the privacy notice"},
-                    "language": {"type": "string", "default": "de"},
-                    "idempotency_key": {
-                        "type": "string",
-                        "description": "or the Idempotency-Key header; a repeat gets the first booking (200)",
-                    },
-                },
-            },
-            "Booking": {
-                "type": "object",
-                "properties": {
-                    "booking_id": {"type": "string"},
-                    "reference": {"type": "string", "examples": ["T-2027-000042"]},
-                    "status": {"enum": ["booked", "cancelled", "rescheduled", "no_show"]},
-                    "office": {"type": "object"},
-                    "service": {"type": "object"},
-                    "channel": {"enum": ["video", "in_person"]},
-                    "starts_at": {"type": "string", "format": "date-time"},
-                    "ends_at": {"type": "string", "format": "date-time"},
-                    "address": {"type": ["string", "null"]},
-                    "join_url": {"type": ["string", "null"], "format": "uri"},
-                    "join_opens_at": {"type": "string", "format": "date-time"},
-                    "manage_token": {"type": "string"},
-                    "manage_url": {"type": "string", "format": "uri"},
-                    "ics_url": {"type": "string", "format": "uri"},
-                    "mail": {"type": "object", "properties": {"configured": {"type": "boolean"}}},
-                },
-            },
-            "Availability": {
-                "type": "object",
-                "properties": {
-                    "weekly": {
-                        "type": "object",
-                        "description": 'weekday (mon…sun) → ["HH:MM-HH:MM", …], Europe/Berlin wall time',
-                    },
-                    "absences": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "from": {"type": "string", "format": "date"},
-                                "to": {"type": "string", "format": "date"},
-                                "reason": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            },
-        },
-        paths={
-            "/api/booking/offices": {
-                "get": {
-                    "tags": tag,
-                    "summary": "Offices that take appointments, with their services",
-                    "responses": {
-                        "200": body({"type": "object", "properties": {"offices": {"type": "array"}}})
-                    },
-                }
-            },
-            "/api/booking/offices/{office}/services/{service}/days": {
-                "get": {
-                    "tags": tag,
-                    "summary": "Days of a month with their number of free slots (for a calendar)",
-                    "parameters": [
-                        *office_service,
-                        {"name": "month", "in": "query", "required": True, "schema": MONTH},
-                    ],
-                    "responses": {"200": body({"type": "object"}), **errors(400, 404)},
-                }
-            },
-            "/api/booking/offices/{office}/services/{service}/slots": {
-                "get": {
-                    "tags": tag,
-                    "summary": "Free slots of one day",
-                    "parameters": [
-                        *office_service,
-                        {"name": "date", "in": "query", "required": True, "schema": DATE},
-                    ],
-                    "responses": {"200": slots, **errors(400, 404)},
-                }
-            },
-            "/api/bookings": {
-                "post": {
-                    "tags": tag,
-                    "summary": "Book a slot; one advisor is assigned",
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-                    "requestBody": request(ref("BookingRequest")),
-                    "responses": {
-                        "201": body(ref("Booking"), "booked"),
-                        "200": body(
-                            ref("Booking"), "repeat of an earlier request with the same idempotency key"
-                        ),
-                        **errors(400, 404, 409, 413, 415, 422, 429),
-                    },
-                }
-            },
-            "/api/bookings/{token}": {
-                "get": {
-                    "tags": tag,
-                    "summary": "The booking of a manage token",
-                    "parameters": [token],
-                    "responses": {"200": body(ref("Booking")), **errors(403, 404, 410)},
-                }
-            },
-            "/api/bookings/{token}/cancel": {
-                "post": {
-                    "tags": tag,
-                    "summary": "Cancel; the slot is free again at once",
-                    "parameters": [token],
-                    "responses": {"200": body(ref("Booking")), **errors(403, 404, 409, 410)},
-                }
-            },
-            "/api/bookings/{token}/reschedule": {
-                "post": {
-                    "tags": tag,
-                    "summary": "Move to another slot: the new one is booked first, then the old one freed",
-                    "parameters": [token],
-                    "requestBody": request(starts_at),
-                    "responses": {
-                        "201": body(ref("Booking"), "the new booking"),
-                        **errors(400, 403, 404, 409, 410, 429),
-                    },
-                }
-            },
-            "/api/bookings/{token}/ics": {
-                "get": {
-                    "tags": tag,
-                    "summary": "The appointment as an iCalendar file (RFC 5545)",
-                    "parameters": [token],
-                    "responses": {
-                        "200": {
-                            "description": "text/calendar",
-                            "content": {"text/calendar": {"schema": {"type": "string"}}},
-                        },
-                        **errors(403, 404, 410),
-                    },
-                }
-            },
-            "/api/bookings/join/{token}": {
-                "get": {
-                    "tags": tag,
-                    "summary": "Join link state: early, open (waiting_url; queues once), over",
-                    "parameters": [token],
-                    "responses": {"200": body({"type": "object"}), **errors(403, 404, 410)},
-                }
-            },
-            "/api/staff/appointments": {
-                "get": {
-                    "tags": staff_tag,
-                    "security": staff,
-                    "summary": "Appointments of the advisor's offices (own first at equal times)",
-                    "parameters": [
-                        {"name": "from", "in": "query", "schema": DATE},
-                        {
-                            "name": "days",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_STAFF_DAYS},
-                        },
-                    ],
-                    "responses": {"200": body({"type": "object"}), **errors(400, 401)},
-                }
-            },
-            "/api/staff/appointments/{booking_id}/no-show": {
-                "post": {
-                    "tags": staff_tag,
-                    "security": staff_change,
-                    "summary": "Mark a begun appointment as no-show",
-                    "parameters": [booking_id],
-                    "responses": {"200": body({"type": "object"}), **errors(401, 403, 404, 409)},
-                }
-            },
-            "/api/staff/appointments/{booking_id}/slots": {
-                "get": {
-                    "tags": staff_tag,
-                    "security": staff,
-                    "summary": "Free slots of a day to move this appointment to",
-                    "parameters": [
-                        booking_id,
-                        {"name": "date", "in": "query", "required": True, "schema": DATE},
-                    ],
-                    "responses": {"200": slots, **errors(400, 401, 403, 404)},
-                }
-            },
-            "/api/staff/appointments/{booking_id}/reschedule": {
-                "post": {
-                    "tags": staff_tag,
-                    "security": staff_change,
-                    "summary": "Move an appointment",
-                    "parameters": [booking_id],
-                    "requestBody": request(starts_at),
-                    "responses": {"201": body({"type": "object"}), **errors(400, 401, 403, 404, 409)},
-                }
-            },
-            "/api/staff/availability": {
-                "get": {
-                    "tags": staff_tag,
-                    "security": staff,
-                    "summary": "Weekly pattern and absences (own; leads: ?username=)",
-                    "responses": {"200": body(ref("Availability")), **errors(401, 403)},
-                },
-                "put": {
-                    "tags": staff_tag,
-                    "security": staff_change,
-                    "summary": "Replace the weekly pattern and absences",
-                    "requestBody": request(ref("Availability")),
-                    "responses": {"200": body(ref("Availability")), **errors(400, 401, 403, 404)},
-                },
-            },
-        },
-    )
-
-
-OPENAPI = _openapi()

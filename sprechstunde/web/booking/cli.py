@@ -1,75 +1,18 @@
 """`sprechstunde availability show|set NAME`: advisors' weekly pattern and absences from the command
-line (the same validation as PUT /api/staff/availability), and the `--smtp-*`/`--services` options
-of `serve`."""
+line (the same validation as PUT /api/staff/availability). The `--smtp-*`/`--services` options of
+`serve` are settings declared on Config (web/core/config.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sprechstunde.rooms.staff import StaffDirectory
 from sprechstunde.scheduling.availability import AvailabilityBook, parse_availability
 from sprechstunde.scheduling.errors import BookingError
-from sprechstunde.scheduling.mail import SECURITY
 from sprechstunde.store.port import Store
-from sprechstunde.web.core.config import env
-
-
-def add_serve_options(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument(
-        "--services",
-        type=Path,
-        default=Path(env("SERVICES")) if env("SERVICES") else None,
-        metavar="FILE",
-        help="bookable services per office (TOML); default: the demo file scheduling/services.toml "
-        "[SPRECHSTUNDE_SERVICES]",
-    )
-    serve.add_argument(
-        "--smtp-host",
-        default=env("SMTP_HOST"),
-        help="SMTP server for booking confirmations and reminders; without it no mail is sent "
-        "[SPRECHSTUNDE_SMTP_HOST]",
-    )
-    serve.add_argument(
-        "--smtp-port",
-        type=int,
-        default=int(env("SMTP_PORT", "587") or 587),
-        help="[SPRECHSTUNDE_SMTP_PORT, 587]",
-    )
-    serve.add_argument("--smtp-user", default=env("SMTP_USER"), help="SMTP login [SPRECHSTUNDE_SMTP_USER]")
-    serve.add_argument(
-        "--smtp-password",
-        default=env("SMTP_PASSWORD"),
-        help="SMTP password; prefer the environment variable [SPRECHSTUNDE_SMTP_PASSWORD]",
-    )
-    serve.add_argument(
-        "--smtp-from",
-        default=env("SMTP_FROM", "Sprechstunde <termine@localhost>"),
-        help="sender address of booking mails [SPRECHSTUNDE_SMTP_FROM]",
-    )
-    serve.add_argument(
-        "--smtp-security",
-        choices=SECURITY,
-        default=env("SMTP_SECURITY", "starttls"),
-        help="starttls (port 587), tls (port 465) or none (a local relay) "
-        "[SPRECHSTUNDE_SMTP_SECURITY, starttls]",
-    )
-
-
-def serve_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The Config fields of these options."""
-    return {
-        "services_path": args.services,
-        "smtp_host": args.smtp_host,
-        "smtp_port": args.smtp_port,
-        "smtp_username": args.smtp_user,
-        "smtp_password": args.smtp_password,
-        "smtp_sender": args.smtp_from,
-        "smtp_security": args.smtp_security,
-    }
 
 
 def add_parser(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:

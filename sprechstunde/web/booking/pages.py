@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from sprechstunde.l10n import day_text, language_names, month_text, time_text
 from sprechstunde.rooms.offices import Office
 from sprechstunde.rooms.tokens import TokenError
 from sprechstunde.scheduling.bookings import HORIZON_DAYS, JOIN_PURPOSE, Booking
@@ -27,6 +28,7 @@ from sprechstunde.scheduling.errors import BookingError
 from sprechstunde.scheduling.mail import JOIN_PATH, MANAGE_PATH
 from sprechstunde.web.booking.api import ics_response
 from sprechstunde.web.core.api import read_form
+from sprechstunde.web.core.errors import page_errors
 from sprechstunde.web.core.services import SERVICES, SESSION_COOKIE, Services
 
 fixed_routes = web.RouteTableDef()
@@ -34,34 +36,8 @@ office_routes = web.RouteTableDef()  # after the fixed ones: /termin/verwalten/�
 FORM_PURPOSE = "booking-form"
 FORM_TTL = 2 * 3600
 ERROR_STATUS_KEYS = {403: "error.invalid_token", 410: "error.expired", 404: "booking.error.unknown_booking"}
-MONTHS = {
-    "de": "Januar Februar März April Mai Juni Juli August September Oktober November Dezember".split(),
-    "en": "January February March April May June July August September October November December".split(),
-}
-LANGUAGE_NAMES = {
-    "de": "Deutsch", "en": "English", "fr": "Français", "it": "Italiano", "pl": "Polski", "tr": "Türkçe",
-    "ku": "Kurdî", "ar": "العربية", "uk": "Українська", "ru": "Русский",
-}  # fmt: skip
-WEEKDAYS = {
-    "de": "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag".split(),
-    "en": "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split(),
-}
-
-
-def day_text(day: date, lang: str) -> str:
-    """ "Dienstag, 12. Januar 2027" / "Tuesday, 12 January 2027"."""
-    names, months = WEEKDAYS.get(lang, WEEKDAYS["de"]), MONTHS.get(lang, MONTHS["de"])
-    if lang == "de":
-        return f"{names[day.weekday()]}, {day.day}. {months[day.month - 1]} {day.year}"
-    return f"{names[day.weekday()]}, {day.day} {months[day.month - 1]} {day.year}"
-
-
-def time_text(moment: datetime, lang: str) -> str:
-    return f"{moment:%H:%M} Uhr" if lang == "de" else f"{moment:%H:%M}"
-
-
-def month_text(month: date, lang: str) -> str:
-    return f"{MONTHS.get(lang, MONTHS['de'])[month.month - 1]} {month.year}"
+# how the pages behind a manage or join link word a refused request (web/core/errors.py)
+link_errors = page_errors("error.not_found", ERROR_STATUS_KEYS)
 
 
 class Page:
@@ -94,10 +70,6 @@ class Page:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def error(self, exc: BookingError) -> web.Response:
-        key = ERROR_STATUS_KEYS.get(exc.status, "error.not_found")
-        return self.services.pages.error(self.request, exc.status, key)
-
     def office_service(self, office_id: str, service_id: str | None = None) -> tuple[Office, Service | None]:
         scheduling = self.services.scheduling
         office = scheduling.offices.get(office_id)
@@ -105,10 +77,7 @@ class Page:
             raise web.HTTPNotFound()
         if service_id is None:
             return office, None
-        try:
-            return scheduling.service(office.id, service_id)
-        except BookingError:
-            raise web.HTTPNotFound() from None
+        return scheduling.service(office.id, service_id)  # unknown: a 404 page (web/core/errors.py)
 
 
 def _month(value: str | None, today: date) -> date:
@@ -237,7 +206,7 @@ async def choose_slot(request: web.Request) -> web.Response:
         form={},
         error=None,
         language=language,
-        language_names=LANGUAGE_NAMES,
+        language_names=language_names(office.languages),
         step=4 if context["chosen_slot"] is None else 5,
         **context,
     )
@@ -300,17 +269,15 @@ async def submit_booking(request: web.Request) -> web.Response:
         form=values | {"consent": form.get("consent") == "yes"},
         error=error,
         language=language,
-        language_names=LANGUAGE_NAMES,
+        language_names=language_names(office.languages),
         step=5 if context["chosen_slot"] is not None else 4,
         **context,
     )
 
 
-async def _managed(page: Page) -> Booking | web.Response:
-    try:
-        return await page.services.scheduling.for_token(page.request.match_info["token"])
-    except BookingError as exc:
-        return page.error(exc)
+async def _managed(page: Page) -> Booking:
+    """The booking of the manage link; a bad or expired link shows the error page (`link_errors`)."""
+    return await page.services.scheduling.for_token(page.request.match_info["token"])
 
 
 def _booking_view(page: Page, booking: Booking) -> dict[str, Any]:
@@ -337,11 +304,10 @@ def _booking_view(page: Page, booking: Booking) -> dict[str, Any]:
 
 
 @fixed_routes.get("/termin/verwalten/{token}")
+@link_errors
 async def manage(request: web.Request) -> web.Response:
     page = Page(request)
     booking = await _managed(page)
-    if isinstance(booking, web.Response):
-        return booking
     if booking.rescheduled_to:
         newer = await page.services.scheduling.get(booking.rescheduled_to)
         if newer is not None:
@@ -359,20 +325,18 @@ async def manage(request: web.Request) -> web.Response:
 
 
 @fixed_routes.get("/termin/verwalten/{token}/termin.ics")
+@link_errors
 async def manage_ics(request: web.Request) -> web.Response:
     page = Page(request)
     booking = await _managed(page)
-    if isinstance(booking, web.Response):
-        return booking
     return ics_response(page.services, booking, page.lang)
 
 
 @fixed_routes.post("/termin/verwalten/{token}/absagen")
+@link_errors
 async def cancel(request: web.Request) -> web.Response:
     page = Page(request)
     booking = await _managed(page)
-    if isinstance(booking, web.Response):
-        return booking
     try:
         await page.services.scheduling.cancel(booking)
     except BookingError as exc:
@@ -385,11 +349,10 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 @fixed_routes.get("/termin/verwalten/{token}/verschieben")
+@link_errors
 async def reschedule_page(request: web.Request) -> web.Response:
     page = Page(request)
     booking = await _managed(page)
-    if isinstance(booking, web.Response):
-        return booking
     view = _booking_view(page, booking)
     if not view["changeable"]:
         raise web.HTTPSeeOther(page.url(view["manage_path"]))
@@ -411,11 +374,10 @@ async def reschedule_page(request: web.Request) -> web.Response:
 
 
 @fixed_routes.post("/termin/verwalten/{token}/verschieben")
+@link_errors
 async def reschedule_submit(request: web.Request) -> web.Response:
     page = Page(request)
     booking = await _managed(page)
-    if isinstance(booking, web.Response):
-        return booking
     form = await read_form(request)
     starts_at = str(form.get("starts_at", ""))[:60]
     scheduling = page.services.scheduling
@@ -454,18 +416,15 @@ async def reschedule_submit(request: web.Request) -> web.Response:
 
 
 @fixed_routes.get("/termin/beitreten/{token}")
+@link_errors
 async def join(request: web.Request) -> web.Response:
     """The video join link: a countdown until 10 minutes before the start, then the waiting room
     (the same place in line on every click), afterwards "the appointment has passed"."""
     page = Page(request)
     scheduling = page.services.scheduling
-    try:
-        booking = await scheduling.for_token(request.match_info["token"], JOIN_PURPOSE)
-        state = await scheduling.join(booking)
-    except BookingError as exc:
-        return page.error(exc)
+    booking = await scheduling.for_token(request.match_info["token"], JOIN_PURPOSE)
+    state = await scheduling.join(booking)
     if state.state == "open":
-        await page.services.waiting.events.notify()
         raise web.HTTPSeeOther(page.url(f"/wait/{state.wait_token}"))
     view = _booking_view(page, booking)
     opens = datetime.fromtimestamp(state.opens_at, view["office"].timezone)

@@ -1,4 +1,4 @@
-"""`sprechstunde kb reload` and `sprechstunde kb import-pages FILE.json`, and the chatbot's serve options.
+"""`sprechstunde kb reload` and `sprechstunde kb import-pages FILE.json`.
 
 `kb reload` checks every topic file first and prints each problem as "<path>:<line>: <problem>" (exit 2,
 nothing changes); when all is well it tells the running servers through the store, and each reloads
@@ -25,34 +25,8 @@ from sprechstunde.chatbot.pages import PageImportError, load_import_file, parse_
 from sprechstunde.chatbot.service import RELOAD_CHECK, ChatService
 from sprechstunde.chatbot.text import LANGUAGES
 from sprechstunde.store.port import Store
-from sprechstunde.web.core.config import env, prepare_data_dir
-
-
-def _knowledge_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--chatbot-knowledge",
-        type=Path,
-        default=Path(env("CHATBOT_KNOWLEDGE")) if env("CHATBOT_KNOWLEDGE") else None,
-        metavar="DIR",
-        help="directory of the chatbot's topic files (*.yaml); default: the generic ones shipped in "
-        "chatbot/knowledge [SPRECHSTUNDE_CHATBOT_KNOWLEDGE]",
-    )
-    parser.add_argument(
-        "--chatbot-city",
-        type=Path,
-        default=Path(env("CHATBOT_CITY")) if env("CHATBOT_CITY") else None,
-        metavar="FILE",
-        help="the city's chatbot overrides (TOML: url, address, fees, note per topic; see "
-        "chatbot/city.example.toml) [SPRECHSTUNDE_CHATBOT_CITY]",
-    )
-
-
-def add_serve_options(serve: argparse.ArgumentParser) -> None:
-    _knowledge_options(serve)
-
-
-def serve_config(args: argparse.Namespace) -> dict[str, Any]:
-    return {"chatbot_city": args.chatbot_city, "chatbot_knowledge": args.chatbot_knowledge}
+from sprechstunde.web.core.config import prepare_data_dir
+from sprechstunde.web.core.options import add_common
 
 
 def add_parser(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -62,8 +36,7 @@ def add_parser(commands: Any, common: Callable[[argparse.ArgumentParser], None])
         "reload",
         help="check the topic files (path:line of every problem) and make running servers reload them",
     )
-    common(reload)
-    _knowledge_options(reload)
+    add_common(reload, "chatbot_knowledge", "chatbot_city")  # as `serve` has them (web/core/config.py)
     pages = kb_commands.add_parser(
         "import-pages",
         help="import a city's service pages (JSON list of {title, content (HTML), url, language}) so "

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from sprechstunde.errors import DomainError
 from sprechstunde.rooms import statistics
 from sprechstunde.rooms.consultations import ConsultationRecord
 from sprechstunde.rooms.errors import QueueError
@@ -19,11 +20,27 @@ from sprechstunde.rooms.offices import DEFAULT_TIMEZONE
 from sprechstunde.rooms.queue import QueueEntry
 from sprechstunde.rooms.staff import StaffMember
 from sprechstunde.rooms.tickets import TICKET_STATUSES, Ticket
-from sprechstunde.signaling.waiting import entry_json
-from sprechstunde.web.core.api import read_json
-from sprechstunde.web.core.security import ApiError
+from sprechstunde.rooms.views import entry_json
+from sprechstunde.web.consultations.models import (
+    BestTimesOut,
+    ConsultationsOut,
+    FinishIn,
+    FinishOut,
+    GuestOut,
+    QuestionIn,
+    QuestionOut,
+    StatisticsOut,
+    TicketChangeIn,
+    TicketsOut,
+    TicketView,
+    TransferIn,
+    TransferOut,
+)
+from sprechstunde.web.core.errors import json_errors
+from sprechstunde.web.core.models import read_model
+from sprechstunde.web.core.openapi import api_route, query
 from sprechstunde.web.core.services import CSRF_HEADER, SERVICES, Services
-from sprechstunde.web.waiting.api import queue_error
+from sprechstunde.web.waiting.models import no_office
 
 routes = web.RouteTableDef()
 STATS_ROLES = ("lead", "admin")
@@ -36,9 +53,9 @@ async def staff_member(request: web.Request, *, change: bool) -> tuple[Services,
     services: Services = request.app[SERVICES]
     member = await services.current_staff(request)
     if member is None:
-        raise ApiError(401, "not_authenticated", "sign in as staff first")
+        raise DomainError("not_authenticated", "sign in as staff first", 401)
     if change and not services.has_csrf_header(request):
-        raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header")
+        raise DomainError("csrf", f"missing or wrong {CSRF_HEADER} header", 403)
     return services, member
 
 
@@ -79,24 +96,32 @@ async def _consultation_json(services: Services, entry: QueueEntry) -> dict[str,
 # --- running consultations ------------------------------------------------------------------------
 
 
-@routes.get("/api/consultations")
+@api_route(
+    routes.get, "/api/consultations", tag="consultations", auth="staff", answers={200: ConsultationsOut}
+)
 async def api_consultations(request: web.Request) -> web.Response:
+    """The advisor's running consultations (admitted, no outcome yet), newest first"""
     services, member = await staff_member(request, change=False)
     entries = await services.queue.serving(member)
     return web.json_response({"consultations": [await _consultation_json(services, e) for e in entries]})
 
 
-@routes.post("/api/consultations/{entry_id}/finish")
+@api_route(
+    routes.post,
+    "/api/consultations/{entry_id}/finish",
+    tag="consultations",
+    auth="staff_change",
+    body=FinishIn,
+    answers={200: FinishOut},
+    errors=(400, 404, 409),
+)
 async def api_finish(request: web.Request) -> web.Response:
+    """End a consultation as resolved, ticket (opens a follow-up ticket) or no_show"""
     services, member = await staff_member(request, change=True)
-    data = await read_json(request)
-    try:
-        done = await services.queue.finish(
-            member, request.match_info["entry_id"], data.get("outcome"), notes=data.get("notes")
-        )
-    except QueueError as exc:
-        return queue_error(exc)
-    await services.waiting.events.notify()
+    finish = await read_model(request, FinishIn)
+    done = await services.queue.finish(
+        member, request.match_info["entry_id"], finish.outcome, notes=finish.notes
+    )
     return web.json_response(
         {
             "entry_id": done.entry.entry_id,
@@ -108,25 +133,30 @@ async def api_finish(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/consultations/{entry_id}/transfer")
+@api_route(
+    routes.post,
+    "/api/consultations/{entry_id}/transfer",
+    tag="consultations",
+    auth="staff_change",
+    body=TransferIn,
+    answers={200: TransferOut},
+    errors=(400, 404, 409),
+)
 async def api_transfer(request: web.Request) -> web.Response:
+    """Send the citizen into another office's queue, with a note for the colleagues there"""
     services, member = await staff_member(request, change=True)
-    data = await read_json(request)
-    office = data.get("office")
+    transfer = await read_model(request, TransferIn)
+    office = transfer.office
     before = await services.queue.get(request.match_info["entry_id"])
-    try:
-        if not isinstance(office, str) or office not in services.waiting.offices:
-            raise QueueError("unknown_office", f"there is no office {str(office)[:40]!r}", 400)
-        moved = await services.queue.transfer(
-            member,
-            request.match_info["entry_id"],
-            office,
-            note=data.get("note"),
-            language=data.get("language"),
-        )
-    except QueueError as exc:
-        return queue_error(exc)
-    await services.waiting.events.notify()
+    if office not in services.waiting.offices:
+        raise no_office(office)
+    moved = await services.queue.transfer(
+        member,
+        request.match_info["entry_id"],
+        office,
+        note=transfer.note,
+        language=transfer.language,
+    )
     if before is not None and before.room_id:
         # The citizen's call page goes back to the waiting room (docs/protocol.md, "transferred").
         target = services.waiting.offices.require(office)
@@ -138,15 +168,22 @@ async def api_transfer(request: web.Request) -> web.Response:
     return web.json_response({"entry": view})
 
 
-@routes.post("/api/consultations/{entry_id}/guest")
+@api_route(
+    routes.post,
+    "/api/consultations/{entry_id}/guest",
+    tag="consultations",
+    auth="staff_change",
+    answers={201: GuestOut},
+    errors=(409,),
+)
 async def api_guest(request: web.Request) -> web.Response:
-    """A link for an interpreter or a colleague into the running consultation's room."""
+    """A link for an interpreter or a colleague into the running consultation's room"""
     services, member = await staff_member(request, change=True)
     entry = await services.queue.get(request.match_info["entry_id"])
     serving = entry is not None and entry.state == "called" and entry.claimed_by == member.username
     room = await services.rooms.get(entry.room_id) if serving and entry.room_id else None
     if room is None:
-        return queue_error(QueueError("not_claimed", "you are not serving this citizen", 409))
+        raise QueueError("not_claimed", "you are not serving this citizen", 409)
     return web.json_response(
         {
             "guest_url": services.rooms.link(room, "guest", services.config.public_url),
@@ -159,49 +196,70 @@ async def api_guest(request: web.Request) -> web.Response:
 # --- tickets and questions ------------------------------------------------------------------------
 
 
-@routes.get("/api/tickets")
+@api_route(
+    routes.get,
+    "/api/tickets",
+    tag="consultations",
+    auth="staff",
+    answers={200: TicketsOut},
+    errors=(400, 403),
+    params=(
+        query("status", {"enum": list(TICKET_STATUSES)}),
+        query("office", {"type": "string"}, description="one office; default: all of yours"),
+    ),
+)
 async def api_tickets(request: web.Request) -> web.Response:
+    """Tickets of the member's offices (admins: all), newest first"""
     services, member = await staff_member(request, change=False)
     status = request.query.get("status") or None
     if status is not None and status not in TICKET_STATUSES:
-        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(TICKET_STATUSES)}")
+        raise DomainError("invalid_status", f"status must be one of {', '.join(TICKET_STATUSES)}", 400)
     offices = _visible_offices(services, member, request.query.get("office"))
     tickets = [t for office in offices for t in await services.queue.tickets.for_office(office, status)]
     tickets.sort(key=lambda t: (t.created_at, t.reference), reverse=True)
     return web.json_response({"tickets": [_ticket_json(t, services) for t in tickets]})
 
 
-@routes.patch("/api/tickets/{reference}")
+@api_route(
+    routes.patch,
+    "/api/tickets/{reference}",
+    tag="consultations",
+    auth="staff_change",
+    body=TicketChangeIn,
+    answers={200: TicketView},
+    errors=(400, 404),
+)
 async def api_update_ticket(request: web.Request) -> web.Response:
+    """Change a ticket's status and/or notes"""
     services, member = await staff_member(request, change=True)
-    data = await read_json(request)
-    if "status" not in data and "notes" not in data:
-        raise ApiError(400, "nothing_to_change", 'send "status" and/or "notes"')
-    try:
-        ticket = await services.queue.tickets.update(
-            member, request.match_info["reference"], status=data.get("status"), notes=data.get("notes")
-        )
-    except QueueError as exc:
-        return queue_error(exc)
+    change = await read_model(request, TicketChangeIn)
+    ticket = await services.queue.tickets.update(
+        member, request.match_info["reference"], status=change.status, notes=change.notes
+    )
     return web.json_response(_ticket_json(ticket, services))
 
 
-@routes.post("/api/questions")
+@api_route(
+    routes.post,
+    "/api/questions",
+    tag="waiting-room",
+    body=QuestionIn,
+    answers={201: QuestionOut},
+    errors=(400,),
+    throttled=True,
+)
 async def api_question(request: web.Request) -> web.Response:
-    """A citizen's question in writing → a ticket reference; used when the office is closed."""
+    """Leave a question in writing (e.g. outside service hours); opens a ticket"""
     services: Services = request.app[SERVICES]
     if not await services.queue_throttle.allow("question", request.remote or "?"):
-        raise ApiError(429, "rate_limited", "too many requests from your address; wait a minute")
-    data = await read_json(request)
-    office = data.get("office")
-    try:
-        if not isinstance(office, str) or office not in services.waiting.offices:
-            raise QueueError("unknown_office", f"there is no office {str(office)[:40]!r}", 400)
-        ticket = await services.queue.ask(
-            office, data.get("language"), data.get("topic"), data.get("question"), data.get("contact")
-        )
-    except QueueError as exc:
-        return queue_error(exc)
+        raise DomainError("rate_limited", "too many requests from your address; wait a minute", 429)
+    question = await read_model(request, QuestionIn)
+    office = question.office
+    if office not in services.waiting.offices:
+        raise no_office(office)
+    ticket = await services.queue.ask(
+        office, question.language, question.topic, question.question, question.contact
+    )
     the_office = services.waiting.offices.require(office)
     lang = services.pages.lang(request)
     return web.json_response(
@@ -217,9 +275,9 @@ def _visible_offices(services: Services, member: StaffMember, wanted: str | None
     mine = [o.id for o in services.waiting.offices] if member.role == "admin" else list(member.offices)
     if wanted:
         if wanted not in services.waiting.offices:
-            raise ApiError(400, "unknown_office", f"there is no office {wanted[:40]!r}")
+            raise DomainError("unknown_office", f"there is no office {wanted[:40]!r}", 400)
         if wanted not in mine:
-            raise ApiError(403, "forbidden_office", "you are not staff of this office")
+            raise DomainError("forbidden_office", "you are not staff of this office", 403)
         return [wanted]
     return mine
 
@@ -230,7 +288,7 @@ def _day(value: str | None, default: date, name: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ApiError(400, "invalid_date", f"{name} must be a date like 2026-11-24") from None
+        raise DomainError("invalid_date", f"{name} must be a date like 2026-11-24", 400) from None
 
 
 async def statistics_records(
@@ -239,12 +297,14 @@ async def statistics_records(
     """The consultation records an office lead asked for (`office`, `from`, `to` query parameters)."""
     services, member = await staff_member(request, change=False)
     if member.role not in STATS_ROLES:
-        raise ApiError(403, "forbidden_role", "statistics are for office leads and admins")
+        raise DomainError("forbidden_role", "statistics are for office leads and admins", 403)
     offices = _visible_offices(services, member, request.query.get("office"))
     last = _day(request.query.get("to"), _today(services), "to")
     first = _day(request.query.get("from"), last - timedelta(days=DEFAULT_STATS_DAYS - 1), "from")
     if first > last or (last - first).days >= MAX_STATS_DAYS:
-        raise ApiError(400, "invalid_range", f"from..to must be in order and at most {MAX_STATS_DAYS} days")
+        raise DomainError(
+            "invalid_range", f"from..to must be in order and at most {MAX_STATS_DAYS} days", 400
+        )
     records = [r for office in offices for r in await services.queue.log.records(first, last, office)]
     query = {"offices": offices, "from": first.isoformat(), "to": last.isoformat()}
     return records, query
@@ -269,8 +329,24 @@ def _row_json(row: statistics.DayStats) -> dict[str, Any]:
     }
 
 
-@routes.get("/api/statistics")
+DAY_QUERY = {"type": "string", "format": "date", "examples": ["2026-11-24"]}
+
+
+@api_route(
+    routes.get,
+    "/api/statistics",
+    tag="statistics",
+    auth="staff",
+    answers={200: StatisticsOut},
+    errors=(400, 403),
+    params=(
+        query("office", {"type": "string"}, description="one office; default: all of yours"),
+        query("from", DAY_QUERY, description=f"default: {DEFAULT_STATS_DAYS} days before `to`"),
+        query("to", DAY_QUERY, description="default: today"),
+    ),
+)
 async def api_statistics(request: web.Request) -> web.Response:
+    """Daily and total figures of the offices (office leads and admins)"""
     records, query = await statistics_records(request)
     total = _row_json(statistics.summarize("", "", records))
     del total["day"], total["office"]
@@ -279,6 +355,7 @@ async def api_statistics(request: web.Request) -> web.Response:
 
 
 @routes.get("/statistics.csv")
+@json_errors  # a download of the API's rows: its errors are the API's JSON too
 async def statistics_csv(request: web.Request) -> web.Response:
     records, query = await statistics_records(request)
     rows = statistics.daily(records)
@@ -291,13 +368,20 @@ async def statistics_csv(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/best-times")
+@api_route(
+    routes.get,
+    "/api/best-times",
+    tag="waiting-room",
+    answers={200: BestTimesOut},
+    errors=(400,),
+    params=(query("office", {"type": "string"}, description="default: all offices"),),
+)
 async def api_best_times(request: web.Request) -> web.Response:
-    """The start page's "Beste Zeiten": arrival hours with the shortest waits over the last 4 weeks."""
+    """Arrival hours with the shortest median wait in the last 4 weeks (the start page's "Beste Zeiten")"""
     services: Services = request.app[SERVICES]
     office = request.query.get("office") or None
     if office is not None and office not in services.waiting.offices:
-        raise ApiError(400, "unknown_office", f"there is no office {office[:40]!r}")
+        raise DomainError("unknown_office", f"there is no office {office[:40]!r}", 400)
     first, last = statistics.day_range(_today(services), statistics.BEST_HOURS_DAYS)
     records = await services.queue.log.records(first, last, office)
     hours = statistics.best_hours(records)

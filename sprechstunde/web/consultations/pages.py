@@ -5,24 +5,28 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sprechstunde.l10n import decimal_text, percent_text
 from sprechstunde.rooms import statistics
 from sprechstunde.web.consultations.api import STATS_ROLES, statistics_records
 from sprechstunde.web.consultations.charts import hourly_bars
-from sprechstunde.web.core.security import ApiError
+from sprechstunde.web.core.errors import page_errors
 from sprechstunde.web.core.services import SERVICES, Services
 
 routes = web.RouteTableDef()
 
 
-def _minutes(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds / 60:.1f}"
+def _minutes(seconds: float | None, lang: str) -> str:
+    """Minutes with one decimal in the page's language ("4,5" / "4.5"); a dash when undefined."""
+    return "–" if seconds is None else decimal_text(seconds / 60, lang, 1)
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.0f} %"
+def _percent(value: float | None, lang: str) -> str:
+    """A share as the page's language writes a percentage ("95 %" / "95%"); a dash when undefined."""
+    return "–" if value is None else percent_text(value, lang)
 
 
 @routes.get("/statistics")
+@page_errors("stats.bad_query")
 async def statistics_page(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     member = await services.current_staff(request)
@@ -30,10 +34,7 @@ async def statistics_page(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther("/login")
     if member.role not in STATS_ROLES:
         return services.pages.error(request, 403, "stats.forbidden")
-    try:
-        records, query = await statistics_records(request)
-    except ApiError as exc:
-        return services.pages.error(request, exc.status, "stats.bad_query")
+    records, query = await statistics_records(request)
     rows = statistics.daily(records)
     lang = services.pages.lang(request)
     offices = [o for o in services.waiting.offices if o.id in query["offices"]] if query["offices"] else []
@@ -48,7 +49,7 @@ async def statistics_page(request: web.Request) -> web.Response:
         chosen=request.query.get("office", ""),
         offices=[(o.id, o.name(lang)) for o in visible],
         shown=", ".join(o.name(lang) for o in offices),
-        minutes=_minutes,
-        percent=_percent,
+        minutes=lambda seconds: _minutes(seconds, lang),
+        percent=lambda value: _percent(value, lang),
         csv_query=request.query_string,
     )

@@ -9,9 +9,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiDictProxy
 
-from sprechstunde.rooms.service import RoomError, parse_duration
+from sprechstunde.errors import DomainError
 from sprechstunde.rooms.staff import StaffMember
-from sprechstunde.web.core.security import ApiError, json_error
+from sprechstunde.web.core.models import NO_OFFICE, LoginIn, LoginOut, RoomIn, RoomOut, read_model
+from sprechstunde.web.core.openapi import api_route
 from sprechstunde.web.core.services import CSRF_HEADER, SERVICES, Services, cross_site
 
 routes = web.RouteTableDef()
@@ -26,7 +27,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     `limit` bytes read: 413 `too_large` beyond. (`request.content.read(n)` alone returns only what has
     arrived so far, which behind a proxy without request buffering is often half a body.)"""
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "too_large", f"the body is limited to {limit} bytes")
+        raise DomainError("too_large", f"the body is limited to {limit} bytes", 413)
     pieces: list[bytes] = []
     size = 0
     try:
@@ -34,9 +35,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             pieces.append(piece)
             size += len(piece)
             if size > limit:
-                raise ApiError(413, "too_large", f"the body is limited to {limit} bytes")
+                raise DomainError("too_large", f"the body is limited to {limit} bytes", 413)
     except HttpProcessingError:  # e.g. a malformed chunk; the client sees at most this 400
-        raise ApiError(400, "bad_body", "the request body could not be read") from None
+        raise DomainError("bad_body", "the request body could not be read", 400) from None
     return b"".join(pieces)
 
 
@@ -54,14 +55,14 @@ async def read_form(request: web.Request) -> MultiDictProxy[str]:
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body; a clear 4xx for anything else."""
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send a JSON body (application/json)")
+        raise DomainError("unsupported_media_type", "send a JSON body (application/json)", 415)
     body = await read_body(request, MAX_JSON_BYTES)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+        raise DomainError("bad_json", "the body is not valid JSON", 400) from None
     if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
+        raise DomainError("bad_json", "the body must be a JSON object", 400)
     return data
 
 
@@ -70,20 +71,20 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@routes.post("/api/login")
+@api_route(
+    routes.post, "/api/login", tag="staff", body=LoginIn, answers={200: LoginOut}, errors=(401, 403, 429)
+)
 async def api_login(request: web.Request) -> web.Response:
+    """Sign in as staff: sets the session cookie and returns the CSRF token for changes"""
     services: Services = request.app[SERVICES]
     if cross_site(request, services.config.public_url):  # login CSRF: see web/services.py
-        return json_error(403, "cross_site", "sign-in requests from another site are refused")
-    data = await read_json(request)
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        return json_error(400, "bad_request", "username and password are required")
-    member = await services.sign_in(request, username.lower(), password)
+        raise DomainError("cross_site", "sign-in requests from another site are refused", 403)
+    login = await read_model(request, LoginIn)
+    member = await services.sign_in(request, login.username.lower(), login.password)
     if member == "rate_limited":
-        return json_error(429, "rate_limited", "too many failed sign-ins; wait a few minutes")
+        raise DomainError("rate_limited", "too many failed sign-ins; wait a few minutes", 429)
     if not isinstance(member, StaffMember):
-        return json_error(401, "invalid_credentials", "wrong username or password")
+        raise DomainError("invalid_credentials", "wrong username or password", 401)
     session_id = await services.staff.open_session(member)
     response = web.json_response(
         {
@@ -97,27 +98,32 @@ async def api_login(request: web.Request) -> web.Response:
     return response
 
 
-@routes.post("/api/rooms")
+@api_route(
+    routes.post,
+    "/api/rooms",
+    tag="staff",
+    auth="staff_change",
+    body=RoomIn,
+    answers={201: RoomOut},
+    errors=(400, 404, 409),
+)
 async def api_create_room(request: web.Request) -> web.Response:
+    """Create a consultation room of an office; returns the advisor's and the citizen's link"""
     services: Services = request.app[SERVICES]
     member = await services.current_staff(request)
     if member is None:
-        return json_error(401, "not_authenticated", "sign in as staff first (POST /api/login)")
+        raise DomainError("not_authenticated", "sign in as staff first (POST /api/login)", 401)
     # The cookie alone is what a cross-site form sends too: a change needs the token from the login.
     if not services.has_csrf_header(request):
-        return json_error(403, "csrf", f"send {CSRF_HEADER} (from POST /api/login) with staff requests")
-    data = await read_json(request)
-    office = data.get("office", member.offices[0] if member.offices else None)
-    if not isinstance(office, str):
-        return json_error(400, "invalid_office", "office is required")
+        raise DomainError("csrf", f"send {CSRF_HEADER} (from POST /api/login) with staff requests", 403)
+    wanted = await read_model(request, RoomIn)
+    office = wanted.office if wanted.office is not None else next(iter(member.offices), None)
+    if office is None:
+        raise NO_OFFICE.error()
     if office not in services.waiting.offices:
-        return json_error(404, "unknown_office", f"there is no office {office[:40]!r}")
+        raise DomainError("unknown_office", f"there is no office {office[:40]!r}", 404)
     if member.role != "admin" and office not in member.offices:
-        return json_error(403, "forbidden_office", f"you are not staff of office {office!r}")
-    try:
-        ttl = parse_duration(str(data.get("ttl", "2h")))
-        room = await services.rooms.create(office, ttl, created_by=member.username)
-    except RoomError as exc:
-        return json_error(exc.status, exc.code, exc.message)
+        raise DomainError("forbidden_office", f"you are not staff of office {office!r}", 403)
+    room = await services.rooms.create(office, wanted.ttl, created_by=member.username)
     links = services.rooms.links(room, services.config.public_url)
     return web.json_response(links.as_json(), status=201)

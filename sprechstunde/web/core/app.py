@@ -6,24 +6,30 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from sprechstunde.chatbot.knowledge import KNOWLEDGE_DIR
 from sprechstunde.chatbot.service import ChatService
+from sprechstunde.clock import Clock
 from sprechstunde.documents import DocumentService, KeyRing, Limits
 from sprechstunde.documents.service import Notify
-from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.aiortc_fork import check as fork_check
+from sprechstunde.media.aiortc_fork import transport as fork_transport
 from sprechstunde.networks import parse_networks
-from sprechstunde.rooms.offices import load_offices
+from sprechstunde.rooms.offices import OfficeDirectory, load_offices
 from sprechstunde.rooms.queue import QueueService
 from sprechstunde.rooms.service import RoomError, RoomService
 from sprechstunde.rooms.staff import StaffDirectory
 from sprechstunde.rooms.tokens import TokenSigner
+from sprechstunde.scheduling.bookings import SchedulingService
+from sprechstunde.scheduling.catalog import load_services
+from sprechstunde.scheduling.mail import BookingLinks, BookingMailer, SmtpMailer, SmtpSettings
 from sprechstunde.signaling.connection import HUB_KEY
 from sprechstunde.signaling.hub import Admission, AdmissionError, SignalingHub
 from sprechstunde.signaling.nodes import NodeRegistry
-from sprechstunde.signaling.waiting import Clock, QueueEvents, WaitingRoom
+from sprechstunde.signaling.waiting import QueueEvents, WaitingRoom
 from sprechstunde.store import DEFAULT_PREFIX, open_store
 from sprechstunde.store.port import Store
 from sprechstunde.store.retention import RetentionSweep
@@ -34,11 +40,12 @@ from sprechstunde.web.consultations import api as consultation_api
 from sprechstunde.web.consultations import pages as statistics_page
 from sprechstunde.web.core import api, observability, openapi, relay
 from sprechstunde.web.core.config import Config, prepare_data_dir
+from sprechstunde.web.core.errors import error_middleware
 from sprechstunde.web.core.i18n import Catalog
 from sprechstunde.web.core.proxy import forwarded_middleware
 from sprechstunde.web.core.ratelimit import close_limit_storage, open_limit_storage
 from sprechstunde.web.core.render import Pages
-from sprechstunde.web.core.security import error_middleware, headers_middleware, response_prepared
+from sprechstunde.web.core.security import headers_middleware, response_prepared
 from sprechstunde.web.core.services import SERVICES, LoginThrottle, RequestThrottle, Services
 from sprechstunde.web.documents import api as documents_api
 from sprechstunde.web.rooms import pages
@@ -70,13 +77,44 @@ def build_documents(
     )
 
 
+def build_scheduling(
+    config: Config,
+    store: Store,
+    offices: OfficeDirectory,
+    signer: TokenSigner,
+    queue: QueueService,
+    clock: Any,
+) -> tuple[SchedulingService, BookingMailer]:
+    """The scheduling service and its mail job, from the services file and the SMTP settings."""
+    catalog = load_services(offices, config.services_path)
+    staff = StaffDirectory(store, clock)
+    scheduling = SchedulingService(store, offices, catalog, staff, signer, queue, clock)
+    mailer = None
+    if config.smtp_host:
+        mailer = SmtpMailer(
+            SmtpSettings(
+                host=config.smtp_host,
+                port=config.smtp_port,
+                username=config.smtp_username,
+                password=config.smtp_password,
+                sender=config.smtp_sender,
+                security=config.smtp_security,
+            )
+        )
+    job = BookingMailer(scheduling, store, BookingLinks(config.public_url), mailer, clock)
+    scheduling.on_change = job.wake
+    return scheduling, job
+
+
 def build_services(config: Config, store: Store | None = None) -> Services:
     secret = prepare_data_dir(config.data_dir)
     store = store or open_store(
         config.database_path, redis_url=config.redis_url, redis_prefix=config.redis_prefix
     )
     signer = TokenSigner(secret)
-    rooms = RoomService(store, signer)
+    # The one clock of every service (sprechstunde/clock.py); tests move it to an opening hour.
+    clock = Clock()
+    rooms = RoomService(store, signer, clock)
     limit_storage = open_limit_storage(config.redis_url, config.redis_prefix or DEFAULT_PREFIX)
 
     async def admit(token: str) -> Admission:
@@ -95,22 +133,21 @@ def build_services(config: Config, store: Store | None = None) -> Services:
     hub = SignalingHub(admit, config.ice, config.media_mode, bus=bus)
     if bus is not None:
         hub.nodes = NodeRegistry(
-            store, config.node_name, config.public_url, hub.load, address=config.node_address
+            store, config.node_name, config.public_url, hub.load, address=config.node_address, clock=clock
         )
     # "document-added" / "document-removed" reach everyone connected to the live room at once.
-    documents = build_documents(config, store, notify=hub.publish)
+    documents = build_documents(config, store, notify=hub.publish, clock=clock)
     # Offices are read once; a mistake stops start-up with "<file>: <field>: <problem>".
     offices = load_offices(config.offices_path, holiday_state=config.holiday_state)
-    clock = Clock()  # tests move it to an opening hour
     queue = QueueService(store, offices, signer, rooms, clock=clock)
-    # appointments (services file, SMTP from config), on the same movable clock as the queue
-    scheduling, booking_mailer = booking_api.build_scheduling(config, store, offices, signer, queue, clock)
+    # appointments (services file, SMTP from config)
+    scheduling, booking_mailer = build_scheduling(config, store, offices, signer, queue, clock)
     return Services(
         config=config,
         store=store,
         signer=signer,
         rooms=rooms,
-        staff=StaffDirectory(store),
+        staff=StaffDirectory(store, clock),
         pages=Pages(Catalog()),
         hub=hub,
         secret=secret,
@@ -121,7 +158,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         chatbot_throttle=RequestThrottle(per_network=60, storage=limit_storage),
         documents=documents,
         queue=queue,
-        waiting=WaitingRoom(queue, offices, queue_api.room_links(rooms), clock, QueueEvents(bus)),
+        waiting=WaitingRoom(queue, offices, rooms.admission_links, clock, QueueEvents(bus)),
         scheduling=scheduling,
         booking_mailer=booking_mailer,
         # the knowledge base is indexed at the first message; a broken city file stops start-up
@@ -130,9 +167,8 @@ def build_services(config: Config, store: Store | None = None) -> Services:
 
 
 def create_app(config: Config, store: Store | None = None) -> web.Application:
-    aiortc_hooks.check()
-    aiortc_hooks.speed_up_transport()
-    aiortc_hooks.set_host_addresses(config.media_addresses)
+    fork_check.check()
+    fork_transport.set_host_addresses(config.media_addresses)
     services = build_services(config, store)
     app = web.Application(
         middlewares=[

@@ -51,8 +51,9 @@ from sprechstunde.rooms.queue import QUEUE
 from sprechstunde.store import StoreUnavailable, ready
 from sprechstunde.store.outage import STORE_ERRORS, store_outage
 from sprechstunde.store.port import Store
+from sprechstunde.web.core.errors import json_error
 from sprechstunde.web.core.proxy import address_in
-from sprechstunde.web.core.security import CLOSE_TRY_AGAIN, end_socket, json_error, mask_tokens
+from sprechstunde.web.core.security import CLOSE_TRY_AGAIN, end_socket, mask_tokens
 from sprechstunde.web.core.services import SERVICES, Services
 
 log = logging.getLogger(__name__)

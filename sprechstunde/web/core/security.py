@@ -1,10 +1,10 @@
-"""Response headers, error rendering and log masking shared by every route.
+"""Response headers, ending connections on error, and log masking shared by every route.
 
 - Every response carries the security headers: the `response_prepared` hook (on_response_prepare) sets them
   on whatever goes out — handler results, redirects and errors raised as exceptions, streamed downloads,
   WebSocket upgrades — and `headers_middleware` on what a middleware chain returns or raises.
-- Errors: API routes answer `{"error": {"code", "message"}}`, pages a human sentence; a converted HTTP error
-  keeps its protocol headers (`Allow` on 405, `WWW-Authenticate`, `Retry-After`).
+- Errors are rendered by web/core/errors.py; the helpers here end a connection whose response went out
+  already (a WebSocket, a streamed download) instead of writing a second answer into it.
 - Capability tokens (join, waiting room, download, booking manage and join links) are never written to a
   log: `mask_tokens` replaces them in any text (see web/observability.py's TokenFilter).
 """
@@ -12,14 +12,11 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import CIMultiDict
-
-log = logging.getLogger(__name__)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -38,72 +35,10 @@ CLOSE_POLICY = 1008  # WebSocket close code: refused (an HTTP 4xx raised after t
 CLOSE_INTERNAL = 1011  # WebSocket close code: the server met an unexpected condition
 CLOSE_TRY_AGAIN = 1013  # WebSocket close code: try again later (the client's reconnect logic takes over)
 NO_STORE_PATHS = ("/join/", "/console", "/login", "/api/")
-_BODY_HEADERS = {"content-type", "content-length", "content-encoding", "transfer-encoding"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ErrorPage = Callable[[web.Request, int, str], web.Response]
 # the response whose headers went out already (set by `response_prepared`)
 PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
-
-
-class ApiError(Exception):
-    """Raised by API handlers; rendered as `{"error": {"code", "message"}}` with `status`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
-def error_middleware(render_page: ErrorPage) -> Callable:
-    """API routes answer JSON errors, pages a human sentence; a stack trace never leaves the server; and
-    no answer is written into a connection whose response (a WebSocket) went out already."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        api = request.path.startswith("/api/")
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            if (prepared := request.get(PREPARED)) is not None:
-                return await end_prepared(request, prepared, _close_code(exc.status), exc.code, exc.message)
-            return json_error(exc.status, exc.code, exc.message)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            code = exc.reason.lower().replace(" ", "_")
-            if (prepared := request.get(PREPARED)) is not None:
-                return await end_prepared(request, prepared, _close_code(exc.status), code, exc.reason)
-            if api:
-                response = json_error(exc.status, code, exc.reason)
-            else:
-                key = "error.not_found" if exc.status == 404 else "error.internal"
-                response = render_page(request, exc.status, key)
-            # `Allow` of a 405 (RFC 9110 requires it), WWW-Authenticate, Retry-After … stay on the answer
-            for name, value in exc.headers.items():
-                if name.lower() not in _BODY_HEADERS:
-                    response.headers.setdefault(name, value)
-            return response
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, mask_tokens(request.path))
-            ended = await end_socket(request, CLOSE_INTERNAL, "internal", "the server could not process this")
-            if ended is not None:
-                return ended
-            if api:
-                return json_error(500, "internal", "internal server error")
-            return render_page(request, 500, "error.internal")
-
-    return middleware
-
-
-def _close_code(status: int) -> int:
-    """The WebSocket close code for an HTTP error status raised after the socket was opened."""
-    return CLOSE_POLICY if status < 500 else CLOSE_INTERNAL
 
 
 def websocket_upgrade(request: web.BaseRequest) -> bool:

@@ -25,11 +25,20 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from sprechstunde.documents import Actor, DocumentError, RoomRef
-from sprechstunde.rooms.service import Room, RoomError
+from sprechstunde.errors import DomainError
+from sprechstunde.rooms.service import Room
 from sprechstunde.rooms.tokens import TokenError
-from sprechstunde.web.core.api import MALFORMED_BODY, read_json
-from sprechstunde.web.core.security import ApiError
+from sprechstunde.web.core.api import MALFORMED_BODY
+from sprechstunde.web.core.models import read_model
+from sprechstunde.web.core.openapi import Raw, api_route, header
 from sprechstunde.web.core.services import CSRF_HEADER, SERVICES, Services
+from sprechstunde.web.documents.models import (
+    UPLOAD_CONTENT,
+    DocumentItem,
+    DocumentsOut,
+    DownloadLinkOut,
+    LinkIn,
+)
 
 routes = web.RouteTableDef()
 TOKEN_HEADER = "X-Join-Token"
@@ -49,41 +58,45 @@ class Access:
         return RoomRef(self.room.room_id, self.room.office, self.room.expires_at)
 
 
-def _api_error(exc: DocumentError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
-
-
 async def _access(request: web.Request, *, write: bool) -> Access:
     services: Services = request.app[SERVICES]
     room_id = request.match_info["room_id"]
     token = request.headers.get(TOKEN_HEADER)
     if token:
-        try:
-            grant, room = await services.rooms.admit(token)
-        except RoomError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
+        grant, room = await services.rooms.admit(token)
         if room.room_id != room_id:
-            raise ApiError(403, "wrong_room", "this link belongs to another consultation room")
+            raise DomainError("wrong_room", "this link belongs to another consultation room", 403)
         return Access(room, Actor.participant(token, grant.role))
     member = await services.current_staff(request)
     if member is None:
-        raise ApiError(
-            401, "not_authenticated", f"send the join link's token in {TOKEN_HEADER}, or sign in as staff"
+        raise DomainError(
+            "not_authenticated", f"send the join link's token in {TOKEN_HEADER}, or sign in as staff", 401
         )
     if write and not services.has_csrf_header(request):
-        raise ApiError(403, "csrf", f"send {CSRF_HEADER} (from POST /api/login) with staff requests")
+        raise DomainError("csrf", f"send {CSRF_HEADER} (from POST /api/login) with staff requests", 403)
     room = await services.rooms.get(room_id)
     if room is None:
-        raise ApiError(404, "unknown_room", "this consultation room does not exist")
+        raise DomainError("unknown_room", "this consultation room does not exist", 404)
     if member.role != "admin" and room.office not in member.offices:
-        raise ApiError(403, "forbidden_office", "you are not staff of this room's office")
+        raise DomainError("forbidden_office", "you are not staff of this room's office", 403)
     if write and room.expires_at <= time.time():
-        raise ApiError(410, "expired", "this consultation has ended")
+        raise DomainError("expired", "this consultation has ended", 410)
     return Access(room, Actor("staff", member.username, member.role))
 
 
-@routes.get("/api/rooms/{room_id}/documents")
+ROOM_ERRORS = (404, 410)  # _access: no such room, the consultation has ended (or the link expired)
+
+
+@api_route(
+    routes.get,
+    "/api/rooms/{room_id}/documents",
+    tag="documents",
+    auth="room",
+    answers={200: DocumentsOut},
+    errors=ROOM_ERRORS,
+)
 async def list_documents(request: web.Request) -> web.Response:
+    """The room's files and links, who you are among their owners, and the upload limits"""
     services: Services = request.app[SERVICES]
     access = await _access(request, write=False)
     documents = services.documents
@@ -93,7 +106,7 @@ async def list_documents(request: web.Request) -> web.Response:
 
 
 def _incomplete() -> DocumentError:
-    return DocumentError(400, "incomplete_upload", "the upload ended before the form did; send it again")
+    return DocumentError("incomplete_upload", "the upload ended before the form did; send it again", 400)
 
 
 async def _part_chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterator[bytes]:
@@ -123,8 +136,18 @@ async def _raw_chunks(request: web.Request) -> AsyncIterator[bytes]:
         raise _incomplete() from None
 
 
-@routes.post("/api/rooms/{room_id}/documents")
+@api_route(
+    routes.post,
+    "/api/rooms/{room_id}/documents",
+    tag="documents",
+    auth="room_change",
+    body=Raw("the file: a multipart form with one file part, or the raw bytes", UPLOAD_CONTENT),
+    answers={201: DocumentItem},
+    errors=(*ROOM_ERRORS, 400, 413, 415),
+    params=(header(NAME_HEADER, {"type": "string"}, "the file's name for a raw body (URL-encoded)"),),
+)
 async def upload_document(request: web.Request) -> web.Response:
+    """Upload a file (PDF, image, text, office document) into the room"""
     services: Services = request.app[SERVICES]
     access = await _access(request, write=True)
     max_file = services.documents.limits.max_file_bytes
@@ -132,7 +155,7 @@ async def upload_document(request: web.Request) -> web.Response:
     if request.content_type == "multipart/form-data":
         if length is not None and length > max_file + MULTIPART_SLACK:
             message = f"a file may be at most {max_file >> 20} MB"
-            raise _api_error(DocumentError(413, "file_too_large", message))
+            raise DocumentError("file_too_large", message, 413)
         try:
             reader = await request.multipart()
             part = await reader.next()
@@ -141,53 +164,65 @@ async def upload_document(request: web.Request) -> web.Response:
                     await part.release()
                 part = await reader.next()
         except MALFORMED_BODY:
-            raise ApiError(400, "bad_multipart", "the multipart form is malformed") from None
+            raise DomainError("bad_multipart", "the multipart form is malformed", 400) from None
         if part is None:
-            raise ApiError(400, "no_file", "the form has no file part")
+            raise DomainError("no_file", "the form has no file part", 400)
         name, chunks, declared = part.filename, _part_chunks(reader, part), None
     else:
         name = unquote(request.headers.get(NAME_HEADER, ""))[:1000]
         chunks, declared = _raw_chunks(request), length
-    try:
-        item = await services.documents.upload(access.ref, access.actor, name, chunks, declared)
-    except DocumentError as exc:
-        raise _api_error(exc) from None
+    item = await services.documents.upload(access.ref, access.actor, name, chunks, declared)
     return web.json_response(item, status=201)
 
 
-@routes.post("/api/rooms/{room_id}/links")
+@api_route(
+    routes.post,
+    "/api/rooms/{room_id}/links",
+    tag="documents",
+    auth="room_change",
+    body=LinkIn,
+    answers={201: DocumentItem},
+    errors=(*ROOM_ERRORS, 400),
+)
 async def share_link(request: web.Request) -> web.Response:
+    """Share a link (http or https) in the room"""
     services: Services = request.app[SERVICES]
     access = await _access(request, write=True)
-    data = await read_json(request)
-    try:
-        item = await services.documents.add_link(access.ref, access.actor, data.get("url"), data.get("title"))
-    except DocumentError as exc:
-        raise _api_error(exc) from None
+    link = await read_model(request, LinkIn)
+    item = await services.documents.add_link(access.ref, access.actor, link.url, link.title)
     return web.json_response(item, status=201)
 
 
-@routes.delete("/api/rooms/{room_id}/documents/{document_id}")
+@api_route(
+    routes.delete,
+    "/api/rooms/{room_id}/documents/{document_id}",
+    tag="documents",
+    auth="room_change",
+    answers={204: None},
+    errors=ROOM_ERRORS,
+)
 async def delete_document(request: web.Request) -> web.Response:
+    """Delete one of your own uploads or links; it is shredded at once"""
     services: Services = request.app[SERVICES]
     access = await _access(request, write=True)
-    try:
-        await services.documents.delete(access.room.room_id, request.match_info["document_id"], access.actor)
-    except DocumentError as exc:
-        raise _api_error(exc) from None
+    await services.documents.delete(access.room.room_id, request.match_info["document_id"], access.actor)
     return web.Response(status=204)
 
 
-@routes.post("/api/rooms/{room_id}/documents/{document_id}/download")
+@api_route(
+    routes.post,
+    "/api/rooms/{room_id}/documents/{document_id}/download",
+    tag="documents",
+    auth="room",
+    answers={200: DownloadLinkOut},
+    errors=(*ROOM_ERRORS, 400),
+)
 async def download_url(request: web.Request) -> web.Response:
-    """A signed URL valid for `download_ttl` seconds (default 60) for this caller and document."""
+    """A signed URL valid for `download_ttl` seconds (default 60) for this caller and document"""
     services: Services = request.app[SERVICES]
     access = await _access(request, write=False)
     document_id = request.match_info["document_id"]
-    try:
-        await services.documents.check_file(access.room.room_id, document_id)
-    except DocumentError as exc:
-        raise _api_error(exc) from None
+    await services.documents.check_file(access.room.room_id, document_id)
     expires = time.time() + services.config.download_ttl
     actor = access.actor
     claims = {"d": document_id, "r": access.room.room_id, "k": actor.kind, "i": actor.id, "ro": actor.role}
@@ -202,20 +237,30 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-@routes.get("/api/download/{token}")
+DOWNLOADED = Raw(
+    "the file, as an attachment",
+    {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+)
+
+
+@api_route(
+    routes.get,
+    "/api/download/{token}",
+    tag="documents",
+    answers={200: DOWNLOADED},
+    errors=(400, 403, 404, 410, 500),
+)
 async def download(request: web.Request) -> web.StreamResponse:
+    """The file of a signed download URL (no header needed: a plain link works)"""
     services: Services = request.app[SERVICES]
     try:
         claims: dict[str, Any] = services.signer.verify(DOWNLOAD_PURPOSE, request.match_info["token"])
     except TokenError as exc:
         if exc.reason == "expired":
-            raise ApiError(410, "expired", "this download link has expired; ask for a new one") from None
-        raise ApiError(403, "invalid_token", "this download link is not valid") from None
+            raise DomainError("expired", "this download link has expired; ask for a new one", 410) from None
+        raise DomainError("invalid_token", "this download link is not valid", 403) from None
     actor = Actor(claims["k"], claims["i"], claims["ro"])
-    try:
-        file = await services.documents.download(claims["r"], claims["d"], actor)
-    except DocumentError as exc:
-        raise _api_error(exc) from None
+    file = await services.documents.download(claims["r"], claims["d"], actor)
     response = web.StreamResponse(
         headers={
             "Content-Type": file.mime,

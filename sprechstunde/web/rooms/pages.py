@@ -8,13 +8,14 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from sprechstunde.rooms.errors import QueueError
+from sprechstunde import l10n
 from sprechstunde.rooms.offices import DEFAULT_TIMEZONE
-from sprechstunde.rooms.service import RoomError, parse_duration
+from sprechstunde.rooms.service import parse_duration
 from sprechstunde.rooms.staff import StaffMember
 from sprechstunde.rooms.tickets import TICKET_STATUSES
-from sprechstunde.signaling.waiting import entry_json
+from sprechstunde.rooms.views import entry_json
 from sprechstunde.web.core.api import read_form
+from sprechstunde.web.core.errors import page_errors
 from sprechstunde.web.core.services import SERVICES, SESSION_COOKIE, Services, cross_site
 
 routes = web.RouteTableDef()
@@ -35,12 +36,10 @@ async def home(request: web.Request) -> web.Response:
 
 
 @routes.get("/join/{token}")
+@page_errors("error.invalid_token", ERROR_KEYS)
 async def join(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
-    try:
-        grant, room = await services.rooms.admit(request.match_info["token"])
-    except RoomError as exc:
-        return services.pages.error(request, exc.status, ERROR_KEYS.get(exc.status, "error.invalid_token"))
+    grant, room = await services.rooms.admit(request.match_info["token"])
     lang = services.pages.lang(request)
     strings = services.pages.catalog.strings(lang)
     consultation = await _consultation(request, services, room.room_id) if grant.role == "advisor" else None
@@ -133,7 +132,7 @@ async def _console(request: web.Request, links: dict | None = None) -> web.Respo
         more_tickets=max(0, len(tickets) - MAX_CONSOLE_TICKETS),
         ticket_statuses=TICKET_STATUSES,
         statistics=member.role in ("lead", "admin"),
-        opened=datetime_text,
+        opened=lambda stamp: datetime_text(stamp, services.pages.lang(request)),
     )
 
 
@@ -160,29 +159,24 @@ async def console_create_room(request: web.Request) -> web.Response:
     office = str(form.get("office", ""))
     if member.role != "admin" and office not in member.offices:
         raise web.HTTPForbidden()
-    try:
-        room = await services.rooms.create(office, parse_duration("2h"), created_by=member.username)
-    except RoomError:
-        raise web.HTTPBadRequest() from None
+    room = await services.rooms.create(office, parse_duration("2h"), created_by=member.username)
     links = services.rooms.links(room, services.config.public_url).as_json()
     return await _console(request, links)
 
 
 @routes.post("/console/tickets/{reference}")
+@page_errors("console.tickets.failed")
 async def console_update_ticket(request: web.Request) -> web.Response:
     """The console's ticket form (no script needed): change the status."""
     services, member, form = await _staff_form(request)
     status = str(form.get("status", ""))
-    try:
-        await services.queue.tickets.update(member, request.match_info["reference"], status=status)
-    except QueueError as exc:
-        return services.pages.error(request, exc.status, "console.tickets.failed")
+    await services.queue.tickets.update(member, request.match_info["reference"], status=status)
     raise web.HTTPSeeOther("/console#tickets")
 
 
-def datetime_text(timestamp: float) -> str:
-    """A ticket's time as the city reads it: 24.11.2026 14:05."""
-    return datetime.fromtimestamp(timestamp, ZoneInfo(DEFAULT_TIMEZONE)).strftime("%d.%m.%Y %H:%M")
+def datetime_text(timestamp: float, lang: str) -> str:
+    """A ticket's time on the city's clock, as the page's language writes it: "24.11.2026, 14:05"."""
+    return l10n.datetime_text(datetime.fromtimestamp(timestamp, ZoneInfo(DEFAULT_TIMEZONE)), lang)
 
 
 @routes.post("/logout")

@@ -4,51 +4,30 @@ two sockets `/ws/queue` (citizen) and `/ws/console` (advisor). Protocol: docs/pr
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 from aiohttp import web
 
+from sprechstunde.errors import DomainError
 from sprechstunde.rooms.errors import QueueError
-from sprechstunde.rooms.queue import Enqueued, QueueEntry
+from sprechstunde.rooms.queue import Enqueued
 from sprechstunde.rooms.routing import may_serve
-from sprechstunde.rooms.service import RoomService
+from sprechstunde.rooms.views import entry_json, hours_text, office_hours, office_json
+from sprechstunde.signaling.socket import open_socket, refuse
 from sprechstunde.signaling.waiting import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
-    HARD_FRAME_LIMIT,
     ConsoleConnection,
-    JoinLinks,
     WaitingConnection,
-    entry_json,
-    hours_text,
-    office_hours,
-    office_json,
 )
-from sprechstunde.web.core.api import read_json
-from sprechstunde.web.core.security import json_error
+from sprechstunde.web.core.errors import page_errors
+from sprechstunde.web.core.models import read_model
+from sprechstunde.web.core.openapi import api_route
 from sprechstunde.web.core.services import SERVICES, Services, own_origins
+from sprechstunde.web.waiting.models import EnqueueIn, EnqueueOut, OfficesOut, no_office
 
 routes = web.RouteTableDef()
 PREFERRED_OFFICE = "buergertelefon"
 ERROR_KEYS = {403: "error.invalid_token", 410: "error.expired"}
-
-
-def room_links(rooms: RoomService) -> JoinLinks:
-    """room_id → (the citizen's join token, the advisor's join path), None for a gone room."""
-
-    async def links(room_id: str) -> tuple[str, str] | None:
-        room = await rooms.get(room_id)
-        if room is None:
-            return None
-        made = rooms.links(room, "")
-        return unquote(made.citizen_url.rsplit("/join/", 1)[1]), made.advisor_url
-
-    return links
-
-
-def queue_error(exc: QueueError) -> web.Response:
-    body: dict[str, Any] = {"code": exc.code, "message": exc.message, **exc.detail}
-    return web.json_response({"error": body}, status=exc.status)
 
 
 def _pick_office(services: Services, language: Any) -> str:
@@ -67,36 +46,44 @@ def _pick_office(services: Services, language: Any) -> str:
     return offering[0].id
 
 
-@routes.post("/api/queue")
+@api_route(
+    routes.post,
+    "/api/queue",
+    tag="waiting-room",
+    body=EnqueueIn,
+    answers={201: EnqueueOut},
+    errors=(400, 404, 409),
+    throttled=True,
+)
 async def api_enqueue(request: web.Request) -> web.Response:
+    """Join an office's queue; returns the waiting-room link"""
     services: Services = request.app[SERVICES]
     if not await services.queue_throttle.allow("queue", request.remote or "?"):
-        return json_error(429, "rate_limited", "too many requests from your address; wait a minute")
-    data = await read_json(request)
+        raise DomainError("rate_limited", "too many requests from your address; wait a minute", 429)
+    wanted = await read_model(request, EnqueueIn)
     try:
-        office = data.get("office")
+        office = wanted.office
         if office is None:
-            office = _pick_office(services, data.get("language"))
-        elif not isinstance(office, str) or office not in services.waiting.offices:
-            raise QueueError("unknown_office", f"there is no office {str(office)[:40]!r}", 400)
+            office = _pick_office(services, wanted.language)
+        elif office not in services.waiting.offices:
+            raise no_office(office)
         enqueued = await services.queue.enqueue(
             office,
-            data.get("language"),
-            data.get("topic"),
-            note=data.get("note"),
-            transcript=data.get("transcript"),
+            wanted.language,
+            wanted.topic,
+            note=wanted.note,
+            transcript=wanted.transcript_json(),
         )
     except QueueError as exc:
         if exc.code == "closed":
             exc.detail["office"] = office  # the start page offers to leave a question there
-        return queue_error(exc)
+        raise
     return await joined(request, services, enqueued)
 
 
 async def joined(request: web.Request, services: Services, enqueued: Enqueued) -> web.Response:
-    """Tell the consoles, and answer the citizen with the waiting room (201); shared with
-    POST /api/chatbot/escalate."""
-    await services.waiting.events.notify()
+    """Answer the citizen with the waiting room (201; the queue told the consoles already); shared
+    with POST /api/chatbot/escalate."""
     the_office = services.waiting.offices.require(enqueued.entry.office)
     lang = services.pages.lang(request)
     return web.json_response(
@@ -111,8 +98,9 @@ async def joined(request: web.Request, services: Services, enqueued: Enqueued) -
     )
 
 
-@routes.get("/api/offices")
+@api_route(routes.get, "/api/offices", tag="waiting-room", answers={200: OfficesOut})
 async def api_offices(request: web.Request) -> web.Response:
+    """Offices with service hours, open now, next opening, languages"""
     services: Services = request.app[SERVICES]
     now = services.waiting.clock()
     return web.json_response(
@@ -125,26 +113,12 @@ async def api_offices(request: web.Request) -> web.Response:
     )
 
 
-async def waiting_entry(request: web.Request, token: str) -> QueueEntry | web.Response:
-    """The entry a waiting-room token stands for, or the error page to answer (403/410/404)."""
-    services: Services = request.app[SERVICES]
-    try:
-        return await services.queue.entry_for_token(token)
-    except QueueError as exc:
-        strings = services.pages.catalog.strings(services.pages.lang(request))
-        key = ERROR_KEYS.get(exc.status)
-        if key is None:
-            key = "wait.error.unknown_entry" if "wait.error.unknown_entry" in strings else "error.not_found"
-        return services.pages.error(request, exc.status, key)
-
-
 @routes.get("/wait/{token}")
+@page_errors("wait.error.unknown_entry", ERROR_KEYS)  # a link that is not valid (403), expired (410), gone
 async def waiting_page(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     token = request.match_info["token"]
-    entry = await waiting_entry(request, token)
-    if isinstance(entry, web.Response):
-        return entry
+    entry = await services.queue.entry_for_token(token)
     lang = services.pages.lang(request)
     strings = services.pages.catalog.strings(lang)
     office = services.waiting.offices.get(entry.office)
@@ -171,8 +145,7 @@ async def waiting_page(request: web.Request) -> web.Response:
 @routes.get("/ws/queue")
 async def waiting_socket(request: web.Request) -> web.WebSocketResponse:
     services: Services = request.app[SERVICES]
-    ws = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=20.0)
-    await ws.prepare(request)
+    ws = await open_socket(request)
     await WaitingConnection(services.waiting, ws, services.pages.lang(request)).run()
     return ws
 
@@ -189,23 +162,19 @@ def same_origin(request: web.Request, public_url: str) -> bool:
 @routes.get("/ws/console")
 async def console_socket(request: web.Request) -> web.WebSocketResponse:
     services: Services = request.app[SERVICES]
-    ws = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=20.0)
-    await ws.prepare(request)
-
-    async def refuse(code: str, message: str, close_code: int) -> web.WebSocketResponse:
-        await ws.send_json({"type": "error", "code": code, "message": message})
-        await ws.close(code=close_code, message=code.encode())
-        return ws
-
+    ws = await open_socket(request)
     if not same_origin(request, services.config.public_url):
-        return await refuse(
-            "forbidden_origin", "this console may only be opened from this server", CLOSE_FORBIDDEN
+        await refuse(
+            ws, "forbidden_origin", "this console may only be opened from this server", CLOSE_FORBIDDEN
         )
+        return ws
     member = await services.current_staff(request)
     if member is None:
-        return await refuse("not_authenticated", "sign in as staff first", CLOSE_UNAUTHENTICATED)
+        await refuse(ws, "not_authenticated", "sign in as staff first", CLOSE_UNAUTHENTICATED)
+        return ws
     if not may_serve(member):
-        return await refuse("forbidden_role", "this account does not serve citizens", CLOSE_FORBIDDEN)
+        await refuse(ws, "forbidden_role", "this account does not serve citizens", CLOSE_FORBIDDEN)
+        return ws
 
     async def lookup():
         return await services.current_staff(request)
