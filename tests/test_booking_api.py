@@ -12,7 +12,7 @@ import pytest
 from sprechstunde.rooms import hours
 from sprechstunde.rooms.offices import load_offices
 from sprechstunde.scheduling.availability import parse_availability
-from sprechstunde.scheduling.bookings import BOOKING_KIND, MANAGE_PURPOSE
+from sprechstunde.scheduling.records import BOOKING_KIND, MANAGE_PURPOSE
 from sprechstunde.web.core.services import SERVICES, RequestThrottle
 from tests.scheduling_support import BERLIN, FULL, PASSWORD
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import icalendar
 import pytest
 
-from sprechstunde.scheduling.bookings import BOOKING_KIND
+from sprechstunde.scheduling.records import BOOKING_KIND
 from sprechstunde.web.core.services import SERVICES
 from tests.test_booking_api import TUESDAY, advisor, at
 

@@ -28,7 +28,8 @@ from sprechstunde.rooms import hours
 from sprechstunde.rooms.offices import load_offices
 from sprechstunde.rooms.staff import StaffDirectory
 from sprechstunde.scheduling.availability import AvailabilityBook, parse_availability
-from sprechstunde.scheduling.bookings import (
+from sprechstunde.scheduling.errors import BookingError
+from sprechstunde.scheduling.records import (
     BOOKED,
     BOOKING_KIND,
     IDEMPOTENCY_KIND,
@@ -37,7 +38,6 @@ from sprechstunde.scheduling.bookings import (
     SEATS_KIND,
     Booking,
 )
-from sprechstunde.scheduling.errors import BookingError
 from sprechstunde.store import RedisStore, open_store
 from sprechstunde.store.port import Store
 from sprechstunde.web.core.config import DATABASE_FILE, prepare_data_dir

@@ -12,8 +12,8 @@ import pytest
 from sprechstunde.contact import valid_email, valid_phone
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.queue import check_contact
-from sprechstunde.scheduling.bookings import check_person
 from sprechstunde.scheduling.errors import BookingError
+from sprechstunde.scheduling.records import check_person
 
 
 @pytest.mark.parametrize(

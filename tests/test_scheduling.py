@@ -10,8 +10,9 @@ import pytest
 
 from sprechstunde.rooms.queue import Appointment
 from sprechstunde.rooms.routing import APPOINTMENT, lane
-from sprechstunde.scheduling.bookings import BOOKING_KIND, JOIN_PURPOSE, MANAGE_PURPOSE, SchedulingService
+from sprechstunde.scheduling.bookings import SchedulingService
 from sprechstunde.scheduling.errors import BookingError
+from sprechstunde.scheduling.records import BOOKING_KIND, JOIN_PURPOSE, MANAGE_PURPOSE
 from sprechstunde.store import RedisStore, open_store
 from tests.scheduling_support import BERLIN, at, build_world
 from tests.test_store import REDIS_URL, redis_namespace

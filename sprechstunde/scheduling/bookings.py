@@ -1,11 +1,7 @@
-"""Slots and bookings: what can be booked when, and booking, cancelling and rescheduling without ever
-giving one advisor two citizens at the same time.
-
-Slots: for each opening period of the office on a local day (closures and public holidays already
-removed by `rooms.hours.opening_intervals`), a service's slots start at the period's opening and follow
-each other every `minutes + buffer`, computed on UTC instants, so a day on which the clocks change has
-the right number of slots. A slot's capacity is the number of advisors of the office who speak the
-booking's language, are available then (weekly pattern, absences) and hold no overlapping booking.
+"""Bookings (over 500 lines: every write of a booking — book, cancel, move, no-show, forget — stays in one
+file, so the invariant between seats and bookings is read in one place): booking, cancelling and
+rescheduling without ever giving one advisor two citizens at the same time (the free slots come from the
+slot calendar, slots.py; the records from records.py).
 
 Seats: each advisor has one record per local day listing their booked intervals (appointment plus
 buffer). Booking adds an interval with compare-and-set, so of any number of concurrent requests for an
@@ -28,179 +24,51 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from sprechstunde.contact import valid_email, valid_phone
-from sprechstunde.rooms import hours
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.offices import Office, OfficeDirectory
 from sprechstunde.rooms.queue import Appointment, QueueService
 from sprechstunde.rooms.routing import may_serve
 from sprechstunde.rooms.staff import StaffDirectory, StaffMember
-from sprechstunde.rooms.text import has_bidi, strip_bidi
 from sprechstunde.rooms.tokens import TokenError, TokenSigner
-from sprechstunde.scheduling.availability import AvailabilityBook
 from sprechstunde.scheduling.catalog import VIDEO, Service, ServiceCatalog
 from sprechstunde.scheduling.errors import BookingError
+from sprechstunde.scheduling.records import (
+    BOOKED,
+    BOOKING_KIND,
+    CANCELLED,
+    FORGOTTEN,
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KIND,
+    IDEMPOTENCY_STALE,
+    IDEMPOTENCY_TTL,
+    JOIN_LEAD,
+    JOIN_LOCK_KIND,
+    JOIN_PURPOSE,
+    MANAGE_PURPOSE,
+    NO_SHOW,
+    ORPHAN_SEATS_REPAIRED,
+    REFERENCE_KIND,
+    REPAIR_KIND,
+    RESCHEDULED,
+    SEATS_KIND,
+    TOKEN_DAYS_AFTER,
+    Booked,
+    Booking,
+    JoinState,
+    Person,
+    check_person,
+)
+from sprechstunde.scheduling.slots import SlotCalendar, overlaps, seat_key, within
 from sprechstunde.store.port import Change, Record, Store, from_record, update
 
-BOOKING_KIND = "booking"
-SEATS_KIND = "booking-seats"
-IDEMPOTENCY_KIND = "booking-idempotency"
-REFERENCE_KIND = "booking-reference"
-JOIN_LOCK_KIND = "booking-join-lock"
-# marks that `release_orphan_seats` has repaired this store once (it need not read every seat again)
-REPAIR_KIND, ORPHAN_SEATS_REPAIRED = "booking-repair", "orphan-seats"
-MANAGE_PURPOSE = "booking-manage"
-JOIN_PURPOSE = "booking-join"
 
-BOOKED, CANCELLED, RESCHEDULED, NO_SHOW = "booked", "cancelled", "rescheduled", "no_show"
-# How far ahead citizens can book, and how long the manage link outlives the appointment.
-HORIZON_DAYS = 90
-TOKEN_DAYS_AFTER = 60
-# The join link opens the waiting room this many seconds before the start.
-JOIN_LEAD = 600
-IDEMPOTENCY_TTL = 24 * 3600
-# A claim on an idempotency key whose booking never came (the process died in between) is taken over by
-# a retry after this many seconds; until then a retry is told the first request is still in progress.
-IDEMPOTENCY_STALE = 60
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
-MAX_NAME = 100
-FORGOTTEN = "–"  # the name of a booking whose personal data was removed after the retention period
-
-
-@dataclass(frozen=True)
-class Slot:
-    starts_at: datetime  # in the office's time zone
-    ends_at: datetime
-    advisors: tuple[str, ...]
-
-    @property
-    def capacity(self) -> int:
-        return len(self.advisors)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "starts_at": self.starts_at.isoformat(),
-            "ends_at": self.ends_at.isoformat(),
-            "free": self.capacity,
-        }
-
-
-@dataclass(frozen=True)
-class Booking:
-    """One appointment. `starts_at`/`ends_at` are UTC timestamps; `busy_until` adds the buffer."""
-
-    booking_id: str
-    reference: str
-    office: str
-    service: str
-    channel: str
-    language: str
-    starts_at: float
-    ends_at: float
-    busy_until: float
-    advisor: str
-    name: str
-    email: str | None
-    phone: str | None
-    created_at: float
-    status: str = BOOKED
-    changed_at: float | None = None
-    changed_by: str | None = None
-    rescheduled_from: str | None = None
-    rescheduled_to: str | None = None
-    entry_id: str | None = None
-    wait_token: str | None = None
-    # mail kind ("confirmation", "reminder", "cancelled") → UTC timestamp when sent
-    mails: dict[str, float] = field(default_factory=dict)
-
-    def local_start(self, office: Office) -> datetime:
-        return datetime.fromtimestamp(self.starts_at, office.timezone)
-
-    def local_end(self, office: Office) -> datetime:
-        return datetime.fromtimestamp(self.ends_at, office.timezone)
-
-
-@dataclass(frozen=True)
-class Booked:
-    """A booking with the two capability tokens its holder needs; `replayed` when an idempotent
-    repeat of an earlier request returned the earlier booking."""
-
-    booking: Booking
-    manage_token: str
-    join_token: str | None
-    replayed: bool = False
-
-
-@dataclass(frozen=True)
-class JoinState:
-    """What the join link does now: `early` (countdown to `opens_at`), `open` (go to the waiting room
-    with `wait_token`), `over`, or `cancelled`."""
-
-    state: str
-    booking: Booking
-    opens_at: float
-    wait_token: str | None = None
-
-
-@dataclass(frozen=True)
-class Person:
-    name: str
-    email: str | None
-    phone: str | None
-
-
-def check_person(name: Any, email: Any, phone: Any, consent: Any) -> Person:
-    """The citizen's details; each problem has its own code so a form can point at the field."""
-    if consent is not True:
-        raise BookingError("consent_required", "agree to the privacy notice to book", 400, field="consent")
-    name = " ".join(strip_bidi(name).split()) if isinstance(name, str) else ""  # finding 13: no overrides
-    if not name:
-        raise BookingError("invalid_name", "your name is required", 400, field="name")
-    if len(name) > MAX_NAME:
-        raise BookingError(
-            "invalid_name", f"the name may have at most {MAX_NAME} characters", 400, field="name"
-        )
-    clean_email = None
-    if email not in (None, ""):
-        # issue 15, finding 13: an address with text-direction characters is refused, not cleaned
-        if isinstance(email, str) and len(email.strip()) <= 200 and not has_bidi(email):
-            clean_email = valid_email(email)
-        if clean_email is None:
-            raise BookingError("invalid_email", "this is not an e-mail address", 400, field="email")
-    clean_phone = None
-    if phone not in (None, ""):
-        # stored as the citizen wrote it (the advisor reads it back); valid_phone only judges it
-        if not isinstance(phone, str) or valid_phone(phone) is None:
-            raise BookingError("invalid_phone", "this is not a phone number", 400, field="phone")
-        clean_phone = phone.strip()
-    return Person(name, clean_email, clean_phone)
-
-
-def parse_instant(value: Any) -> datetime:
-    """An ISO 8601 date-time with offset (as the slot list gives it)."""
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) < 40 else None
-        # Years 1 and 9999 are refused, so that no time zone's wall time of it can leave the calendar's
-        # range (astimezone would raise OverflowError; issue 15, finding 10).
-        if moment is not None and moment.tzinfo is not None and not 1 < moment.astimezone(UTC).year < 9999:
-            moment = None
-    except (ValueError, OverflowError):
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise BookingError(
-            "invalid_time", "starts_at must be an ISO 8601 date-time with offset, as the slot list gives it"
-        )
-    return moment
-
-
-class SchedulingService:
+class SchedulingService(SlotCalendar):
     """Slots, bookings, tokens and the hand-over into the waiting room."""
 
     def __init__(
@@ -215,154 +83,12 @@ class SchedulingService:
         *,
         join_lead: float = JOIN_LEAD,
     ) -> None:
-        self._store = store
-        self.offices = offices
-        self.catalog = catalog
-        self._staff = staff
+        super().__init__(store, offices, catalog, staff, clock)
         self._signer = signer
         self._queue = queue
-        self.clock = clock
         self.join_lead = join_lead
-        self.availability = AvailabilityBook(store)
         # Called after every booking change (the mailer wakes up); set by the app.
         self.on_change: Callable[[Booking], None] | None = None
-
-    # --- slots ---------------------------------------------------------------------------------
-
-    def service(self, office_id: Any, service_id: Any, channel: Any = None) -> tuple[Office, Service]:
-        """The office and service, checking `channel` when given."""
-        office = self.offices.get(office_id) if isinstance(office_id, str) else None
-        if office is None:
-            raise BookingError("unknown_office", f"there is no office {str(office_id)[:40]!r}", 404)
-        service = self.catalog.require(office.id, service_id)
-        if channel is not None and channel not in service.channels:
-            raise BookingError(
-                "invalid_channel",
-                f"{service.name('de')} is offered as {' or '.join(service.channels)}",
-                400,
-                channels=list(service.channels),
-            )
-        return office, service
-
-    def check_language(self, office: Office, language: Any) -> str:
-        return office.check_language(language, BookingError)
-
-    def grid(self, office: Office, service: Service, day: date) -> list[tuple[datetime, datetime]]:
-        """Every slot of `service` on the office's local `day`, booked or not (empty when closed)."""
-        step = timedelta(minutes=service.minutes + service.buffer)
-        length = timedelta(minutes=service.minutes)
-        slots = []
-        for opens, closes in hours.opening_intervals(office, day):
-            start, end = opens.astimezone(UTC), closes.astimezone(UTC)
-            while start + length <= end:
-                slots.append(
-                    (start.astimezone(office.timezone), (start + length).astimezone(office.timezone))
-                )
-                start += step
-        return slots
-
-    async def _advisors(self, office: Office, language: str) -> dict[str, Any]:
-        """username → availability of the serving staff of `office` who speak `language`."""
-        patterns = await self.availability.all()
-        return {
-            m.username: patterns[m.username]
-            for m in await self._staff.members()
-            if may_serve(m) and office.id in m.offices and language in m.languages and m.username in patterns
-        }
-
-    async def _seats(self, username: str, day: date) -> list[list[Any]]:
-        record = await self._store.get(SEATS_KIND, _seat_key(username, day))
-        return record["busy"] if record else []
-
-    async def slots(
-        self,
-        office_id: Any,
-        service_id: Any,
-        day: date,
-        *,
-        channel: Any = None,
-        language: Any = "de",
-        include_full: bool = False,
-    ) -> list[Slot]:
-        """The future slots of a day with their free advisors (only those with a free seat unless
-        `include_full`)."""
-        office, service = self.service(office_id, service_id, channel)
-        language = self.check_language(office, language)
-        return await self._day_slots(office, service, day, language, include_full=include_full)
-
-    async def _day_slots(
-        self,
-        office: Office,
-        service: Service,
-        day: date,
-        language: str,
-        *,
-        include_full: bool = False,
-        ignore: str | None = None,
-        advisors: dict[str, Any] | None = None,
-    ) -> list[Slot]:
-        now = self.clock()
-        grid = [(s, e) for s, e in self.grid(office, service, day) if s.timestamp() > now]
-        if not grid:
-            return []
-        advisors = await self._advisors(office, language) if advisors is None else advisors
-        seats = {name: await self._seats(name, day) for name in advisors}
-        buffer = service.buffer * 60
-        slots = []
-        for start, end in grid:
-            free = tuple(
-                name
-                for name, pattern in advisors.items()
-                if _within(pattern.intervals(day), start, end)
-                and not _overlaps(seats[name], start.timestamp(), end.timestamp() + buffer, ignore)
-            )
-            if free or include_full:
-                slots.append(Slot(start, end, free))
-        return slots
-
-    async def days(
-        self, office_id: Any, service_id: Any, month: date, *, channel: Any = None, language: Any = "de"
-    ) -> list[dict[str, Any]]:
-        """Each day of `month` (any date in it) with its number of free slots, for a calendar."""
-        office, service = self.service(office_id, service_id, channel)
-        language = self.check_language(office, language)
-        advisors = await self._advisors(office, language)
-        first = month.replace(day=1)
-        last_bookable = self._today(office) + timedelta(days=HORIZON_DAYS)
-        result, day = [], first
-        while day.month == first.month:
-            free = 0
-            closed = office.closed_reason(day)
-            if day <= last_bookable and advisors:
-                slots = await self._day_slots(office, service, day, language, advisors=advisors)
-                free = len(slots)
-            result.append({"date": day.isoformat(), "free_slots": free, "closed": closed})
-            day += timedelta(days=1)
-        return result
-
-    def _today(self, office: Office) -> date:
-        return datetime.fromtimestamp(self.clock(), office.timezone).date()
-
-    def check_slot(self, office: Office, service: Service, starts_at: Any) -> tuple[datetime, datetime]:
-        """The slot beginning at `starts_at`, or a precise reason why there is none: `past_slot`,
-        `too_far`, `holiday`/`closed_day`, `outside_hours`."""
-        start = parse_instant(starts_at).astimezone(office.timezone)
-        day = start.date()
-        if start.timestamp() <= self.clock():
-            raise BookingError("past_slot", "this time has already passed; choose a later slot", 400)
-        if day > self._today(office) + timedelta(days=HORIZON_DAYS):
-            raise BookingError("too_far", f"appointments can be booked up to {HORIZON_DAYS} days ahead", 400)
-        holiday = office.holidays.get(day)
-        if holiday is not None:
-            raise BookingError("holiday", f"{day.isoformat()} is a public holiday ({holiday})", 400)
-        if office.closed_reason(day) is not None:
-            raise BookingError("closed_day", f"{office.name('de')} is closed on {day.isoformat()}", 400)
-        for s, e in self.grid(office, service, day):
-            if s.timestamp() == start.timestamp():
-                return s, e
-        raise BookingError(
-            "outside_hours", "there is no slot at this time; choose one from the slot list", 400
-        )
 
     # --- booking -------------------------------------------------------------------------------
 
@@ -462,10 +188,10 @@ class SchedulingService:
         ignore = moving.booking_id if moving is not None else None
         candidates = []
         for name, pattern in advisors.items():
-            if not _within(pattern.intervals(day), start, end):
+            if not within(pattern.intervals(day), start, end):
                 continue
             seats = await self._seats(name, day)
-            if not _overlaps(seats, start.timestamp(), busy_until, ignore):
+            if not overlaps(seats, start.timestamp(), busy_until, ignore):
                 candidates.append((len(seats), name))
         draft = Booking(
             booking_id=booking_id,
@@ -513,12 +239,12 @@ class SchedulingService:
         advisor's seat is taken. Each attempt reads everything it changes afresh, so a lost race with
         any other change (another booking, the year's counter, a cancellation of `moving`) is retried
         on the current state and decided there."""
-        seat_key = _seat_key(draft.advisor, draft.local_start(office).date())
+        seats_at = seat_key(draft.advisor, draft.local_start(office).date())
         year = draft.local_start(office).year
         while True:
-            seats = await self._store.get(SEATS_KIND, seat_key)
+            seats = await self._store.get(SEATS_KIND, seats_at)
             busy = seats["busy"] if seats else []
-            if _overlaps(busy, draft.starts_at, draft.busy_until, draft.rescheduled_from):
+            if overlaps(busy, draft.starts_at, draft.busy_until, draft.rescheduled_from):
                 return None
             busy = [*busy, [draft.starts_at, draft.busy_until, draft.booking_id]]
             changes: list[Change] = []
@@ -535,8 +261,8 @@ class SchedulingService:
                     changed_by=by,
                 )
                 changes.append(Change(BOOKING_KIND, current.booking_id, record, asdict(old)))
-                old_key = _seat_key(current.advisor, current.local_start(office).date())
-                if old_key == seat_key:
+                old_key = seat_key(current.advisor, current.local_start(office).date())
+                if old_key == seats_at:
                     busy = [b for b in busy if b[2] != current.booking_id]
                 else:
                     changes += await self._seat_release(old_key, current.booking_id)
@@ -544,7 +270,7 @@ class SchedulingService:
             number = (counter or {}).get("n", 0) + 1
             booking = replace(draft, reference=f"T-{year}-{number:06d}", created_at=now)
             changes += [
-                Change(SEATS_KIND, seat_key, seats, {"busy": sorted(busy)}),
+                Change(SEATS_KIND, seats_at, seats, {"busy": sorted(busy)}),
                 Change(REFERENCE_KIND, str(year), counter, {"n": number}),
                 Change(BOOKING_KIND, booking.booking_id, None, asdict(booking)),
             ]
@@ -652,10 +378,10 @@ class SchedulingService:
             record = await self._booking_record(booking.booking_id)
             current = from_record(Booking, record)
             updated = replace(current, status=CANCELLED, changed_at=self.clock(), changed_by=by)
-            seat_key = _seat_key(current.advisor, current.local_start(office).date())
+            seats_at = seat_key(current.advisor, current.local_start(office).date())
             changes = [
                 Change(BOOKING_KIND, current.booking_id, record, asdict(updated)),
-                *await self._seat_release(seat_key, current.booking_id),
+                *await self._seat_release(seats_at, current.booking_id),
             ]
             if await self._store.compare_and_set_many(changes):
                 break
@@ -809,20 +535,3 @@ class SchedulingService:
             lambda b: replace(b, entry_id=enqueued.entry.entry_id, wait_token=enqueued.token),
         )
         return enqueued.token
-
-
-def _within(intervals: Any, start: datetime, end: datetime) -> bool:
-    """Whether [start, end) lies inside one of the wall-clock intervals of its local day."""
-    if start.date() != end.date():
-        return False
-    a, z = start.time(), end.time()
-    return any(lo <= a and z <= hi for lo, hi in intervals)
-
-
-def _seat_key(username: str, day: date) -> str:
-    """The seat record of one advisor's local day."""
-    return f"{username}|{day.isoformat()}"
-
-
-def _overlaps(busy: list[list[Any]], start: float, until: float, ignore: str | None = None) -> bool:
-    return any(b[0] < until and start < b[1] and b[2] != ignore for b in busy)

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime
 from icalendar import Calendar, Event, Timezone
 
 from sprechstunde.rooms.offices import Office
-from sprechstunde.scheduling.bookings import CANCELLED, RESCHEDULED, Booking
 from sprechstunde.scheduling.catalog import VIDEO, Service
+from sprechstunde.scheduling.records import CANCELLED, RESCHEDULED, Booking
 
 PRODID = "-//Sprechstunde//Terminbuchung//DE"
 

@@ -23,9 +23,10 @@ from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
 
 from sprechstunde.l10n import datetime_text
-from sprechstunde.scheduling.bookings import BOOKED, CANCELLED, Booking, SchedulingService
+from sprechstunde.scheduling.bookings import SchedulingService
 from sprechstunde.scheduling.catalog import VIDEO
 from sprechstunde.scheduling.ics import booking_ics
+from sprechstunde.scheduling.records import BOOKED, CANCELLED, Booking
 from sprechstunde.store.lease import lease
 from sprechstunde.store.port import Store
 from sprechstunde.tasks import Periodic

@@ -18,11 +18,11 @@ from aiohttp import web
 
 from sprechstunde.errors import DomainError
 from sprechstunde.scheduling.availability import parse_availability
-from sprechstunde.scheduling.bookings import JOIN_PURPOSE, Booked, Booking
 from sprechstunde.scheduling.catalog import CHANNELS, Service
 from sprechstunde.scheduling.errors import BookingError
 from sprechstunde.scheduling.ics import booking_ics
 from sprechstunde.scheduling.mail import BookingLinks
+from sprechstunde.scheduling.records import JOIN_PURPOSE, Booked, Booking
 from sprechstunde.web.booking.models import (
     AvailabilityIn,
     AvailabilityOut,

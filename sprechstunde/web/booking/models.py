@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, WithJsonSchema, model_validator
 
 from sprechstunde.scheduling.availability import MAX_ABSENCES, parse_availability
-from sprechstunde.scheduling.bookings import IDEMPOTENCY_KEY, MAX_NAME, check_person, parse_instant
 from sprechstunde.scheduling.catalog import CHANNELS
+from sprechstunde.scheduling.records import IDEMPOTENCY_KEY, MAX_NAME, check_person, parse_instant
 from sprechstunde.web.core.models import Answer, Body, apply, checked
 from sprechstunde.web.waiting.models import OfficeRef
 

@@ -22,10 +22,10 @@ from aiohttp import web
 from sprechstunde.l10n import day_text, language_names, month_text, time_text
 from sprechstunde.rooms.offices import Office
 from sprechstunde.rooms.tokens import TokenError
-from sprechstunde.scheduling.bookings import HORIZON_DAYS, JOIN_PURPOSE, Booking
 from sprechstunde.scheduling.catalog import Service
 from sprechstunde.scheduling.errors import BookingError
 from sprechstunde.scheduling.mail import JOIN_PATH, MANAGE_PATH
+from sprechstunde.scheduling.records import HORIZON_DAYS, JOIN_PURPOSE, Booking
 from sprechstunde.web.booking.api import ics_response
 from sprechstunde.web.core.api import read_form
 from sprechstunde.web.core.errors import page_errors
