@@ -85,7 +85,7 @@ def disk(size: int, directory: Path) -> float:
 
 async def service_upload(size: int, directory: Path) -> dict:
     from sprechstunde.documents import Actor, DocumentService, KeyRing, RoomRef
-    from sprechstunde.documents.service import Limits
+    from sprechstunde.documents.records import Limits
     from sprechstunde.store import SQLiteStore
 
     store = SQLiteStore(directory / "bench.sqlite3")

@@ -1,7 +1,8 @@
 """Encrypted document and link exchange in a consultation room, with audit log and retention."""
 
 from sprechstunde.documents.crypto import IntegrityError, KeyRing, KeyRingError
-from sprechstunde.documents.service import Actor, DocumentError, DocumentService, Download, Limits, RoomRef
+from sprechstunde.documents.records import Actor, DocumentError, Download, Limits, RoomRef
+from sprechstunde.documents.service import DocumentService
 
 __all__ = [
     "Actor",

@@ -1,4 +1,6 @@
 """Documents and links shared in a consultation room: encrypted blobs, metadata, audit and retention.
+(Over 500 lines: upload, download, delete and retention share the room locks, the quota reservations
+and the blob paths of one class; its records are in records.py, the sealed bytes on disk in blobs.py.)
 
 Blobs are files under `<data dir>/documents/blobs/`, named by a random document id (never by anything a
 client sent). Everything else — metadata, audit entries, retention jobs — is small JSON records in the
@@ -17,10 +19,7 @@ files and blobs without a record).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import re
@@ -28,26 +27,30 @@ import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from sprechstunde.documents.blobs import BlobFile, fsync_dir, open_meta, seal_meta
 from sprechstunde.documents.crypto import (
     DEFAULT_CHUNK,
-    ChunkSealer,
     IntegrityError,
     KeyRing,
     ciphertext_size,
     new_document_key,
     read_blob,
 )
-from sprechstunde.documents.formats import ACCEPT, TYPES, Sniffer, UnsupportedType, display_name
-from sprechstunde.errors import DomainError
-from sprechstunde.rooms.text import has_bidi, strip_bidi
+from sprechstunde.documents.formats import ACCEPT, TYPES, UnsupportedType, display_name
+from sprechstunde.documents.records import (
+    MB,
+    SYSTEM,
+    Actor,
+    DocumentError,
+    Download,
+    Limits,
+    RoomRef,
+    validate_link,
+)
 from sprechstunde.store.lease import lease
 from sprechstunde.store.port import Store
 from sprechstunde.tasks import Periodic
@@ -57,7 +60,6 @@ log = logging.getLogger(__name__)
 DOC_KIND = "doc"
 AUDIT_KIND = "doc-audit"
 JOB_KIND = "doc-job"
-MB = 1024 * 1024
 DAY = 86400.0
 # several nodes on one data directory: an upload untouched this long is debris, not another node's work
 STALE_SECONDS = 600.0
@@ -65,65 +67,8 @@ STALE_SECONDS = 600.0
 RETENTION_LEASE_SECONDS = 300.0
 BATCH_BYTES = 1 * MB  # plaintext handed to the crypto thread at once
 RESERVE_STEP = 4 * MB  # room quota reserved at a time while an upload of unknown size streams in
-MAX_URL_CHARS = 2048
-MAX_TITLE_CHARS = 200
 
 Notify = Callable[[str, dict[str, Any]], Awaitable[Any]]
-
-
-class DocumentError(DomainError):
-    """A request about documents that cannot be honoured. Its own class because a download that fails
-    after its headers went out is cut off, not answered (web/documents/api.py)."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: a room participant (pseudonymous id derived from the join link), staff, or the system."""
-
-    kind: str  # "participant" | "staff" | "system"
-    id: str
-    role: str
-
-    @property
-    def owner(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-    @property
-    def tag(self) -> str:
-        """An opaque label a client may see to recognise its own uploads."""
-        return hashlib.sha256(b"owner-tag:" + self.owner.encode()).hexdigest()[:16]
-
-    def as_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "id": self.id, "role": self.role}
-
-    @classmethod
-    def participant(cls, join_token: str, role: str) -> Actor:
-        return cls("participant", "t-" + hashlib.sha256(join_token.encode()).hexdigest()[:16], role)
-
-
-SYSTEM = Actor("system", "retention", "system")
-
-
-@dataclass(frozen=True)
-class RoomRef:
-    room_id: str
-    office: str
-    ends_at: float  # when the consultation ends: retention counts from here
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_file_bytes: int = 25 * MB
-    max_room_bytes: int = 100 * MB
-
-
-@dataclass
-class Download:
-    document_id: str
-    name: str
-    mime: str
-    size: int
-    chunks: AsyncIterator[bytes]
 
 
 def _iso(ts: float) -> str:
@@ -132,91 +77,6 @@ def _iso(ts: float) -> str:
 
 def _removed(document_id: str, reason: str) -> dict[str, Any]:
     return {"type": "document-removed", "document_id": document_id, "reason": reason}
-
-
-def _seal_meta(key: bytes, document_id: str, meta: dict[str, Any]) -> str:
-    nonce = secrets.token_bytes(12)
-    sealed = AESGCM(key).encrypt(nonce, json.dumps(meta).encode(), f"meta/{document_id}".encode())
-    return base64.b64encode(nonce + sealed).decode()
-
-
-def _open_meta(key: bytes, document_id: str, blob: str) -> dict[str, Any]:
-    raw = base64.b64decode(blob)
-    return json.loads(AESGCM(key).decrypt(raw[:12], raw[12:], f"meta/{document_id}".encode()))
-
-
-def validate_link(url: Any, title: Any) -> tuple[str, str, str]:
-    """(url, host, title) of an http(s) link a participant shares; DocumentError 400 otherwise."""
-    if not isinstance(url, str) or not url.strip():
-        raise DocumentError("invalid_url", "a URL is required", 400)
-    url = url.strip()
-    if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise DocumentError("invalid_url", "the URL is too long or has spaces or control characters", 400)
-    if has_bidi(url):  # issue 15, finding 13: it would display as another address
-        raise DocumentError("invalid_url", "the URL holds invisible text-direction characters", 400)
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port_ok = parts.port is None or 0 < parts.port < 65536
-    except ValueError:
-        raise DocumentError("invalid_url", "the URL is not valid", 400) from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise DocumentError("invalid_url", "only http and https links can be shared", 400)
-    if not host or not port_ok:
-        raise DocumentError("invalid_url", "the URL has no valid host", 400)
-    if parts.username is not None or parts.password is not None:
-        raise DocumentError("invalid_url", "links with a user name or password are not allowed", 400)
-    try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise DocumentError("invalid_url", "the URL has no valid host", 400) from None
-    if title is None:
-        title = ""
-    if not isinstance(title, str):
-        raise DocumentError("invalid_title", "the title must be text", 400)
-    title = " ".join("".join(c if c.isprintable() else " " for c in strip_bidi(title)).split())
-    if len(title) > MAX_TITLE_CHARS:
-        raise DocumentError("invalid_title", f"the title is limited to {MAX_TITLE_CHARS} characters", 400)
-    return url, ascii_host, title
-
-
-class _BlobFile:
-    """A temp file being filled with one document's ciphertext (used from the crypto thread only)."""
-
-    def __init__(self, path: Path, key: bytes, chunk_size: int) -> None:
-        self.path = path
-        self.sealer = ChunkSealer(key, chunk_size)
-        self.sniffer = Sniffer()
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-        os.write(self.fd, self.sealer.header)
-
-    def write(self, data: bytes) -> None:
-        self.sniffer.feed(data)
-        pieces = self.sealer.write(data)
-        if pieces:
-            os.writev(self.fd, pieces)
-
-    def finish(self) -> str:
-        file_type = self.sniffer.result()
-        os.write(self.fd, self.sealer.finish())
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        return file_type.code
-
-    def discard(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        self.path.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DocumentService:
@@ -372,7 +232,7 @@ class DocumentService:
                 continue
             try:
                 key = self.keys.unwrap(record["id"], record["key"])
-                items.append(self._public(record, _open_meta(key, record["id"], record["meta"])))
+                items.append(self._public(record, open_meta(key, record["id"], record["meta"])))
             except Exception:
                 log.error("documents: metadata of %s cannot be decrypted; left out of the list", record["id"])
         return items
@@ -406,7 +266,7 @@ class DocumentService:
         path = self._blob_path(document_id)
         try:
             key = self.keys.unwrap(document_id, record["key"])
-            name = _open_meta(key, document_id, record["meta"])["name"]
+            name = open_meta(key, document_id, record["meta"])["name"]
             expected = ciphertext_size(record["size"], record["chunk_size"])
             actual = path.stat().st_size
             if actual != expected:
@@ -477,7 +337,7 @@ class DocumentService:
         reserved = declared_size or 0
         document_id = secrets.token_hex(16)
         document_key = new_document_key()
-        blob = _BlobFile(self.tmp / f"{self._prefix}{document_id}.part", document_key, self._chunk)
+        blob = BlobFile(self.tmp / f"{self._prefix}{document_id}.part", document_key, self._chunk)
         committed = False
         pending: asyncio.Future | None = None
         try:
@@ -535,7 +395,7 @@ class DocumentService:
                 "file_type": file_type,
                 "chunk_size": self._chunk,
                 "key": self.keys.wrap(document_id, document_key),
-                "meta": _seal_meta(document_key, document_id, meta),
+                "meta": seal_meta(document_key, document_id, meta),
             }
             await self._store.put(DOC_KIND, document_id, record)  # the commit point
             committed = True
@@ -568,7 +428,7 @@ class DocumentService:
     def _place(temp: Path, final: Path) -> None:
         final.parent.mkdir(exist_ok=True, mode=0o700)
         os.rename(temp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     async def add_link(self, room: RoomRef, actor: Actor, url: Any, title: Any) -> dict[str, Any]:
         url, host, title = validate_link(url, title)
@@ -587,7 +447,7 @@ class DocumentService:
             "owner_role": actor.role,
             "owner_tag": actor.tag,
             "key": self.keys.wrap(document_id, key),
-            "meta": _seal_meta(key, document_id, meta),
+            "meta": seal_meta(key, document_id, meta),
         }
         await self._store.put(DOC_KIND, document_id, record)
         await self._schedule(room)

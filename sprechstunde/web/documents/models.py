@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from sprechstunde.documents.service import MAX_URL_CHARS, validate_link
+from sprechstunde.documents.records import MAX_URL_CHARS, validate_link
 from sprechstunde.web.core.models import Answer, Body, apply
 
 
