@@ -1,3 +1,4 @@
+# Over 500 lines: the differential tests of every forked aiortc piece share one fake receiver.
 """Forwarding unit tests: a real aiortc RTCRtpReceiver (no network) feeds a Publication the way aiortc's
 jitter buffer does, through the tapped decoder queue; the subscribers are real ForwardedTracks.
 

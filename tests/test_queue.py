@@ -1,3 +1,4 @@
+# Over 500 lines: one queue and one fixture set; split by topic it would repeat the fixtures.
 """The waiting-room queue: routing, estimates, atomic claims, abandonment, outcomes, tickets, restarts."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Over 500 lines: the whole port contract in one file, so both adapters run exactly the same list.
 """The storage port's contract, run against both adapters: embedded (SQLite) and Redis."""
 
 from __future__ import annotations
