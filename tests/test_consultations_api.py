@@ -1,5 +1,6 @@
 """After admission: outcomes and tickets, guest links, transfers, written questions, office statistics and
-the start page's "Beste Zeiten" (web/consultation_api.py, web/statistics_page.py, rooms/statistics.py)."""
+the start page's "Beste Zeiten" (web/consultations/api.py, web/consultations/pages.py,
+rooms/statistics.py)."""
 
 from __future__ import annotations
 

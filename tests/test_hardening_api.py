@@ -380,3 +380,15 @@ async def test_raw_upload_shorter_than_its_content_length_stores_nothing(client,
     writer.close()
     await asyncio.sleep(0.2)
     await nothing_stored(services, room_links["room_id"])
+
+
+async def test_sign_in_form_with_a_malformed_multipart_body_is_a_400_not_a_500(client):
+    """The login form is read like every form (web/core/api.read_form): a multipart body whose part
+    headers never end is refused with 400, never an error from deep inside aiohttp's parser."""
+    body = b'--XyZ\r\nContent-Disposition: form-data; name="username"' + b"x" * 70000
+    response = await client.post(
+        "/login",
+        data=body,
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert response.status == 400

@@ -1,5 +1,5 @@
 """`sprechstunde serve --workers 2`: one command, two processes on one Redis; consultations are divided
-between them and every participant reaches the right one through the public port (web/relay.py)."""
+between them and every participant reaches the right one through the public port (web/core/relay.py)."""
 
 from __future__ import annotations
 

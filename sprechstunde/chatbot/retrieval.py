@@ -26,7 +26,7 @@ from rapidfuzz import fuzz, process
 
 from sprechstunde.chatbot import glossary, lexicon, resources
 from sprechstunde.chatbot.knowledge import KnowledgeBase, Topic
-from sprechstunde.chatbot.text import LANGUAGES, STOPWORDS, char_ngrams, stem, surface, words
+from sprechstunde.chatbot.text import STOPWORDS, char_ngrams, stem, surface, words
 
 K1 = 1.2
 B = 0.5
@@ -386,8 +386,3 @@ def _folded_stopwords(language: str) -> frozenset[str]:
 
 def _stop(word: str, language: str) -> bool:
     return word in STOPWORDS.get(language, frozenset()) or word.isdigit() or len(word) < 2
-
-
-def languages_of(base: KnowledgeBase) -> tuple[str, ...]:
-    present = {lang for topic in base for lang in topic.questions}
-    return tuple(lang for lang in LANGUAGES if lang in present)

@@ -44,7 +44,7 @@ MAX_MESSAGES = 60  # kept per conversation (the advisor sees the latest)
 MAX_MESSAGE_CHARS = 1000
 CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 PAGE_THRESHOLD = 0.5
-# what rooms.queue accepts as a transcript
+# what the queue accepts as a transcript (rooms.intake.check_transcript)
 TRANSCRIPT_MESSAGES = 200
 TRANSCRIPT_CHARS = 20_000
 
@@ -209,7 +209,7 @@ class ChatService:
         )
 
     async def transcript(self, conversation_id: str) -> list[dict[str, str]] | None:
-        """The conversation as rooms.queue accepts it (latest messages, within its size limits)."""
+        """The conversation as the queue accepts it (latest messages, within rooms.intake's size limits)."""
         record = await self._store.get(CONVERSATION_KIND, conversation_id)
         if record is None:
             return None

@@ -99,12 +99,6 @@ def surface(word: str) -> str:
     return fold_german_digraphs(fold(word))
 
 
-def content_words(text: str, language: str) -> list[str]:
-    """The words of `text` without the stopwords of `language` (and of German, which citizens mix in)."""
-    stop = STOPWORDS.get(language, frozenset()) | STOPWORDS["de"]
-    return [w for w in words(text) if w not in stop and not w.isdigit()]
-
-
 def char_ngrams(word: str, n: int = 4) -> list[str]:
     """Character n-grams of a folded word with boundary marks: compounds share them with their parts."""
     padded = f"#{word}#"

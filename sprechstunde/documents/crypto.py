@@ -48,10 +48,6 @@ class KeyRingError(Exception):
     """The master key ring is unusable (bad configuration, unknown key id)."""
 
 
-def _nonce(prefix: bytes, index: int, final: bool) -> bytes:
-    return prefix + struct.pack(">IB", index, final)
-
-
 def new_document_key() -> bytes:
     return secrets.token_bytes(32)
 

@@ -69,7 +69,7 @@ def is_keyframe(kind: str, data: bytes, mime: str = "video/vp8") -> bool:
 
 class ForwardingStats:
     """Totals of encoded frames and bytes handed to subscribers' senders, for the whole process; a plain
-    object (no metrics library here) that web/observability.py reads at each scrape."""
+    object (no metrics library here) that web/core/observability.py reads at each scrape."""
 
     def __init__(self) -> None:
         self.frames = {"audio": 0, "video": 0}

@@ -47,7 +47,7 @@ class ConsultationLog:
     def __init__(self, store: Store, clock: Now = time.time) -> None:
         self._store = store
         self._clock = clock
-        # called with every stored record (e.g. the metrics of web/observability.py); must not raise
+        # called with every stored record (e.g. the metrics of web/core/observability.py); must not raise
         self.observers: list[Callable[[ConsultationRecord], None]] = []
 
     def new_record(

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from sprechstunde.l10n import weekday_abbreviations
 from sprechstunde.rooms import hours
 from sprechstunde.rooms.entries import QueueEntry, WaitStatus
 from sprechstunde.rooms.offices import WEEKDAYS, Office, OfficeDirectory
@@ -34,15 +35,9 @@ def office_hours(office: Office) -> list[dict[str, Any]]:
     ]
 
 
-DAY_NAMES = {
-    "de": ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"),
-    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
-}
-
-
 def hours_text(office: Office, lang: str = "de") -> str:
     """One line such as "Mo 08:00–17:00 · … · Fr 08:00–13:00" (closed days left out)."""
-    names = DAY_NAMES.get(lang, DAY_NAMES["de"])
+    names = list(weekday_abbreviations(lang).values())  # CLDR, in the page's language
     return " · ".join(
         f"{names[i]} {', '.join(_hhmm(x) for x in intervals)}"
         for i, intervals in enumerate(office.hours)

@@ -115,7 +115,7 @@ class SignalingHub:
         self.rooms: dict[str, LiveRoom] = {}
         self._tasks = BackgroundTasks("signaling")
         self._expiry: dict[str, asyncio.TimerHandle] = {}
-        # plain counters for /metrics (web/observability.py): messages by type, errors by code, media
+        # plain counters for /metrics (web/core/observability.py): messages by type, errors by code, media
         self.messages: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.forwarding = ForwardingStats()

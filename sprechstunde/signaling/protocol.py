@@ -208,7 +208,6 @@ def _refusal(exc: ValidationError, request_id: Any) -> ProtocolError:
 CALL = Messages(Hello, Offer, Answer, Candidate, Chat, Ping, Leave)
 WAITING = Messages(Wait, Note, Leave, Ping)
 CONSOLE = Messages(Next, Claim, Ping)
-MESSAGE_TYPES = CALL.types
 
 
 def parse(frame: str | bytes, messages: Messages = CALL) -> Message:

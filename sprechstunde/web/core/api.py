@@ -77,7 +77,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def api_login(request: web.Request) -> web.Response:
     """Sign in as staff: sets the session cookie and returns the CSRF token for changes"""
     services: Services = request.app[SERVICES]
-    if cross_site(request, services.config.public_url):  # login CSRF: see web/services.py
+    if cross_site(request, services.config.public_url):  # login CSRF: see web/core/services.py
         raise DomainError("cross_site", "sign-in requests from another site are refused", 403)
     login = await read_model(request, LoginIn)
     member = await services.sign_in(request, login.username.lower(), login.password)

@@ -151,7 +151,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         pages=Pages(Catalog()),
         hub=hub,
         secret=secret,
-        # rate limits (web/ratelimit.py): per client network, on Redis shared by every node
+        # rate limits (web/core/ratelimit.py): per client network, on Redis shared by every node
         throttle=LoginThrottle(limit_storage),
         queue_throttle=RequestThrottle(per_network=30, storage=limit_storage),
         booking_throttle=RequestThrottle(per_network=60, storage=limit_storage),

@@ -242,7 +242,7 @@ class Config:
         None,
         "OFFICES",
         "offices, service hours, closures and languages (TOML); default: the demo offices (vhs, "
-        "familienbuero, buergertelefon, standesamt) of rooms/offices.toml",
+        "familienbuero, buergertelefon, standesamt) of sprechstunde/rooms/offices.toml",
         flag="--offices",
         metavar="FILE",
     )
@@ -253,7 +253,7 @@ class Config:
         "top level, an office's own setting still wins",
         metavar="CODE",
     )
-    # --- operations (web/observability.py): logs; who may read /metrics (addresses/CIDRs, or the token)
+    # --- operations (web/core/observability.py): logs; who may read /metrics (addresses/CIDRs, or the token)
     log_level: str = setting("info", "LOG_LEVEL", choices=("debug", "info", "warning", "error"))
     log_format: str = setting(
         "text",
@@ -275,7 +275,7 @@ class Config:
         "also allow /metrics with 'Authorization: Bearer TOKEN' from any address",
         repr=False,
     )
-    # reverse proxies whose X-Forwarded-For/-Proto are believed (web/proxy.py); empty: none
+    # reverse proxies whose X-Forwarded-For/-Proto are believed (web/core/proxy.py); empty: none
     trusted_proxies: list[str] = setting(
         [],
         "TRUSTED_PROXIES",
@@ -289,7 +289,7 @@ class Config:
     services_path: Path | None = setting(
         None,
         "SERVICES",
-        "bookable services per office (TOML); default: the demo file scheduling/services.toml",
+        "bookable services per office (TOML); default: the demo file sprechstunde/scheduling/services.toml",
         flag="--services",
         metavar="FILE",
     )
@@ -318,14 +318,14 @@ class Config:
         None,
         "CHATBOT_KNOWLEDGE",
         "directory of the chatbot's topic files (*.yaml); default: the generic ones shipped in "
-        "chatbot/knowledge",
+        "sprechstunde/chatbot/knowledge",
         metavar="DIR",
     )
     chatbot_city: Path | None = setting(
         None,
         "CHATBOT_CITY",
         "the city's chatbot overrides (TOML: url, address, fees, note per topic; see "
-        "chatbot/city.example.toml)",
+        "sprechstunde/chatbot/city.example.toml)",
         metavar="FILE",
     )
 

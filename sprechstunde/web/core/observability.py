@@ -16,7 +16,7 @@
 - Capability tokens (join, waiting room, download, booking manage and join links) are never logged, in
   either format: the access log masks them in the path, and `TokenFilter` on the log handler masks any
   token-shaped text, capability path segment or secret query value in every record — message, arguments,
-  extras and traceback — whatever the call site passed (web.security.mask_tokens). A filter at the one
+  extras and traceback — whatever the call site passed (web.core.security.mask_tokens). A filter at the one
   place every line passes holds for lines written by code that does not know about tokens (aiohttp,
   redis, a future log call), which per-call masking cannot.
 - A store outage in a WebSocket (a new console socket, `/ws?node=`) closes the socket with 1013 "try again
@@ -59,7 +59,6 @@ from sprechstunde.web.core.services import SERVICES, Services
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 1.0  # seconds: a store slower than this counts as unavailable for /readyz
-DEFAULT_METRICS_ALLOW = ("127.0.0.1/32", "::1/128")
 LOG_FORMATS = ("text", "json")
 # wait before a consultation (or until the citizen gave up), in seconds: 30 s … 2 h
 WAIT_BUCKETS = (30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200)
@@ -429,7 +428,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, services: Services) -> None:
-    """Routes, request ids and metrics of one app (called by web/app.py's create_app)."""
+    """Routes, request ids and metrics of one app (called by web/core/app.py's create_app)."""
     app[METRICS] = Metrics(services)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

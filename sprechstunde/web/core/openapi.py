@@ -227,7 +227,7 @@ def path_item(operation: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
     return item
 
 
-# Liveness and readiness for load balancers (web/api.py, web/observability.py).
+# Liveness and readiness for load balancers (web/core/api.py, web/core/observability.py).
 HEALTH = Fragment(
     tags=[{"name": "operations", "description": "Health checks"}],
     paths={

@@ -6,7 +6,7 @@
 - Errors are rendered by web/core/errors.py; the helpers here end a connection whose response went out
   already (a WebSocket, a streamed download) instead of writing a second answer into it.
 - Capability tokens (join, waiting room, download, booking manage and join links) are never written to a
-  log: `mask_tokens` replaces them in any text (see web/observability.py's TokenFilter).
+  log: `mask_tokens` replaces them in any text (see web/core/observability.py's TokenFilter).
 """
 
 from __future__ import annotations

@@ -46,14 +46,14 @@ def _origin_of(url: str) -> str:
 
 def own_origins(request: web.Request, public_url: str) -> set[str]:
     """This server's origins: as the request addressed it (scheme after the trusted-proxy rule of
-    web/proxy.py, Host header) and the configured public URL."""
+    web/core/proxy.py, Host header) and the configured public URL."""
     return {f"{request.scheme}://{request.host}".lower(), _origin_of(public_url)}
 
 
 def cross_site(request: web.Request, public_url: str) -> bool:
     """Whether a POST was sent by a page of another site (login CSRF): its `Origin` — or, from a browser
     that sends none, its `Referer` — is neither this server as the request addressed it (scheme after
-    the trusted-proxy rule of web/proxy.py, Host header) nor the configured public URL. Browsers send
+    the trusted-proxy rule of web/core/proxy.py, Host header) nor the configured public URL. Browsers send
     `Origin` with every cross-site form POST (the Fetch standard), with or without JavaScript, and a page
     cannot forge it. A request with neither header comes from no browser (curl, a script): nothing to
     forge, so it passes. `Origin: null` (sandboxed frames, some redirects) is refused.
@@ -89,7 +89,7 @@ class Services:
     scheduling: SchedulingService
     booking_mailer: BookingMailer
     # anonymous POST /api/queue: at most 30 per minute from one address (a chatbot proxies many citizens)
-    # (web/ratelimit.py: counted per client network, on Redis shared by every node — build_services)
+    # (web/core/ratelimit.py: counted per client network, on Redis shared by every node — build_services)
     queue_throttle: RequestThrottle = field(default_factory=lambda: RequestThrottle(per_network=30))
     # anonymous booking requests (POST /api/bookings, the booking form): at most 60 per minute per address
     # (a city portal or the chatbot may book for many citizens)
@@ -116,7 +116,7 @@ class Services:
 
     async def sign_in(self, request: web.Request, username: str, password: str) -> StaffMember | str:
         """The member, or why not: "rate_limited" (refused before the password is checked) or "failed".
-        The rule of what is counted and refused is LoginThrottle's (web/ratelimit.py)."""
+        The rule of what is counted and refused is LoginThrottle's (web/core/ratelimit.py)."""
         async with self.throttle.attempt(username, request.remote) as attempt:
             if not attempt.allowed:
                 return "rate_limited"

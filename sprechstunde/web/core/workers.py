@@ -4,7 +4,7 @@ One asyncio process uses about one core. With `--workers N` (and `--redis`, whic
 this process serves the public port as node `<id>` and starts N-1 more `serve` processes on loopback ports
 as nodes `<id>-w1` … They divide the consultations among themselves (signaling/nodes.py: a room goes to
 the least-loaded node); a browser whose room runs on another worker is redirected to `/ws?node=…`, which
-this process relays to that worker (web/relay.py), while media flows between browser and worker directly.
+this process relays to that worker (web/core/relay.py), while media flows between browser and worker directly.
 A worker that exits is started again; stopping this process stops them all.
 """
 

@@ -81,9 +81,9 @@ async def login_page(request: web.Request) -> web.Response:
 @routes.post("/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
     services: Services = request.app[SERVICES]
-    if cross_site(request, services.config.public_url):  # login CSRF: see web/services.py
+    if cross_site(request, services.config.public_url):  # login CSRF: see web/core/services.py
         return services.pages.error(request, 403, "login.cross_site")
-    form = await request.post()
+    form = await read_form(request)  # a malformed body is a 400, not an error deep in aiohttp
     username = str(form.get("username", "")).strip().lower()[:40]
     password = str(form.get("password", ""))[:200]
     member = await services.sign_in(request, username, password)

@@ -1,6 +1,6 @@
 // The advisor's consultation controls on the call page (web/templates/_consultation.html): close with an
 // outcome, invite a guest (interpreter, colleague), transfer the citizen to another office's queue.
-// JSON API with the session's CSRF token in X-CSRF-Token (web/consultation_api.py).
+// JSON API with the session's CSRF token in X-CSRF-Token (web/consultations/api.py).
 
 import { $, show } from "./lib/dom.js";
 import { fetchJson } from "./lib/fetch.js";

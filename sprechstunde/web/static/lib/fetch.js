@@ -1,5 +1,5 @@
 // The one way page scripts call the JSON API: Accept/Content-Type, the staff CSRF header, and the server's
-// error body ({"error": {"code", "message", …}}, web/core/security.py json_error) as a thrown ApiError.
+// error body ({"error": {"code", "message", …}}, web/core/errors.py json_error) as a thrown ApiError.
 
 /** The header staff requests carry their session's CSRF token in (web/core/services.py CSRF_HEADER). */
 export const CSRF_HEADER = "X-CSRF-Token";
