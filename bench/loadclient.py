@@ -1,3 +1,4 @@
+# Over 500 lines: the load client is one process image (signaling, media, counters) started per core.
 """Load-client process: several simulated participants in one asyncio loop, cheap enough to share a core.
 
 Each participant speaks our signaling protocol, publishes the pre-encoded clip (no encoder) and counts
@@ -29,7 +30,8 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 
 from bench.clip import AUDIO_SAMPLES, FPS, SAMPLE_RATE, Clip
-from sprechstunde.media import aiortc_hooks
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
+from sprechstunde.media.aiortc_fork import transport as fork_transport
 
 KINDS = ("audio", "video")
 JOIN_TIMEOUT = 20.0
@@ -37,7 +39,7 @@ CLOSE_TIMEOUT = 5.0
 CATCH_UP_LIMIT = 0.1  # seconds a publisher may fall behind before it re-times instead of bursting
 MAX_REDIRECTS = 3  # `wrong_node` replies a participant follows before it gives up, as tests/rtc_client.py
 FIRST_NODE = "first"  # the node of a participant welcomed on the public URL itself (no ?node=)
-_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"  # private to aiortc 1.16, like media/aiortc_hooks.py
+_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"  # private to aiortc 1.16, like media/aiortc_fork/
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
 
@@ -304,10 +306,12 @@ class LoadParticipant:
                 sender = self.pc.addTrack(track)
                 sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
                 self.senders[kind] = sender
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        answer = await self.pc.createAnswer()
+        pin_host_addresses(self.pc)
+        await self.pc.setLocalDescription(answer)
         for transceiver in self.pc.getTransceivers():  # the clients' own cost, cut as the server's is
             if transceiver.receiver.transport is not None:
-                aiortc_hooks.shortcut_transport(transceiver.receiver.transport)
+                fork_transport.shortcut_transport(transceiver.receiver.transport)
         await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
 
     async def snapshot(self) -> Snapshot:
@@ -428,7 +432,7 @@ class LateJoiner(LoadParticipant):
                         state["done"] = True
                         self.first_decoded.append(time.monotonic())
 
-                aiortc_hooks.tap_receiver(transceiver.receiver, sink)
+                fork_receiver.tap_receiver(transceiver.receiver, sink)
                 return
 
     def late_summary(self, expected: int) -> dict[str, Any]:
@@ -469,16 +473,31 @@ async def _late_join(schedule: dict[str, Any], clip: Clip, session: aiohttp.Clie
     return result
 
 
+# The addresses the load clients announce as host candidates (loopback: the server's ICE policy and the
+# benchmark's network); pinned per connection, as the server does, so aiortc itself stays stock.
+HOST_ADDRESSES: list[str] = ["127.0.0.1"]
+
+
+def pin_host_addresses(pc: Any) -> None:
+    """Before a peer connection gathers (setLocalDescription): announce only HOST_ADDRESSES."""
+    for connection in fork_transport.ice_connections(pc):
+        fork_transport.pin_host_addresses(connection, HOST_ADDRESSES)
+
+
 async def _sleep_until(deadline: float) -> None:
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 
-async def _run(participants: list[dict[str, Any]], clip: Clip, schedule: dict[str, Any]) -> dict[str, Any]:
-    aiortc_hooks.set_host_addresses(["127.0.0.1"])
-    aiortc_hooks.speed_up_transport()
+async def _run(
+    participants: list[dict[str, Any]],
+    clip: Clip,
+    schedule: dict[str, Any],
+    factory: type[LoadParticipant] = LoadParticipant,
+) -> dict[str, Any]:
+    HOST_ADDRESSES[:] = schedule.get("addresses", ["127.0.0.1"])
     t0, t1 = schedule["t0"], schedule["t1"]
     async with aiohttp.ClientSession() as session:
-        peers = [LoadParticipant(spec, clip, schedule["ws_url"]) for spec in participants]
+        peers = [factory(spec, clip, schedule["ws_url"]) for spec in participants]
 
         async def join(peer: LoadParticipant) -> None:
             await _sleep_until(peer.spec["join_at"])
@@ -513,10 +532,15 @@ async def _run(participants: list[dict[str, Any]], clip: Clip, schedule: dict[st
 
 
 def client_main(
-    conn: Connection, participants: list[dict[str, Any]], clip: Clip, cpu: int | Collection[int] | None
+    conn: Connection,
+    participants: list[dict[str, Any]],
+    clip: Clip,
+    cpu: int | Collection[int] | None,
+    factory: type[LoadParticipant] = LoadParticipant,
 ) -> None:
     """Entry point of one load-client process: report ready, take the schedule, run, send results.
-    `cpu`: the core (or cores) it may run on, away from the server's."""
+    `cpu`: the core (or cores) it may run on, away from the server's; `factory`: the participant class,
+    which speaks the server's signaling (bench/janus_client.py's for the Janus reference)."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu} if isinstance(cpu, int) else set(cpu))
     conn.send(("ready", os.getpid()))
@@ -524,7 +548,7 @@ def client_main(
     for spec, join_at in zip(participants, schedule["join_at"], strict=True):
         spec["join_at"] = join_at
     try:
-        results = asyncio.run(_run(participants, clip, schedule))
+        results = asyncio.run(_run(participants, clip, schedule, factory))
         conn.send(("results", results))
     except Exception as exc:
         conn.send(("failed", repr(exc)))

@@ -1,3 +1,4 @@
+# Over 500 lines: one benchmark driver (server, load clients, Janus reference, report) read top to bottom.
 """Media benchmark: server CPU per consultation, forwarding vs. decode-and-re-encode (aiortc MediaRelay).
 
 N simulated 1:1 consultations (two participants each, both publishing 640×480@30 VP8 + Opus and
@@ -18,6 +19,12 @@ run of the same N (`--workers 1,2` runs both).
     .venv/bin/python -m bench.media_relay --quick    # N = 1, 2 with short windows
     .venv/bin/python -m bench.media_relay --modes forward --ns 8 --profile   # + py-spy per window
     .venv/bin/python -m bench.media_relay --modes forward --ns 8 --workers 1,2   # one vs two processes
+    .venv/bin/python -m bench.media_relay --modes forward --ns 16 --seconds 10   # the Janus ratio at 16
+
+After each forward run the same N consultations go through Janus WebRTC Server (videoroom plugin,
+bench/janus.py; Debian package `janus`, which `./run bench` installs), on the same core with the same
+load clients, and the table ends with Sprechstunde ÷ Janus server cores per consultation: a reference
+that carries over between machines. `--reference none` leaves it out.
 
 Results: a table on stdout and bench/results/media_relay.json (server logs and profiles next to it).
 """
@@ -904,14 +911,15 @@ def _contamination(run: dict) -> float:
     return max(s["foreign_cores"] or 0.0, s["foreign_client_cores"] or 0.0)
 
 
-def measure(mode: str, n: int, clip: Clip, plan: Plan, retries: int) -> dict:
-    """run_case on a quiet machine if possible: the cores are shared with whatever else runs here."""
+def measure(mode: str, n: int, clip: Clip, plan: Plan, retries: int, runner: Any = None) -> dict:
+    """run_case on a quiet machine if possible: the cores are shared with whatever else runs here.
+    `runner(mode, n, clip, plan)` stands in for run_case (the Janus reference)."""
     best: dict | None = None
     for attempt in range(retries + 1):
         cpus = plan.layout.used() if plan.workers > 1 and plan.layout else plan.cpus
         if cpus:
             wait_quiet(cpus, QUIET, 20.0)
-        run = run_case(mode, n, clip, plan)
+        run = (runner or run_case)(mode, n, clip, plan)
         run["attempt"] = attempt + 1
         if best is None or _contamination(run) < _contamination(best):
             best = run
@@ -921,6 +929,26 @@ def measure(mode: str, n: int, clip: Clip, plan: Plan, retries: int) -> dict:
         print(f"  ({label}: other load {_contamination(run):.2f} cores during the window; retrying)")
     assert best is not None
     return best
+
+
+def measure_reference(reference: Any, n: int, clip: Clip, plan: Plan, retries: int) -> dict:
+    """The Janus run of the same N and timing as the forward run just before it (bench/janus.py)."""
+    run = measure(
+        "janus",
+        n,
+        clip,
+        plan,
+        retries,
+        lambda _mode, n, clip, plan: reference.run_janus_case(n, clip, plan, RESULTS),
+    )
+    s = run["summary"]
+    print(
+        f"  janus N={n}: server {run['server_cores']:.3f} cores, {s['video_fps_mean']:.1f} fps, "
+        f"{s['joined']}/{2 * n} joined, clients {run['client_cores']:.2f} cores"
+        + (f", errors {s['errors']}" if s["errors"] else ""),
+        flush=True,
+    )
+    return run
 
 
 def _pinning() -> tuple[int, int] | None:
@@ -988,6 +1016,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis-url", default=REDIS_URL, help=f"the Redis that --workers K > 1 runs share [{REDIS_URL}]"
     )
+    parser.add_argument(
+        "--reference",
+        choices=("janus", "none"),
+        default="janus",
+        help="after each forward run, the same consultations through Janus's videoroom (bench/janus.py) "
+        "for Sprechstunde ÷ Janus cores per consultation; `./run bench` installs janus [janus]",
+    )
     parser.add_argument("--quick", action="store_true", help="N = 1, 2; 6 s windows, 3 s warm-up")
     parser.add_argument(
         "--json", type=Path, default=RESULTS / "media_relay.json", help="where to write results"
@@ -1015,6 +1050,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         if layout.warning:
             print(f"warning: {layout.warning}")
+    reference = None
+    if args.reference == "janus" and "forward" in modes:
+        from bench import janus as reference  # imports this module: loaded only when it is used
+
+        if reference.find_janus() is None or reference.find_modules() is None:
+            print(f"error: {reference.INSTALL_HINT}", file=sys.stderr)
+            return 2
     cpus = _pinning()
     if cpus:
         # this process, the room-create helpers and the load clients stay off the server core
@@ -1057,6 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 runs.append(run)
+                if reference is not None and mode == "forward" and workers == 1:
+                    runs.append(measure_reference(reference, n, clip, plan, args.retries))
                 if s["saturated"] and mode == "transcode":
                     # the server cannot carry this many: more consultations only measure a collapse
                     run["stopped_here"] = True
@@ -1066,6 +1110,8 @@ def main(argv: list[str] | None = None) -> int:
             if len(stopped) == len(worker_counts):
                 break
     table = render(runs)
+    if reference is not None:
+        table += "\n\n" + "\n".join(reference.reference_lines(runs))
     print()
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)

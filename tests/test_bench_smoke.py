@@ -24,6 +24,8 @@ def test_media_relay_benchmark_runs(tmp_path):
             "1",
             "--retries",
             "0",
+            "--reference",
+            "none",  # tests/test_bench_janus.py covers the Janus reference
             "--json",
             str(out),
         ],
