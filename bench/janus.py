@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -36,8 +35,8 @@ import aiohttp
 
 from bench.clip import Clip
 from bench.janus_client import JANUS_PROTOCOL, JanusParticipant, JanusSession
-from bench.loadclient import client_main
-from bench.server import free_port
+from bench.loadclient import collect_results, start_clients, stop_clients
+from bench.server import free_port, interrupt
 
 LIB_DIRS = (
     Path("/usr/lib/x86_64-linux-gnu/janus"),
@@ -200,13 +199,7 @@ class JanusProcess:
 
     def stop(self) -> None:
         """SIGINT, as Janus's own Ctrl-C handling expects; SIGKILL if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
 
 
 async def _info(url: str) -> dict[str, Any]:
@@ -287,23 +280,8 @@ def run_janus_case(n: int, clip: Clip, plan: Any, results: Path) -> dict:
             rooms = asyncio.run(create_rooms(janus.url, n))
             time.sleep(1.0)
             idle = bench.memory_mb(janus.pid)
-            context = multiprocessing.get_context("spawn")
             groups = assign(rooms, min(2 * n, bench.MAX_CLIENT_PROCESSES), plan.pair_gap, bench.STAGGER)
-            pipes = []
-            for group in groups:
-                parent, child = context.Pipe()
-                proc = context.Process(
-                    target=client_main, args=(child, group, clip, client_cpu, JanusParticipant), daemon=True
-                )
-                proc.start()
-                child.close()
-                procs.append(proc)
-                pipes.append(parent)
-            client_pids = []
-            for pipe in pipes:
-                if not pipe.poll(60):
-                    raise RuntimeError("a load client did not start")
-                client_pids.append(pipe.recv()[1])
+            procs, pipes, client_pids = start_clients(groups, clip, client_cpu, JanusParticipant)
             start = time.monotonic() + 0.5
             last_join = start + max(spec["join_at"] for group in groups for spec in group)
             t0 = last_join + plan.warmup
@@ -331,23 +309,9 @@ def run_janus_case(n: int, clip: Clip, plan: Any, results: Path) -> dict:
             busy_after = bench._core_busy()
             wall = time.monotonic() - wall_before
             memory = bench.memory_mb(janus.pid)
-            participants: list[dict[str, Any]] = []
-            failures = []
-            for pipe in pipes:
-                if not pipe.poll(60):
-                    failures.append("a load client sent no results")
-                    continue
-                status, payload = pipe.recv()
-                if status == "results":
-                    participants.extend(payload["participants"])
-                else:
-                    failures.append(payload)
+            participants, _, failures = collect_results(pipes)  # no late joiner in Janus runs
         finally:
-            for proc in procs:
-                proc.join(timeout=15)
-                if proc.is_alive():
-                    proc.terminate()
-                    proc.join(timeout=5)
+            stop_clients(procs)
             if janus is not None:
                 janus.stop()
     raw = {

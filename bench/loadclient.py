@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Collection
@@ -554,3 +555,59 @@ def client_main(
         conn.send(("failed", repr(exc)))
     finally:
         conn.close()
+
+
+# --- the benchmark's side of the load-client processes (bench/media_relay.py and bench/janus.py) ---
+
+
+def start_clients(
+    groups: list[list[dict[str, Any]]],
+    clip: Clip,
+    cpu: int | Collection[int] | None,
+    factory: type[LoadParticipant] = LoadParticipant,
+) -> tuple[list[multiprocessing.Process], list[Connection], list[int]]:
+    """One spawned process per group of participants; returns the processes, the parent ends of their
+    pipes and their pids once every one has reported ready (RuntimeError after 60 s without)."""
+    context = multiprocessing.get_context("spawn")
+    procs, pipes = [], []
+    for group in groups:
+        parent, child = context.Pipe()
+        proc = context.Process(target=client_main, args=(child, group, clip, cpu, factory), daemon=True)
+        proc.start()
+        child.close()
+        procs.append(proc)
+        pipes.append(parent)
+    pids = []
+    for pipe in pipes:
+        if not pipe.poll(60):
+            raise RuntimeError("a load client did not start")
+        pids.append(pipe.recv()[1])
+    return procs, pipes, pids
+
+
+def collect_results(pipes: list[Connection]) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """Every client process's participants, the late joiner's figures (if one was scheduled) and the
+    failures, one line each."""
+    participants: list[dict[str, Any]] = []
+    late_joiner = None
+    failures = []
+    for pipe in pipes:
+        if not pipe.poll(60):
+            failures.append("a load client sent no results")
+            continue
+        status, payload = pipe.recv()
+        if status == "results":
+            participants.extend(payload["participants"])
+            late_joiner = late_joiner or payload["late"]
+        else:
+            failures.append(payload)
+    return participants, late_joiner, failures
+
+
+def stop_clients(procs: list[multiprocessing.Process]) -> None:
+    """Wait for the client processes to end; terminate one that hangs."""
+    for proc in procs:
+        proc.join(timeout=15)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)

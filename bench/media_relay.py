@@ -52,7 +52,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from bench.clip import Clip, build_clip, check_decodable
-from bench.loadclient import FIRST_NODE, client_main
+from bench.loadclient import FIRST_NODE, collect_results, start_clients, stop_clients
 from bench.server import ServerProcess, free_port
 from sprechstunde.rooms.tokens import TokenSigner
 from sprechstunde.signaling.nodes import HEARTBEAT_SECONDS, NODE_KIND
@@ -401,22 +401,9 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
             pids = [pid for _, pid in nodes]
             time.sleep(1.0)
             idle = [memory_mb(pid) for pid in pids]
-            context = multiprocessing.get_context("spawn")
             processes = min(2 * n, MAX_CLIENT_PROCESSES)
             groups = _assign(rooms, processes, plan.pair_gap, stagger)
-            pipes = []
-            for group in groups:
-                parent, child = context.Pipe()
-                proc = context.Process(target=client_main, args=(child, group, clip, clients_on), daemon=True)
-                proc.start()
-                child.close()
-                procs.append(proc)
-                pipes.append(parent)
-            client_pids = []
-            for pipe in pipes:
-                if not pipe.poll(60):
-                    raise RuntimeError("a load client did not start")
-                client_pids.append(pipe.recv()[1])
+            procs, pipes, client_pids = start_clients(groups, clip, clients_on)
             start = time.monotonic() + 0.5
             last_join = start + max(spec["join_at"] for group in groups for spec in group)
             t0 = last_join + plan.warmup
@@ -453,25 +440,9 @@ def run_case(mode: str, n: int, clip: Clip, plan: Plan) -> dict:
             for profiler, suffix in profilers:
                 if profiler is not None:
                     summarise_profile(profiler, RESULTS / f"profile-{mode}-{n}{suffix}")
-            participants: list[dict[str, Any]] = []
-            late_joiner = None
-            failures = []
-            for pipe in pipes:
-                if not pipe.poll(60):
-                    failures.append("a load client sent no results")
-                    continue
-                status, payload = pipe.recv()
-                if status == "results":
-                    participants.extend(payload["participants"])
-                    late_joiner = late_joiner or payload["late"]
-                else:
-                    failures.append(payload)
+            participants, late_joiner, failures = collect_results(pipes)
         finally:
-            for proc in procs:
-                proc.join(timeout=15)
-                if proc.is_alive():
-                    proc.terminate()
-                    proc.join(timeout=5)
+            stop_clients(procs)
             if server is not None:
                 server.stop()  # the first process stops its workers
             if prefix is not None:

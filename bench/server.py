@@ -23,6 +23,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def interrupt(proc: subprocess.Popen) -> None:
+    """Stop a server process as an operator's Ctrl-C would (SIGINT), and SIGKILL it if it has not ended
+    within 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ServerProcess:
     """The server with the demo account off and media announced on 127.0.0.1; optionally pinned to one
     core (`cpu`) so that its CPU time can be measured apart from the load."""
@@ -77,13 +89,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGINT first, so the server shuts down as an operator's Ctrl-C would."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
 
     def __enter__(self) -> ServerProcess:
         return self
