@@ -178,6 +178,16 @@ class TcpProxy:
         self.drop()
 
 
+def add_staff(data_dir: Path, username: str, password: str, office: str, language: str = "de") -> None:
+    """A staff account in `data_dir`, through the real CLI (as an operator adds one)."""
+    command = [
+        sys.executable, "-m", "sprechstunde", "user", "add", username, "--office", office,
+        "--language", language, "--password-stdin", "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    subprocess.run(command, cwd=ROOT, input=password + "\n", text=True, check=True, timeout=30,
+                   capture_output=True)  # fmt: skip
+
+
 def create_room(server, base_url: str | None = None) -> dict:
     command = [sys.executable, "-m", "sprechstunde", "room", "create", "--office", "vhs"]
     command += ["--data-dir", str(server["data_dir"]), "--base-url", base_url or server["base_url"]]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from sprechstunde.web.core.services import CSRF_HEADER
-from tests.browser_support import DESKTOP, MOBILE, ROOT, running_server
+from tests.browser_support import DESKTOP, MOBILE, ROOT, add_staff, running_server
 
 STATIC = ROOT / "sprechstunde" / "web" / "static"
 LIB = STATIC / "lib"
@@ -77,12 +75,7 @@ def test_every_import_names_an_export():
 @pytest.fixture(scope="module")
 def lib_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("static-lib")
-    command = [
-        sys.executable, "-m", "sprechstunde", "user", "add", ADVISOR[0], "--office", "vhs",
-        "--language", "de", "--password-stdin", "--data-dir", str(data_dir),
-    ]  # fmt: skip
-    subprocess.run(command, cwd=ROOT, input=ADVISOR[1] + "\n", text=True, check=True, timeout=30,
-                   capture_output=True)  # fmt: skip
+    add_staff(data_dir, *ADVISOR, office="vhs")
     offices, services = HERE / "booking_offices.toml", HERE / "booking_services.toml"
     with running_server(data_dir, "--offices", str(offices), "--services", str(services)) as server:
         yield server

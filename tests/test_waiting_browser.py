@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime
@@ -22,7 +20,7 @@ import pytest
 from tests.browser_support import (
     DESKTOP,
     MOBILE,
-    ROOT,
+    add_staff,
     assert_media_flows,
     running_server,
     screenshot,
@@ -38,12 +36,7 @@ ADVISOR = ("berater", "ein-langes-test-passwort-7")
 @pytest.fixture(scope="module")
 def waiting_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("waiting")
-    command = [
-        sys.executable, "-m", "sprechstunde", "user", "add", ADVISOR[0], "--office", "buergertelefon",
-        "--language", "de", "--password-stdin", "--data-dir", str(data_dir),
-    ]  # fmt: skip
-    subprocess.run(command, cwd=ROOT, input=ADVISOR[1] + "\n", text=True, check=True, timeout=30,
-                   capture_output=True)  # fmt: skip
+    add_staff(data_dir, *ADVISOR, office="buergertelefon")
     with running_server(data_dir, "--offices", str(OFFICES)) as server:
         yield server
 
