@@ -193,6 +193,10 @@ async def api_guest(request: web.Request) -> web.Response:
     )
 
 
+# the ?office= of the staff lists: one of the member's offices, or all of them when left out
+YOUR_OFFICES = query("office", {"type": "string"}, description="one office; default: all of yours")
+
+
 # --- tickets and questions ------------------------------------------------------------------------
 
 
@@ -205,7 +209,7 @@ async def api_guest(request: web.Request) -> web.Response:
     errors=(400, 403),
     params=(
         query("status", {"enum": list(TICKET_STATUSES)}),
-        query("office", {"type": "string"}, description="one office; default: all of yours"),
+        YOUR_OFFICES,
     ),
 )
 async def api_tickets(request: web.Request) -> web.Response:
@@ -340,7 +344,7 @@ DAY_QUERY = {"type": "string", "format": "date", "examples": ["2026-11-24"]}
     answers={200: StatisticsOut},
     errors=(400, 403),
     params=(
-        query("office", {"type": "string"}, description="one office; default: all of yours"),
+        YOUR_OFFICES,
         query("from", DAY_QUERY, description=f"default: {DEFAULT_STATS_DAYS} days before `to`"),
         query("to", DAY_QUERY, description="default: today"),
     ),
