@@ -85,10 +85,19 @@ def self_signed(directory: Path, name: str = "localhost") -> None:
 # --- nginx -------------------------------------------------------------------------------------------
 
 
+def nginx_modules(prefix: Path) -> None:
+    """Debian's modules-enabled/*.conf load the stream module by a path relative to nginx's prefix (-p):
+    the test's prefix gets the package's modules directory."""
+    if not (Path("/etc/nginx/modules-enabled") / "50-mod-stream.conf").exists():
+        pytest.fail("nginx's stream module is missing: apt-get install libnginx-mod-stream (./run test)")
+    (prefix / "modules").symlink_to("/usr/share/nginx/modules")
+
+
 def test_nginx_conf_passes_nginx_t(tmp_path):
     nginx = tool("nginx", "nginx")
     shutil.copy(DEPLOY / "nginx.conf", tmp_path / "nginx.conf")
     self_signed(tmp_path / "certs")
+    nginx_modules(tmp_path)
     result = subprocess.run(
         [nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", f"{tmp_path}/", "-e", "stderr"],
         capture_output=True, text=True, timeout=30,
@@ -97,14 +106,18 @@ def test_nginx_conf_passes_nginx_t(tmp_path):
     assert "test is successful" in result.stderr
 
 
-def render_nginx(tmp_path: Path, http: int, https: int, nodes: list[int]) -> Path:
-    """The shipped config with test-local ports, pid, logs and temp paths; nothing else changed."""
+def render_nginx(tmp_path: Path, http: int, https: int, nodes: list[int], turn_tls: int = 5349) -> Path:
+    """The shipped config with test-local ports (`https`: the stream block's 443, `turn_tls`: coturn's
+    TLS port), pid, logs, sockets and temp paths; nothing else changed."""
     text = (DEPLOY / "nginx.conf").read_text()
     replacements = [
         ("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;"),
         ("access_log /dev/stdout privacy;", f"access_log {tmp_path}/access.log privacy;"),
         ("listen 80;", f"listen 127.0.0.1:{http};"),
-        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https} ssl http2;"),
+        ("listen 443;", f"listen 127.0.0.1:{https};"),
+        ("/run/nginx-https.sock", f"{tmp_path}/https.sock"),
+        ("/run/nginx-turns.sock", f"{tmp_path}/turns.sock"),
+        ("proxy_pass 127.0.0.1:5349;", f"proxy_pass 127.0.0.1:{turn_tls};"),
         ("server 127.0.0.1:8081", f"server 127.0.0.1:{nodes[0]}"),
         ("server 127.0.0.1:8082", f"server 127.0.0.1:{nodes[1]}"),
     ]
@@ -118,7 +131,11 @@ def render_nginx(tmp_path: Path, http: int, https: int, nodes: list[int]) -> Pat
     for kind in kinds:
         (tmp_path / kind).mkdir(mode=0o777, exist_ok=True)
         os.chmod(tmp_path / kind, 0o777)  # workers run as nobody when the test runs as root
+    if os.geteuid() == 0:
+        # workers would run as nobody, who cannot enter pytest's 0700 directories (the unix sockets)
+        text = text.replace("worker_processes auto;", "user root;\nworker_processes auto;", 1)
     self_signed(tmp_path / "certs")
+    nginx_modules(tmp_path)
     path = tmp_path / "nginx.conf"
     path.write_text(text)
     return path

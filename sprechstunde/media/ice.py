@@ -28,6 +28,15 @@ class IceConfig:
     policy: IcePolicy = field(default_factory=IcePolicy)
 
 
+def tls_turn_url(value: str) -> str:
+    """`--turn-tls-url` as given: a `turns:` URL over TCP. Browsers behind firewalls that open only 443
+    reach TURN this way (deploy/nginx.conf routes TLS without HTTP ALPN on 443 to coturn), so a `turn:`
+    or `?transport=udp` URL here would silently not help them."""
+    if not value.startswith("turns:") or "transport=udp" in value or not value[6:].split("?")[0]:
+        raise ValueError(f"{value!r} is not a turns:<host>:<port>?transport=tcp URL")
+    return value
+
+
 def turn_credentials(secret: str, user: str, ttl: int, now: float | None = None) -> tuple[str, str]:
     username = f"{int((now or time.time()) + ttl)}:{user}"
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()

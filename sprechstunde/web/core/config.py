@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from sprechstunde.media.ice import IceConfig
+from sprechstunde.media.ice import IceConfig, tls_turn_url
 from sprechstunde.media.ice_policy import IcePolicy
 from sprechstunde.media.session import MEDIA_MODES
 from sprechstunde.scheduling.mail import SECURITY
@@ -158,6 +158,14 @@ class Config:
     turn_urls: list[str] = setting([], "TURN_URLS", "TURN server URL (coturn), repeatable", flag="--turn-url")
     turn_secret: str | None = setting(
         None, "TURN_SECRET", "coturn static-auth-secret for time-limited credentials"
+    )
+    turn_tls_url: str | None = setting(
+        None,
+        "TURN_TLS_URL",
+        "TURN over TLS on port 443, offered next to --turn-url for networks that open only 443, e.g. "
+        "turns:video.stadt.de:443?transport=tcp (deploy/nginx.conf routes it to coturn)",
+        parse=tls_turn_url,
+        metavar="URL",
     )
     media_addresses: list[str] = setting(
         [],
@@ -349,7 +357,7 @@ class Config:
     def ice(self) -> IceConfig:
         return IceConfig(
             stun_urls=self.stun_urls,
-            turn_urls=self.turn_urls,
+            turn_urls=[*self.turn_urls, *([self.turn_tls_url] if self.turn_tls_url else [])],
             turn_secret=self.turn_secret,
             policy=IcePolicy.build(self.ice_allow, self.ice_deny, self.media_addresses),
         )
