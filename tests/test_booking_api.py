@@ -245,9 +245,14 @@ async def test_citizen_reschedules_by_token(client, services):
     )
     assert moved.status == 201
     new = await moved.json()
-    assert new["starts_at"] == at("09:20").isoformat() and new["booking_id"] != booked["booking_id"]
-    old = await (await client.get(f"/api/bookings/{booked['manage_token']}")).json()
-    assert old["status"] == "rescheduled" and old["rescheduled_to"] == new["booking_id"]
+    assert new["starts_at"] == at("09:20").isoformat() and new["booking_id"] == booked["booking_id"]
+    assert (new["reference"], new["manage_url"], new["join_url"]) == (
+        booked["reference"],
+        booked["manage_url"],
+        booked["join_url"],
+    )
+    now = await (await client.get(f"/api/bookings/{booked['manage_token']}")).json()
+    assert now["status"] == "booked" and now["starts_at"] == at("09:20").isoformat()
     slots = await (
         await client.get(f"/api/booking/offices/vhs/services/weiterbildung/slots?date={TUESDAY}")
     ).json()
@@ -280,6 +285,7 @@ async def test_advisor_routes_need_session_and_csrf(client, services):
     )
     assert moved.status == 201
     new_id = (await moved.json())["booking_id"]
+    assert new_id == booked["booking_id"] and (await moved.json())["reference"] == booked["reference"]
     services.waiting.clock.set(at("09:25"))
     marked = await client.post(f"/api/staff/appointments/{new_id}/no-show", headers=headers)
     assert marked.status == 200 and (await marked.json())["status"] == "no_show"

@@ -34,7 +34,6 @@ from sprechstunde.scheduling.records import (
     BOOKING_KIND,
     IDEMPOTENCY_KIND,
     NO_SHOW,
-    RESCHEDULED,
     SEATS_KIND,
     Booking,
 )
@@ -221,9 +220,9 @@ async def test_a_kill_at_any_point_of_a_cancellation_leaves_no_orphan_seat(data)
 
 @pytest.mark.parametrize("target", ["2027-01-12 08:40", "2027-01-13 09:20"], ids=["same-day", "other-day"])
 async def test_a_kill_at_any_point_of_a_reschedule_keeps_exactly_one_appointment(data, target):
-    """Issue 15, finding 8: moving an appointment books the new slot, marks the old one rescheduled and
-    frees its seat in one step: after a kill the citizen has the old or the new appointment, never both,
-    never none, and no seat is held by the one that is gone."""
+    """Issue 15, finding 8 and issue 17, item 11: moving an appointment changes its time, takes the new
+    seat and frees the old one in one step: after a kill the citizen has the one appointment, with its
+    reference and links, at the old time or at the new one — never both seats, never none."""
 
     async def prepare(world):
         return await book(world, "2027-01-12 08:00")
@@ -232,11 +231,11 @@ async def test_a_kill_at_any_point_of_a_reschedule_keeps_exactly_one_appointment
         await world.scheduling.reschedule(booked.booking, at(target).isoformat())
 
     async def after(world, booked, bookings):
-        live = [b for b in bookings.values() if b.status == BOOKED]
-        assert len(live) == 1
-        if live[0].booking_id != booked.booking.booking_id:
-            old = bookings[booked.booking.booking_id]
-            assert old.status == RESCHEDULED and old.rescheduled_to == live[0].booking_id
+        assert list(bookings) == [booked.booking.booking_id]
+        now = bookings[booked.booking.booking_id]
+        assert now.status == BOOKED and now.reference == booked.booking.reference
+        assert (now.starts_at, now.sequence) in [(booked.booking.starts_at, 0), (at(target).timestamp(), 1)]
+        assert world.scheduling.booked(now).join_token == booked.join_token
 
     assert await _each_crash_point(data, prepare, operation, after) >= 1
 
@@ -381,7 +380,7 @@ async def test_kill_9_during_booking_bursts_leaves_seats_and_bookings_consistent
     bursts of bookings, cancellations and moves, round after round on the same data. After each kill:
     every seat taken belongs to a booking that exists (none lost for good), every booking has its seat,
     every booking answered 201 exists, every cancellation answered 200 stands, and every move answered
-    201 left the new booking booked and the old one rescheduled."""
+    201 kept the booking (its id and reference) booked."""
     async with contextlib.AsyncExitStack() as stack:
         data_dir = tmp_path / "data"
         data_dir.mkdir()
@@ -424,8 +423,10 @@ async def test_kill_9_during_booking_bursts_leaves_seats_and_bookings_consistent
                 elif kind == "cancel" and status == 200:
                     promised[about["booking_id"]] = "cancelled"
                 elif kind == "move" and status == 201:
-                    promised[about["booking_id"]] = RESCHEDULED
-                    promised[body["booking_id"]] = BOOKED
+                    # issue 17, item 11: the same booking, at its new time
+                    assert body["booking_id"] == about["booking_id"]
+                    assert body["reference"] == about["reference"]
+                    promised[about["booking_id"]] = BOOKED
                     earlier.append(body)
             earlier = earlier[:6]
             store = open_data()

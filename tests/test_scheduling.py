@@ -154,22 +154,24 @@ async def test_cancel_frees_the_seat(world):
     assert again.booking.reference != booked.booking.reference
 
 
-async def test_reschedule_books_the_new_slot_then_frees_the_old(world):
+async def test_reschedule_takes_the_new_slot_and_frees_the_old(world):
+    """Issue 17, item 11: the appointment stays the same booking (reference, links) at the new time."""
     await world.advisor("anna")
     booked = await book(world, "2027-01-12 08:00")
     moved = await world.scheduling.reschedule(booked.booking, at("2027-01-12 08:40").isoformat())
-    assert moved.booking.rescheduled_from == booked.booking.booking_id
-    old = await world.scheduling.get(booked.booking.booking_id)
-    assert old.status == "rescheduled" and old.rescheduled_to == moved.booking.booking_id
+    assert moved.booking.booking_id == booked.booking.booking_id
+    assert moved.booking.reference == booked.booking.reference and moved.booking.sequence == 1
+    assert (moved.manage_token, moved.join_token) == (booked.manage_token, booked.join_token)
     assert starts(await world.scheduling.slots("vhs", "beratung", TUESDAY))[0] == "08:00"
     # a slot nobody can take: nothing changes
     await book(world, "2027-01-12 10:00")
     with pytest.raises(BookingError) as caught:
         await world.scheduling.reschedule(moved.booking, at("2027-01-12 10:00").isoformat())
     assert caught.value.code == "slot_taken"
-    assert (await world.scheduling.get(moved.booking.booking_id)).status == "booked"
+    assert await world.scheduling.get(moved.booking.booking_id) == moved.booking
+    cancelled = await world.scheduling.cancel(moved.booking)
     with pytest.raises(BookingError) as caught:
-        await world.scheduling.reschedule(old, at("2027-01-12 11:20").isoformat())
+        await world.scheduling.reschedule(cancelled, at("2027-01-12 11:20").isoformat())
     assert caught.value.code == "not_booked"
 
 

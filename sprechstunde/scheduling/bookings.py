@@ -10,13 +10,14 @@ is left, get `slot_taken` with fresh slots. Cancelling removes the interval.
 
 Seat and booking change in one atomic write (`Store.compare_and_set_many`, issue 15 finding 8): the
 seat interval, the booking record, the year's reference counter and the idempotency claim when booking;
-the status and the freed interval when cancelling; both bookings and both seats when rescheduling. A
+the status and the freed interval when cancelling; the booking and both seats when moving it. A
 process killed at any moment (kill -9 during a burst of bookings) therefore leaves either all of it or
 none — never a seat held for a booking that does not exist, which would lower a slot's capacity for
 good. `release_orphan_seats` repairs data written by older versions, at the first start-up of this one.
 
 Tokens: a booking has a manage token (cancel/reschedule, valid until 60 days after the appointment)
-and, for video, a join token; both are signed by the server secret and carry only the booking id.
+and, for video, a join token; both are signed by the server secret and carry only the booking id. A
+move keeps the booking, so its reference, both links and the calendar UID stay (issue 17, item 11).
 """
 
 from __future__ import annotations
@@ -174,27 +175,13 @@ class SchedulingService(SlotCalendar):
         end: datetime,
         person: Person,
         *,
-        moving: Booking | None = None,
-        by: str | None = None,
         claim: tuple[str, Record] | None = None,
     ) -> Booked:
-        """Book the slot with the least busy free advisor. With `moving`, that booking's seat counts as
-        free, and it is marked rescheduled and its seat freed in the same write as the new booking; with
-        `claim` (idempotency key, claim record), the claim learns the booking id in that write too."""
-        day = start.date()
-        advisors = await self._advisors(office, language)
+        """Book the slot with the least busy free advisor; with `claim` (idempotency key, claim record),
+        the claim learns the booking id in the same write as the booking."""
         busy_until = end.timestamp() + service.buffer * 60
-        booking_id = secrets.token_urlsafe(12)
-        ignore = moving.booking_id if moving is not None else None
-        candidates = []
-        for name, pattern in advisors.items():
-            if not within(pattern.intervals(day), start, end):
-                continue
-            seats = await self._seats(name, day)
-            if not overlaps(seats, start.timestamp(), busy_until, ignore):
-                candidates.append((len(seats), name))
         draft = Booking(
-            booking_id=booking_id,
+            booking_id=secrets.token_urlsafe(12),
             reference="",
             office=office.id,
             service=service.id,
@@ -208,68 +195,65 @@ class SchedulingService(SlotCalendar):
             email=person.email,
             phone=person.phone,
             created_at=0.0,
-            rescheduled_from=ignore,
         )
-        # The least busy advisor first, so appointments spread over the team.
-        for _, name in sorted(candidates):
-            written = await self._write_booking(replace(draft, advisor=name), office, moving, by, claim)
-            if written is not None:
-                booking, old = written
+        for name in await self._free_advisors(office, language, start, end, busy_until):
+            booking = await self._write_booking(replace(draft, advisor=name), office, claim)
+            if booking is not None:
                 self._changed(booking)
-                if old is not None:
-                    self._changed(old)
                 return self.booked(booking)
-        fresh = await self._day_slots(office, service, day, language, ignore=ignore)
-        raise BookingError(
-            "slot_taken",
-            "Dieser Termin ist gerade vergeben",
-            409,
-            slots=[s.as_json() for s in fresh],
+        raise await self._slot_taken(office, service, start, language)
+
+    async def _free_advisors(
+        self,
+        office: Office,
+        language: str,
+        start: datetime,
+        end: datetime,
+        busy_until: float,
+        keep: Booking | None = None,
+    ) -> list[str]:
+        """The advisors who could take [start, busy_until), least busy that day first so appointments
+        spread over the team; when moving `keep`, its own seat counts as free and its advisor comes
+        first (the citizen keeps their advisor where possible)."""
+        day = start.date()
+        ignore = keep.booking_id if keep is not None else None
+        candidates = []
+        for name, pattern in (await self._advisors(office, language)).items():
+            if not within(pattern.intervals(day), start, end):
+                continue
+            seats = await self._seats(name, day)
+            if not overlaps(seats, start.timestamp(), busy_until, ignore):
+                candidates.append((keep is None or name != keep.advisor, len(seats), name))
+        return [name for *_, name in sorted(candidates)]
+
+    async def _slot_taken(
+        self, office: Office, service: Service, start: datetime, language: str, ignore: str | None = None
+    ) -> BookingError:
+        """`slot_taken` (409) with the day's fresh slots, for the form to offer instead."""
+        fresh = await self._day_slots(office, service, start.date(), language, ignore=ignore)
+        return BookingError(
+            "slot_taken", "Dieser Termin ist gerade vergeben", 409, slots=[s.as_json() for s in fresh]
         )
 
     async def _write_booking(
-        self,
-        draft: Booking,
-        office: Office,
-        moving: Booking | None,
-        by: str | None,
-        claim: tuple[str, Record] | None,
-    ) -> tuple[Booking, Booking | None] | None:
+        self, draft: Booking, office: Office, claim: tuple[str, Record] | None
+    ) -> Booking | None:
         """Write `draft` with its seat in one atomic change (see the module docstring); None when the
         advisor's seat is taken. Each attempt reads everything it changes afresh, so a lost race with
-        any other change (another booking, the year's counter, a cancellation of `moving`) is retried
-        on the current state and decided there."""
+        any other change (another booking, the year's counter) is retried on the current state and
+        decided there."""
         seats_at = seat_key(draft.advisor, draft.local_start(office).date())
         year = draft.local_start(office).year
         while True:
             seats = await self._store.get(SEATS_KIND, seats_at)
             busy = seats["busy"] if seats else []
-            if overlaps(busy, draft.starts_at, draft.busy_until, draft.rescheduled_from):
+            if overlaps(busy, draft.starts_at, draft.busy_until):
                 return None
             busy = [*busy, [draft.starts_at, draft.busy_until, draft.booking_id]]
-            changes: list[Change] = []
-            old = None
-            now = self.clock()
-            if moving is not None:
-                record = await self._booking_record(moving.booking_id)
-                current = from_record(Booking, record)
-                old = replace(
-                    current,
-                    status=RESCHEDULED,
-                    rescheduled_to=draft.booking_id,
-                    changed_at=now,
-                    changed_by=by,
-                )
-                changes.append(Change(BOOKING_KIND, current.booking_id, record, asdict(old)))
-                old_key = seat_key(current.advisor, current.local_start(office).date())
-                if old_key == seats_at:
-                    busy = [b for b in busy if b[2] != current.booking_id]
-                else:
-                    changes += await self._seat_release(old_key, current.booking_id)
             counter = await self._store.get(REFERENCE_KIND, str(year))
             number = (counter or {}).get("n", 0) + 1
-            booking = replace(draft, reference=f"T-{year}-{number:06d}", created_at=now)
-            changes += [
+            booking = replace(draft, reference=f"T-{year}-{number:06d}", created_at=self.clock())
+            changes = [
                 Change(SEATS_KIND, seats_at, seats, {"busy": sorted(busy)}),
                 Change(REFERENCE_KIND, str(year), counter, {"n": number}),
                 Change(BOOKING_KIND, booking.booking_id, None, asdict(booking)),
@@ -279,7 +263,7 @@ class SchedulingService(SlotCalendar):
                 done = expected | {"booking_id": booking.booking_id}
                 changes.append(Change(IDEMPOTENCY_KIND, key, expected, done, ttl=IDEMPOTENCY_TTL))
             if await self._store.compare_and_set_many(changes):
-                return booking, old
+                return booking
             # Lost a race: retried on fresh reads above — unless what failed cannot change by retrying.
             if await self._store.get(BOOKING_KIND, draft.booking_id) is not None:
                 raise BookingError("conflict", "booking id collision; try again", 409)
@@ -338,14 +322,17 @@ class SchedulingService(SlotCalendar):
         return Booked(booking, self.manage_token(booking), self.join_token(booking))
 
     def manage_token(self, booking: Booking) -> str:
-        exp = int(booking.ends_at + TOKEN_DAYS_AFTER * 86400)
-        return self._signer.sign(MANAGE_PURPOSE, {"b": booking.booking_id, "exp": exp})
+        return self._signer.sign(MANAGE_PURPOSE, {"b": booking.booking_id, "exp": self._token_exp(booking)})
 
     def join_token(self, booking: Booking) -> str | None:
         if booking.channel != VIDEO:
             return None
-        exp = int(booking.ends_at + TOKEN_DAYS_AFTER * 86400)
-        return self._signer.sign(JOIN_PURPOSE, {"b": booking.booking_id, "exp": exp})
+        return self._signer.sign(JOIN_PURPOSE, {"b": booking.booking_id, "exp": self._token_exp(booking)})
+
+    @staticmethod
+    def _token_exp(booking: Booking) -> int:
+        """The expiry in the booking's tokens: fixed at its first time, so a move keeps its links."""
+        return booking.token_exp or int(booking.ends_at + TOKEN_DAYS_AFTER * 86400)
 
     async def get(self, booking_id: Any) -> Booking | None:
         if not isinstance(booking_id, str) or len(booking_id) > 64:
@@ -359,9 +346,18 @@ class SchedulingService(SlotCalendar):
         try:
             claims = self._signer.verify(purpose, token)
         except TokenError as exc:
-            if exc.reason == "expired":
+            if exc.reason != "expired":
+                raise BookingError("invalid_token", "this appointment link is not valid", 403) from None
+            claims = self._signer.claims(purpose, token)
+            moved = await self.get(claims.get("b"))
+            # An appointment moved later keeps its links, signed with the first expiry: they live on
+            # until TOKEN_DAYS_AFTER its present end.
+            if (
+                moved is None
+                or claims["exp"] != self._token_exp(moved)
+                or self.clock() >= moved.ends_at + TOKEN_DAYS_AFTER * 86400
+            ):
                 raise BookingError("expired", "this appointment link has expired", 410) from None
-            raise BookingError("invalid_token", "this appointment link is not valid", 403) from None
         booking = await self.get(claims.get("b"))
         if booking is None:
             raise BookingError("unknown_booking", "this appointment does not exist (any more)", 404)
@@ -389,18 +385,73 @@ class SchedulingService(SlotCalendar):
         return updated
 
     async def reschedule(self, booking: Booking, starts_at: Any, *, by: str | None = None) -> Booked:
-        """Move an appointment: in one atomic write the new slot is booked (the old seat counts as free
-        for it), the old booking marked rescheduled and its seat freed. If the new slot cannot be had,
-        or the old booking changed meanwhile, nothing changes."""
+        """Move an appointment to another slot. It stays the same booking (issue 17, item 11): reference,
+        manage and join links and calendar UID are kept; times and perhaps the advisor change and the
+        SEQUENCE goes up, so the mail job sends an updated invitation instead of a cancellation. The new
+        seat is taken and the old one freed in the same atomic write as the booking: a kill at any
+        moment leaves the appointment at the old time or at the new one, each with its one seat. If the
+        new slot cannot be had, or the booking changed meanwhile, nothing changes."""
         self._check_changeable(booking)
         office, service = self.service(booking.office, booking.service, booking.channel)
         start, end = self.check_slot(office, service, starts_at)
         if start.timestamp() == booking.starts_at:
             raise BookingError("same_slot", "this is already the time of the appointment", 400)
-        person = Person(booking.name, booking.email, booking.phone)
-        return await self._book(
-            office, service, booking.channel, booking.language, start, end, person, moving=booking, by=by
-        )
+        busy_until = end.timestamp() + service.buffer * 60
+        for name in await self._free_advisors(office, booking.language, start, end, busy_until, booking):
+            written = await self._write_move(booking.booking_id, office, start, end, busy_until, name, by)
+            if written is not None:
+                moved, before = written
+                if before.entry_id:  # waiting for the old time: that place in line is given up
+                    await self._queue.leave(before.entry_id)
+                self._changed(moved)
+                return self.booked(moved)
+        raise await self._slot_taken(office, service, start, booking.language, booking.booking_id)
+
+    async def _write_move(
+        self,
+        booking_id: str,
+        office: Office,
+        start: datetime,
+        end: datetime,
+        busy_until: float,
+        advisor: str,
+        by: str | None,
+    ) -> tuple[Booking, Booking] | None:
+        """Booking and seats of a move in one atomic change: the booking after and before it, or None
+        when `advisor`'s seat is taken. Retried on fresh reads after a lost race (a cancellation
+        meanwhile ends it with `not_booked`)."""
+        new_key = seat_key(advisor, start.date())
+        while True:
+            record = await self._booking_record(booking_id)
+            current = from_record(Booking, record)
+            self._check_changeable(current)
+            seats = await self._store.get(SEATS_KIND, new_key)
+            busy = [b for b in (seats["busy"] if seats else []) if b[2] != booking_id]
+            if overlaps(busy, start.timestamp(), busy_until):
+                return None
+            moved = replace(
+                current,
+                starts_at=start.timestamp(),
+                ends_at=end.timestamp(),
+                busy_until=busy_until,
+                advisor=advisor,
+                sequence=current.sequence + 1,
+                token_exp=self._token_exp(current),  # the links stay as they are
+                changed_at=self.clock(),
+                changed_by=by,
+                entry_id=None,
+                wait_token=None,
+            )
+            taken = {"busy": sorted([*busy, [start.timestamp(), busy_until, booking_id]])}
+            changes = [
+                Change(BOOKING_KIND, booking_id, record, asdict(moved)),
+                Change(SEATS_KIND, new_key, seats, taken),
+            ]
+            old_key = seat_key(current.advisor, current.local_start(office).date())
+            if old_key != new_key:
+                changes += await self._seat_release(old_key, booking_id)
+            if await self._store.compare_and_set_many(changes):
+                return moved, current
 
     async def mark_no_show(self, booking: Booking, *, by: str) -> Booking:
         """The citizen did not come: only once the appointment has begun."""

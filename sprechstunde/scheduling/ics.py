@@ -2,7 +2,9 @@
 
 DTSTART/DTEND carry TZID=Europe/Berlin (the office's zone) with a VTIMEZONE for the years around the
 appointment, so calendars show the right wall time on both sides of a clock change. A cancelled
-appointment is sent as METHOD:CANCEL with STATUS:CANCELLED and the same UID, so calendars remove it.
+appointment is sent as METHOD:CANCEL with STATUS:CANCELLED and the same UID, so calendars remove it; a
+moved one keeps its UID and has a higher SEQUENCE (one per move), and its mail is an updated invitation
+(METHOD:REQUEST), so calendars replace the old time instead of removing the appointment.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ def booking_ics(
     address: str,
     domain: str,
     language: str = "de",
+    organizer: str | None = None,
 ) -> bytes:
-    """One VEVENT; UID stays the same for the life of the booking (`<booking id>@<domain>`)."""
+    """One VEVENT; UID stays the same for the life of the booking (`<booking id>@<domain>`). With
+    `organizer` (the sender's address) it is an iTIP invitation, METHOD:REQUEST with ORGANIZER and the
+    citizen as ATTENDEE (the moved-appointment mail); otherwise PUBLISH, or CANCEL once cancelled."""
     start = booking.local_start(office)
     end = booking.local_end(office)
     cancelled = booking.status in (CANCELLED, RESCHEDULED)
@@ -37,7 +42,7 @@ def booking_ics(
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
-    cal.add("method", "CANCEL" if cancelled else "PUBLISH")
+    cal.add("method", "CANCEL" if cancelled else "REQUEST" if organizer else "PUBLISH")
     tzid = str(office.timezone.key)
     cal.add_component(
         Timezone.from_tzinfo(
@@ -52,9 +57,14 @@ def booking_ics(
     event.add("dtstamp", datetime.now(UTC))
     event.add("dtstart", start)
     event.add("dtend", end)
-    event.add("sequence", 1 if cancelled else 0)
+    # each move raised `sequence`; a cancellation supersedes the last version sent
+    event.add("sequence", booking.sequence + (1 if cancelled else 0))
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     office_name = office.name(language)
+    if organizer and not cancelled:
+        event.add("organizer", f"mailto:{organizer}", parameters={"CN": office_name})
+        if booking.email:
+            event.add("attendee", f"mailto:{booking.email}", parameters={"CN": booking.name, "RSVP": "FALSE"})
     summary = f"{service.name(language)} – {office_name}"
     event.add("summary", summary)
     if language == "en":

@@ -1,4 +1,5 @@
-"""E-mails about appointments: the confirmation right after booking, a reminder 24 hours before, and a
+"""E-mails about appointments: the confirmation right after booking, a reminder 24 hours before, a
+notice when it was moved (an updated invitation: same UID, higher SEQUENCE, METHOD:REQUEST) and a
 cancellation notice; each with the .ics attached and the join/manage links.
 
 Driven by the store, not by the request: a background job looks at the bookings every minute (and at
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
 from sprechstunde.l10n import datetime_text
@@ -102,9 +103,11 @@ TEXTS = {
         "confirmation": "Terminbestätigung",
         "reminder": "Erinnerung an Ihren Termin morgen",
         "cancelled": "Ihr Termin wurde abgesagt",
+        "moved": "Ihr Termin wurde verschoben",
         "hello": "Guten Tag {name},",
         "intro.confirmation": "Ihr Termin ist gebucht.",
         "intro.reminder": "wir erinnern Sie an Ihren Termin.",
+        "intro.moved": "Ihr Termin wurde verschoben. Vorgangsnummer und Links bleiben gleich.",
         "intro.cancelled": "Ihr Termin wurde abgesagt.",
         "when": "Wann: {when} Uhr",
         "what": "Anliegen: {service} ({office})",
@@ -119,9 +122,11 @@ TEXTS = {
         "confirmation": "Your appointment is confirmed",
         "reminder": "Reminder: your appointment tomorrow",
         "cancelled": "Your appointment has been cancelled",
+        "moved": "Your appointment has been moved",
         "hello": "Hello {name},",
         "intro.confirmation": "your appointment is booked.",
         "intro.reminder": "this is a reminder of your appointment.",
+        "intro.moved": "your appointment has been moved. Its reference and links stay the same.",
         "intro.cancelled": "your appointment has been cancelled.",
         "when": "When: {when}",
         "what": "Service: {service} ({office})",
@@ -138,8 +143,8 @@ TEXTS = {
 def compose(
     scheduling: SchedulingService, links: BookingLinks, booking: Booking, kind: str, sender: str
 ) -> EmailMessage:
-    """The message for `kind` ("confirmation", "reminder", "cancelled"), German unless the consultation
-    is held in English."""
+    """The message for `kind` ("confirmation", "reminder", "moved", "cancelled"), German unless the
+    consultation is held in English."""
     lang = "en" if booking.language == "en" else "de"
     t = TEXTS[lang]
     office, service = scheduling.service(booking.office, booking.service)
@@ -182,8 +187,10 @@ def compose(
         address=address,
         domain=links.domain,
         language=lang,
+        # the move is an updated invitation, so calendars replace the old time (same UID)
+        organizer=(parseaddr(sender)[1] or sender) if kind == "moved" else None,
     )
-    method = "CANCEL" if kind == "cancelled" else "PUBLISH"
+    method = {"cancelled": "CANCEL", "moved": "REQUEST"}.get(kind, "PUBLISH")
     message.add_attachment(
         ics, maintype="text", subtype="calendar", filename="termin.ics", params={"method": method}
     )
@@ -196,16 +203,24 @@ def due_mails(booking: Booking, now: float) -> list[str]:
         return []
     due = []
     sent = booking.mails
-    failed = {kind: sent.get(f"{kind}:failures", 0) for kind in ("confirmation", "reminder", "cancelled")}
+    failed = {
+        kind: sent.get(f"{kind}:failures", 0) for kind in ("confirmation", "reminder", "moved", "cancelled")
+    }
+    # a moved booking's last move: mails sent before it were about the old time
+    moved_at = (booking.changed_at or 0.0) if booking.sequence else 0.0
     if booking.status == BOOKED and now < booking.ends_at:
         if "confirmation" not in sent and failed["confirmation"] < MAX_FAILURES:
             due.append("confirmation")
-        # a reminder only when the booking was made well before the day (else the confirmation is enough)
+        elif sent.get("confirmation", 0) < moved_at and sent.get("moved", 0) < moved_at:
+            if failed["moved"] < MAX_FAILURES:
+                due.append("moved")
+        # a reminder only when the booking was made (or moved) well before the day (else the confirmation
+        # is enough), and again for the new time after a move
         reminder_at = booking.starts_at - REMINDER_BEFORE
         if (
-            "reminder" not in sent
+            sent.get("reminder", 0) <= moved_at
             and failed["reminder"] < MAX_FAILURES
-            and booking.created_at < reminder_at <= now < booking.starts_at
+            and max(booking.created_at, moved_at) < reminder_at <= now < booking.starts_at
         ):
             due.append("reminder")
     if booking.status == CANCELLED and "confirmation" in sent and "cancelled" not in sent:

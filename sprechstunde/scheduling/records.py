@@ -78,12 +78,18 @@ class Booking:
     status: str = BOOKED
     changed_at: float | None = None
     changed_by: str | None = None
+    # Only on bookings moved before issue 17 (a move then made a new booking); a move now keeps the booking.
     rescheduled_from: str | None = None
     rescheduled_to: str | None = None
     entry_id: str | None = None
     wait_token: str | None = None
-    # mail kind ("confirmation", "reminder", "cancelled") → UTC timestamp when sent
+    # mail kind ("confirmation", "reminder", "moved", "cancelled") → UTC timestamp when sent
     mails: dict[str, float] = field(default_factory=dict)
+    # How often the appointment was moved: its iCalendar SEQUENCE, so calendars replace the old time.
+    sequence: int = 0
+    # The expiry the manage and join tokens were signed with, kept when the appointment moves so that
+    # its links stay the same (None: never moved, derived from `ends_at`; issue 17, item 11).
+    token_exp: int | None = None
 
     def local_start(self, office: Office) -> datetime:
         return datetime.fromtimestamp(self.starts_at, office.timezone)

@@ -11,6 +11,7 @@ record of that day).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,21 @@ from sprechstunde.scheduling.catalog import Service, ServiceCatalog
 from sprechstunde.scheduling.errors import BookingError
 from sprechstunde.scheduling.records import HORIZON_DAYS, SEATS_KIND, Slot, parse_instant
 from sprechstunde.store.port import Store
+
+NO_ADVISOR, NO_SLOTS = "no_advisor", "no_slots"
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """Whether and from when a service can be booked in a language: `first_free` is the first day
+    with a free slot; without one, `reason` says why (NO_ADVISOR: nobody of the office who takes
+    appointments speaks the language; NO_SLOTS: nothing free within the booking horizon) and
+    `languages` lists the office's other languages that do have a free slot."""
+
+    language: str
+    first_free: date | None
+    reason: str | None = None
+    languages: tuple[str, ...] = ()
 
 
 class SlotCalendar:
@@ -153,6 +169,38 @@ class SlotCalendar:
             result.append({"date": day.isoformat(), "free_slots": free, "closed": closed})
             day += timedelta(days=1)
         return result
+
+    async def outlook(
+        self, office_id: Any, service_id: Any, *, channel: Any = None, language: Any = "de"
+    ) -> Outlook:
+        """Where the calendar should open, or why it has nothing to offer and what else does (issue
+        17, item 12): a citizen should not page through empty months to learn that nobody speaks
+        their language."""
+        office, service = self.service(office_id, service_id, channel)
+        language = self.check_language(office, language)
+        first = await self._first_free_day(office, service, language)
+        if first is not None:
+            return Outlook(language, first)
+        reason = NO_SLOTS if await self._advisors(office, language) else NO_ADVISOR
+        others = [
+            code
+            for code in office.languages
+            if code != language and await self._first_free_day(office, service, code) is not None
+        ]
+        return Outlook(language, None, reason, tuple(others))
+
+    async def _first_free_day(self, office: Office, service: Service, language: str) -> date | None:
+        """The first day from today to the end of the booking horizon with a free slot (the seats are
+        read only on days when someone works: a long absence costs no store reads)."""
+        advisors = await self._advisors(office, language)
+        day = self._today(office)
+        last = day + timedelta(days=HORIZON_DAYS)
+        while advisors and day <= last:
+            working = {name: p for name, p in advisors.items() if p.intervals(day)}
+            if working and await self._day_slots(office, service, day, language, advisors=working):
+                return day
+            day += timedelta(days=1)
+        return None
 
     def _today(self, office: Office) -> date:
         return datetime.fromtimestamp(self.clock(), office.timezone).date()

@@ -31,6 +31,7 @@ from sprechstunde.web.booking.models import (
     BookingView,
     DaysOut,
     JoinOut,
+    OutlookOut,
     RescheduleIn,
     SlotsOut,
     StaffAppointment,
@@ -185,6 +186,35 @@ async def api_days(request: web.Request) -> web.Response:
         language=request.query.get("language", "de"),
     )
     return web.json_response({"month": month.strftime("%Y-%m"), "days": days})
+
+
+@citizen_route(
+    routes.get,
+    "/api/booking/offices/{office}/services/{service}/outlook",
+    answers={200: OutlookOut},
+    errors=(400, 404),
+    params=OFFICE_SERVICE,
+)
+async def api_outlook(request: web.Request) -> web.Response:
+    """The first day with a free slot, or why there is none and which languages have one"""
+    services: Services = request.app[SERVICES]
+    outlook = await services.scheduling.outlook(
+        request.match_info["office"],
+        request.match_info["service"],
+        channel=request.query.get("channel"),
+        language=request.query.get("language", "de"),
+    )
+    first = outlook.first_free
+    return web.json_response(
+        {
+            "language": outlook.language,
+            "first_free_day": first.isoformat() if first else None,
+            "first_month": first.strftime("%Y-%m") if first else None,
+            "reason": outlook.reason,
+            "languages": list(outlook.languages),
+            "question_url": "/api/questions" if first is None else None,
+        }
+    )
 
 
 @citizen_route(

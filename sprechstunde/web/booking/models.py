@@ -147,6 +147,20 @@ class DaysOut(Answer):
     days: list[CalendarDay]
 
 
+class OutlookOut(Answer):
+    """Where a booking calendar opens, or why nothing can be booked in the language (issue 17, item 12)."""
+
+    language: str
+    first_free_day: date | None = Field(description="the first day with a free slot, within the horizon")
+    first_month: str | None = Field(examples=["2027-02"], description="the month a calendar opens on")
+    reason: Literal["no_advisor", "no_slots"] | None = Field(
+        description="no_advisor: nobody of the office who takes appointments speaks the language; "
+        "no_slots: nothing free within the booking horizon"
+    )
+    languages: list[str] = Field(description="the office's other languages with a free slot")
+    question_url: str | None = Field(description="POST a written question here instead (no free slot)")
+
+
 class Slot(Answer):
     starts_at: datetime
     ends_at: datetime

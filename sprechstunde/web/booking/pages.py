@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from sprechstunde.l10n import day_text, language_names, month_text, time_text
+from sprechstunde.l10n import day_text, language_name, language_names, locale_for, month_text, time_text
+from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.offices import Office
 from sprechstunde.rooms.tokens import TokenError
 from sprechstunde.scheduling.catalog import Service
@@ -30,6 +31,7 @@ from sprechstunde.web.booking.api import ics_response
 from sprechstunde.web.core.api import read_form
 from sprechstunde.web.core.errors import page_errors
 from sprechstunde.web.core.services import SERVICES, SESSION_COOKIE, Services
+from sprechstunde.web.core.staff_display import office_labels
 
 fixed_routes = web.RouteTableDef()
 office_routes = web.RouteTableDef()  # after the fixed ones: /termin/verwalten/… is no office
@@ -89,6 +91,12 @@ def _month(value: str | None, today: date) -> date:
     return min(max(month, today.replace(day=1)), last)
 
 
+def _language_in(code: str, lang: str) -> str:
+    """A language's name in the page's language, for running text ("auf Englisch", "in German");
+    its own name ("Kurdî (kurmancî)") where the page's language has none for it."""
+    return locale_for(lang).languages.get(code) or language_name(code)
+
+
 def _day(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
@@ -139,13 +147,19 @@ async def _calendar_context(
     channel: str,
     language: str,
     query: Any = None,
+    *,
+    base: str,
 ) -> dict[str, Any]:
-    """Month grid, the chosen day's slots and the chosen slot from ?monat=&tag=&zeit=."""
+    """Month grid, the chosen day's slots and the chosen slot from ?monat=&tag=&zeit=. Without a month
+    or day the calendar opens on the first month with a free slot; `outlook` says when there is none
+    (issue 17, item 12)."""
     scheduling = page.services.scheduling
     today = datetime.fromtimestamp(scheduling.clock(), office.timezone).date()
     query = page.request.query if query is None else query
     chosen_day = _day(query.get("tag"))
-    month = _month(query.get("monat") or (chosen_day.strftime("%Y-%m") if chosen_day else None), today)
+    outlook = await scheduling.outlook(office.id, service.id, channel=channel, language=language)
+    wanted = query.get("monat") or (chosen_day or outlook.first_free or today).strftime("%Y-%m")
+    month = _month(wanted, today)
     days = {
         d["date"]: d
         for d in await scheduling.days(office.id, service.id, month, channel=channel, language=language)
@@ -171,6 +185,14 @@ async def _calendar_context(
         "slots": slots,
         "chosen_slot": chosen_slot,
         "stale_slot": "zeit" in query and chosen_slot is None,
+        "base": base,
+        "outlook": outlook,
+        "horizon": HORIZON_DAYS,
+        # the page in another consultation language (Page.url would keep the present ?sprache=)
+        "language_links": {
+            code: f"{base}?{urlencode(page.keep | {'sprache': code})}" for code in outlook.languages
+        },
+        "language_in": lambda code: _language_in(code, page.lang),
     }
 
 
@@ -186,39 +208,84 @@ def _form_nonce(services: Services) -> str:
     )
 
 
-@office_routes.get("/termin/{office}/{service}/{channel}")
-async def choose_slot(request: web.Request) -> web.Response:
-    page = Page(request)
-    office, service = page.office_service(request.match_info["office"], request.match_info["service"])
+def _office_service_channel(page: Page) -> tuple[Office, Service, str]:
+    """The office, service and channel of a calendar URL (a 404 page for any that does not exist)."""
+    match = page.request.match_info
+    office, service = page.office_service(match["office"], match["service"])
     assert service is not None
-    channel = request.match_info["channel"]
-    if channel not in service.channels:
+    if match["channel"] not in service.channels:
         raise web.HTTPNotFound()
-    language = _language(page, office)
-    context = await _calendar_context(page, office, service, channel, language)
+    return office, service, match["channel"]
+
+
+async def _booking_calendar(
+    page: Page,
+    office: Office,
+    service: Service,
+    channel: str,
+    language: str,
+    query: Any = None,
+    *,
+    status: int = 200,
+    nonce: str | None = None,
+    form: dict[str, Any] | None = None,
+    error: Exception | None = None,
+    **extra: Any,
+) -> web.Response:
+    """The booking calendar page (steps 4 and 5) as a GET shows it, or again after a refused POST."""
+    base = f"/termin/{office.id}/{service.id}/{channel}"
+    context = await _calendar_context(page, office, service, channel, language, query, base=base)
     return page.render(
         "booking_calendar.html",
+        status=status,
         office=office,
         service=service,
         channel=channel,
-        base=f"/termin/{office.id}/{service.id}/{channel}",
-        nonce=_form_nonce(page.services),
-        form={},
-        error=None,
+        nonce=nonce or _form_nonce(page.services),
+        form=form or {},
+        error=error,
         language=language,
         language_names=language_names(office.languages),
         step=4 if context["chosen_slot"] is None else 5,
         **context,
+        **extra,
     )
+
+
+@office_routes.get("/termin/{office}/{service}/{channel}")
+async def choose_slot(request: web.Request) -> web.Response:
+    page = Page(request)
+    office, service, channel = _office_service_channel(page)
+    return await _booking_calendar(page, office, service, channel, _language(page, office))
+
+
+@office_routes.post("/termin/{office}/{service}/{channel}/frage")
+async def ask_question(request: web.Request) -> web.Response:
+    """A written question instead of an appointment, offered when nothing can be booked in the chosen
+    language (issue 17, item 12): a ticket of the office, as the start page's question form makes."""
+    page = Page(request)
+    office, service, channel = _office_service_channel(page)
+    form = await read_form(request)
+    values = {k: str(form.get(k, ""))[:2100] for k in ("question", "contact")}
+    language = _language(page, office, str(form.get("language", "de")))
+    try:
+        if not await page.services.queue_throttle.allow("question", request.remote or "?"):
+            raise QueueError("rate_limited", "too many requests", 429)
+        ticket = await page.services.queue.ask(
+            office.id, language, service.name("de"), values["question"], values["contact"]
+        )
+    except QueueError as exc:
+        return await _booking_calendar(
+            page, office, service, channel, language, status=exc.status, question=values, question_error=exc
+        )
+    return await _booking_calendar(page, office, service, channel, language, question_sent=ticket.reference)
 
 
 @office_routes.post("/termin/{office}/{service}/{channel}")
 async def submit_booking(request: web.Request) -> web.Response:
     page = Page(request)
     services = page.services
-    office, service = page.office_service(request.match_info["office"], request.match_info["service"])
-    assert service is not None
-    channel = request.match_info["channel"]
+    office, service, channel = _office_service_channel(page)
     form = await read_form(request)
     values = {k: str(form.get(k, ""))[:300] for k in ("name", "email", "phone", "starts_at", "nonce")}
     language = _language(page, office, str(form.get("language", "de")))
@@ -257,21 +324,17 @@ async def submit_booking(request: web.Request) -> web.Response:
         request_query |= {"tag": starts.date().isoformat()}
         if error.code not in ("slot_taken", "past_slot"):
             request_query |= {"zeit": starts.isoformat()}
-    context = await _calendar_context(page, office, service, channel, language, request_query)
-    return page.render(
-        "booking_calendar.html",
+    return await _booking_calendar(
+        page,
+        office,
+        service,
+        channel,
+        language,
+        request_query,
         status=error.status,
-        office=office,
-        service=service,
-        channel=channel,
-        base=f"/termin/{office.id}/{service.id}/{channel}",
-        nonce=values["nonce"] if error.code != "form_expired" else _form_nonce(services),
+        nonce=values["nonce"] if error.code != "form_expired" else None,
         form=values | {"consent": form.get("consent") == "yes"},
         error=error,
-        language=language,
-        language_names=language_names(office.languages),
-        step=5 if context["chosen_slot"] is not None else 4,
-        **context,
     )
 
 
@@ -308,7 +371,7 @@ def _booking_view(page: Page, booking: Booking) -> dict[str, Any]:
 async def manage(request: web.Request) -> web.Response:
     page = Page(request)
     booking = await _managed(page)
-    if booking.rescheduled_to:
+    if booking.rescheduled_to:  # moved before issue 17, when a move made a new booking
         newer = await page.services.scheduling.get(booking.rescheduled_to)
         if newer is not None:
             raise web.HTTPSeeOther(
@@ -356,13 +419,13 @@ async def reschedule_page(request: web.Request) -> web.Response:
     view = _booking_view(page, booking)
     if not view["changeable"]:
         raise web.HTTPSeeOther(page.url(view["manage_path"]))
+    base = f"{view['manage_path']}/verschieben"
     context = await _calendar_context(
-        page, view["office"], view["service"], booking.channel, booking.language
+        page, view["office"], view["service"], booking.channel, booking.language, base=base
     )
     return page.render(
         "booking_calendar.html",
         channel=booking.channel,
-        base=f"{view['manage_path']}/verschieben",
         nonce="",
         form={},
         error=None,
@@ -388,6 +451,10 @@ async def reschedule_submit(request: web.Request) -> web.Response:
     try:
         booked = await scheduling.reschedule(booking, starts_at)
     except BookingError as exc:
+        if exc.code == "same_slot" and booking.sequence:  # a double submit: the first one moved it
+            raise web.HTTPSeeOther(
+                page.url(MANAGE_PATH + scheduling.manage_token(booking), verschoben="1")
+            ) from None
         view = _booking_view(page, booking)
         query = dict(request.query)
         try:
@@ -396,14 +463,14 @@ async def reschedule_submit(request: web.Request) -> web.Response:
             )
         except ValueError:
             pass
+        base = f"{view['manage_path']}/verschieben"
         context = await _calendar_context(
-            page, view["office"], view["service"], booking.channel, booking.language, query
+            page, view["office"], view["service"], booking.channel, booking.language, query, base=base
         )
         return page.render(
             "booking_calendar.html",
             status=exc.status,
             channel=booking.channel,
-            base=f"{view['manage_path']}/verschieben",
             nonce="",
             form={},
             error=exc,
@@ -454,6 +521,7 @@ async def appointments_page(request: web.Request) -> web.Response:
         member=member,
         csrf=services.csrf_token(request.cookies[SESSION_COOKIE]),
         page_strings={k: v for k, v in strings.items() if k.startswith("appointments.")},
+        office_labels=office_labels(services.scheduling.offices, services.pages.lang(request)),
     )
 
 
