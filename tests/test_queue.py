@@ -201,10 +201,13 @@ async def test_position_and_estimate(queue, clock):
     await queue.advisor_online(staff("ben", languages=("de",)))
     statuses = [await queue.status(e) for e in entries]
     assert [s.position for s in statuses] == [1, 2, 3]
-    # No consultations yet: the configured 12 minutes of the VHS × position ÷ 2 advisors online.
-    assert [s.estimated_wait for s in statuses] == [360.0, 720.0, 1080.0]
+    # As claim_next will go (rooms/estimate.py): both idle advisors take the first two at once, the
+    # third waits for one of them (no consultations yet: the configured 12 minutes of the VHS).
+    assert [s.estimated_wait for s in statuses] == [0.0, 0.0, 720.0]
+    assert [s.advisor_free for s in statuses] == [True, True, False]
+    # Only anna speaks English, and she takes the German walk-ins who came earlier first.
     en = await queue.status(other_language)
-    assert (en.position, en.estimated_wait, en.availability.advisors_online) == (1, 720.0, 1)
+    assert (en.position, en.estimated_wait, en.availability.advisors_online) == (3, 1440.0, 1)
     # Real consultations replace the default: median of 4, 6 and 20 minutes is 6 minutes.
     for minutes in (4, 20, 6):
         consultation = await queue.claim_next(staff("ben"))
@@ -212,7 +215,9 @@ async def test_position_and_estimate(queue, clock):
         await queue.finish(staff("ben"), consultation.entry.entry_id, "resolved")
     await queue.advisor_online(staff("anna", languages=("de", "en")))  # the heartbeat, 30 min later
     status = await queue.status(other_language)
-    assert status.estimated_wait == 6 * 60 * 1 / 1
+    assert (status.position, status.estimated_wait, status.advisor_free) == (1, 0.0, True)  # anna is idle
+    later = await queue.status((await walk_in(queue, language="en")).entry.entry_id)
+    assert (later.position, later.estimated_wait) == (2, 6 * 60)  # after the first: the median, 6 minutes
     # A no-show does not count as a handling time.
     await walk_in(queue)
     consultation = await queue.claim_next(staff("ben"))

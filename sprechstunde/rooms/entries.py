@@ -74,7 +74,8 @@ class Enqueued:
 @dataclass(frozen=True)
 class WaitStatus:
     """What the waiting page shows. `position`/`estimated_wait` (seconds) are None unless waiting;
-    `estimated_wait` is also None when no advisor online can serve the entry."""
+    `estimated_wait` is also None when no advisor (online or in a consultation) can serve the entry.
+    Both follow the order in which advisors will claim (rooms/estimate.py)."""
 
     entry_id: str
     state: str
@@ -83,6 +84,10 @@ class WaitStatus:
     availability: Availability
     due: bool = True
     room_id: str | None = None
+    # rooms/estimate.py: an idle advisor takes this citizen at once ("gleich"); how many advisors who
+    # could serve them are in a consultation right now (they count even with their console closed)
+    advisor_free: bool = False
+    advisors_busy: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +96,8 @@ class WaitStatus:
             "position": self.position,
             "estimated_wait_seconds": None if self.estimated_wait is None else round(self.estimated_wait),
             "due": self.due,
+            "advisor_free": self.advisor_free,
+            "advisors_busy": self.advisors_busy,
             "room_id": self.room_id,
             "advisors_online": self.availability.advisors_online,
             "language_available": self.availability.language_available,

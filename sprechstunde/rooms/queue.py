@@ -6,11 +6,12 @@ first, by start time; then walk-ins by arrival (at the very same instant: by ent
 `claim_first` picks the head of the advisor's lanes in one atomic step, so advisors pressing "Nächste
 Person" at the same moment each get a different citizen and nobody is skipped.
 
-Position and estimate: position = 1 + the entries that will be served before this one in its lane
-(same office, language and kind; for a walk-in also the due appointments of its office and language).
-Estimated wait = median handling time of the office (last 50 consultations, see rooms.consultations)
-× position ÷ advisors online who can serve the entry. With nobody online in that language there is no
-estimate, and `availability` says which languages the office can serve now.
+Position and estimate follow the claiming order itself (rooms/estimate.py replays `claim_next` for the
+advisors online and those in a consultation, with the offices' median handling times from
+rooms.consultations): position = 1 + the citizens claimed before this one by advisors who could serve
+it, the estimate = when its turn comes, "at once" when an idle advisor takes it. With nobody online
+(or in a consultation) who can serve the entry there is no estimate, and `availability` says which
+languages the office can serve now.
 
 Abandonment: a citizen whose waiting page is disconnected longer than `grace` seconds (default 60), or
 who never opens it within `connect_grace` seconds of joining, leaves the queue at the next `sweep` and
@@ -40,6 +41,7 @@ from sprechstunde.rooms.entries import (
     WaitStatus,
 )
 from sprechstunde.rooms.errors import QueueError
+from sprechstunde.rooms.estimate import Desk, Place, Turn, busy_until, lane_parts, turn
 
 # The intake checks, also under the names other modules import them by (web/waiting/models.py).
 from sprechstunde.rooms.intake import (  # noqa: F401
@@ -52,6 +54,7 @@ from sprechstunde.rooms.intake import (  # noqa: F401
 from sprechstunde.rooms.intake import check_note as _check_note
 from sprechstunde.rooms.intake import check_topic as _check_topic
 from sprechstunde.rooms.intake import check_transcript as _check_transcript
+from sprechstunde.rooms.offices import DEFAULT_HANDLING_MINUTES
 
 # The queue's record names, also under the names other modules import them by.
 from sprechstunde.rooms.queue_records import (  # noqa: F401
@@ -63,8 +66,8 @@ from sprechstunde.rooms.queue_records import (  # noqa: F401
     Listener,
     QueueRecords,
 )
-from sprechstunde.rooms.routing import APPOINTMENT, WALK_IN, Availability, advisor_lanes, can_serve, lane
-from sprechstunde.rooms.staff import StaffMember
+from sprechstunde.rooms.routing import APPOINTMENT, WALK_IN, Availability, advisor_lanes, can_serve
+from sprechstunde.rooms.staff import StaffDirectory, StaffMember
 from sprechstunde.rooms.text import strip_bidi
 from sprechstunde.rooms.tickets import Ticket, check_notes
 from sprechstunde.rooms.tokens import TokenError
@@ -161,7 +164,7 @@ class QueueService(QueueRecords):
     async def status(self, entry_id: str) -> WaitStatus:
         """Where the entry stands now: position, estimate, availability of its language."""
         entry = await self._require(entry_id)
-        office = self._offices.require(entry.office)
+        self._offices.require(entry.office)
         availability = await self.presence.availability(entry.office, entry.language)
         item = await self._store.queue_item(QUEUE, entry.entry_id)
         if item is None or item.claimed_by is not None or entry.state != "waiting":
@@ -169,23 +172,66 @@ class QueueService(QueueRecords):
             state = "called" if item is not None and item.claimed_by is not None else entry.state
             return WaitStatus(entry.entry_id, state, None, None, availability, room_id=entry.room_id)
         now = self._clock()
-        ahead = [
-            i
-            for i in await self._store.queued(QUEUE, [item.lane])
-            if (i.score, i.key) < (item.score, item.key)
-        ]
-        if entry.kind == WALK_IN:
-            due_lane = lane(entry.office, entry.language, APPOINTMENT)
-            ahead += [i for i in await self._store.queued(QUEUE, [due_lane]) if i.score <= now]
-        position = len(ahead) + 1
-        due = item.score <= now
-        estimate = None
-        if availability.advisors_online:
-            median = await self.log.median_handling(office)
-            estimate = median * position / availability.advisors_online
-            if not due:
-                estimate = max(estimate, item.score - now)
-        return WaitStatus(entry.entry_id, "waiting", position, estimate, availability, due=due)
+        forecast, busy = await self._forecast(item, now)
+        return WaitStatus(
+            entry.entry_id,
+            "waiting",
+            forecast.position,
+            None if forecast.starts_at is None else max(0.0, forecast.starts_at - now),
+            availability,
+            due=item.score <= now,
+            advisor_free=forecast.advisor_free,
+            advisors_busy=busy,
+        )
+
+    async def _forecast(self, target: QueueItem, now: float) -> tuple[Turn, int]:
+        """`target`'s turn (rooms/estimate.py) from the store as it is: who waits, which advisors can
+        claim (online, or in a consultation they claimed within the room's lifetime: they come back),
+        and how busy they are. Also how many of those who could serve `target` are in a consultation."""
+        items = await self._store.queued(QUEUE, claimed=None)
+        places = [await self._place(i) for i in items if i.claimed_by is None]
+        running: dict[str, QueueItem] = {}  # each advisor's latest consultation
+        for i in items:
+            if i.claimed_by and i.claimed_at is not None and now - i.claimed_at < self.room_ttl:
+                latest = running.get(i.claimed_by)
+                if latest is None or i.claimed_at > (latest.claimed_at or 0.0):
+                    running[i.claimed_by] = i
+        offices = {p.office for p in places} | {lane_parts(i.lane)[0] for i in running.values()}
+        handling = {}
+        for office_id in offices:
+            office = self._offices.get(office_id)  # (an office removed from the configuration: the default)
+            median = await self.log.median_handling(office) if office else DEFAULT_HANDLING_MINUTES * 60
+            handling[office_id] = median
+        members = {
+            a.username: StaffMember(a.username, "advisor", list(a.offices), languages=list(a.languages))
+            for a in await self.presence.advisors()
+        }
+        directory = StaffDirectory(self._store, self._clock)
+        for name in running.keys() - members.keys():
+            member = await directory.get(name)
+            if member is not None:
+                members[name] = member
+        desks = []
+        for name, member in members.items():
+            lanes = advisor_lanes(member, self._offices, APPOINTMENT) + advisor_lanes(member, self._offices)
+            if lanes:
+                claim = running.get(name)
+                free_at = now
+                if claim is not None and claim.claimed_at is not None:
+                    free_at = busy_until(claim.claimed_at, handling[lane_parts(claim.lane)[0]], now)
+                desks.append(Desk(name, frozenset(lanes), free_at))
+        place = next(p for p in places if p.key == target.key)
+        busy = sum(1 for d in desks if d.free_at > now and place.lane in d.lanes)
+        return turn(place, places, desks, handling, now), busy
+
+    async def _place(self, item: QueueItem) -> Place:
+        """A waiting item as the forecast sees it (an appointment's booked advisor from its entry)."""
+        office, _, kind = lane_parts(item.lane)
+        booked_with = None
+        if kind == APPOINTMENT:
+            entry = await self.get(item.key)
+            booked_with = entry.advisor if entry else None
+        return Place(item.key, item.lane, item.score, office, kind, booked_with)
 
     async def leave(self, entry_id: str) -> bool:
         """The citizen leaves the queue on purpose; recorded as abandoned. False if not waiting."""

@@ -93,6 +93,8 @@ class WaitStatus(Answer):
     position: int | None
     estimated_wait_seconds: int | None
     due: bool
+    advisor_free: bool = Field(description="an idle advisor takes this citizen at once (rooms/estimate.py)")
+    advisors_busy: int = Field(description="advisors who could serve the entry and are in a consultation")
     room_id: str | None
     advisors_online: int
     language_available: bool
