@@ -28,14 +28,14 @@ from babel.dates import (
     get_datetime_format,
     get_day_names,
 )
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import format_decimal, format_percent, get_decimal_symbol
 
 DEFAULT_LANGUAGE = "de"  # the city's language; also what the UI falls back to
 DATE_FALLBACK = {"ku": DEFAULT_LANGUAGE}  # CLDR's Kurmanji dates are partial (see above)
 WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as offices.toml names the days
 HOUSE_PATTERNS: dict[str, dict[str, str]] = {
-    "de": {"time": "HH:mm 'Uhr'"},
-    "en": {"day": "EEEE, d MMMM y", "time": "HH:mm", "datetime": "y-MM-dd HH:mm"},
+    "de": {"time": "HH:mm 'Uhr'", "short_day": "EEE, dd.MM.y"},
+    "en": {"day": "EEEE, d MMMM y", "time": "HH:mm", "datetime": "y-MM-dd HH:mm", "short_day": "EEE d MMM y"},
 }
 
 
@@ -59,6 +59,14 @@ def _house(lang: str, kind: str) -> str | None:
 def day_text(day: date, lang: str) -> str:
     """A day with its weekday: "Dienstag, 12. Januar 2027" / "Tuesday, 12 January 2027"."""
     return format_date(day, _house(lang, "day") or "full", locale=locale_for(lang))
+
+
+def short_day_text(day: date, lang: str) -> str:
+    """A day in a table row or a range: "Di., 24.11.2026" / "Tue 24 Nov 2026"."""
+    pattern = _house(lang, "short_day")
+    if pattern is not None:
+        return format_date(day, pattern, locale=locale_for(lang))
+    return format_skeleton("yMMddEEE", day, locale=locale_for(lang))
 
 
 def month_text(month: date, lang: str) -> str:
@@ -96,6 +104,12 @@ def decimal_text(value: float, lang: str, digits: int = 1) -> str:
     """A number with `digits` decimals and the language's separators: "4,5" / "4.5"."""
     pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
     return format_decimal(value, pattern, locale=locale_for(lang))
+
+
+def decimal_symbol(lang: str) -> str:
+    """The language's decimal separator: "," in German, "." in English (a CSV for German Excel then
+    separates its columns with ";")."""
+    return get_decimal_symbol(locale_for(lang))
 
 
 def percent_text(share: float, lang: str) -> str:

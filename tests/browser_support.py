@@ -178,14 +178,25 @@ class TcpProxy:
         self.drop()
 
 
-def add_staff(data_dir: Path, username: str, password: str, office: str, language: str = "de") -> None:
+def add_staff(
+    data_dir: Path, username: str, password: str, office: str, language: str = "de", role: str = "advisor"
+) -> None:
     """A staff account in `data_dir`, through the real CLI (as an operator adds one)."""
     command = [
         sys.executable, "-m", "sprechstunde", "user", "add", username, "--office", office,
-        "--language", language, "--password-stdin", "--data-dir", str(data_dir),
+        "--language", language, "--role", role, "--password-stdin", "--data-dir", str(data_dir),
     ]  # fmt: skip
     subprocess.run(command, cwd=ROOT, input=password + "\n", text=True, check=True, timeout=30,
                    capture_output=True)  # fmt: skip
+
+
+def sign_in(page, base_url: str, username: str, password: str) -> None:
+    """Log a staff member in through the login form, as a person would, and wait for their console."""
+    page.goto(base_url + "/login")
+    page.get_by_label("Benutzername").fill(username)
+    page.get_by_label("Passwort").fill(password)
+    page.get_by_role("button", name="Anmelden").click()
+    page.wait_for_url("**/console")
 
 
 def create_room(server, base_url: str | None = None) -> dict:

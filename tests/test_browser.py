@@ -73,6 +73,7 @@ def test_two_party_call(browser, server, record_property):
 
     # The citizen leaves; the advisor's page drops the tile.
     citizen.get_by_role("button", name="Verlassen").click()
+    citizen.get_by_role("button", name="Ja, verlassen").click()  # the confirmation dialog (issue 17)
     expect(citizen.get_by_role("heading", name="Sie haben die Beratung verlassen")).to_be_visible()
     assert citizen.evaluate("window.sprechstunde.state") == "left"
     expect(advisor.locator(f'.tile[data-participant-id="{citizen_id}"]')).to_have_count(0)

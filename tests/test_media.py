@@ -423,4 +423,5 @@ async def test_a_second_interpreter_reuses_the_first_ones_media_lines(participan
     grown = {t: n - before.get(t, 0) for t, n in citizen.video_frames.items()}
     assert len([n for n in grown.values() if n >= 30]) == 2, (before, citizen.video_frames)
     peer = server_peer(services, citizen)
-    assert len(peer.pc.getTransceivers()) == 2 + 2 * 2  # own uplink + advisor + one interpreter's pair
+    # own uplink (microphone, camera, screen) + advisor + one interpreter's pair
+    assert len(peer.pc.getTransceivers()) == 3 + 2 * 2

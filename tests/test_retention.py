@@ -209,6 +209,14 @@ async def check_room(h: Harness, row: Row) -> None:
     await h.kept_until(3600 + row.seconds, creator)  # counted from the links' expiry
 
 
+async def check_call_chat(h: Harness, row: Row) -> None:
+    said, name = marker("said"), marker("name")
+    room = await h.services.rooms.create("vhs", 3600)
+    message = {"message_id": "m-1", "from": "p-1", "name": name, "role": "citizen", "text": f"Hallo {said}"}
+    await h.services.hub.history.append(room.room_id, room.expires_at, message)
+    await h.kept_until(3600 + row.seconds, said, name)  # counted from the links' expiry
+
+
 async def check_ticket(h: Harness, row: Row) -> None:
     question, contact, topic = marker("question"), marker("contact"), marker("topic")
     response = await h.client.post(
@@ -348,6 +356,7 @@ CHECKS: dict[str, Callable[..., Awaitable[None]]] = {
     "staff-account": check_staff_account,
     "statistics": check_statistics,
     "logs": check_logs,
+    "call-chat": check_call_chat,
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sprechstunde.web.core.services import CSRF_HEADER
-from tests.browser_support import DESKTOP, MOBILE, ROOT, add_staff, running_server
+from tests.browser_support import DESKTOP, MOBILE, ROOT, add_staff, running_server, sign_in
 
 STATIC = ROOT / "sprechstunde" / "web" / "static"
 LIB = STATIC / "lib"
@@ -128,11 +128,7 @@ def test_every_page_runs_its_scripts_without_console_errors(browser, lib_server)
 
     # the console (console.js): the entry, its language named by Intl
     advisor = _watched(browser, DESKTOP, problems, "advisor")
-    advisor.goto(base + "/login")
-    advisor.get_by_label("Benutzername").fill(ADVISOR[0])
-    advisor.get_by_label("Passwort").fill(ADVISOR[1])
-    advisor.get_by_role("button", name="Anmelden").click()
-    advisor.wait_for_url("**/console")
+    sign_in(advisor, base, ADVISOR[0], ADVISOR[1])
     entries = advisor.locator("#queue-list .queue-entry")
     expect(entries).to_have_count(1)
     expect(entries.first.locator(".queue-facts")).to_contain_text("Deutsch")
@@ -145,8 +141,7 @@ def test_every_page_runs_its_scripts_without_console_errors(browser, lib_server)
 
     # the call (call.js, signaling.js, consultation.js): both in it; a guest link (sent with the CSRF header)
     advisor.get_by_role("button", name="Nächste Person").click()
-    advisor.wait_for_url("**/join/**")
-    advisor.get_by_role("button", name="Beitreten", exact=True).click()
+    advisor.wait_for_url("**/join/**")  # straight into the call: no "Beitreten" (issue 17, item 9)
     for page in (citizen, advisor):
         page.wait_for_function("() => window.sprechstunde && window.sprechstunde.state === 'in-call'",
                                timeout=15000)  # fmt: skip

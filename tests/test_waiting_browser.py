@@ -24,6 +24,7 @@ from tests.browser_support import (
     assert_media_flows,
     running_server,
     screenshot,
+    sign_in,
     wait_for_decoded_video,
 )
 
@@ -131,11 +132,7 @@ def test_waiting_room_to_call(browser, waiting_server):
 
     # The advisor signs in and sees both, the first one first, with the note as text.
     advisor = _page(browser, DESKTOP, errors, "advisor")
-    advisor.goto(base + "/login")
-    advisor.get_by_label("Benutzername").fill(ADVISOR[0])
-    advisor.get_by_label("Passwort").fill(ADVISOR[1])
-    advisor.get_by_role("button", name="Anmelden").click()
-    advisor.wait_for_url("**/console")
+    sign_in(advisor, base, ADVISOR[0], ADVISOR[1])
     entries = advisor.locator("#queue-list .queue-entry")
     expect(entries).to_have_count(2)
     expect(entries.nth(0).locator(".queue-topic")).to_have_text("Wohngeld <b>Antrag</b>")
@@ -179,8 +176,7 @@ def test_waiting_room_to_call(browser, waiting_server):
     # "Nächste Person": the advisor goes to the room, the first citizen moves into the call on the same page.
     first.evaluate("window.__sameDocument = true")
     advisor.get_by_role("button", name="Nächste Person").click()
-    advisor.wait_for_url("**/join/**")
-    advisor.get_by_role("button", name="Beitreten", exact=True).click()
+    advisor.wait_for_url("**/join/**")  # straight into the call: no "Beitreten" (issue 17, item 9)
     for page in (first, advisor):
         _in_call(page)
     assert first.evaluate("window.__sameDocument") is True  # no reload
@@ -227,10 +223,10 @@ def test_waiting_room_to_call(browser, waiting_server):
     expect(advisor.locator("#tickets")).to_contain_text("Bescheid vom Vermieter fehlt")
     second.evaluate("window.__sameDocument = true")
     advisor.get_by_role("button", name="Nächste Person").click()
-    advisor.wait_for_url("**/join/**")
-    advisor.get_by_role("button", name="Beitreten", exact=True).click()
+    advisor.wait_for_url("**/join/**")  # straight into the call: no "Beitreten" (issue 17, item 9)
     for page in (second, advisor):
         _in_call(page)
+    advisor.get_by_text("An eine andere Stelle übergeben").click()  # folded away to keep the panel short
     advisor.get_by_label("Stelle", exact=True).select_option("familienbuero")
     advisor.get_by_label("Notiz für die Kolleg*innen").fill("Fragt nach KiTa-Platz")
     advisor.get_by_role("button", name="In deren Warteschlange übergeben").click()
@@ -267,11 +263,7 @@ def test_console_shows_transcript_as_text(browser, waiting_server):
 
     errors: list[str] = []
     advisor = _page(browser, DESKTOP, errors, "advisor")
-    advisor.goto(base + "/login")
-    advisor.get_by_label("Benutzername").fill(ADVISOR[0])
-    advisor.get_by_label("Passwort").fill(ADVISOR[1])
-    advisor.get_by_role("button", name="Anmelden").click()
-    advisor.wait_for_url("**/console")
+    sign_in(advisor, base, ADVISOR[0], ADVISOR[1])
     entry = advisor.locator("#queue-list .queue-entry", has_text="Elterngeld")
     expect(entry).to_have_count(1)
     summary = entry.get_by_text("Chatbot-Verlauf (2)")

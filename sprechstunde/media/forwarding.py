@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -68,23 +69,28 @@ def is_keyframe(kind: str, data: bytes, mime: str = "video/vp8") -> bool:
 
 
 class ForwardingStats:
-    """Totals of encoded frames and bytes handed to subscribers' senders, for the whole process; a plain
-    object (no metrics library here) that web/core/observability.py reads at each scrape."""
+    """Totals of encoded frames and bytes handed to subscribers' senders, by source (audio, video — the
+    camera — and screen), for the whole process; a plain object (no metrics library here) that
+    web/core/observability.py reads at each scrape. `decoded` counts the frames decoded for a
+    subscriber without a shared codec (re-encoded by its sender): zero while everything is forwarded."""
 
     def __init__(self) -> None:
-        self.frames = {"audio": 0, "video": 0}
-        self.bytes = {"audio": 0, "video": 0}
+        self.frames = {"audio": 0, "video": 0, "screen": 0}
+        self.bytes = {"audio": 0, "video": 0, "screen": 0}
+        self.decoded = 0
 
 
 class Publication:
-    """One published track (a participant's microphone or camera), fanned out to subscribers.
+    """One published track (a participant's microphone, camera or screen), fanned out to subscribers.
 
     It outlives the publisher's peer connection: after a reconnect the new receiver is attached and the
-    subscribers' tracks carry on with continuous timestamps.
+    subscribers' tracks carry on with continuous timestamps. `kind` is the media kind ("audio", "video");
+    `source` tells a screen from a camera (both "video") in the statistics.
     """
 
-    def __init__(self, kind: str, stats: ForwardingStats | None = None) -> None:
+    def __init__(self, kind: str, stats: ForwardingStats | None = None, source: str | None = None) -> None:
         self.kind = kind
+        self.source = source or kind
         self.stats = stats
         self._subscribers: set[ForwardedTrack] = set()
         self._receiver: RTCRtpReceiver | None = None
@@ -93,6 +99,9 @@ class Publication:
         self._pending_request: asyncio.Task | None = None
         self._pending_estimate: asyncio.Task | None = None
         self._announced_cap: int | None = None
+        # The cap of the publisher's whole connection, when camera and screen share one estimate there
+        # (session.py): a REMB caps everything a browser sends, not the one stream it names.
+        self.link_cap: Callable[[], int | None] | None = None
         self.codec: Any = None  # aiortc's RTCRtpCodecParameters of the frames arriving
         self.mime: str | None = None  # e.g. "video/vp8"; from the negotiation, then from the frames
         self.frames_in = 0
@@ -109,7 +118,7 @@ class Publication:
             receiver, lambda codec, frame: self._deliver(epoch, codec, frame), prompt=True
         )
         if self.kind == "video":
-            fork_estimator.cap_publisher_estimate(receiver, self.bitrate_cap)
+            fork_estimator.cap_publisher_estimate(receiver, self.publisher_cap)
             self._announced_cap = None
         if self._subscribers:
             # Subscribers are waiting (the publisher reconnected); without subscribers a request now
@@ -140,12 +149,16 @@ class Publication:
         estimates = [t.estimate for t in self._subscribers if t.estimate is not None]
         return max(MIN_BITRATE, min(estimates)) if estimates else None
 
+    def publisher_cap(self) -> int | None:
+        """What the REMB to the publisher may say: this stream's cap, or its connection's (link_cap)."""
+        return self.link_cap() if self.link_cap is not None else self.bitrate_cap()
+
     def receiver_estimate_changed(self) -> None:
         """A subscriber reported its estimate; tell the publisher at once when the cap fell.
 
-        Rises reach the publisher with aiortc's own periodic REMB, which is capped by `bitrate_cap`.
+        Rises reach the publisher with aiortc's own periodic REMB, which is capped by `publisher_cap`.
         """
-        cap = self.bitrate_cap()
+        cap = self.publisher_cap()
         if cap is None or self._pending_estimate is not None:
             return
         if self._announced_cap is not None and cap >= self._announced_cap * 0.95:
@@ -385,6 +398,8 @@ class ForwardedTrack(MediaStreamTrack):
             return
         if self._decoder is decoder:  # not switched to another publication meanwhile
             self._decoded.extend((epoch, frame) for frame in frames)
+            if publication.stats is not None:
+                publication.stats.decoded += len(frames)
 
     async def _next(self) -> tuple[object, int, bytes, list[bytes] | None]:
         while not self._queue:
@@ -414,8 +429,8 @@ class ForwardedTrack(MediaStreamTrack):
             return
         publication.frames_out += 1
         if publication.stats is not None:
-            publication.stats.frames[self.kind] += 1
-            publication.stats.bytes[self.kind] += size
+            publication.stats.frames[publication.source] += 1
+            publication.stats.bytes[publication.source] += size
 
     def _continuous(self, epoch: object, timestamp: int) -> int:
         """Keep timestamps rising when the publisher reconnects and its clock restarts at zero."""
@@ -440,8 +455,8 @@ class TranscodingPublication(Publication):
     the benchmark and as the fallback when participants share no codec.
     """
 
-    def __init__(self, kind: str, stats: ForwardingStats | None = None) -> None:
-        super().__init__(kind, stats)
+    def __init__(self, kind: str, stats: ForwardingStats | None = None, source: str | None = None) -> None:
+        super().__init__(kind, stats, source)
         self._relay = MediaRelay()
         self._source: MediaStreamTrack | None = None
         self._source_changed = asyncio.Event()

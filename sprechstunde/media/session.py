@@ -1,7 +1,9 @@
 """A media session: the server-side peer connections of one consultation and who receives whom.
 
-Each participant has one RTCPeerConnection to the server. Its first two m-lines (audio, video) carry what
-the participant publishes; every further m-line carries one track of another participant. The server is
+Each participant has one RTCPeerConnection to the server. Its first three m-lines carry what the participant
+publishes, one per source: microphone (audio), camera (video) and screen (a second video line, silent until
+the participant shares its screen); every further m-line carries one source of another participant. A
+screen line to the others exists only while its publisher shares (`share_screen`). The server is
 always the offerer when the set of tracks changes, so the browser only ever answers; a client-initiated
 offer that crosses a server offer is refused as glare (the server is the impolite peer).
 """
@@ -18,6 +20,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
+from sprechstunde.media.aiortc_fork import estimator as fork_estimator
 from sprechstunde.media.aiortc_fork import receiver as fork_receiver
 from sprechstunde.media.aiortc_fork import sender as fork_sender
 from sprechstunde.media.aiortc_fork import transport as fork_transport
@@ -28,6 +31,10 @@ from sprechstunde.media.ice_policy import TOO_MANY_CANDIDATES, CandidateBudget
 log = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
+# What a participant publishes, in the order of its uplink m-lines (mid 0, 1, 2), and each one's media kind.
+SOURCES = ("audio", "video", "screen")
+MEDIA_KIND = {"audio": "audio", "video": "video", "screen": "video"}
+CAMERA_SOURCES = ("audio", "video")  # what everyone receives of everyone, sharing or not
 # Forwarding passes encoded frames through, so publisher and subscriber must share the codec: VP8 first
 # (every browser has it), H.264 for browsers without VP8 (older iPhones). A subscriber's m-line lists
 # the publisher's codec first, so that anyone who can take it gets it unchanged.
@@ -85,17 +92,18 @@ class MediaPeer:
         self._lock = asyncio.Lock()
         self._again = False
         self._closed = False
-        self._uplink: dict[str, RTCRtpTransceiver] = {}
-        # (publisher id, kind) → transceiver sending that publication to this peer
+        self._uplink: dict[str, RTCRtpTransceiver] = {}  # source → the line it arrives on
+        # (publisher id, source) → transceiver sending that publication to this peer
         self._downlink: dict[tuple[str, str], RTCRtpTransceiver] = {}
         self._spare: dict[str, list[RTCRtpTransceiver]] = {kind: [] for kind in KINDS}
         self.video_codecs: set[str] | None = None  # what this participant's client accepted for video
         self.pc.on("track", self._on_track)
-        for kind in KINDS:
+        for source in SOURCES:
+            kind = MEDIA_KIND[source]
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             # ask the publisher first for the video codec every other participant can take
             _prefer_codecs(transceiver, kind, video_first if kind == "video" else None)
-            self._uplink[kind] = transceiver
+            self._uplink[source] = transceiver
         self._guard_transports()
 
     def _guard_transports(self) -> None:
@@ -121,16 +129,19 @@ class MediaPeer:
                 break
         else:
             return
-        if self._uplink.get(track.kind) is not transceiver:
-            # A client that offers more tracks than one microphone and one camera: not forwarded.
+        source = next((s for s, t in self._uplink.items() if t is transceiver), None)
+        if source is None:
+            # A client that offers more tracks than microphone, camera and screen: not forwarded.
             log.info("peer %s: extra %s track ignored", self.peer_id, track.kind)
             return
         fork_receiver.speed_up_receiver(transceiver.receiver)
-        publication = self._session.publication(self.peer_id, track.kind)
+        publication = self._session.publication(self.peer_id, source)
         publication.attach(transceiver.receiver, fork_sender.negotiated_codec(transceiver))
 
-    def subscribe(self, publisher_id: str, publication: Publication) -> None:
-        key = (publisher_id, publication.kind)
+    def subscribe(self, publisher_id: str, publication: Publication, source: str | None = None) -> None:
+        """Receive `publication` (the publisher's `source`; by default the one of its kind) from the
+        next negotiation on, on a line that someone's stream used before if there is one."""
+        key = (publisher_id, source or publication.kind)
         if key in self._downlink or self._closed:
             return
         spare = self._spare[publication.kind]
@@ -154,9 +165,11 @@ class MediaPeer:
                 fork_sender.push_frames(sender)
         self._downlink[key] = transceiver
 
-    def unsubscribe(self, publisher_id: str) -> None:
-        for kind in KINDS:
-            transceiver = self._downlink.pop((publisher_id, kind), None)
+    def unsubscribe(self, publisher_id: str, sources: tuple[str, ...] = SOURCES) -> None:
+        """Stop receiving the publisher's `sources`; their lines go inactive, spare for reuse."""
+        for source in sources:
+            kind = MEDIA_KIND[source]
+            transceiver = self._downlink.pop((publisher_id, source), None)
             if transceiver is None:
                 continue
             track = transceiver.sender.track
@@ -169,11 +182,18 @@ class MediaPeer:
             transceiver.direction = "inactive"
             self._spare[kind].append(transceiver)
 
+    @property
+    def sends_screen(self) -> bool:
+        """Whether the participant's answer took the screen line (mid 2) for sending: older clients answer
+        it inactive and cannot share."""
+        return self._uplink["screen"].currentDirection in ("recvonly", "sendrecv")
+
     def streams(self) -> dict[str, dict[str, str]]:
-        """mid → whose track it carries, for the client to label remote media."""
+        """mid → whose track it carries and which source ("audio", "video" or "screen") it is, for the
+        client to label remote media."""
         return {
-            transceiver.mid: {"participant_id": publisher, "kind": kind}
-            for (publisher, kind), transceiver in self._downlink.items()
+            transceiver.mid: {"participant_id": publisher, "kind": source}
+            for (publisher, source), transceiver in self._downlink.items()
             if transceiver.mid is not None
         }
 
@@ -214,6 +234,9 @@ class MediaPeer:
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.transport is not None:
                 fork_transport.shortcut_transport(transceiver.receiver.transport)
+        # camera and screen: one bitrate estimate for the publisher's connection, not one each
+        uplink = self._uplink
+        fork_estimator.share_publisher_estimate(uplink["screen"].receiver, uplink["video"].receiver)
         codecs = fork_sender.negotiated_codecs(self._uplink["video"])
         if codecs:
             self.video_codecs = {mime.lower() for mime in codecs}
@@ -263,8 +286,8 @@ class MediaPeer:
 
     async def close(self) -> None:
         self._closed = True
-        for kind, transceiver in self._uplink.items():
-            self._session.publication(self.peer_id, kind).detach(transceiver.receiver)
+        for source, transceiver in self._uplink.items():
+            self._session.publication(self.peer_id, source).detach(transceiver.receiver)
         for transceiver in self._downlink.values():
             if transceiver.sender.track is not None:
                 transceiver.sender.track.stop()
@@ -287,12 +310,28 @@ class MediaSession:
         self._publications: dict[str, dict[str, Publication]] = {}
         # newcomers whose codec is not negotiated yet: the others subscribe once they answered
         self._unpublished: set[str] = set()
+        self.screen_sharer: str | None = None  # one screen at a time per consultation (share_screen)
 
-    def publication(self, peer_id: str, kind: str) -> Publication:
-        kinds = self._publications.setdefault(peer_id, {})
-        if kind not in kinds:
-            kinds[kind] = self._publication_class(kind, self._stats)
-        return kinds[kind]
+    def publication(self, peer_id: str, source: str) -> Publication:
+        sources = self._publications.setdefault(peer_id, {})
+        if source not in sources:
+            publication = self._publication_class(MEDIA_KIND[source], self._stats, source)
+            if source in ("video", "screen"):
+                publication.link_cap = lambda: self._video_cap(peer_id)
+            sources[source] = publication
+        return sources[source]
+
+    def _video_cap(self, peer_id: str) -> int | None:
+        """The most the participant's connection should carry in video: camera and screen share one
+        bitrate estimate (MediaPeer._negotiated), and the subscribers' REMBs give each its share."""
+        sources = self._publications.get(peer_id, {})
+        caps = [sources[s].bitrate_cap() for s in ("video", "screen") if s in sources]
+        caps = [cap for cap in caps if cap is not None]
+        return sum(caps) if caps else None
+
+    def _sources_of(self, peer_id: str) -> tuple[str, ...]:
+        """What the others receive of this participant: its screen too while it shares."""
+        return SOURCES if peer_id == self.screen_sharer else CAMERA_SOURCES
 
     def peer(self, peer_id: str) -> MediaPeer:
         try:
@@ -307,13 +346,13 @@ class MediaSession:
             await old.close()
         peer = MediaPeer(peer_id, self, send, self._config, self._shared_video_codec(peer_id))
         self._peers[peer_id] = peer
-        for kind in KINDS:
-            self.publication(peer_id, kind)
+        for source in SOURCES:
+            self.publication(peer_id, source)
         for other_id in self._peers:
             # someone who has not answered yet subscribes everyone to itself once it has
             if other_id != peer_id and other_id not in self._unpublished:
-                for kind in KINDS:
-                    peer.subscribe(other_id, self.publication(other_id, kind))
+                for source in self._sources_of(other_id):
+                    peer.subscribe(other_id, self.publication(other_id, source), source)
         if old is None:
             # The others receive the newcomer once its answer fixed its codec, so that their m-lines
             # can offer that codec first (passed through, not transcoded). Its media cannot flow
@@ -337,9 +376,35 @@ class MediaSession:
         self._unpublished.discard(peer_id)
         others = [other for other_id, other in self._peers.items() if other_id != peer_id]
         for other in others:
-            for kind in KINDS:
-                other.subscribe(peer_id, self.publication(peer_id, kind))
+            for source in self._sources_of(peer_id):
+                other.subscribe(peer_id, self.publication(peer_id, source), source)
         await asyncio.gather(*(other.negotiate() for other in others))
+
+    async def share_screen(self, peer_id: str, on: bool) -> bool:
+        """Start or stop forwarding the participant's screen line (mid 2) to everyone else; returns
+        whether anything changed. One screen per consultation: while someone shares, another's start
+        is refused (`screen_busy`) rather than taking the screen away from the first mid-sentence."""
+        if peer_id not in self._peers:
+            raise NegotiationError("not_joined", "no media connection for this participant")
+        if on and self.screen_sharer not in (None, peer_id):
+            raise NegotiationError("screen_busy", "someone else is sharing a screen; wait until they stop")
+        if on == (self.screen_sharer == peer_id):
+            return False
+        if on and not self._peers[peer_id].sends_screen:
+            raise NegotiationError(
+                "screen_unavailable", "this connection does not send on its screen line (mid 2)"
+            )
+        self.screen_sharer = peer_id if on else None
+        if peer_id in self._unpublished:
+            return True  # `published` subscribes the others, screen included
+        others = [other for other_id, other in self._peers.items() if other_id != peer_id]
+        for other in others:
+            if on:
+                other.subscribe(peer_id, self.publication(peer_id, "screen"), "screen")
+            else:
+                other.unsubscribe(peer_id, ("screen",))
+        await asyncio.gather(*(other.negotiate() for other in others))
+        return True
 
     async def suspend(self, peer_id: str) -> None:
         """The participant's connection dropped: stop its peer connection, keep its place."""
@@ -352,6 +417,8 @@ class MediaSession:
         """The participant left for good: drop its media everywhere and renegotiate the others."""
         peer = self._peers.pop(peer_id, None)
         self._unpublished.discard(peer_id)
+        if self.screen_sharer == peer_id:
+            self.screen_sharer = None
         if peer is not None:
             await peer.close()
         for publication in self._publications.pop(peer_id, {}).values():

@@ -7,7 +7,8 @@ Definitions (also shown on the statistics page):
 - abandoned: citizens who left the queue before being admitted; % of everyone who queued;
 - wait p50/p90: of admitted citizens, from arrival (appointments: from their start) to admission;
 - handling p50: of held consultations (resolved + ticket);
-- load per hour: citizens who queued, by local arrival hour.
+- load per hour: citizens who queued, by local arrival hour;
+- satisfaction: the anonymous end-screen survey (rooms/feedback.py), 1–5, by the day the consultation ended.
 Percentiles use the nearest-rank method, so every figure is one that really occurred.
 """
 
@@ -22,7 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from sprechstunde.l10n import decimal_symbol
 from sprechstunde.rooms.consultations import ABANDONED, ConsultationRecord
+from sprechstunde.rooms.feedback import SCORES, FeedbackAnswer
 
 ADMITTED = ("resolved", "ticket", "no_show")
 HELD = ("resolved", "ticket")
@@ -54,6 +57,16 @@ class DayStats:
     wait_p90: float | None
     handling_p50: float | None
     load_per_hour: dict[int, int] = field(default_factory=dict)
+    feedback: dict[int, int] = field(default_factory=dict)  # survey score 1–5 → answers
+
+    @property
+    def feedback_count(self) -> int:
+        return sum(self.feedback.values())
+
+    @property
+    def feedback_average(self) -> float | None:
+        count = self.feedback_count
+        return sum(score * n for score, n in self.feedback.items()) / count if count else None
 
     @property
     def resolved_rate(self) -> float | None:
@@ -65,8 +78,11 @@ class DayStats:
         return self.abandoned / self.queued if self.queued else None
 
 
-def summarize(day: str, office: str, records: Iterable[ConsultationRecord]) -> DayStats:
+def summarize(
+    day: str, office: str, records: Iterable[ConsultationRecord], feedback: Iterable[FeedbackAnswer] = ()
+) -> DayStats:
     records = list(records)
+    scores = Counter(answer.score for answer in feedback)
     outcomes = Counter(r.outcome for r in records)
     waits = [r.wait_seconds for r in records if r.outcome in ADMITTED]
     handling = [r.handling_seconds for r in records if r.outcome in HELD and r.handling_seconds is not None]
@@ -83,15 +99,20 @@ def summarize(day: str, office: str, records: Iterable[ConsultationRecord]) -> D
         wait_p90=percentile(waits, 90),
         handling_p50=percentile(handling, 50),
         load_per_hour=dict(sorted(Counter(r.hour for r in records).items())),
+        feedback={score: scores[score] for score in SCORES if scores[score]},
     )
 
 
-def daily(records: Iterable[ConsultationRecord]) -> list[DayStats]:
-    """One row per (day, office), oldest day first."""
+def daily(records: Iterable[ConsultationRecord], feedback: Iterable[FeedbackAnswer] = ()) -> list[DayStats]:
+    """One row per (day, office), oldest day first (a day with survey answers only has a row too)."""
     groups: dict[tuple[str, str], list[ConsultationRecord]] = defaultdict(list)
+    answers: dict[tuple[str, str], list[FeedbackAnswer]] = defaultdict(list)
     for record in records:
         groups[(record.day, record.office)].append(record)
-    return [summarize(day, office, rows) for (day, office), rows in sorted(groups.items())]
+    for answer in feedback:
+        answers[(answer.day, answer.office)].append(answer)
+    keys = sorted(set(groups) | set(answers))
+    return [summarize(day, office, groups[(day, office)], answers[(day, office)]) for day, office in keys]
 
 
 def load_per_hour(rows: Iterable[DayStats]) -> dict[int, int]:
@@ -141,21 +162,31 @@ CSV_COLUMNS = (
     "wait_p90_s",
     "handling_p50_s",
     *(f"queued_{hour:02d}h" for hour in range(24)),
+    "feedback_count",
+    "feedback_avg",
+    *(f"feedback_{score}" for score in SCORES),
 )
 
 
-def _pct(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.1f}"
+def _decimal(value: float | None, digits: int, lang: str) -> str:
+    """A CSV figure: no thousands separator, the language's decimal separator ("33,3" in German)."""
+    return "" if value is None else f"{value:.{digits}f}".replace(".", decimal_symbol(lang))
+
+
+def _pct(value: float | None, lang: str = "en") -> str:
+    return _decimal(None if value is None else 100 * value, 1, lang)
 
 
 def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.0f}"
 
 
-def to_csv(rows: Iterable[DayStats]) -> str:
-    """The rows as CSV (comma separated, a header line, empty cells where a figure is undefined)."""
+def to_csv(rows: Iterable[DayStats], lang: str = "en") -> str:
+    """The rows as CSV: a header line, empty cells where a figure is undefined. In a language with a
+    decimal comma (German) the figures have one and the columns are separated by ";", as German Excel
+    reads a CSV; otherwise (the machine variant) "," and "."."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv.writer(out, delimiter=";" if decimal_symbol(lang) == "," else ",", lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         writer.writerow(
@@ -168,12 +199,15 @@ def to_csv(rows: Iterable[DayStats]) -> str:
                 row.tickets,
                 row.no_shows,
                 row.abandoned,
-                _pct(row.resolved_rate),
-                _pct(row.abandoned_rate),
+                _pct(row.resolved_rate, lang),
+                _pct(row.abandoned_rate, lang),
                 _seconds(row.wait_p50),
                 _seconds(row.wait_p90),
                 _seconds(row.handling_p50),
                 *(row.load_per_hour.get(hour, 0) for hour in range(24)),
+                row.feedback_count,
+                _decimal(row.feedback_average, 2, lang),
+                *(row.feedback.get(score, 0) for score in SCORES),
             ]
         )
     return out.getvalue()

@@ -10,6 +10,7 @@ for statistics; `erased_at` says the text was removed on purpose."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -24,6 +25,10 @@ from sprechstunde.store.port import Record, Store, from_record, update
 TICKET_KIND = "ticket"
 SEQUENCE_KIND = "ticket-seq"
 TICKET_STATUSES = ("open", "in_progress", "done")
+# How staff lists narrow tickets (issue 17 item 10): still to do ("open": open or in progress), finished
+# ("closed": done), or everything; a finished ticket stays findable instead of vanishing from the console.
+TICKET_STATES = ("open", "closed", "all")
+MAX_TICKET_SEARCH = 100
 MAX_TICKET_NOTES = 2000
 REFERENCE_PREFIX = "SP"
 
@@ -52,6 +57,27 @@ class Ticket:
     closed_at: float | None = None
     # when its personal fields were erased after the retention period (None: not yet)
     erased_at: float | None = None
+
+
+def ticket_filter(state: str | None = "all", text: str | None = "") -> Callable[[Ticket], bool]:
+    """Which tickets a staff list shows: those in `state` (TICKET_STATES; "open" = open or in progress,
+    "closed" = done) whose reference, topic, notes or contact contain `text` (case-insensitive). Used by
+    the console's filter and by GET /api/tickets?state=&q=. Checked once, before any ticket is read:
+    QueueError `invalid_state` / `invalid_search` (400)."""
+    state = state or "all"
+    if state not in TICKET_STATES:
+        raise QueueError("invalid_state", f"state must be one of {', '.join(TICKET_STATES)}")
+    needle = (text or "").strip().casefold()
+    if len(needle) > MAX_TICKET_SEARCH:
+        raise QueueError("invalid_search", f"the search text may have at most {MAX_TICKET_SEARCH} characters")
+
+    def wanted(ticket: Ticket) -> bool:
+        if state != "all" and (ticket.status == "done") != (state == "closed"):
+            return False
+        fields = (ticket.reference, ticket.topic, ticket.notes, ticket.contact)
+        return not needle or any(needle in field.casefold() for field in fields if field)
+
+    return wanted
 
 
 def check_notes(notes: str | None, limit: int = MAX_TICKET_NOTES) -> str:

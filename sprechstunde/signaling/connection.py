@@ -12,6 +12,7 @@ from aiohttp import web
 from sprechstunde.media.ice import client_ice_servers
 from sprechstunde.media.session import NegotiationError
 from sprechstunde.rooms.text import strip_bidi
+from sprechstunde.signaling.chat_history import new_message_id
 from sprechstunde.signaling.hub import AdmissionError, LiveRoom, Participant, SignalingHub
 from sprechstunde.signaling.protocol import (
     CALL,
@@ -23,9 +24,11 @@ from sprechstunde.signaling.protocol import (
     Chat,
     Hello,
     Leave,
+    MediaState,
     Message,
     Offer,
     ProtocolError,
+    ScreenShare,
     clean_name,
 )
 from sprechstunde.signaling.socket import HARD_FRAME_LIMIT, JsonSocket, open_socket
@@ -80,6 +83,10 @@ class Connection(JsonSocket):
                 await media.peer(self.participant.participant_id).add_candidate(message.candidate)
             elif isinstance(message, Chat):
                 await self.chat(message)
+            elif isinstance(message, MediaState):
+                await self.media_state(message)
+            elif isinstance(message, ScreenShare):
+                await self.screen(message)
             elif isinstance(message, Leave):
                 self.left = self.done = True
                 await self.hub.remove(self.room, self.participant, "left")
@@ -135,6 +142,8 @@ class Connection(JsonSocket):
                 "ice_servers": client_ice_servers(self.hub.ice, participant.participant_id),
                 "participants": others,
                 "limits": {"chat_max_chars": MAX_CHAT_CHARS, "frame_max_bytes": MAX_FRAME_BYTES},
+                # the chat so far (issue 17): for those who join later, and what a reconnect missed
+                "chat_history": await self.chat_history(room),
             }
         )
         if not resumed:
@@ -152,14 +161,55 @@ class Connection(JsonSocket):
         sender = self.participant
         base = {
             "type": "chat",
+            "message_id": new_message_id(),
             "from": sender.participant_id,
             "name": sender.name,
             "role": sender.role,
             "text": text,
             "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        if self.hub.history is not None:
+            # stored before it is sent: whoever joins meanwhile gets it in the history or live (or both:
+            # the page shows a `message_id` once)
+            await self.hub.history.append(self.room.room_id, self.room.expires_at, base)
         await self.room.broadcast(base, exclude=sender.participant_id)
         await sender.send(base | {"id": message.id})
+
+    async def chat_history(self, room: LiveRoom) -> list[dict[str, Any]]:
+        """The room's chat so far for `welcome`, read after the participant was seated (a message
+        sent meanwhile arrives live too; the page shows each `message_id` once). Only a participant
+        admitted to this room gets here."""
+        return [] if self.hub.history is None else await self.hub.history.messages(room.room_id)
+
+    async def media_state(self, message: MediaState) -> None:
+        """Remember whether the sender's microphone and camera are on and tell the others, so their page
+        shows a muted mark or the name instead of silence and a black picture (issue 17). Only a change
+        is forwarded: a client repeating its state costs the others nothing."""
+        assert self.room is not None and self.participant is not None
+        sender = self.participant
+        if (sender.audio, sender.video) == (message.audio, message.video):
+            return
+        sender.audio, sender.video = message.audio, message.video
+        await self.room.broadcast(
+            {
+                "type": "media-state",
+                "participant_id": sender.participant_id,
+                "audio": sender.audio,
+                "video": sender.video,
+            },
+            exclude=sender.participant_id,
+        )
+
+    async def screen(self, message: ScreenShare) -> None:
+        """Start or stop forwarding the sender's screen (issue 17): the others' next offer adds or
+        drops a `screen` line, and every page hears `screen` (the sender's copy with its `id`)."""
+        assert self.room is not None and self.participant is not None
+        sender = self.participant.participant_id
+        changed = await self.room.media.share_screen(sender, message.on)
+        event = {"type": "screen", "participant_id": sender, "on": message.on}
+        if changed:
+            await self.room.broadcast(event, exclude=sender)
+        await self.participant.send(event | {"id": message.id})
 
     async def closed(self) -> None:
         if self.room is not None and self.participant is not None and not self.left:

@@ -17,6 +17,7 @@ from sprechstunde.errors import DomainError
 from sprechstunde.media.forwarding import ForwardingStats
 from sprechstunde.media.ice import IceConfig
 from sprechstunde.media.session import MediaSession
+from sprechstunde.signaling.chat_history import ChatHistory
 from sprechstunde.signaling.nodes import NodeRegistry
 from sprechstunde.store.port import Store, Subscription
 from sprechstunde.tasks import BackgroundTasks
@@ -62,9 +63,18 @@ class Participant:
     seat: str = ""
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     grace: asyncio.TimerHandle | None = None
+    # microphone / camera on, as the client last said (`media-state`); kept across a resume, shown to
+    # everyone who joins later in `welcome` and `participant-joined`
+    audio: bool = True
+    video: bool = True
 
-    def public(self) -> dict[str, str]:
-        return {"participant_id": self.participant_id, "role": self.role, "name": self.name}
+    def public(self) -> dict[str, Any]:
+        return {
+            "participant_id": self.participant_id,
+            "role": self.role,
+            "name": self.name,
+            "media": {"audio": self.audio, "video": self.video},
+        }
 
     async def send(self, message: dict[str, Any]) -> None:
         ws = self.ws
@@ -108,6 +118,8 @@ class SignalingHub:
         # that says which node hosts a room; both None for a single process
         self.bus = bus
         self.nodes: NodeRegistry | None = None
+        # the chat so far of every room, in the store (set by the app; None: not kept)
+        self.history: ChatHistory | None = None
         self._listener: asyncio.Task | None = None
         self.ice = ice
         self.media_mode = media_mode
@@ -313,6 +325,8 @@ class SignalingHub:
                     await participant.ws.close(code=4002, message=b"room expired")
             room.participants.clear()
             await self._drop(room)
+        if self.history is not None:
+            await self.history.drop(room.room_id)  # the room is over: so is its chat
 
     async def close(self) -> None:
         for handle in self._expiry.values():

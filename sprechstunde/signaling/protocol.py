@@ -124,6 +124,23 @@ class Leave(Message):
     type: Literal["leave"]
 
 
+class MediaState(Message):
+    """Whether the sender's microphone and camera are on (issue 17): the others show a muted mark or the
+    name instead of a black picture. Both fields are required booleans (strict: no 0/1, no "true")."""
+
+    type: Literal["media-state"]
+    audio: bool
+    video: bool
+
+
+class ScreenShare(Message):
+    """Start (`on`: true) or stop sharing the screen on the sender's third m-line (mid 2); answered
+    with a `screen` broadcast, or `screen_busy` while someone else shares (docs/protocol.md)."""
+
+    type: Literal["screen"]
+    on: bool
+
+
 # --- the waiting room: GET /ws/queue (citizen) and GET /ws/console (advisor) --------------------------
 
 
@@ -205,7 +222,7 @@ def _refusal(exc: ValidationError, request_id: Any) -> ProtocolError:
     return ProtocolError("bad_message", message, request_id=request_id)
 
 
-CALL = Messages(Hello, Offer, Answer, Candidate, Chat, Ping, Leave)
+CALL = Messages(Hello, Offer, Answer, Candidate, Chat, Ping, Leave, MediaState, ScreenShare)
 WAITING = Messages(Wait, Note, Leave, Ping)
 CONSOLE = Messages(Next, Claim, Ping)
 

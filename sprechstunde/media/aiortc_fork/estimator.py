@@ -309,3 +309,14 @@ async def send_publisher_estimate(receiver: RTCRtpReceiver, bitrate: int) -> boo
         bitrate = min(bitrate, estimator.last)
     await receiver._send_rtcp(_remb(rtcp_ssrc, int(bitrate), [ssrc]))
     return True
+
+
+def share_publisher_estimate(receiver: RTCRtpReceiver, other: RTCRtpReceiver) -> None:
+    """Let `receiver` feed `other`'s estimator instead of its own: one estimate and one REMB for all the
+    video a publisher sends on its connection (camera and screen), as libwebrtc's receive-side estimator
+    is one per connection. With one estimator per stream, each would tell the publisher only what its
+    own stream carries, and the browser takes every REMB as the cap of its whole connection: a still
+    screen's low estimate would throttle the camera too (measured: the connection fell to 100 kbit/s)."""
+    shared = getattr(other, _ESTIMATOR)
+    if shared is not None and getattr(receiver, _ESTIMATOR) is not shared:
+        setattr(receiver, _ESTIMATOR, shared)

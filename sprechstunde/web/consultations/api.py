@@ -13,14 +13,22 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from sprechstunde.errors import DomainError
+from sprechstunde.l10n import decimal_symbol
 from sprechstunde.rooms import statistics
 from sprechstunde.rooms.consultations import ConsultationRecord
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.offices import DEFAULT_TIMEZONE
 from sprechstunde.rooms.queue import QueueEntry
 from sprechstunde.rooms.staff import StaffMember
-from sprechstunde.rooms.tickets import TICKET_STATUSES, Ticket
+from sprechstunde.rooms.tickets import (
+    MAX_TICKET_SEARCH,
+    TICKET_STATES,
+    TICKET_STATUSES,
+    Ticket,
+    ticket_filter,
+)
 from sprechstunde.rooms.views import entry_json
+from sprechstunde.web.consultations.ending import consultation_ended, feedback_answers
 from sprechstunde.web.consultations.models import (
     BestTimesOut,
     ConsultationsOut,
@@ -122,6 +130,7 @@ async def api_finish(request: web.Request) -> web.Response:
     done = await services.queue.finish(
         member, request.match_info["entry_id"], finish.outcome, notes=finish.notes
     )
+    await consultation_ended(services, done)  # the citizen's end screen (web/consultations/ending.py)
     return web.json_response(
         {
             "entry_id": done.entry.entry_id,
@@ -209,17 +218,30 @@ YOUR_OFFICES = query("office", {"type": "string"}, description="one office; defa
     errors=(400, 403),
     params=(
         query("status", {"enum": list(TICKET_STATUSES)}),
+        query(
+            "state",
+            {"enum": list(TICKET_STATES), "default": "all"},
+            description="open (open or in progress), closed (done) or all",
+        ),
+        query(
+            "q",
+            {"type": "string", "maxLength": MAX_TICKET_SEARCH},
+            description="text in the reference, topic, notes or contact (case-insensitive)",
+        ),
         YOUR_OFFICES,
     ),
 )
 async def api_tickets(request: web.Request) -> web.Response:
-    """Tickets of the member's offices (admins: all), newest first"""
+    """Tickets of the member's offices (admins: all), newest first; closed ones too, to find them again"""
     services, member = await staff_member(request, change=False)
     status = request.query.get("status") or None
     if status is not None and status not in TICKET_STATUSES:
         raise DomainError("invalid_status", f"status must be one of {', '.join(TICKET_STATUSES)}", 400)
+    wanted = ticket_filter(request.query.get("state"), request.query.get("q"))
     offices = _visible_offices(services, member, request.query.get("office"))
-    tickets = [t for office in offices for t in await services.queue.tickets.for_office(office, status)]
+    tickets = [
+        t for office in offices for t in await services.queue.tickets.for_office(office, status) if wanted(t)
+    ]
     tickets.sort(key=lambda t: (t.created_at, t.reference), reverse=True)
     return web.json_response({"tickets": [_ticket_json(t, services) for t in tickets]})
 
@@ -330,6 +352,9 @@ def _row_json(row: statistics.DayStats) -> dict[str, Any]:
         "wait_p90_seconds": row.wait_p90,
         "handling_p50_seconds": row.handling_p50,
         "load_per_hour": {str(hour): count for hour, count in row.load_per_hour.items()},
+        "feedback_count": row.feedback_count,
+        "feedback_average": row.feedback_average,
+        "feedback_distribution": {str(score): row.feedback.get(score, 0) for score in statistics.SCORES},
     }
 
 
@@ -352,9 +377,10 @@ DAY_QUERY = {"type": "string", "format": "date", "examples": ["2026-11-24"]}
 async def api_statistics(request: web.Request) -> web.Response:
     """Daily and total figures of the offices (office leads and admins)"""
     records, query = await statistics_records(request)
-    total = _row_json(statistics.summarize("", "", records))
+    answers = await feedback_answers(request.app[SERVICES], query)
+    total = _row_json(statistics.summarize("", "", records, answers))
     del total["day"], total["office"]
-    days = [_row_json(r) for r in statistics.daily(records)]
+    days = [_row_json(r) for r in statistics.daily(records, answers)]
     return web.json_response(query | {"total": total, "days": days})
 
 
@@ -362,10 +388,15 @@ async def api_statistics(request: web.Request) -> web.Response:
 @json_errors  # a download of the API's rows: its errors are the API's JSON too
 async def statistics_csv(request: web.Request) -> web.Response:
     records, query = await statistics_records(request)
-    rows = statistics.daily(records)
+    rows = statistics.daily(records, await feedback_answers(request.app[SERVICES], query))
     name = f"sprechstunde-{'-'.join(query['offices']) if len(query['offices']) == 1 else 'alle'}"
+    # German (the page's language, or ?lang=de): ";" and decimal commas behind a UTF-8 BOM, which is
+    # what German Excel needs to open the file as columns; ?lang=en: the machine variant, "," and "."
+    # without a BOM (docs/operations.md, "Statistics export").
+    lang = request.app[SERVICES].pages.lang(request)
+    text = statistics.to_csv(rows, lang)
     return web.Response(
-        text=statistics.to_csv(rows),
+        text=("\ufeff" + text) if decimal_symbol(lang) == "," else text,
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}-{query["from"]}-{query["to"]}.csv"'},

@@ -136,6 +136,9 @@ class StatsRow(Answer):
     wait_p90_seconds: float | None
     handling_p50_seconds: float | None
     load_per_hour: dict[str, int] = Field(description="hour of day (0-23) → arrivals")
+    feedback_count: int = Field(0, description="survey answers (end screen, anonymous)")
+    feedback_average: float | None = Field(None, description="mean survey score, 1–5")
+    feedback_distribution: dict[str, int] = Field(default_factory=dict, description="score → answers")
 
 
 class StatsDay(StatsRow):

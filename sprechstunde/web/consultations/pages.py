@@ -3,14 +3,18 @@ and the CSV export of the same rows (definitions in rooms/statistics.py)."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from aiohttp import web
 
-from sprechstunde.l10n import decimal_text, percent_text
+from sprechstunde.l10n import decimal_text, percent_text, short_day_text
 from sprechstunde.rooms import statistics
 from sprechstunde.web.consultations.api import STATS_ROLES, statistics_records
 from sprechstunde.web.consultations.charts import hourly_bars
+from sprechstunde.web.consultations.ending import feedback_answers
 from sprechstunde.web.core.errors import page_errors
 from sprechstunde.web.core.services import SERVICES, Services
+from sprechstunde.web.core.staff_display import office_name
 
 routes = web.RouteTableDef()
 
@@ -35,7 +39,8 @@ async def statistics_page(request: web.Request) -> web.Response:
     if member.role not in STATS_ROLES:
         return services.pages.error(request, 403, "stats.forbidden")
     records, query = await statistics_records(request)
-    rows = statistics.daily(records)
+    answers = await feedback_answers(services, query)
+    rows = statistics.daily(records, answers)
     lang = services.pages.lang(request)
     offices = [o for o in services.waiting.offices if o.id in query["offices"]] if query["offices"] else []
     visible = [o for o in services.waiting.offices if member.role == "admin" or o.id in member.offices]
@@ -43,13 +48,17 @@ async def statistics_page(request: web.Request) -> web.Response:
         request,
         "statistics.html",
         rows=rows,
-        total=statistics.summarize("", "", records),
+        total=statistics.summarize("", "", records, answers),
         chart=hourly_bars(statistics.load_per_hour(rows)),
         query=query,
         chosen=request.query.get("office", ""),
         offices=[(o.id, o.name(lang)) for o in visible],
         shown=", ".join(o.name(lang) for o in offices),
         minutes=lambda seconds: _minutes(seconds, lang),
+        day=lambda iso: short_day_text(date.fromisoformat(iso), lang),  # "Di., 24.11.2026"
+        office_name=lambda office_id: office_name(services.waiting.offices, office_id, lang),
         percent=lambda value: _percent(value, lang),
+        rating=lambda value: "–" if value is None else decimal_text(value, lang, 1),  # survey mean, 1–5
+        scores=statistics.SCORES,
         csv_query=request.query_string,
     )

@@ -26,6 +26,7 @@ from sprechstunde.rooms.tokens import TokenSigner
 from sprechstunde.scheduling.bookings import SchedulingService
 from sprechstunde.scheduling.catalog import load_services
 from sprechstunde.scheduling.mail import BookingLinks, BookingMailer, SmtpMailer, SmtpSettings
+from sprechstunde.signaling.chat_history import ChatHistory
 from sprechstunde.signaling.connection import HUB_KEY
 from sprechstunde.signaling.hub import Admission, AdmissionError, SignalingHub
 from sprechstunde.signaling.nodes import NodeRegistry
@@ -37,6 +38,7 @@ from sprechstunde.web.booking import api as booking_api
 from sprechstunde.web.booking import pages as booking_pages
 from sprechstunde.web.chatbot import api as chatbot_api
 from sprechstunde.web.consultations import api as consultation_api
+from sprechstunde.web.consultations import ending as ending_api
 from sprechstunde.web.consultations import pages as statistics_page
 from sprechstunde.web.core import api, observability, openapi, relay
 from sprechstunde.web.core.config import Config, prepare_data_dir
@@ -131,6 +133,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
     # travel over the store's channels (signaling/nodes.py). One process on SQLite needs neither.
     bus = store if config.redis_url else None
     hub = SignalingHub(admit, config.ice, config.media_mode, bus=bus)
+    hub.history = ChatHistory(store, clock)  # the chat so far, for whoever joins later (issue 17)
     if bus is not None:
         hub.nodes = NodeRegistry(
             store, config.node_name, config.public_url, hub.load, address=config.node_address, clock=clock
@@ -193,6 +196,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(pages.routes)
     app.add_routes(queue_api.routes)
     app.add_routes(consultation_api.routes)
+    app.add_routes(ending_api.routes)
     app.add_routes(statistics_page.routes)
     app.add_routes(booking_api.routes)
     app.add_routes(booking_pages.routes)

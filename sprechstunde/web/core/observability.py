@@ -314,6 +314,13 @@ class LiveCollector(Collector):
             sent.add_metric([kind], hub.forwarding.bytes[kind])
         yield frames
         yield sent
+        transcoded = CounterMetricFamily(
+            "sprechstunde_media_frames_transcoded",
+            "Video frames decoded for a subscriber without a shared codec (its sender re-encodes them); "
+            "0 while everything, screens included, is forwarded",
+        )
+        transcoded.add_metric([], hub.forwarding.decoded)
+        yield transcoded
 
 
 class Metrics:

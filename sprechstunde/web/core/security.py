@@ -120,6 +120,7 @@ CAPABILITY_PREFIXES = (
     "api/bookings/join",
     "api/bookings",
     "api/download",
+    "api/endings",  # the citizen's end screen (web/consultations/ending.py)
     "termin/verwalten",
     "termin/beitreten",
     "join",

@@ -223,13 +223,18 @@ async def download_url(request: web.Request) -> web.Response:
     access = await _access(request, write=False)
     document_id = request.match_info["document_id"]
     await services.documents.check_file(access.room.room_id, document_id)
+    url, expires = signed_download(services, access.room.room_id, document_id, access.actor)
+    return web.json_response({"url": url, "expires_at": datetime.fromtimestamp(expires, UTC).isoformat()})
+
+
+def signed_download(services: Services, room_id: str, document_id: str, actor: Actor) -> tuple[str, float]:
+    """A `/api/download/…` URL for `actor`, valid `download_ttl` seconds, and when it expires. The caller
+    checked that the document is a live file of the room (also the citizen's end screen, web/consultations
+    /ending.py, which links the room's documents until they are purged)."""
     expires = time.time() + services.config.download_ttl
-    actor = access.actor
-    claims = {"d": document_id, "r": access.room.room_id, "k": actor.kind, "i": actor.id, "ro": actor.role}
+    claims = {"d": document_id, "r": room_id, "k": actor.kind, "i": actor.id, "ro": actor.role}
     token = services.signer.sign(DOWNLOAD_PURPOSE, claims | {"exp": int(expires) + 1})
-    return web.json_response(
-        {"url": f"/api/download/{token}", "expires_at": datetime.fromtimestamp(expires, UTC).isoformat()}
-    )
+    return f"/api/download/{token}", expires
 
 
 def content_disposition(name: str) -> str:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from sprechstunde import l10n
-from sprechstunde.rooms.offices import DEFAULT_TIMEZONE
+from sprechstunde.media.ice import client_ice_servers
 from sprechstunde.rooms.service import parse_duration
 from sprechstunde.rooms.staff import StaffMember
-from sprechstunde.rooms.tickets import TICKET_STATUSES
+from sprechstunde.rooms.tickets import MAX_TICKET_SEARCH, TICKET_STATES, TICKET_STATUSES, ticket_filter
 from sprechstunde.rooms.views import entry_json
+from sprechstunde.web.consultations.ending import end_token_for_room
 from sprechstunde.web.core.api import read_form
 from sprechstunde.web.core.errors import page_errors
 from sprechstunde.web.core.services import SERVICES, SESSION_COOKIE, Services, cross_site
+from sprechstunde.web.core.staff_display import language_name, office_labels, office_moment, office_name
 
 routes = web.RouteTableDef()
 MAX_CONSOLE_TICKETS = 50
@@ -53,6 +53,11 @@ async def join(request: web.Request) -> web.Response:
         office=room.office,
         call_strings={k: v for k, v in strings.items() if k.startswith(prefixes)},
         consultation=consultation,
+        # reloaded after the advisor closed the consultation: the citizen's end screen (endscreen.js)
+        end_token=await end_token_for_room(services, room.room_id) if grant.role == "citizen" else "",
+        # for the pre-join network check (static/prejoin.js); the TURN credentials are the same
+        # time-limited kind as in `welcome`, and the page is not cached (no-store)
+        ice_servers=client_ice_servers(services.config.ice, f"prejoin-{room.room_id[:8]}"),
         csrf=services.csrf_token(request.cookies[SESSION_COOKIE]) if consultation else "",
         transfer_offices=[
             {"id": o.id, "name": o.name(lang), "languages": o.languages}
@@ -67,9 +72,14 @@ async def _consultation(request: web.Request, services: Services, room_id: str) 
     member = await services.current_staff(request)
     if member is None:
         return None
+    lang = services.pages.lang(request)
     for entry in await services.queue.serving(member):
         if entry.room_id == room_id:
-            return entry_json(entry, services.waiting.offices, services.waiting.clock(), staff=True)
+            view = entry_json(entry, services.waiting.offices, services.waiting.clock(), staff=True)
+            # the panel names the office and the language, in the page's language (never the ids)
+            view["office_name"] = office_name(services.waiting.offices, entry.office, lang)
+            view["language_name"] = language_name(entry.language)
+            return view
     return None
 
 
@@ -116,10 +126,15 @@ async def _console(request: web.Request, links: dict | None = None) -> web.Respo
             view = entry_json(entry, services.waiting.offices, now, transcript=False, staff=True)
             serving.append(view | {"advisor_url": services.rooms.link(room, "advisor", "")})
     offices = [o.id for o in services.waiting.offices] if member.role == "admin" else member.offices
-    tickets = [
-        t for office in offices for t in await services.queue.tickets.for_office(office) if t.status != "done"
-    ]
+    # the tickets filter (GET ?state=&q=): still to do by default, finished ones when asked for
+    state = request.query.get("state", "open")
+    state = state if state in TICKET_STATES else "open"
+    search = request.query.get("q", "")[:MAX_TICKET_SEARCH]
+    wanted = ticket_filter(state, search)
+    tickets = [t for office in offices for t in await services.queue.tickets.for_office(office) if wanted(t)]
     tickets.sort(key=lambda t: (t.created_at, t.reference), reverse=True)
+    lang = services.pages.lang(request)
+    directory = services.waiting.offices
     return services.pages.render(
         request,
         "console.html",
@@ -131,8 +146,14 @@ async def _console(request: web.Request, links: dict | None = None) -> web.Respo
         tickets=tickets[:MAX_CONSOLE_TICKETS],
         more_tickets=max(0, len(tickets) - MAX_CONSOLE_TICKETS),
         ticket_statuses=TICKET_STATUSES,
+        ticket_states=TICKET_STATES,
+        ticket_state=state,
+        ticket_search=search,
         statistics=member.role in ("lead", "admin"),
-        opened=lambda stamp: datetime_text(stamp, services.pages.lang(request)),
+        opened=lambda ticket: office_moment(directory, ticket.office, ticket.created_at, lang),
+        office_name=lambda office_id: office_name(directory, office_id, lang),
+        language_name=language_name,
+        office_labels=office_labels(directory, lang),
     )
 
 
@@ -161,6 +182,8 @@ async def console_create_room(request: web.Request) -> web.Response:
         raise web.HTTPForbidden()
     room = await services.rooms.create(office, parse_duration("2h"), created_by=member.username)
     links = services.rooms.links(room, services.config.public_url).as_json()
+    lang = services.pages.lang(request)
+    links["expires_text"] = office_moment(services.waiting.offices, office, room.expires_at, lang)
     return await _console(request, links)
 
 
@@ -171,12 +194,9 @@ async def console_update_ticket(request: web.Request) -> web.Response:
     services, member, form = await _staff_form(request)
     status = str(form.get("status", ""))
     await services.queue.tickets.update(member, request.match_info["reference"], status=status)
-    raise web.HTTPSeeOther("/console#tickets")
-
-
-def datetime_text(timestamp: float, lang: str) -> str:
-    """A ticket's time on the city's clock, as the page's language writes it: "24.11.2026, 14:05"."""
-    return l10n.datetime_text(datetime.fromtimestamp(timestamp, ZoneInfo(DEFAULT_TIMEZONE)), lang)
+    # back to the list as it was filtered (a ticket just closed from a search stays in view)
+    shown = {k: str(form.get(k, ""))[:MAX_TICKET_SEARCH] for k in ("state", "q") if form.get(k)}
+    raise web.HTTPSeeOther("/console" + (f"?{urlencode(shown)}" if shown else "") + "#tickets")
 
 
 @routes.post("/logout")

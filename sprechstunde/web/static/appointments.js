@@ -3,13 +3,21 @@
 
 import { $, el } from "./lib/dom.js";
 import { fetchJson } from "./lib/fetch.js";
-import { dateText, pageLang } from "./lib/intl.js";
+import { officeLabels, zonedTime } from "./format.js";
+import { dateText, languageName, pageLang } from "./lib/intl.js";
 import { loadStrings, tr } from "./strings.js";
 
 loadStrings($("page-strings"));
 const root = $("appointments-app");
 const csrf = root.dataset.csrf;
 const lang = pageLang(root);
+const offices = officeLabels($("office-labels")); // the offices' names and time zones
+
+/** "09:35" on the office's clock, wherever the browser is (the slice of the office's ISO if unknown). */
+function officeTime(iso, office) {
+  const zone = office && offices[office.id] ? offices[office.id].time_zone : null;
+  return (zone && zonedTime(iso, lang, zone)) || local(iso).time;
+}
 
 function local(iso) {
   // The server sends the office's wall time with offset; show it as written there.
@@ -48,7 +56,7 @@ function rescheduleForm(appointment, item) {
     note.textContent = "";
     try {
       const data = await call("GET", `/api/staff/appointments/${encodeURIComponent(id)}/slots?date=${dayInput.value}`);
-      select.replaceChildren(...data.slots.map((s) => new Option(local(s.starts_at).time, s.starts_at)));
+      select.replaceChildren(...data.slots.map((s) => new Option(officeTime(s.starts_at, appointment.office), s.starts_at)));
       const any = data.slots.length > 0;
       select.hidden = selectLabel.hidden = submit.hidden = !any;
       note.textContent = any ? "" : tr("appointments.reschedule.none");
@@ -79,17 +87,20 @@ function rescheduleForm(appointment, item) {
 }
 
 function render(appointment, now) {
-  const start = local(appointment.starts_at);
-  const end = local(appointment.ends_at);
+  const start = officeTime(appointment.starts_at, appointment.office);
+  const end = officeTime(appointment.ends_at, appointment.office);
   const item = el("li", { className: `appointment${appointment.mine ? " mine" : ""}` });
   item.dataset.bookingId = appointment.booking_id;
   const who = appointment.mine ? tr("appointments.mine") : tr("appointments.colleague", { advisor: appointment.advisor });
   item.append(
-    el("p", {}, el("strong", { textContent: `${start.time}–${end.time} ${appointment.name}` })),
+    el("p", {}, el("strong", { textContent: `${start}–${end} ${appointment.name}` })),
     el("p", {
       className: "meta",
       textContent: [
-        appointment.service.name, tr(`appointments.channel.${appointment.channel}`), appointment.reference, who,
+        appointment.service.name,
+        offices[appointment.office.id] ? offices[appointment.office.id].name : appointment.office.name,
+        languageName(appointment.language),
+        tr(`appointments.channel.${appointment.channel}`), appointment.reference, who,
         tr(`appointments.status.${appointment.status}`), appointment.waiting ? tr("appointments.waiting") : "",
       ].filter(Boolean).join(" · "),
     }),

@@ -4,11 +4,17 @@
 // waiting room, waiting.html (data-mode="wait": waiting.js shows the queue and calls startCall() when an
 // advisor admits the citizen, with the camera and microphone that are already open — no reload).
 
+import { CallChat } from "./call_chat.js";
+import { directJoinWanted } from "./direct.js";
 import { DocumentsPanel } from "./documents.js";
+import { AdvisorWatch, endedMeanwhile, showEnding, showInterrupted } from "./endscreen.js";
+import { ChatToggle, RemoteIndicators, confirmLeave, mediaStateMessage } from "./indicators.js";
 import { $ } from "./lib/dom.js";
 import { pageLang } from "./lib/intl.js";
 import { LocalMedia } from "./media.js";
 import { PeerSession } from "./peer.js";
+import { ScreenShare } from "./screenshare.js";
+import { startPrejoinChecks } from "./prejoin.js";
 import { SignalingClient, signalingUrl } from "./signaling.js";
 import { loadStrings, tr } from "./strings.js";
 import { ChatLog, StatusLine, Tiles, displayName } from "./ui.js";
@@ -25,8 +31,21 @@ const NAME_KEY = "sprechstunde.name";
 const media = new LocalMedia();
 const tiles = new Tiles($("remote-tiles"), $("waiting"));
 const chat = new ChatLog($("chat-log"), $("chat-empty"), lang);
+const callChat = new CallChat(chat, $("chat-log"));
 const status = new StatusLine($("status"));
+// sharing this page's screen, and another's screen large above the tiles (screenshare.js)
+const screenShare = new ScreenShare({
+  root, peer: () => peer, send: (message) => signaling && signaling.send(message), status,
+  nameOf: (id) => displayName(tiles.info(id) || {}),
+});
+// mute / camera-off marks, connection quality, pin and fullscreen on the remote tiles; the phone chat toggle
+const indicators = new RemoteIndicators(tiles, { peer: () => peer });
+const chatToggle = new ChatToggle({
+  root, button: $("chat-toggle"), badge: $("chat-unread"), panel: $("chat-panel"), input: $("chat-input"),
+});
 let documents = null; // created once the join token is known
+// the citizen's end screen when the advisor closes the consultation or leaves for good (endscreen.js)
+const advisorWatch = new AdvisorWatch({ onGone: () => consultationOver(showInterrupted) });
 
 let state = mode === "wait" ? "waiting" : "prejoin";
 let signaling = null;
@@ -56,6 +75,11 @@ function setState(next) {
 
 function inPrejoin() {
   return state === "prejoin" || state === "waiting";
+}
+
+/** Tell the others whether microphone and camera are on (indicators.js marks it on their tiles). */
+function sendMediaState() {
+  if (signaling && state === "in-call") signaling.send(mediaStateMessage(media));
 }
 
 /** Set a property of an element that only one of the two pages has. */
@@ -146,6 +170,7 @@ async function onDeviceSelected(event) {
 media.onTrackChanged = (kind, track) => {
   refreshLocalViews();
   if (peer) peer.replaceLocalTrack(kind, track).catch(() => {});
+  sendMediaState(); // a device switched to "none" is off for the others
 };
 
 const MEDIA_PROBLEMS = {
@@ -272,7 +297,7 @@ function onWelcome(msg, { reconnected }) {
   peer = new PeerSession({
     iceServers: msg.ice_servers,
     send: (message) => signaling && signaling.send(message),
-    localTrack: (kind) => media.track(kind),
+    localTrack: (kind) => (kind === "screen" ? screenShare.localTrack() : media.track(kind)),
     onRemoteTracks: applyRemoteTracks,
     onError: (error) => {
       console.error("negotiation failed", error);
@@ -289,15 +314,26 @@ function onWelcome(msg, { reconnected }) {
   );
   for (const p of others) departed.delete(p.participant_id);
   tiles.reconcile(others);
+  if (others.some((p) => p.role === "advisor")) advisorWatch.clear(); // back after our own reconnect
+  indicators.sync(others);
+  callChat.restore(msg.chat_history, participantId); // the chat so far, each message once (call_chat.js)
   const first = state === "joining";
   if (documents) documents.refresh(); // the shared list as it is now (also catches up after a reconnect)
   setState("in-call");
+  sendMediaState(); // after every welcome: the server may not know it (first join, another node)
+  screenShare.connected(); // still sharing after a reconnect: the new connection forwards it again
   root.classList.remove("is-reconnecting");
   if (first) {
     enterCall();
     status.show(tr("call.status.connected"));
   } else if (reconnected) {
     status.show(tr("call.status.reconnected"));
+  }
+  // "consultation-ended" may have come while this page was away: ask once the connection is back
+  if (reconnected && role === "citizen") {
+    endedMeanwhile(root.dataset.roomId || "", token).then((endToken) => {
+      if (endToken && state !== "left") consultationOver(() => showEnding({ endToken }));
+    });
   }
 }
 
@@ -310,6 +346,7 @@ function applyRemoteTracks(byParticipant) {
   for (const id of tiles.ids()) {
     if (!byParticipant.has(id)) tiles.setTracks(id, {});
   }
+  screenShare.showRemote(new Map([...byParticipant].filter(([id]) => !departed.has(id))), participantId);
 }
 
 function onMessage(msg) {
@@ -326,6 +363,8 @@ function onMessage(msg) {
       departed.delete(p.participant_id);
       const known = tiles.has(p.participant_id) && tiles.info(p.participant_id).name;
       tiles.upsert(p);
+      if (p.role === "advisor") advisorWatch.clear();
+      indicators.sync([p]);
       if (!known) status.show(tr("call.status.joined", { name: displayName(p) }));
       break;
     }
@@ -336,29 +375,36 @@ function onMessage(msg) {
       tiles.remove(id);
       // `replaced`: the same link connected again (a reload, another tab); its participant-joined follows
       if (msg.reason === "replaced") break;
+      if (role === "citizen" && info.role === "advisor") advisorWatch.update(advisorsInCall());
       const key = msg.reason === "timeout" ? "call.status.timeout"
         : msg.reason === "expired" ? "call.status.expired" : "call.status.left";
       status.show(tr(key, { name: displayName(info) }));
       break;
     }
+    case "media-state":
+      if (typeof msg.participant_id === "string") indicators.setMedia(msg.participant_id, msg);
+      break;
     case "document-added":
     case "document-removed":
       if (documents) documents.handleEvent(msg);
       break;
     case "chat":
-      if (typeof msg.text === "string") {
-        chat.append({
-          name: typeof msg.name === "string" && msg.name ? msg.name : displayName({ role: msg.role }),
-          text: msg.text,
-          own: msg.from === participantId,
-          sentAt: msg.sent_at,
-        });
-      }
+      callChat.show(msg, participantId);
+      chatToggle.arrived(msg.from === participantId); // the unread count on the phone's chat toggle
+      break;
+    case "consultation-ended":
+      if (role === "advisor") break; // the advisor's page goes on with the console (consultation.js)
+      consultationOver(role === "citizen"
+        ? () => showEnding({ roomId: root.dataset.roomId || "", joinToken: token }) : null);
       break;
     case "transferred":
       if (role === "citizen") transferred(msg);
       break;
+    case "screen":
+      screenShare.handleEvent(msg);
+      break;
     case "error": {
+      if (screenShare.handleError(msg)) break;
       if (msg.code === "replaced") {
         // This link was opened in another tab or on another device, which now holds the seat: end here
         // and never reconnect (that would take the seat back and end the other one).
@@ -412,6 +458,8 @@ function teardown() {
   peer = null;
   media.stop();
   tiles.clear();
+  screenShare.clear();
+  indicators.stop();
   root.classList.remove("is-reconnecting");
 }
 
@@ -446,6 +494,26 @@ function transferred(msg) {
     return;
   }
   end(tr("call.transferred.heading"), tr("call.transferred.text", { office }));
+}
+
+/** How many advisors are in the call now (the citizen's AdvisorWatch). */
+function advisorsInCall() {
+  return tiles.ids().filter((id) => (tiles.info(id) || {}).role === "advisor").length;
+}
+
+/** The consultation is over (docs/protocol.md "consultation-ended", or the advisor did not come back): leave
+ * the room for good. The citizen sees `showScreen` (endscreen.js), a guest the plain "ended" card. */
+function consultationOver(showScreen) {
+  advisorWatch.clear();
+  if (signaling) signaling.leave();
+  signaling = null;
+  if (!showScreen) {
+    end(tr("call.ended.heading"), tr("call.end.closed"));
+    return;
+  }
+  teardown();
+  setState("left");
+  showScreen();
 }
 
 // ---------------------------------------------------------------- chat
@@ -492,11 +560,13 @@ function wire() {
     media.setEnabled("audio", !media.enabled.audio);
     updateControls();
     status.show(tr(media.enabled.audio ? "call.status.mic_on" : "call.status.mic_off"));
+    sendMediaState();
   });
   $("camera-button").addEventListener("click", () => {
     media.setEnabled("video", !media.enabled.video);
     refreshLocalViews();
     status.show(tr(media.enabled.video ? "call.status.camera_on" : "call.status.camera_off"));
+    sendMediaState();
   });
   $("devices-button").addEventListener("click", () => {
     const panel = $("devices-panel");
@@ -504,7 +574,11 @@ function wire() {
     $("devices-button").setAttribute("aria-expanded", String(!panel.hidden));
     if (!panel.hidden) refreshDeviceSelects();
   });
-  $("leave-button").addEventListener("click", leave);
+  $("leave-button").addEventListener("click", () => confirmLeave($("leave-dialog"), leave));
+  // leave without asking: the advisor's "Nächste Person" after closing the consultation (next-person.js)
+  root.addEventListener("call:leave", () => {
+    if (!inPrejoin() && state !== "left") leave();
+  });
   $("chat-form").addEventListener("submit", sendChat);
   $("chat-input").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -525,6 +599,12 @@ function wire() {
 
 function init() {
   wire();
+  if (root.dataset.endToken) {
+    // reloaded after the advisor closed the consultation: the end screen again, no camera, no join
+    setState("left");
+    showEnding({ endToken: root.dataset.endToken });
+    return;
+  }
   try {
     const saved = sessionStorage.getItem(NAME_KEY);
     if (saved && !$("name-input").value) $("name-input").value = saved;
@@ -537,7 +617,15 @@ function init() {
     return;
   }
   updateControls();
-  startPreview();
+  const preview = startPreview();
+  startPrejoinChecks({ media, active: inPrejoin }); // microphone level and network check (prejoin.js)
+  // The advisor sent here by the console (direct.js): the citizen already waits in the room, so no
+  // pre-join click; the name given before (or the role's default) and the devices chosen last (media.js).
+  if (mode === "join" && role === "advisor" && directJoinWanted()) {
+    preview.then(() => {
+      if (state === "prejoin") connect(readName());
+    });
+  }
 }
 
 init();

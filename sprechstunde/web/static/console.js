@@ -1,12 +1,16 @@
 // The advisor console's live queue (/ws/console, docs/protocol.md): who is waiting, "Nächste Person",
 // "Aufrufen"; on `claimed` the advisor goes to the call. Everything from citizens is text, never HTML.
 
-import { $, el, ownUrl, show } from "./lib/dom.js";
-import { dateText, languageName, pageLang } from "./lib/intl.js";
+import { WaitingAlerts } from "./alerts.js";
+import { directCallUrl } from "./direct.js";
+import { $, el, show } from "./lib/dom.js";
+import { officeLabels, zonedTime } from "./format.js";
+import { languageName, pageLang } from "./lib/intl.js";
 import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
 import { loadStrings, tr } from "./strings.js";
 
 loadStrings($("page-strings"));
+const offices = officeLabels($("office-labels")); // names in the page language and time zones
 
 const root = $("queue-app");
 const lang = pageLang(root);
@@ -20,6 +24,12 @@ let busy = false;
 let entries = [];
 let receivedAt = performance.now();
 const openTranscripts = new Set(); // entry ids whose transcript the advisor unfolded
+// someone new is waiting: tone, count in the tab title, desktop notification (alerts.js)
+const alerts = new WaitingAlerts({
+  soundButton: $("alert-sound"),
+  permissionButton: $("alert-permission"),
+  state: $("alert-state"),
+});
 
 window.sprechstundeConsole = {
   get entries() {
@@ -32,9 +42,14 @@ function waitedText(entry) {
   return seconds < 60 ? tr("console.queue.seconds") : tr("console.queue.minutes", { minutes: Math.floor(seconds / 60) });
 }
 
-/** An instant (appointments come in UTC) in the advisor's own clock. */
-function localTime(iso) {
-  return dateText(new Date(iso), lang, { hour: "2-digit", minute: "2-digit" }) || "–";
+/** An instant (appointments come in UTC) on the clock of the entry's office, not the browser's. */
+function localTime(iso, office) {
+  return zonedTime(iso, lang, offices[office] && offices[office].time_zone) || "–";
+}
+
+/** The office's name in the page language; the server's name or the id for an office the page lacks. */
+function officeName(entry) {
+  return (offices[entry.office] && offices[entry.office].name) || entry.office_name || entry.office || "–";
 }
 
 function fact(label, value, className) {
@@ -62,10 +77,10 @@ function renderEntry(entry, index) {
 
   const facts = el("dl", { className: "queue-facts" });
   facts.append(fact(tr("console.queue.language"), languageName(entry.language)));
-  facts.append(fact(tr("console.queue.office"), entry.office_name || entry.office || "–"));
+  facts.append(fact(tr("console.queue.office"), officeName(entry)));
   facts.append(fact(tr("console.queue.waited"), waitedText(entry), "queue-waited"));
   const appointment = entry.appointment && entry.appointment.starts_at
-    ? tr("console.queue.appointment", { time: localTime(entry.appointment.starts_at) })
+    ? tr("console.queue.appointment", { time: localTime(entry.appointment.starts_at, entry.office) })
     : tr("console.queue.walk_in");
   item.append(facts);
   item.append(el("p", { className: entry.appointment ? "queue-badge is-appointment" : "queue-badge" }, appointment));
@@ -84,8 +99,8 @@ function renderEntry(entry, index) {
     item.append(handover);
   }
   if (Array.isArray(entry.transferred_from) && entry.transferred_from.length) {
-    const offices = entry.transferred_from.join(", ");
-    item.append(el("p", { className: "hint" }, tr("console.queue.transferred", { offices })));
+    const from = entry.transferred_from.map((office) => officeName({ office })).join(", ");
+    item.append(el("p", { className: "hint" }, tr("console.queue.transferred", { offices: from })));
   }
   const transcript = Array.isArray(entry.transcript) ? entry.transcript : [];
   if (transcript.length) {
@@ -165,6 +180,7 @@ function handle(msg) {
         $("queue-advisors").textContent = tr("console.queue.advisors", { count: msg.advisors_online });
       }
       render();
+      alerts.update(entries);
       if (entries.length !== before) $("queue-live").textContent = tr("console.queue.count", { count: entries.length });
       break;
     }
@@ -172,7 +188,8 @@ function handle(msg) {
       stopped = true;
       const topic = msg.entry && msg.entry.topic ? msg.entry.topic : "";
       show($("queue-connection"), tr("console.queue.claimed", { topic }));
-      if (typeof msg.advisor_url === "string") window.location.assign(ownUrl(msg.advisor_url));
+      // straight into the call: the citizen is already waiting in the room (direct.js)
+      if (typeof msg.advisor_url === "string") window.location.assign(directCallUrl(msg.advisor_url));
       break;
     }
     case "error": {

@@ -4,12 +4,19 @@
 
 import { $, show } from "./lib/dom.js";
 import { fetchJson } from "./lib/fetch.js";
+import { NextPerson } from "./next-person.js";
 import { tr } from "./strings.js";
 
 const panel = $("consultation");
 const entryId = panel.dataset.entryId;
 const csrf = panel.dataset.csrf;
 let busy = false;
+const nextPerson = new NextPerson({
+  box: $("consultation-next"),
+  button: $("next-person"),
+  state: $("next-state"),
+  lang: document.documentElement.lang || "de",
+});
 
 function errorText(status, body) {
   const error = body && body.error ? body.error : {};
@@ -57,6 +64,8 @@ function closed(text) {
   $("guest-create").disabled = true;
   panel.dataset.closed = "true";
   show($("consultation-status"), text);
+  // the next citizen is one click away, right here (next-person.js)
+  nextPerson.start({ focus: true });
 }
 
 $("outcome-form").addEventListener("submit", (event) => {
@@ -71,6 +80,11 @@ $("outcome-form").addEventListener("submit", (event) => {
       : tr(`consult.finished.${result.outcome}`);
     closed(text);
   });
+});
+
+// the hand-over form is folded away to keep the panel short; opened, it scrolls into the panel's view
+$("transfer").addEventListener("toggle", (event) => {
+  if (event.currentTarget.open) $("transfer-form").scrollIntoView({ block: "nearest" });
 });
 
 $("guest-create").addEventListener("click", () => {

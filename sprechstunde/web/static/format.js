@@ -59,3 +59,31 @@ export function timeText(iso, lang) {
   if (!when) return "";
   return dateText(when, lang, { timeZone: "UTC", hour: "2-digit", minute: "2-digit" });
 }
+
+/**
+ * Office labels a staff page carries as JSON ({id: {name, time_zone}}, web/core/staff_display.py): the
+ * office's name in the page language and its IANA zone. {} when the element is missing or garbled.
+ */
+export function officeLabels(element) {
+  try {
+    const labels = JSON.parse(element ? element.textContent : "{}");
+    return labels && typeof labels === "object" ? labels : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * "09:35": an instant (any ISO time stamp, "…Z" or with offset) on the wall clock of `timeZone` (an
+ * office's IANA zone), whatever zone the browser runs in; 24-hour clock as on every staff page. The
+ * browser's zone only when no zone is known; "" for garbage.
+ */
+export function zonedTime(iso, lang, timeZone) {
+  const when = typeof iso === "string" ? new Date(iso) : null;
+  const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  try {
+    return dateText(when, lang, timeZone ? { ...options, timeZone } : options);
+  } catch {
+    return dateText(when, lang, options); // a zone this browser does not know
+  }
+}

@@ -8,9 +8,31 @@ const VIDEO_CONSTRAINTS = {
 const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 const KIND_OF = { audio: "audioinput", video: "videoinput" };
 
-function constraintsFor(kind, deviceId) {
+function constraintsFor(kind, deviceId, strict = true) {
   const base = kind === "video" ? VIDEO_CONSTRAINTS : AUDIO_CONSTRAINTS;
-  return deviceId ? { ...base, deviceId: { exact: deviceId } } : { ...base };
+  if (!deviceId) return { ...base };
+  return { ...base, deviceId: strict ? { exact: deviceId } : { ideal: deviceId } };
+}
+
+// The camera and microphone chosen last in this browser, so that the next call (the advisor going from
+// one citizen to the next without a pre-join form) opens the same ones; `ideal`, so a device that is gone
+// falls back to the default instead of failing.
+const DEVICE_KEY = "sprechstunde.device.";
+
+function rememberedDevice(kind) {
+  try {
+    return localStorage.getItem(DEVICE_KEY + kind) || "";
+  } catch {
+    return "";
+  }
+}
+
+function rememberDevice(kind, deviceId) {
+  try {
+    localStorage.setItem(DEVICE_KEY + kind, deviceId);
+  } catch {
+    // storage disabled: the next call starts with the default devices
+  }
 }
 
 /** A short reason for a getUserMedia failure: denied | missing | busy | failed. */
@@ -62,8 +84,8 @@ export class LocalMedia {
     if (!LocalMedia.supported) return { problem: "insecure" };
     try {
       const stream = await navigator.mediaDevices.getUserMedia({
-        audio: constraintsFor("audio"),
-        video: constraintsFor("video"),
+        audio: constraintsFor("audio", rememberedDevice("audio"), false),
+        video: constraintsFor("video", rememberedDevice("video"), false),
       });
       this.adopt("audio", stream.getAudioTracks()[0] || null);
       this.adopt("video", stream.getVideoTracks()[0] || null);
@@ -75,7 +97,9 @@ export class LocalMedia {
     const reasons = {};
     for (const kind of ["audio", "video"]) {
       try {
-        const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraintsFor(kind) });
+        const stream = await navigator.mediaDevices.getUserMedia({
+          [kind]: constraintsFor(kind, rememberedDevice(kind), false),
+        });
         this.adopt(kind, stream.getTracks()[0] || null);
       } catch (error) {
         reasons[kind] = reasonOf(error);
@@ -122,6 +146,7 @@ export class LocalMedia {
       const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraintsFor(kind, deviceId) });
       const track = stream.getTracks()[0];
       this.adopt(kind, track);
+      rememberDevice(kind, deviceId);
       return track;
     } catch (error) {
       if (kind === "video" && previous) {

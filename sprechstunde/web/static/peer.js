@@ -1,14 +1,16 @@
 // The RTCPeerConnection to the server. The server is the (impolite) offerer; this side only answers.
 //
-// m-lines: mid "0" (audio) and "1" (video) carry what this participant publishes; every other m-line
-// carries one track of another participant, as described by the `streams` map of each offer.
+// m-lines: mid "0" (audio), "1" (camera) and "2" (screen, silent until screenshare.js puts a track on it)
+// carry what this participant publishes; every other m-line carries one track of another participant, as
+// described by the `streams` map of each offer (kind "audio", "video" or "screen").
 
 const RECEIVING = new Set(["recvonly", "sendrecv"]);
+const UPLINK = { 0: "audio", 1: "video", 2: "screen" }; // mid → the local source it sends
 
 export class PeerSession {
   /**
-   * send(msg): send a signaling message; localTrack(kind): the current local track or null;
-   * onRemoteTracks(Map participantId → {audio, video}); onError(error).
+   * send(msg): send a signaling message; localTrack(source): the current local track ("audio", "video",
+   * "screen") or null; onRemoteTracks(Map participantId → {audio, video, screen}); onError(error).
    */
   constructor({ iceServers, send, localTrack, onRemoteTracks, onError, onStateChange }) {
     this.send = send;
@@ -76,24 +78,25 @@ export class PeerSession {
     this.syncTracks();
   }
 
-  /** Attach microphone and camera to m-lines 0 and 1 (once per connection) and send on them. */
+  /** Attach microphone, camera and screen to m-lines 0-2 (once per connection) and send on them; the
+   * screen line is answered sendrecv even without a track, so that sharing needs no renegotiation. */
   async publishLocal() {
     for (const transceiver of this.pc.getTransceivers()) {
       const mid = transceiver.mid;
-      if (mid !== "0" && mid !== "1") continue;
+      const source = UPLINK[mid];
+      if (!source) continue;
       if (transceiver.direction !== "sendrecv") transceiver.direction = "sendrecv";
       if (this.published.has(mid)) continue;
-      const kind = transceiver.receiver.track.kind;
-      await transceiver.sender.replaceTrack(this.localTrack(kind));
+      await transceiver.sender.replaceTrack(this.localTrack(source));
       this.published.add(mid);
     }
   }
 
-  /** Replace the local track of `kind` without renegotiation. */
-  async replaceLocalTrack(kind, track) {
+  /** Replace the local track of `source` ("audio", "video", "screen") without renegotiation. */
+  async replaceLocalTrack(source, track) {
     for (const transceiver of this.pc.getTransceivers()) {
       if (!this.published.has(transceiver.mid)) continue;
-      if (transceiver.receiver.track.kind !== kind) continue;
+      if (UPLINK[transceiver.mid] !== source) continue;
       await transceiver.sender.replaceTrack(track);
     }
   }
@@ -108,9 +111,9 @@ export class PeerSession {
       const direction = transceiver.currentDirection;
       if (direction !== null && !RECEIVING.has(direction)) continue;
       const track = transceiver.receiver.track;
-      const kind = info.kind === "audio" || info.kind === "video" ? info.kind : track.kind;
+      const kind = ["audio", "video", "screen"].includes(info.kind) ? info.kind : track.kind;
       if (!byParticipant.has(info.participant_id)) {
-        byParticipant.set(info.participant_id, { audio: null, video: null });
+        byParticipant.set(info.participant_id, { audio: null, video: null, screen: null });
       }
       byParticipant.get(info.participant_id)[kind] = track;
     }

@@ -3,6 +3,7 @@
 // advisor admits the citizen (call.js startCall, with the camera and microphone opened here).
 
 import { startCall, stopMedia } from "./call.js";
+import { showHandover } from "./endscreen.js";
 import { timeText, whenText } from "./format.js";
 import { $, ownUrl, readJson, show } from "./lib/dom.js";
 import { fetchJson } from "./lib/fetch.js";
@@ -15,6 +16,7 @@ const lang = pageLang(root);
 const waitingToken = root.dataset.waitingToken || "";
 const NAME_KEY = "sprechstunde.name";
 const FATAL = new Set(["invalid_token", "expired", "unknown_entry"]);
+const HANDOVER_PAUSE_MS = 5000; // time to read the hand-over text before the new waiting room
 
 const entry = readJson("wait-entry");
 let socket = null;
@@ -35,16 +37,20 @@ window.sprechstundeWaiting = {
 
 // ---------------------------------------------------------------- rendering
 
-function estimateText(seconds) {
-  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return tr("wait.estimate.none");
+// The figures follow the order advisors will claim in (rooms/estimate.py): `advisor_free` — an idle
+// advisor takes this citizen at once; no number when nobody (online or in a consultation) can serve.
+function estimateText(seconds, nobody = false) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) {
+    return tr(nobody ? "wait.estimate.nobody" : "wait.estimate.none");
+  }
   if (seconds < 60) return tr("wait.estimate.soon");
   const minutes = Math.round(seconds / 60);
   return minutes <= 1 ? tr("wait.estimate.one") : tr("wait.estimate.minutes", { minutes });
 }
 
-function aheadText(position) {
+function aheadText(position, now = false) {
   if (!Number.isInteger(position) || position < 1) return "";
-  if (position === 1) return tr("wait.position.next");
+  if (position === 1) return tr(now ? "wait.position.now" : "wait.position.next");
   if (position === 2) return tr("wait.position.one_ahead");
   return tr("wait.position.n", { ahead: position - 1 });
 }
@@ -53,18 +59,23 @@ function render(status) {
   lastStatus = status;
   const position = Number.isInteger(status.position) ? status.position : null;
   $("wait-position").textContent = position !== null ? String(position) : tr("wait.position.unknown");
-  $("wait-ahead").textContent = aheadText(position);
-  const estimate = estimateText(status.estimated_wait_seconds);
-  $("wait-estimate").textContent = estimate;
+  const now = status.advisor_free === true;
+  $("wait-ahead").textContent = aheadText(position, now);
   const online = Number.isInteger(status.advisors_online) ? status.advisors_online : null;
+  const busy = Number.isInteger(status.advisors_busy) && status.advisors_busy > 0; // in a consultation
+  const nobodyAtAll = online === 0 && !busy && !(status.languages_online || []).length;
+  const estimate = now ? tr("wait.estimate.now") : estimateText(status.estimated_wait_seconds, nobodyAtAll);
+  $("wait-estimate").textContent = estimate;
   $("wait-advisors").textContent = online !== null ? tr("wait.advisors.count", { count: online }) : "–";
 
   // Nobody online at all, or nobody who speaks this language: say so and offer the ways out.
   const languages = Array.isArray(status.languages_online) ? status.languages_online : [];
   // advisors_online counts those who can serve this entry; languages_online what the office serves now.
-  const noLanguage = status.language_available === false && languages.length > 0;
+  const noLanguage = status.language_available === false && languages.length > 0 && !busy;
   const nobody = !noLanguage && online === 0;
   $("wait-nobody").hidden = !nobody;
+  // nobody at a console, but someone who can serve is in a consultation: say that, not "nobody"
+  if (nobody) $("wait-nobody").textContent = tr(busy ? "wait.all_busy" : "wait.nobody_online");
   $("wait-language").hidden = !noLanguage;
   if (noLanguage) {
     $("wait-language-online").textContent = languages.length
@@ -91,7 +102,7 @@ function render(status) {
 
   if (position !== null) {
     const announcement = position === 1
-      ? tr("wait.announce.next", { estimate })
+      ? (now ? tr("wait.announce.now") : tr("wait.announce.next", { estimate }))
       : tr("wait.announce", { position, estimate });
     if (announcement !== lastAnnounced) {
       lastAnnounced = announcement;
@@ -252,12 +263,18 @@ async function continueInGerman() {
 }
 
 function init() {
+  if (root.dataset.endToken) return; // the consultation is over: call.js shows the end screen
+  if (Array.isArray(entry.transferred_from) && entry.transferred_from.length) {
+    show($("wait-handover"), tr("wait.handover", { office: $("wait-office").textContent }));
+  }
   $("note-form").addEventListener("submit", sendNote);
   $("wait-leave").addEventListener("click", leave);
-  // Transferred to another office during the call: back into line, at the old arrival time.
+  // Transferred to another office during the call: say where to and why the place is kept, then back
+  // into line there, at the old arrival time (the reloaded page says it again: #wait-handover).
   root.addEventListener("call:transferred", (event) => {
     event.preventDefault();
-    window.location.reload();
+    showHandover(event.detail.office);
+    window.setTimeout(() => window.location.reload(), HANDOVER_PAUSE_MS);
   });
   $("wait-german").addEventListener("click", continueInGerman);
   $("name-input").addEventListener("input", () => {

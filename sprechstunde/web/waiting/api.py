@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from sprechstunde.errors import DomainError
+from sprechstunde.media.ice import client_ice_servers
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.queue import Enqueued
 from sprechstunde.rooms.routing import may_serve
@@ -19,6 +20,7 @@ from sprechstunde.signaling.waiting import (
     ConsoleConnection,
     WaitingConnection,
 )
+from sprechstunde.web.consultations.ending import end_token_for_room
 from sprechstunde.web.core.errors import page_errors
 from sprechstunde.web.core.models import read_model
 from sprechstunde.web.core.openapi import api_route
@@ -126,7 +128,11 @@ async def waiting_page(request: web.Request) -> web.Response:
         request,
         "waiting.html",
         waiting_token=token,
+        # reloaded after the advisor closed the consultation: the end screen, not the queue (endscreen.js)
+        end_token=await end_token_for_room(services, entry.room_id) if entry.state == "done" else "",
         strings={k: v for k, v in strings.items() if k.startswith(("wait.", "call."))},
+        # the pre-join network check (static/prejoin.js), time-limited TURN credentials as in `welcome`
+        ice_servers=client_ice_servers(services.config.ice, f"prejoin-{entry.entry_id[:8]}"),
         # the entry as the console shows it, plus where it stands now (as in `queue-status`)
         entry=entry_json(entry, services.waiting.offices, services.waiting.clock(), transcript=False)
         | (await services.queue.status(entry.entry_id)).as_json(),

@@ -1,0 +1,84 @@
+"""The chat of a consultation so far, kept in the shared store so that whoever joins later (an interpreter,
+a colleague) or reconnects (a reload, a new network, the room moving to another node) reads what was
+written before (issue 17, item 6).
+
+One record per room (`chat-history`/<room id>) holds the last messages, oldest first: at most
+`MAX_MESSAGES`, and at most `MAX_TEXT_CHARS` characters of text in all (the oldest are dropped first),
+so a long consultation cannot grow the record without bound. The record expires with the room (its TTL
+is the room's remaining lifetime) and is deleted when the live room expires, so the chat is gone when
+the consultation's room is. Each message carries a server-given `message_id`: a page that receives the
+history again (after a reconnect) and the live `chat` for the same message shows it once.
+
+Only a participant admitted to the room receives it (signaling/connection.py puts it in `welcome`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from sprechstunde.clock import Now
+from sprechstunde.store.port import Record, Store, update
+
+log = logging.getLogger(__name__)
+
+HISTORY_KIND = "chat-history"
+MAX_MESSAGES = 200
+MAX_TEXT_CHARS = 100_000
+# Fields of a stored message, as the `chat` message carries them (docs/protocol.md).
+FIELDS = ("message_id", "from", "name", "role", "text", "sent_at")
+
+
+def new_message_id() -> str:
+    """A message's id: unique within its room, never reused, opaque to clients."""
+    return "m-" + secrets.token_hex(6)
+
+
+def bounded(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest messages that fit `MAX_MESSAGES` and `MAX_TEXT_CHARS`, oldest first."""
+    kept: list[dict[str, Any]] = []
+    chars = 0
+    for message in reversed(messages[-MAX_MESSAGES:]):
+        chars += len(message.get("text", ""))
+        if chars > MAX_TEXT_CHARS:
+            break
+        kept.append(message)
+    kept.reverse()
+    return kept
+
+
+class ChatHistory:
+    """Appends, reads and drops the chat of rooms; every node sharing the store sees the same."""
+
+    def __init__(self, store: Store, clock: Now = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def append(self, room_id: str, expires_at: float, message: dict[str, Any]) -> None:
+        """Keep `message` (its FIELDS) as the newest of the room, until the room expires.
+
+        Best effort: when the store fails, the message still goes out live to everyone connected (only
+        a later joiner misses it), so a store hiccup never swallows what someone wrote."""
+        ttl = expires_at - self._clock()
+        if ttl <= 0:
+            return  # the room is over: nothing of it is kept
+        entry = {name: message[name] for name in FIELDS if name in message}
+
+        def add(current: Record | None) -> Record:
+            return {"messages": bounded([*(current or {}).get("messages", []), entry])}
+
+        try:
+            await update(self._store, HISTORY_KIND, room_id, add, ttl=ttl)
+        except Exception as exc:
+            log.warning("chat message of room %s not kept for later joiners: %s", room_id, exc)
+
+    async def messages(self, room_id: str) -> list[dict[str, Any]]:
+        """The room's messages so far, oldest first (empty when none or the room is gone)."""
+        record = await self._store.get(HISTORY_KIND, room_id)
+        return list((record or {}).get("messages", []))
+
+    async def drop(self, room_id: str) -> None:
+        """Forget the room's chat (its room expired)."""
+        await self._store.delete(HISTORY_KIND, room_id)

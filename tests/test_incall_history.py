@@ -1,0 +1,196 @@
+"""Issue 17, item 6: whoever joins a consultation later (an interpreter, a colleague) gets the chat so far.
+
+The history lives in the store (signaling/chat_history.py), bounded, with the room's lifetime; it is sent
+in `welcome` (`chat_history`), to participants of that room only; message ids let a page show a
+message once however often it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import aiohttp
+
+from sprechstunde.rooms.service import RoomService
+from sprechstunde.signaling.chat_history import HISTORY_KIND, MAX_MESSAGES, MAX_TEXT_CHARS, ChatHistory
+from sprechstunde.store.embedded import SQLiteStore
+from tests import test_multinode
+from tests.conftest import token_of
+from tests.rtc_client import RtcParticipant
+from tests.test_signaling import next_of
+
+
+async def joined(client, token: str, name: str, resume: str | None = None) -> tuple:
+    """A socket that said hello: (socket, welcome, the chat so far that the welcome carries)."""
+    ws = await client.ws_connect("/ws")
+    message = {"type": "hello", "id": "h", "v": 1, "token": token, "name": name}
+    if resume:
+        message["resume"] = resume
+    await ws.send_json(message)
+    welcome = await next_of(ws, "welcome")
+    return ws, welcome, welcome["chat_history"]
+
+
+async def say(ws, text: str) -> dict:
+    """Send a chat message; the sender's own copy (with its `message_id`)."""
+    request_id = "c-" + text[:8]
+    await ws.send_json({"type": "chat", "id": request_id, "text": text})
+    while True:
+        message = await next_of(ws, "chat")
+        if message.get("id") == request_id:
+            return message
+
+
+async def test_a_guest_joining_later_gets_the_chat_so_far(client, room_links, services):
+    advisor, _, first = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    assert first == []  # nothing written yet
+    citizen, _, _ = await joined(client, token_of(room_links["citizen_url"]), "Frau Yılmaz")
+    one = await say(advisor, "Guten Tag, ich hole eine Dolmetscherin dazu.")
+    two = await say(citizen, "Danke, gern.")
+    assert one["message_id"] != two["message_id"]
+
+    room = await services.rooms.get(room_links["room_id"])
+    guest_token = token_of(services.rooms.link(room, "guest", "http://test"))
+    guest, welcome, history = await joined(client, guest_token, "Dolmetscherin Ada")
+    assert welcome["role"] == "guest"
+    assert [(m["name"], m["role"], m["text"]) for m in history] == [
+        ("Herr Schulz", "advisor", "Guten Tag, ich hole eine Dolmetscherin dazu."),
+        ("Frau Yılmaz", "citizen", "Danke, gern."),
+    ]
+    # the same ids and times as the live messages: a page can match them
+    assert [m["message_id"] for m in history] == [one["message_id"], two["message_id"]]
+    assert [m["sent_at"] for m in history] == [one["sent_at"], two["sent_at"]]
+    assert history[0]["from"] == one["from"]
+    # live messages go on as before, now with their id
+    three = await say(guest, "Ich bin da.")
+    seen = await next_of(advisor, "chat")
+    while seen["text"] != "Ich bin da.":
+        seen = await next_of(advisor, "chat")
+    assert seen["message_id"] == three["message_id"] and "id" not in seen
+    for ws in (advisor, citizen, guest):
+        await ws.close()
+
+
+async def test_reconnect_gets_each_message_once_including_those_missed(client, room_links, services):
+    advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    citizen_token = token_of(room_links["citizen_url"])
+    citizen, welcome, _ = await joined(client, citizen_token, "Frau Yılmaz")
+    before = await say(advisor, "Vor der Unterbrechung")
+    await next_of(citizen, "chat")
+    await citizen.close()  # the network drops; the place is kept for the grace period
+    missed = await say(advisor, "Während der Unterbrechung")
+
+    again, rewelcome, history = await joined(client, citizen_token, "Frau Yılmaz", welcome["resume"])
+    assert rewelcome["resumed"] is True
+    ids = [m["message_id"] for m in history]
+    assert ids == [before["message_id"], missed["message_id"]]  # each once, the missed one too
+    assert len(set(ids)) == len(ids)
+    # stored once each, however often it is sent out
+    record = await services.store.get(HISTORY_KIND, room_links["room_id"])
+    assert [m["text"] for m in record["messages"]] == ["Vor der Unterbrechung", "Während der Unterbrechung"]
+    for ws in (advisor, again):
+        await ws.close()
+
+
+async def test_only_participants_of_the_room_get_its_chat(client, room_links, services):
+    advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    await say(advisor, "Vertraulich: Ihr Aktenzeichen ist 4711.")
+    other = await services.rooms.create("vhs", 3600)
+    stranger, _, history = await joined(
+        client, token_of(services.rooms.link(other, "citizen", "http://test")), "Jemand"
+    )
+    assert history == []
+    # without a valid hello nothing is sent at all
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "hello", "id": "h", "v": 1, "token": "forged.token"})
+    reply = json.loads((await ws.receive(timeout=5)).data)
+    assert reply["code"] == "invalid_token"
+    await ws.send_json({"type": "ping", "id": "p"})
+    assert json.loads((await ws.receive(timeout=5)).data)["type"] == "pong"
+    for socket in (advisor, stranger, ws):
+        await socket.close()
+
+
+async def test_history_is_dropped_when_the_room_expires(client, room_links, services):
+    advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    await say(advisor, "Bis gleich.")
+    room_id = room_links["room_id"]
+    assert await services.store.get(HISTORY_KIND, room_id) is not None
+    hub = services.hub
+    closed = advisor.receive(timeout=5)
+    await hub.expire(hub.rooms[room_id])
+    assert (await closed).type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.CLOSE)
+    assert await services.store.get(HISTORY_KIND, room_id) is None
+    await advisor.close()
+
+
+async def test_history_expires_with_the_room_and_is_bounded(tmp_path):
+    now = [1000.0]
+    store = SQLiteStore(tmp_path / "s.db", clock=lambda: now[0])
+    history = ChatHistory(store, clock=lambda: now[0])
+    base = {"from": "p-1", "name": "A", "role": "advisor", "sent_at": "2026-12-05T10:00:00+00:00"}
+    for n in range(MAX_MESSAGES + 25):
+        await history.append("r1", 1600.0, base | {"message_id": f"m-{n}", "text": f"Nachricht {n}"})
+    kept = await history.messages("r1")
+    assert len(kept) == MAX_MESSAGES  # the newest, oldest first
+    assert kept[0]["message_id"] == "m-25" and kept[-1]["message_id"] == f"m-{MAX_MESSAGES + 24}"
+    assert set(kept[0]) == {"message_id", "from", "name", "role", "text", "sent_at"}
+    # a size cap too: long messages push out the oldest ones before the count is reached
+    long = "x" * 2000
+    for n in range(MAX_TEXT_CHARS // 2000 + 3):
+        await history.append("r2", 1600.0, base | {"message_id": f"l-{n}", "text": long})
+    kept = await history.messages("r2")
+    assert sum(len(m["text"]) for m in kept) <= MAX_TEXT_CHARS
+    assert kept[-1]["message_id"] == f"l-{MAX_TEXT_CHARS // 2000 + 2}"
+    # the record lives as long as the room: gone once the room has expired, and nothing new is kept
+    now[0] = 1601.0
+    assert await history.messages("r1") == []
+    await history.append("r1", 1600.0, base | {"message_id": "late", "text": "zu spät"})
+    assert await history.messages("r1") == []
+    await store.close()
+
+
+# Two nodes on one Redis (tests/test_multinode.py's cluster): the history lives in the shared store, so
+# it is there on the node a room moves to after its node died.
+cluster = test_multinode.cluster
+
+
+async def test_history_survives_the_room_moving_to_another_node(cluster):
+    n1, n2 = cluster["nodes"]
+    rooms = RoomService(cluster["store"], cluster["signer"])
+    room = await rooms.create("buergertelefon", 3600)
+    links = rooms.links(room, "")
+    urls = [test_multinode.ws_url(n1), test_multinode.ws_url(n2)]
+    async with aiohttp.ClientSession() as session:
+        advisor = RtcParticipant(session, urls[0], token_of(links.advisor_url), "Herr Schulz")
+        citizen = RtcParticipant(session, urls[1], token_of(links.citizen_url), "Frau Yılmaz")
+        try:
+            await advisor.join()
+            await advisor.send({"type": "chat", "id": "c1", "text": "Vor dem Umzug geschrieben"})
+            sent = await advisor.wait_for("chat", id="c1")
+            welcome = await citizen.join()  # sent on to the node hosting the room
+            assert [m["message_id"] for m in welcome["chat_history"]] == [sent["message_id"]]
+
+            host = n1 if advisor.ws_url.startswith(urls[0]) else n2
+            survivor = n2 if host is n1 else n1
+            os.kill(host.pid, signal.SIGKILL)
+            await citizen.drop()
+            order = [test_multinode.ws_url(host), test_multinode.ws_url(survivor)]
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    welcome = await citizen.join(resume=citizen.resume, urls=order)
+                    break
+                except (TimeoutError, RuntimeError, aiohttp.ClientError):
+                    assert time.monotonic() < deadline, "the room did not move"
+                    await asyncio.sleep(0.5)
+            assert citizen.ws_url.startswith(test_multinode.ws_url(survivor))
+            assert [(m["name"], m["text"]) for m in welcome["chat_history"]] == [
+                ("Herr Schulz", "Vor dem Umzug geschrieben")
+            ]
+        finally:
+            for participant in (advisor, citizen):
+                await participant.close()
