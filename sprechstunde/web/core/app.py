@@ -34,6 +34,7 @@ from sprechstunde.signaling.waiting import QueueEvents, WaitingRoom
 from sprechstunde.store import DEFAULT_PREFIX, open_store
 from sprechstunde.store.port import Store
 from sprechstunde.store.retention import RetentionSweep
+from sprechstunde.strings import Catalog
 from sprechstunde.web.booking import api as booking_api
 from sprechstunde.web.booking import pages as booking_pages
 from sprechstunde.web.chatbot import api as chatbot_api
@@ -43,7 +44,6 @@ from sprechstunde.web.consultations import pages as statistics_page
 from sprechstunde.web.core import api, observability, openapi, relay
 from sprechstunde.web.core.config import Config, prepare_data_dir
 from sprechstunde.web.core.errors import error_middleware
-from sprechstunde.web.core.i18n import Catalog
 from sprechstunde.web.core.proxy import forwarded_middleware
 from sprechstunde.web.core.ratelimit import close_limit_storage, open_limit_storage
 from sprechstunde.web.core.render import Pages

@@ -41,7 +41,7 @@ _BODY_HEADERS = {"content-type", "content-length", "content-encoding", "transfer
 
 @dataclass(frozen=True)
 class PageErrors:
-    """How a page words a refused request: a message key (web/locales) per HTTP status, else `default`."""
+    """How a page words a refused request: a catalog key (sprechstunde/locales) per status, else `default`."""
 
     default: str
     by_status: Mapping[int, str] = field(default_factory=dict)

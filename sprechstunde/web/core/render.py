@@ -8,7 +8,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from sprechstunde.web.core.i18n import Catalog
+from sprechstunde.strings import Catalog
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
 
