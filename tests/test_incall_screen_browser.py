@@ -90,8 +90,12 @@ def assert_screen_decoding(viewer, sharer_name: str) -> None:
     while not (first := screen_stats(viewer))["frames"] or not first["width"]:
         assert time.monotonic() < deadline, first
         time.sleep(0.2)
-    time.sleep(2)
+    # (the fake screen starts at a few frames per second while the bandwidth estimate ramps up)
+    deadline = time.monotonic() + 10
     later = screen_stats(viewer)
+    while later["frames"] <= first["frames"] + 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        later = screen_stats(viewer)
     assert later["frames"] > first["frames"] + 5, (first, later)
     assert later["width"] >= 960, later  # the 1280×720 fake screen, not the 640×360 camera
     # large: the stage is wider than any camera tile on the page

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -119,12 +120,28 @@ def spki_sha256(certificate: Path) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
+def free_tcp(port: int) -> bool:
+    """Whether a TCP socket can bind `port` on loopback right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def start_coturn(tmp_path: Path, tls_port: int) -> subprocess.Popen:
     """coturn with deploy/turnserver.conf; only addresses, ports and files are the test's. The relay may
     reach the media server on 127.0.0.1, which the shipped config denies (allowed-peer-ip wins)."""
     binary = tool("turnserver", "coturn")
+    # coturn binds its listening port on UDP and TCP and its TLS port on TCP and UDP (DTLS): the ports the
+    # kernel hands out for one protocol may be the other's, so keep them and the relay range apart
     port = free_udp_port()
+    while port in (tls_port, tls_port + 1) or not free_tcp(port):
+        port = free_udp_port()
     relay = min(free_udp_port() // 2 * 2, 65000)
+    while relay <= max(port, tls_port) <= relay + 40 or relay <= min(port, tls_port) <= relay + 40:
+        relay = min(free_udp_port() // 2 * 2, 65000)
     certs = tmp_path / "certs"
     command = [
         binary, "-c", str(DEPLOY / "turnserver.conf"),
