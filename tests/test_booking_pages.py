@@ -209,6 +209,9 @@ async def test_english_pages_and_privacy_notice(client, services):
     assert "Choose a day" in html and "lang=en" in " ".join(hrefs(html))
     privacy = await get(client, "/termin/datenschutz", headers={"Accept-Language": "en"})
     assert "Privacy notice" in privacy
+    # ?lang=en is remembered (a cookie) over the browser's Accept-Language …
+    assert "Privacy notice" in await get(client, "/termin/datenschutz", headers={"Accept-Language": "de"})
+    client.session.cookie_jar.clear()  # … a browser without that choice gets its Accept-Language
     assert "Datenschutzhinweise" in await get(
         client, "/termin/datenschutz", headers={"Accept-Language": "de"}
     )

@@ -40,7 +40,12 @@ function languagesOffered() {
 
 function renderLanguages() {
   const select = $("start-language");
-  const previous = select.value || (ALL_LANGUAGES.includes(lang) ? lang : "de");
+  // the language of the conversation follows the page's language until the citizen picks one
+  if (!select.dataset.wired) {
+    select.dataset.wired = "1";
+    select.addEventListener("change", () => (select.dataset.picked = "1"));
+  }
+  const previous = select.dataset.picked ? select.value : ALL_LANGUAGES.includes(lang) ? lang : select.value || "de";
   const codes = languagesOffered();
   const options = (codes.length ? codes : ["de"]).map((code) => {
     const option = new Option(languageName(code), code);
