@@ -16,6 +16,7 @@ from icalendar import Calendar, Event, Timezone
 from sprechstunde.rooms.offices import Office
 from sprechstunde.scheduling.catalog import VIDEO, Service
 from sprechstunde.scheduling.records import CANCELLED, RESCHEDULED, Booking
+from sprechstunde.strings import catalog
 
 PRODID = "-//Sprechstunde//Terminbuchung//DE"
 
@@ -67,20 +68,13 @@ def booking_ics(
             event.add("attendee", f"mailto:{booking.email}", parameters={"CN": booking.name, "RSVP": "FALSE"})
     summary = f"{service.name(language)} – {office_name}"
     event.add("summary", summary)
-    if language == "en":
-        lines = [f"Reference: {booking.reference}"]
-        if booking.channel == VIDEO:
-            lines.append(f"Video consultation. Join from 10 minutes before the start: {join_url}")
-        else:
-            lines.append(f"In person: {address}")
-        lines.append(f"Cancel or change the appointment: {manage_url}")
+    texts = catalog().strings(language)  # sprechstunde/locales/<language>/mail.toml
+    lines = [texts["ics.reference"].format(reference=booking.reference)]
+    if booking.channel == VIDEO:
+        lines.append(texts["ics.video"].format(url=join_url))
     else:
-        lines = [f"Vorgangsnummer: {booking.reference}"]
-        if booking.channel == VIDEO:
-            lines.append(f"Videoberatung. Beitreten ab 10 Minuten vor Beginn: {join_url}")
-        else:
-            lines.append(f"Vor Ort: {address}")
-        lines.append(f"Termin absagen oder verschieben: {manage_url}")
+        lines.append(texts["ics.in_person"].format(address=address))
+    lines.append(texts["ics.manage"].format(url=manage_url))
     event.add("description", "\n".join(lines))
     if booking.channel == VIDEO and join_url:
         event.add("location", join_url)

@@ -30,6 +30,7 @@ from sprechstunde.scheduling.ics import booking_ics
 from sprechstunde.scheduling.records import BOOKED, CANCELLED, Booking
 from sprechstunde.store.lease import lease
 from sprechstunde.store.port import Store
+from sprechstunde.strings import DEFAULT_LANGUAGE, catalog
 from sprechstunde.tasks import Periodic
 
 log = logging.getLogger(__name__)
@@ -98,55 +99,22 @@ class BookingLinks:
         return urlsplit(self.public_url).hostname or "sprechstunde.invalid"
 
 
-TEXTS = {
-    "de": {
-        "confirmation": "Terminbestätigung",
-        "reminder": "Erinnerung an Ihren Termin morgen",
-        "cancelled": "Ihr Termin wurde abgesagt",
-        "moved": "Ihr Termin wurde verschoben",
-        "hello": "Guten Tag {name},",
-        "intro.confirmation": "Ihr Termin ist gebucht.",
-        "intro.reminder": "wir erinnern Sie an Ihren Termin.",
-        "intro.moved": "Ihr Termin wurde verschoben. Vorgangsnummer und Links bleiben gleich.",
-        "intro.cancelled": "Ihr Termin wurde abgesagt.",
-        "when": "Wann: {when} Uhr",
-        "what": "Anliegen: {service} ({office})",
-        "reference": "Vorgangsnummer: {reference}",
-        "video": "Videoberatung: Öffnen Sie ab 10 Minuten vor Beginn diesen Link:\n{url}",
-        "in_person": "Vor Ort: {address}",
-        "manage": "Absagen oder verschieben:\n{url}",
-        "ics": "Die Datei termin.ics im Anhang trägt den Termin in Ihren Kalender ein.",
-        "bye": "Mit freundlichen Grüßen\nIhre Stadtverwaltung",
-    },
-    "en": {
-        "confirmation": "Your appointment is confirmed",
-        "reminder": "Reminder: your appointment tomorrow",
-        "cancelled": "Your appointment has been cancelled",
-        "moved": "Your appointment has been moved",
-        "hello": "Hello {name},",
-        "intro.confirmation": "your appointment is booked.",
-        "intro.reminder": "this is a reminder of your appointment.",
-        "intro.moved": "your appointment has been moved. Its reference and links stay the same.",
-        "intro.cancelled": "your appointment has been cancelled.",
-        "when": "When: {when}",
-        "what": "Service: {service} ({office})",
-        "reference": "Reference: {reference}",
-        "video": "Video consultation: open this link from 10 minutes before the start:\n{url}",
-        "in_person": "In person: {address}",
-        "manage": "Cancel or change:\n{url}",
-        "ics": "The attached file termin.ics adds the appointment to your calendar.",
-        "bye": "Kind regards\nYour city administration",
-    },
-}
+def mail_language(booking: Booking) -> str:
+    """The consultation's language when the catalog has it (its mails, calendar entry), else German."""
+    return booking.language if booking.language in catalog().languages else DEFAULT_LANGUAGE
 
 
 def compose(
     scheduling: SchedulingService, links: BookingLinks, booking: Booking, kind: str, sender: str
 ) -> EmailMessage:
-    """The message for `kind` ("confirmation", "reminder", "moved", "cancelled"), German unless the
-    consultation is held in English."""
-    lang = "en" if booking.language == "en" else "de"
-    t = TEXTS[lang]
+    """The message for `kind` ("confirmation", "reminder", "moved", "cancelled"), in the language of the
+    consultation (texts: sprechstunde/locales/<language>/mail.toml)."""
+    lang = mail_language(booking)
+    texts = catalog().strings(lang)
+
+    def t(key: str) -> str:
+        return texts[f"mail.{key}"]
+
     office, service = scheduling.service(booking.office, booking.service)
     booked = scheduling.booked(booking)
     join_url = links.join(booked.join_token)
@@ -155,24 +123,24 @@ def compose(
     start = booking.local_start(office)
     when = datetime_text(start, lang)  # "12.01.2027, 10:00" / "2027-01-12 10:00"
     body = [
-        t["hello"].format(name=booking.name),
+        t("hello").format(name=booking.name),
         "",
-        t[f"intro.{kind}"],
+        t(f"intro.{kind}"),
         "",
-        t["when"].format(when=when),
-        t["what"].format(service=service.name(lang), office=office.name(lang)),
-        t["reference"].format(reference=booking.reference),
+        t("when").format(when=when),
+        t("what").format(service=service.name(lang), office=office.name(lang)),
+        t("reference").format(reference=booking.reference),
     ]
     if kind != "cancelled":
         body.append("")
         if booking.channel == VIDEO:
-            body.append(t["video"].format(url=join_url))
+            body.append(t("video").format(url=join_url))
         else:
-            body.append(t["in_person"].format(address=address or office.name(lang)))
-        body += ["", t["manage"].format(url=manage_url)]
-    body += ["", t["ics"], "", t["bye"]]
+            body.append(t("in_person").format(address=address or office.name(lang)))
+        body += ["", t("manage").format(url=manage_url)]
+    body += ["", t("ics"), "", t("bye")]
     message = EmailMessage()
-    message["Subject"] = f"{t[kind]}: {service.name(lang)} ({booking.reference})"
+    message["Subject"] = f"{t(kind)}: {service.name(lang)} ({booking.reference})"
     message["From"] = sender
     message["To"] = booking.email or ""
     message["Date"] = format_datetime(datetime.now().astimezone())
