@@ -18,6 +18,8 @@ from sprechstunde.l10n import weekday_abbreviations
 
 LOCALES_DIR = Path(__file__).parent / "locales"
 DEFAULT_LANGUAGE = "de"
+# the order of the language switcher: German, then the city's most asked-for languages
+ORDER = ("de", "en", "fr", "it", "pl", "tr", "ku", "ar")
 
 
 class Catalog:
@@ -32,7 +34,8 @@ class Catalog:
                     table.update(tomllib.load(fh))
             days = {f"day.{key}": name for key, name in weekday_abbreviations(folder.name).items()}
             self._messages[folder.name] = days | table
-        self.languages = tuple(sorted(self._messages, key=lambda lang: lang != DEFAULT_LANGUAGE))
+        rank = {lang: index for index, lang in enumerate(ORDER)}
+        self.languages = tuple(sorted(self._messages, key=lambda lang: (rank.get(lang, len(ORDER)), lang)))
 
     def pick(self, accept_language: str | None) -> str:
         """The best supported language for an Accept-Language header (quality values honoured)."""
