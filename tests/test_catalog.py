@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sprechstunde.strings import DEFAULT_LANGUAGE, LOCALES_DIR, Catalog
+from sprechstunde.strings import DEFAULT_LANGUAGE, LOCALES_DIR, ORDER, Catalog
 
 # Keys of the staff pages (console, statistics, appointments, login, the consultation panel): de and en.
 STAFF_PREFIXES = ("console.", "login.", "consult.", "stats.", "appointments.")
@@ -40,7 +40,8 @@ GERMAN_FILE = _where(GERMAN)
 
 
 def test_the_languages_offered_are_there() -> None:
-    assert {"de", "en"} <= set(LANGUAGES)
+    # the city's eight languages (issue 18): German, English, French, Italian, Polish, Turkish, Kurmanji, Arabic
+    assert LANGUAGES == sorted(ORDER)
     assert Catalog().languages[0] == DEFAULT_LANGUAGE
 
 
