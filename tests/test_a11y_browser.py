@@ -150,3 +150,31 @@ def test_staff_pages_have_no_axe_findings(browser, a11y_server, lang, viewport):
     page.goto(f"{base}/console/appointments?lang={lang}")
     _clean(page, "appointments", problems)
     assert not problems, "\n\n".join(problems)
+
+
+@pytest.mark.parametrize("lang", ["de", "ar"])
+def test_reflow_at_320_px_and_200_percent_zoom_and_reduced_motion(browser, a11y_server, lang):
+    """WCAG 1.4.10: no sideways scrolling at 320 CSS px, nor at 200 % zoom of a 1280 px window (640 CSS px);
+    with prefers-reduced-motion the pages run no transitions."""
+    base = a11y_server["base_url"]
+    links = create_room(a11y_server)
+    urls = [f"{base}/", f"{base}/termin", f"{base}/termin/vhs", f"{base}/login", links["citizen_url"]]
+    wide: list[str] = []
+    for viewport, scale in (({"width": 320, "height": 640}, 1), ({"width": 640, "height": 400}, 2)):
+        context = browser.new_context(viewport=viewport, device_scale_factor=scale, reduced_motion="reduce")
+        page = context.new_page()
+        for url in urls:
+            page.goto(f"{url}?lang={lang}")
+            page.wait_for_load_state("networkidle")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            if overflow > 0:
+                wide.append(f"{url} at {viewport['width']} px: {overflow} px too wide")
+            moving = page.evaluate(
+                "[...document.querySelectorAll('button, a, .button')].filter((e) => "
+                "parseFloat(getComputedStyle(e).transitionDuration) > 0).length"
+            )
+            assert moving == 0, f"{url}: {moving} elements still transition with reduced motion"
+        context.close()
+    assert not wide, "\n".join(wide)
