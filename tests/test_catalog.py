@@ -40,7 +40,7 @@ GERMAN_FILE = _where(GERMAN)
 
 
 def test_the_languages_offered_are_there() -> None:
-    # the city's eight languages (issue 18): German, English, French, Italian, Polish, Turkish, Kurmanji, Arabic
+    # the eight languages of issue 18: de, en, fr, it, pl, tr, ku (Kurmanji), ar
     assert LANGUAGES == sorted(ORDER)
     assert Catalog().languages[0] == DEFAULT_LANGUAGE
 
