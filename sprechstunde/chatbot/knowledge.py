@@ -7,9 +7,10 @@ YAML's own problem mark for a syntax error — so staff can fix the file without
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,63 +19,25 @@ import yaml
 
 from sprechstunde.chatbot.resources import line_of
 from sprechstunde.chatbot.text import LANGUAGES
+from sprechstunde.chatbot.topic import KNOWLEDGE_DIR, KnowledgeBase, KnowledgeError, Loader, Topic
+from sprechstunde.chatbot.translations import load_translations
 
-KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-KEYS = {"id", "office", "title", "questions", "keywords", "answer", "bring", "fees", "online", "followups"}
+KEYS = {
+    "id",
+    "office",
+    "checked",
+    "title",
+    "questions",
+    "keywords",
+    "answer",
+    "bring",
+    "fees",
+    "online",
+    "followups",
+}
 REQUIRED = ("id", "office", "title", "questions", "answer")
 CITY_KEYS = {"url", "address", "fees", "note"}
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class KnowledgeError(Exception):
-    """One or more broken files; each problem reads "<path>:<line>: <problem>"."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-@dataclass(frozen=True)
-class Topic:
-    id: str
-    office: str
-    title: dict[str, str]
-    questions: dict[str, list[str]]
-    answer: dict[str, str]
-    keywords: dict[str, list[str]] = field(default_factory=dict)
-    bring: dict[str, list[str]] = field(default_factory=dict)
-    fees: dict[str, str] = field(default_factory=dict)
-    online: dict[str, str] = field(default_factory=dict)
-    followups: dict[str, dict[str, str]] = field(default_factory=dict)
-    # from the city override file
-    url: str | None = None
-    address: dict[str, str] = field(default_factory=dict)
-    note: dict[str, str] = field(default_factory=dict)
-
-    def text(self, part: str, language: str) -> str | None:
-        """A per-language text field in `language`, None if the file has none in that language."""
-        value = getattr(self, part).get(language)
-        return value or None
-
-
-class KnowledgeBase:
-    """The topics in service; immutable, replaced as a whole on reload."""
-
-    def __init__(self, topics: list[Topic], source: str = "", problems: list[str] | None = None) -> None:
-        self.topics = {topic.id: topic for topic in topics}
-        self.source = source
-        # files left out at start-up (not strict), "<path>:<line>: <problem>" each
-        self.problems = problems or []
-
-    def __iter__(self) -> Iterator[Topic]:
-        return iter(self.topics.values())
-
-    def __len__(self) -> int:
-        return len(self.topics)
-
-    def get(self, topic_id: str | None) -> Topic | None:
-        return self.topics.get(topic_id) if topic_id else None
 
 
 # --- loading --------------------------------------------------------------------------------------------
@@ -167,7 +130,12 @@ def parse_topic(path: Path, text: str) -> Topic:
     questions = (
         check.lists(data.get("questions", {}), ("questions",), need=("de",)) if "questions" in data else {}
     )
-    answer = check.texts(data.get("answer", {}), ("answer",), need=("de", "en")) if "answer" in data else {}
+    answer = check.texts(data.get("answer", {}), ("answer",), need=("de",)) if "answer" in data else {}
+    checked = data.get("checked")
+    if isinstance(checked, dt.date):
+        checked = checked.isoformat()
+    if checked is not None and not (isinstance(checked, str) and re.match(r"^\d{4}-\d{2}-\d{2}$", checked)):
+        check.fail(("checked",), f"checked must be a date like 2026-12-05, not {checked!r}")
     keywords = check.lists(data["keywords"], ("keywords",)) if data.get("keywords") is not None else {}
     bring = check.lists(data["bring"], ("bring",)) if data.get("bring") is not None else {}
     fees = check.texts(data["fees"], ("fees",)) if data.get("fees") is not None else {}
@@ -197,13 +165,16 @@ def parse_topic(path: Path, text: str) -> Topic:
         fees=fees,
         online=online,
         followups=followups,
+        checked={"de": checked} if checked else {},
     )
 
 
 def load_knowledge(directory: Path | str = KNOWLEDGE_DIR, *, strict: bool = True) -> KnowledgeBase:
-    """Every `*.yaml` in `directory`. `strict`: any broken file raises KnowledgeError (listing all
-    problems) — what a reload wants, so the old base stays in service. Not strict: broken files are
-    left out and their problems returned in `KnowledgeBase.problems` (start-up keeps serving the rest)."""
+    """Every `*.yaml` in `directory`, with its translations from `directory/<lang>/` merged in
+    (missing or stale ones are listed in `KnowledgeBase.stale`; the German text stands in). `strict`:
+    any broken file raises KnowledgeError (listing all problems) — what a reload wants, so the old base
+    stays in service. Not strict: broken files are left out and their problems returned in
+    `KnowledgeBase.problems` (start-up keeps serving the rest)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise KnowledgeError([f"{directory}: not a directory"])
@@ -217,9 +188,15 @@ def load_knowledge(directory: Path | str = KNOWLEDGE_DIR, *, strict: bool = True
             problems.append(f"{path}:1: cannot read: {exc}")
     if not topics and not problems:
         problems.append(f"{directory}: no topic files (*.yaml)")
+    base, status = load_translations(KnowledgeBase(topics, str(directory)), directory)
+    problems += status.problems + [
+        f"{path}:1: no topic {Path(path).stem!r} in {directory}" for path in status.orphans
+    ]
     if problems and strict:
         raise KnowledgeError(problems)
-    return KnowledgeBase(topics, str(directory), problems)
+    stale = [f"{lang}/{tid}: missing" for tid, lang in status.missing]
+    stale += [f"{lang}/{tid}: checked against {had}, German is {now}" for tid, lang, had, now in status.stale]
+    return KnowledgeBase(list(base), str(directory), problems, stale)
 
 
 # --- the city's override file ----------------------------------------------------------------------------
@@ -302,7 +279,7 @@ def apply_city(base: KnowledgeBase, city: CityOverrides) -> KnowledgeBase:
                 note=extra.get("note", topic.note),
             )
         topics.append(topic)
-    return KnowledgeBase(topics, base.source, base.problems)
+    return KnowledgeBase(topics, base.source, base.problems, base.stale)
 
 
 def unknown_city_topics(base: KnowledgeBase, city: CityOverrides) -> list[str]:
