@@ -38,6 +38,7 @@ from sprechstunde.strings import Catalog
 from sprechstunde.web.booking import api as booking_api
 from sprechstunde.web.booking import pages as booking_pages
 from sprechstunde.web.chatbot import api as chatbot_api
+from sprechstunde.web.city import pages as city_pages
 from sprechstunde.web.consultations import api as consultation_api
 from sprechstunde.web.consultations import ending as ending_api
 from sprechstunde.web.consultations import pages as statistics_page
@@ -165,7 +166,12 @@ def build_services(config: Config, store: Store | None = None) -> Services:
         scheduling=scheduling,
         booking_mailer=booking_mailer,
         # the knowledge base is indexed at the first message; a broken city file stops start-up
-        chatbot=ChatService(store, config.chatbot_knowledge or KNOWLEDGE_DIR, city_path=config.chatbot_city),
+        # the city's [topics.*]: its own chatbot file, else the city file (--city) where they may live too
+        chatbot=ChatService(
+            store,
+            config.chatbot_knowledge or KNOWLEDGE_DIR,
+            city_path=config.chatbot_city or config.city_path,
+        ),
     )
 
 
@@ -185,6 +191,8 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     )
     app[SERVICES] = services
     app[HUB_KEY] = services.hub
+    # the city file (--city): checked now, a mistake stops start-up (web/city/settings.py)
+    app[city_pages.CITY] = city_pages.load_for(services)
     # Deletes expired records for good and erases closed tickets' personal fields (store/retention.py).
     tickets = services.queue.tickets
     ticket_retention = config.ticket_retention_days * 86400
@@ -202,6 +210,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(booking_pages.routes)
     app.add_routes(openapi.routes)
     app.add_routes(chatbot_api.routes)
+    app.add_routes(city_pages.routes)
     app.router.add_get("/ws", relay.signaling_entry)
     observability.setup(app, services)  # /readyz, /metrics, X-Request-Id
     # security headers also on raised redirects, streamed downloads and WebSocket upgrades

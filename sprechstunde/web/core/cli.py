@@ -24,6 +24,7 @@ from sprechstunde.scheduling.availability import ensure_pattern
 from sprechstunde.store import Store, StoreUnavailable, open_store, ready
 from sprechstunde.web.booking import cli as booking_cli
 from sprechstunde.web.chatbot import cli as chatbot_cli
+from sprechstunde.web.city.settings import CityConfigError
 from sprechstunde.web.core.config import DATABASE_FILE, NODE_ID, Config, prepare_data_dir
 from sprechstunde.web.core.options import add_common, add_serve_options, config_from_args
 from sprechstunde.web.core.workers import Workers
@@ -321,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KnowledgeError as exc:  # the chatbot's city file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CityConfigError as exc:  # the city file (--city)
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

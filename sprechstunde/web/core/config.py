@@ -336,6 +336,17 @@ class Config:
         "sprechstunde/chatbot/city.example.toml)",
         metavar="FILE",
     )
+    # --- the city's pages (web/city): accessibility statement, Leichte Sprache, sign language, privacy
+    # notice, imprint; None: the example city, marked as an example on every one of those pages
+    city_path: Path | None = setting(
+        None,
+        "CITY",
+        "the city file (TOML): accessibility statement, Leichte Sprache, sign-language video, privacy "
+        "notice and imprint, also the chatbot's [topics.*] when --chatbot-city is not given; default: the "
+        "example city of sprechstunde/web/city/city.example.toml",
+        flag="--city",
+        metavar="FILE",
+    )
 
     @property
     def public_url(self) -> str:
