@@ -5,9 +5,9 @@ the service has a house style that pages, mails and their tests rely on ("Dienst
 "08:00 Uhr", "Tuesday, 12 January 2027", "2027-01-12 10:00" in English mail), `HOUSE_PATTERNS` gives the
 CLDR pattern that writes it; every other language gets CLDR's own formats.
 
-Fallbacks, explicitly: dates in Kurmanji ("ku") are written in German, because CLDR's Kurmanji date
-data is partial (month names only in the genitive, "rêbendana 2027an" for a month); the language's own
-name does come from CLDR ("Kurdî (kurmancî)"). A language Babel does not know at all falls back to
+Kurmanji ("ku") dates come from CLDR too ("sêşem, 12ê rêbendana 2027an"); only its month heading has a
+house pattern, the stand-alone name ("rêbendan 2027"), because CLDR's month-and-year skeleton uses the
+izafe form that belongs inside a date ("rêbendana 2027an"). A language Babel does not know at all falls back to
 German for dates and numbers and to its code for its name.
 
 Here at the top of the package (not in web/) because domains format too: scheduling/mail.py writes the
@@ -31,10 +31,10 @@ from babel.dates import (
 from babel.numbers import format_decimal, format_percent, get_decimal_symbol
 
 DEFAULT_LANGUAGE = "de"  # the city's language; also what the UI falls back to
-DATE_FALLBACK = {"ku": DEFAULT_LANGUAGE}  # CLDR's Kurmanji dates are partial (see above)
 WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as offices.toml names the days
 HOUSE_PATTERNS: dict[str, dict[str, str]] = {
     "de": {"time": "HH:mm 'Uhr'", "short_day": "EEE, dd.MM.y"},
+    "ku": {"month": "LLLL y"},
     "en": {"day": "EEEE, d MMMM y", "time": "HH:mm", "datetime": "y-MM-dd HH:mm", "short_day": "EEE d MMM y"},
 }
 
@@ -48,8 +48,8 @@ def _parse(lang: str) -> Locale | None:
 
 
 def locale_for(lang: str) -> Locale:
-    """The Babel locale that formats dates and numbers for `lang` (German where CLDR falls short)."""
-    return _parse(DATE_FALLBACK.get(lang, lang)) or _parse(DEFAULT_LANGUAGE)  # type: ignore[return-value]
+    """The Babel locale that formats dates and numbers for `lang` (German for a language Babel lacks)."""
+    return _parse(lang) or _parse(DEFAULT_LANGUAGE)  # type: ignore[return-value]
 
 
 def _house(lang: str, kind: str) -> str | None:
@@ -70,7 +70,10 @@ def short_day_text(day: date, lang: str) -> str:
 
 
 def month_text(month: date, lang: str) -> str:
-    """A calendar month: "Januar 2027" / "January 2027"."""
+    """A calendar month: "Januar 2027" / "January 2027" / "rêbendan 2027"."""
+    pattern = _house(lang, "month")
+    if pattern is not None:
+        return format_date(month, pattern, locale=locale_for(lang))
     return format_skeleton("yMMMM", month, locale=locale_for(lang))
 
 

@@ -32,11 +32,13 @@ def test_times_stay_on_the_wall_clock_of_the_moment():
     assert l10n.time_text(datetime(2027, 7, 1, 6, 0, tzinfo=UTC), "de") == "06:00 Uhr"
 
 
-def test_other_languages_get_cldr_formats_and_kurmanji_dates_fall_back_to_german():
+def test_other_languages_get_cldr_formats_kurmanji_included():
     assert l10n.day_text(TUESDAY, "fr") == "mardi 12 janvier 2027"
     assert l10n.month_text(TUESDAY, "pl") == "styczeń 2027"  # the stand-alone month name
-    assert l10n.day_text(TUESDAY, "ku") == l10n.day_text(TUESDAY, "de")
-    assert l10n.datetime_text(MORNING, "ku") == "12.01.2027, 08:05"
+    assert l10n.day_text(TUESDAY, "ku") == "sêşem, 12ê rêbendana 2027an"  # CLDR's Kurmanji, izafe forms
+    assert l10n.month_text(TUESDAY, "ku") == "rêbendan 2027"  # a calendar heading: the plain month name
+    assert l10n.weekday_abbreviations("ku")["tue"] == "sşm"
+    assert l10n.time_text(MORNING, "ku") == "08:05"
     assert l10n.day_text(TUESDAY, "xx") == "Dienstag, 12. Januar 2027"  # unknown to CLDR: German
 
 

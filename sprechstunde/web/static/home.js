@@ -3,7 +3,7 @@
 import { hoursText, timeText, whenText } from "./format.js";
 import { $, ownUrl } from "./lib/dom.js";
 import { fetchJson } from "./lib/fetch.js";
-import { languageName, pageLang } from "./lib/intl.js";
+import { languageName, listText, pageLang } from "./lib/intl.js";
 import { loadStrings, tr } from "./strings.js";
 
 loadStrings($("page-strings"));
@@ -108,7 +108,7 @@ function errorText(status, error) {
         ? tr("home.error.closed", { when: whenText(error.next_opening, lang) })
         : tr("home.error.closed_unknown");
     case "unknown_language": {
-      const list = Array.isArray(error.languages) ? error.languages.map(languageName).join(", ") : "";
+      const list = Array.isArray(error.languages) ? listText(error.languages.map(languageName), lang, "disjunction") : "";
       return tr("home.error.unknown_language", { languages: list });
     }
     case "unknown_office":

@@ -7,7 +7,7 @@ import { showHandover } from "./endscreen.js";
 import { timeText, whenText } from "./format.js";
 import { $, ownUrl, readJson, show } from "./lib/dom.js";
 import { fetchJson } from "./lib/fetch.js";
-import { languageName, pageLang } from "./lib/intl.js";
+import { languageName, listText, pageLang } from "./lib/intl.js";
 import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
 import { tr } from "./strings.js";
 
@@ -79,7 +79,7 @@ function render(status) {
   $("wait-language").hidden = !noLanguage;
   if (noLanguage) {
     $("wait-language-online").textContent = languages.length
-      ? tr("wait.language.online", { languages: languages.map(languageName).join(", ") })
+      ? tr("wait.language.online", { languages: listText(languages.map(languageName), lang, "disjunction") })
       : "";
     $("wait-german").hidden = !(entry.language && entry.language !== "de" && languages.includes("de") && entry.topic);
   }

@@ -40,3 +40,21 @@ export function dateText(when, lang, options) {
   if (!formats.has(key)) formats.set(key, new Intl.DateTimeFormat(lang, options));
   return formats.get(key).format(when);
 }
+
+/**
+ * Items as the language writes a list: "Deutsch, Türkçe und Polski" (type "disjunction": "… oder …"),
+ * Arabic with its own comma and "و".
+ * A language the browser has no list data for (Kurdish in Chromium) gets the items separated by commas,
+ * not the browser's own language's "and".
+ */
+export function listText(items, lang, type = "conjunction") {
+  const list = items.filter((item) => typeof item === "string" && item);
+  try {
+    if (Intl.ListFormat.supportedLocalesOf([lang]).length) {
+      return new Intl.ListFormat(lang, { style: "long", type }).format(list);
+    }
+  } catch {
+    // not a well-formed language tag: plain commas below
+  }
+  return list.join(", ");
+}
