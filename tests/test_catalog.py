@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from babel import Locale
 
 from sprechstunde.strings import DEFAULT_LANGUAGE, LOCALES_DIR, ORDER, Catalog
 
@@ -27,6 +28,10 @@ def _files(lang: str) -> dict[str, dict[str, str]]:
         path.name: tomllib.loads(path.read_text(encoding="utf-8"))
         for path in sorted((LOCALES_DIR / lang).glob("*.toml"))
     }
+
+
+def _placeholders(text: str) -> list[str]:
+    return sorted(PLACEHOLDER.findall(text))
 
 
 def _where(files: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -63,9 +68,16 @@ def test_every_key_in_every_language_with_the_same_placeholders(lang: str) -> No
             note(GERMAN_FILE[key], f"empty {key}")
         elif sorted(PLACEHOLDER.findall(own[key])) != sorted(PLACEHOLDER.findall(german)):
             note(GERMAN_FILE[key], f"placeholders of {key}: {PLACEHOLDER.findall(own[key])}")
+    categories = set(Locale.parse(lang).plural_form.tags) | {"other"}
     for name, table in files.items():
         for key in table:
-            if key not in GERMAN_KEYS:
+            base, _, category = key.partition("#")
+            if category:  # a plural variant (static/strings.js): of a German key, a category of lang
+                if base not in GERMAN_KEYS or category not in categories:
+                    note(name, f"plural variant {key}: {lang} has the categories {sorted(categories)}")
+                elif _placeholders(table[key]) != _placeholders(GERMAN_KEYS[base]):
+                    note(name, f"placeholders of {key}: {PLACEHOLDER.findall(table[key])}")
+            elif key not in GERMAN_KEYS:
                 note(name, f"not in German: {key}")
     report = "\n".join(f"{lang}/{file}: " + "; ".join(items) for file, items in sorted(problems.items()))
     assert not problems, "\n" + report
