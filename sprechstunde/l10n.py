@@ -35,7 +35,13 @@ WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as offices.t
 HOUSE_PATTERNS: dict[str, dict[str, str]] = {
     "de": {"time": "HH:mm 'Uhr'", "short_day": "EEE, dd.MM.y"},
     "ku": {"month": "LLLL y"},
-    "en": {"day": "EEEE, d MMMM y", "time": "HH:mm", "datetime": "y-MM-dd HH:mm", "short_day": "EEE d MMM y"},
+    "en": {
+        "day": "EEEE, d MMMM y",
+        "date": "d MMMM y",
+        "time": "HH:mm",
+        "datetime": "y-MM-dd HH:mm",
+        "short_day": "EEE d MMM y",
+    },
 }
 
 
@@ -59,6 +65,11 @@ def _house(lang: str, kind: str) -> str | None:
 def day_text(day: date, lang: str) -> str:
     """A day with its weekday: "Dienstag, 12. Januar 2027" / "Tuesday, 12 January 2027"."""
     return format_date(day, _house(lang, "day") or "full", locale=locale_for(lang))
+
+
+def date_text(day: date, lang: str) -> str:
+    """A date without its weekday: "5. Dezember 2026" / "5 December 2026" / "5 ديسمبر 2026"."""
+    return format_date(day, _house(lang, "date") or "long", locale=locale_for(lang))
 
 
 def short_day_text(day: date, lang: str) -> str:

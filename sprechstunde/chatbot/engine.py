@@ -27,6 +27,12 @@ MAX_TEXT = 1000
 
 # person requested / two unhelpful answers / the bot is unsure
 PERSON, UNHELPFUL, LOW_CONFIDENCE = "person_requested", "unhelpful_answers", "low_confidence"
+# an answer (or parts of it) shown in German to a citizen who writes another language: the reply says so
+# and offers an advisor who speaks the citizen's language
+GERMAN_ONLY = "german_only"
+# an amount of money in a text ("70 €", "37,50 €", "€96"): a fees line whose amounts the answer already
+# states all of is left out of the whole answer
+AMOUNT = re.compile(r"\d+(?:[.,]\d+)?\s?€|€\s?\d+(?:[.,]\d+)?")
 # words pointing back at the conversation's topic ("Was kostet das?"): chatbot/data/lexicon.yaml
 ANAPHORA = lexicon.ANAPHORA
 
@@ -42,6 +48,9 @@ class Reply:
     kind: str = "answer"  # answer | followup | out_of_scope | unsure | person | unhelpful | empty
     suggestions: list[dict[str, str]] = field(default_factory=list)  # [{topic, title}]
     links: list[dict[str, str]] = field(default_factory=list)  # [{title, url}]
+    # an answer's provenance, shown under it: the day its text (in the language served) was last checked
+    checked: str | None = None
+    german: list[str] = field(default_factory=list)  # the parts shown in German ("address", "fees", …)
 
 
 @dataclass
@@ -253,63 +262,97 @@ class Engine:
         )
 
     def answer(self, topic: Topic, language: str, aspects: list[str] | None = None) -> Reply:
-        """The reply text for `topic` in `language` (German plus a note when the base lacks it): the
-        answer, what to bring, fees and the online hint — or just the aspects asked about."""
+        """The reply text for `topic` in `language`: the answer, what to bring, fees and the online hint —
+        or just the aspects asked about — and the city's address and note. What the citizen's language
+        lacks (the whole translation, or a city text given only in German) is shown in German, and the
+        reply says so at the top and offers an advisor who speaks the language (escalation GERMAN_ONLY).
+        Fees are stated once: a question about the cost gets the fees line (the fuller text) instead of
+        the short follow-up as well, and the whole answer leaves out a fees line it already states."""
         lang = language if topic.answer.get(language) else "de"
-        labels = lexicon.LABELS.get(lang, lexicon.LABELS["de"])
+        # labels in the citizen's language where the lexicon has them: they frame even a German text
+        labels = lexicon.LABELS.get(language) or lexicon.LABELS.get(lang) or lexicon.LABELS["de"]
+        german: list[str] = []  # the parts shown in German although the answer's language is another
 
-        def pick(part: str) -> Any:
-            values = getattr(topic, part)
-            return values.get(lang) if values.get(lang) is not None else values.get("de")
+        def pick(part: str, values: dict[str, Any] | None = None, *, fallback: bool = True) -> Any:
+            values = getattr(topic, part) if values is None else values
+            if values.get(lang) is not None and values[lang] != "":
+                return values[lang]  # also an empty list: "nothing to bring" in that language
+            if not fallback or not values.get("de"):
+                return None
+            if lang != "de":
+                german.append(part)
+            return values["de"]
+
+        def line(label: str, value: Any) -> str:
+            return f"{labels.get(label) or lexicon.LABELS['de'][label]}: {value}"
 
         parts: list[str] = []
-        if lang != language:
-            note = lexicon.message("german_only", language)
-            if note:
-                parts.append(note)
         shown = False
         for aspect in aspects or []:
             followup = topic.followups.get(aspect, {})
-            text = followup.get(lang) or followup.get("de")
             if aspect == "cost":
-                fees = pick("fees")
-                text = " ".join(t for t in (text, fees and f"{labels['fees']}: {fees}") if t)
-            elif aspect == "documents" and not text:
-                bring = pick("bring")
-                text = f"{labels['bring']}: " + "; ".join(bring) if bring else None
-            elif aspect == "online":
-                text = text or pick("online")
+                # the fees line says all the short follow-up says: one of them, in the language if it can
+                own = topic.fees.get(lang) or (None if followup.get(lang) else pick("fees"))
+                text = line("fees", own) if own else pick("cost", followup)
+            else:
+                text = pick(aspect, followup, fallback=aspect not in ("documents", "online"))
+                if aspect == "documents" and not text:
+                    bring = pick("bring")
+                    text = line("bring", "; ".join(bring)) if bring else pick(aspect, followup)
+                elif aspect == "online" and not text:
+                    text = pick("online") or pick(aspect, followup)
             if text:
                 parts.append(text)
                 shown = True
         if not shown:
-            parts.append(pick("answer"))
+            answer = pick("answer")
+            parts.append(answer)
             bring = pick("bring")
             if bring:
-                parts.append(f"{labels['bring']}: " + "; ".join(bring))
+                parts.append(line("bring", "; ".join(bring)))
             fees = pick("fees")
-            if fees:
-                parts.append(f"{labels['fees']}: {fees}")
+            amounts = set(AMOUNT.findall(fees or ""))
+            if fees and not (amounts and amounts <= set(AMOUNT.findall(answer or ""))):
+                parts.append(line("fees", fees))
+            elif fees and "fees" in german:
+                german.remove("fees")  # left out: not shown in German either
             online = pick("online")
             if online:
-                parts.append(f"{labels['online']}: {online}")
+                parts.append(line("online", online))
         address = pick("address")
         if address:
-            parts.append(f"{labels['address']}: {address}")
+            parts.append(line("address", address))
         note = pick("note")
         if note:
-            parts.append(f"{labels['note']}: {note}")
+            parts.append(line("note", note))
         links = []
         if topic.url:
-            parts.append(f"{labels['more']}: {topic.url}")
+            parts.append(line("more", topic.url))
             links.append({"title": self._title(topic, lang), "url": topic.url})
+        if lang != language:
+            german = ["answer"]  # all of it: the note says so
+            notice = lexicon.message("german_only", language)
+        elif german:
+            names = [labels.get(_LABEL_OF.get(p, p)) for p in dict.fromkeys(german)]
+            notice = lexicon.message("german_parts", language, parts=", ".join(n for n in names if n) or "…")
+        else:
+            notice = ""
+        if notice:
+            parts.insert(0, notice)
         return Reply(
             "\n\n".join(parts),
             language,
             topic=topic.id,
             office=topic.office,
             links=links,
+            escalation=GERMAN_ONLY if german and language != "de" else None,
+            checked=topic.checked.get(lang) or topic.checked.get("de"),
+            german=list(dict.fromkeys(german)),
         )
+
+
+# the label that names a part shown in German (lexicon LABELS): a follow-up aspect by the part it is about
+_LABEL_OF = {"cost": "fees", "documents": "bring", "duration": "duration"}
 
 
 def _only_aspect(text: str) -> bool:

@@ -63,14 +63,18 @@ async def escalation_offers(
     names_in: str,
 ) -> list[dict[str, Any]]:
     """What the citizen can do instead of chatting, for the topic's office (`office_id`): video now (with
-    whether it is possible and, when closed, the next opening), an appointment, a written question.
-    `names_in` is the language the office's name is shown in (the page's)."""
+    whether it is possible, whether someone who speaks the conversation's `language` is online for that
+    office — the advisor presence the waiting room counts as "Beratung online" — and, when closed, the next
+    opening), an appointment, a written question. `names_in` is the language the office's name is shown
+    in (the page's)."""
     office = office_for(offices, office_id)
     if office is None:
         return [{"type": "question"}]
     lang = consultation_language(office, language)
     open_now = hours.is_open(office, now)
     online = await availability(office.id, lang)
+    # someone online who advises in the citizen's own language (not only in the German stand-in)
+    speaks = lang == language and online.advisors_online > 0
     video: dict[str, Any] = {
         "type": "video",
         "office": office.id,
@@ -80,6 +84,8 @@ async def escalation_offers(
         "open_now": open_now,
         "advisors_online": online.advisors_online,
         "languages_online": list(online.languages_online),
+        "conversation_language": language,
+        "language_online": speaks,
     }
     if not open_now:
         opening = hours.next_opening(office, now)

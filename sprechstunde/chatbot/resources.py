@@ -32,6 +32,7 @@ MESSAGE_KEYS = (
     "unhelpful",
     "offers",
     "german_only",
+    "german_parts",
     "rephrase",
     "empty",
     "page_intro",

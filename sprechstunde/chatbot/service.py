@@ -1,10 +1,11 @@
 """The chatbot as the app uses it: conversations kept in the store, the knowledge base reloadable
 without a restart, imported city pages as a second source.
 
-Conversations are records of kind "chat-conversation" with a TTL of one day: any server process can
-continue any conversation, and a restart loses none. `sprechstunde kb reload` validates the files and
-then bumps a record; every process notices within `RELOAD_CHECK` seconds and loads the files itself —
-on a broken file it logs "<path>:<line>: <problem>" and keeps the old knowledge base.
+Conversations are records of kind "chat-conversation" that expire `retention_days` (default 30,
+--chat-retention-days) after their last message — and no later: the store's TTL deletes them. Any
+server process can continue any conversation, and a restart loses none. `sprechstunde kb reload`
+validates the files and then bumps a record; every process notices within `RELOAD_CHECK` seconds and
+loads the files itself — on a broken file it logs "<path>:<line>: <problem>" and keeps the old knowledge base.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sprechstunde.chatbot import lexicon
-from sprechstunde.chatbot.engine import ANSWER_THRESHOLD, Engine, Reply, State
+from sprechstunde.chatbot.engine import ANSWER_THRESHOLD, PERSON, Engine, Reply, State
 from sprechstunde.chatbot.knowledge import (
     KNOWLEDGE_DIR,
     CityOverrides,
@@ -36,12 +37,16 @@ from sprechstunde.store.port import Store
 log = logging.getLogger(__name__)
 
 CONVERSATION_KIND = "chat-conversation"
-CONVERSATION_TTL = 24 * 3600
+RETENTION_DAYS = 30.0  # a conversation is deleted this many days after its last message
+CONVERSATION_TTL = RETENTION_DAYS * 86400
 RELOAD_KIND = "chatbot-kb"
 RELOAD_KEY = "reload"
 RELOAD_CHECK = 2.0  # seconds between looks at the reload and page-version records
 MAX_MESSAGES = 60  # kept per conversation (the advisor sees the latest)
-MAX_MESSAGE_CHARS = 1000
+MAX_MESSAGE_CHARS = 1000  # a citizen's message (the API refuses longer ones anyway)
+# A bot reply is kept whole (the advisor and the download see what the citizen saw); only a reply beyond
+# this is cut, at a paragraph or sentence end.
+MAX_REPLY_CHARS = 8000
 CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 PAGE_THRESHOLD = 0.5
 # what the queue accepts as a transcript (rooms.intake.check_transcript)
@@ -64,8 +69,13 @@ class ChatService:
         city_path: Path | str | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        retention_days: float = RETENTION_DAYS,
     ) -> None:
+        if not retention_days > 0:
+            raise ValueError("the chat retention must be a positive number of days")
         self._store = store
+        self.retention_days = retention_days
+        self.conversation_ttl = retention_days * 86400
         self.knowledge_dir = Path(knowledge_dir)
         self.city_path = city_path
         self._clock = clock
@@ -157,6 +167,13 @@ class ChatService:
 
     # --- conversations ----------------------------------------------------------------------------------
 
+    async def stored(self, conversation_id: str) -> Conversation | None:
+        """The stored conversation, None when the id is unknown or the conversation expired."""
+        record = await self._store.get(CONVERSATION_KIND, conversation_id)
+        if record is None:
+            return None
+        return Conversation(conversation_id, State.from_json(record.get("state")), record.get("messages", []))
+
     async def conversation(self, conversation_id: str | None) -> Conversation:
         """The stored conversation, or a fresh one (also when the id is unknown or expired)."""
         if conversation_id is not None:
@@ -176,16 +193,19 @@ class ChatService:
         await self.refresh()
         conversation = await self.conversation(conversation_id)
         reply, state = engine.respond(text, conversation.state, language)
+        reply, state = on_current_topic(engine, text, reply, conversation.state, state)
         if reply.kind in ("out_of_scope", "unsure") and len(self.pages):
             page_reply = self.page_answer(text, reply.language)
             if page_reply is not None:
                 reply = page_reply
         messages = conversation.messages + [
             {"role": "citizen", "text": text[:MAX_MESSAGE_CHARS]},
-            {"role": "bot", "text": reply.text[:MAX_MESSAGE_CHARS]},
+            {"role": "bot", "text": whole_sentences(reply.text, MAX_REPLY_CHARS)},
         ]
         record = {"state": state.as_json(), "messages": messages[-MAX_MESSAGES:], "updated": time.time()}
-        await self._store.put(CONVERSATION_KIND, conversation.conversation_id, record, ttl=CONVERSATION_TTL)
+        await self._store.put(
+            CONVERSATION_KIND, conversation.conversation_id, record, ttl=self.conversation_ttl
+        )
         return conversation.conversation_id, reply
 
     def page_answer(self, text: str, language: str) -> Reply | None:
@@ -209,7 +229,8 @@ class ChatService:
         )
 
     async def transcript(self, conversation_id: str) -> list[dict[str, str]] | None:
-        """The conversation as the queue accepts it (latest messages, within rooms.intake's size limits)."""
+        """The conversation as the queue accepts it, within rooms.intake's size limits: whole messages
+        only — the oldest are left out first, none is cut (an advisor must not read half an answer)."""
         record = await self._store.get(CONVERSATION_KIND, conversation_id)
         if record is None:
             return None
@@ -228,6 +249,38 @@ class ChatService:
     async def state(self, conversation_id: str) -> State | None:
         record = await self._store.get(CONVERSATION_KIND, conversation_id)
         return State.from_json(record.get("state")) if record else None
+
+
+def on_current_topic(
+    engine: Engine, text: str, reply: Reply, before: State, after: State
+) -> tuple[Reply, State]:
+    """A request for a person is about the conversation's current topic: after a VHS question
+    "Ich möchte mit einer Person sprechen" goes to the VHS, not to whatever topic the words "Person" and
+    "sprechen" match best. A message that names a topic itself ("… über meinen Kita-Platz") goes to that
+    topic, which then is the conversation's topic (the hand-over reads it from the state)."""
+    if reply.escalation != PERSON:
+        return reply, after
+    current = engine.base.get(before.last_topic) or engine.base.get(before.candidate)
+    named = [
+        word
+        for word in engine.index.specific_words(text, reply.language, max_topics=max(1, len(engine.base)))
+        if not lexicon.asks_for_person(word)  # "Berater" names no topic
+    ]
+    if named and reply.topic is not None:
+        return reply, replace(after, last_topic=reply.topic, candidate=None)
+    if current is None or current.id == reply.topic:
+        return reply, after
+    return replace(reply, topic=current.id, office=current.office), after
+
+
+def whole_sentences(text: str, limit: int) -> str:
+    """`text`, or when longer than `limit` its beginning up to the last paragraph or sentence end that
+    fits, with "…" — never half a word or sentence."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    cut = max(head.rfind("\n\n"), *(head.rfind(mark) + 1 for mark in (". ", "! ", "? ", "。", "؟ ")))
+    return (head[:cut] if cut > limit // 2 else head.rsplit(" ", 1)[0]).rstrip() + " …"
 
 
 def valid_conversation_id(value: Any) -> bool:

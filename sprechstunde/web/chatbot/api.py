@@ -1,9 +1,13 @@
-"""The chatbot over HTTP: `POST /api/chatbot/messages` (answer a message) and `POST /api/chatbot/escalate`
-(join the waiting room with the conversation as transcript). Contract: docs/chatbot.md."""
+"""The chatbot over HTTP: `POST /api/chatbot/messages` (answer a message), `POST /api/chatbot/escalate`
+(join the waiting room with the conversation as transcript) and
+`GET /api/chatbot/conversations/{conversation_id}/download` (the conversation as a text file for the
+citizen). The conversation id is the capability: whoever has it may continue, hand over or download the
+conversation — nobody else learns it (it is masked in logs like every capability).
+Contract: docs/chatbot.md."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -15,17 +19,19 @@ from sprechstunde.chatbot.offers import (
     office_for,
     queue_topic,
 )
-from sprechstunde.chatbot.service import ChatService
+from sprechstunde.chatbot.service import ChatService, valid_conversation_id
 from sprechstunde.errors import DomainError
+from sprechstunde.l10n import date_text
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.web.chatbot.models import ChatEscalateIn, ChatMessageIn, ChatReply
 from sprechstunde.web.core.models import read_model
-from sprechstunde.web.core.openapi import api_route
+from sprechstunde.web.core.openapi import Raw, api_route
 from sprechstunde.web.core.services import SERVICES, Services
 from sprechstunde.web.waiting.api import joined
 from sprechstunde.web.waiting.models import EnqueueOut
 
 routes = web.RouteTableDef()
+ANSWER_KINDS = ("answer", "followup")  # replies from a topic of the knowledge base: they carry provenance
 
 
 def _chatbot(services: Services) -> ChatService:
@@ -48,7 +54,26 @@ async def offers(services: Services, request: web.Request, office_id: str | None
     )
 
 
-def _reply_json(conversation_id: str, reply: Reply) -> dict[str, Any]:
+def _checked(reply: Reply, lang: str) -> dict[str, str] | None:
+    """When the answer's text was last checked: the ISO date and the date as the page's language writes it."""
+    try:
+        day = date.fromisoformat(reply.checked) if reply.checked else None
+    except ValueError:
+        day = None
+    return {"date": day.isoformat(), "text": date_text(day, lang)} if day else None
+
+
+def _office(services: Services, reply: Reply) -> dict[str, str] | None:
+    """The office responsible for the reply's topic, named in the citizen's language (German where the
+    city gives no name in it); the Bürgertelefon for a topic whose office the city has not configured.
+    Only under an answer: an offer to talk to a person names its office itself."""
+    if reply.topic is None or reply.kind not in ANSWER_KINDS:
+        return None
+    office = office_for(services.waiting.offices, reply.office)
+    return {"id": office.id, "name": office.name(reply.language)} if office else None
+
+
+def _reply_json(conversation_id: str, reply: Reply, services: Services, page_lang: str) -> dict[str, Any]:
     return {
         "conversation_id": conversation_id,
         "reply": reply.text,
@@ -60,6 +85,11 @@ def _reply_json(conversation_id: str, reply: Reply) -> dict[str, Any]:
         "kind": reply.kind,
         "suggestions": reply.suggestions,
         "links": reply.links,
+        # where the answer comes from: when it was last checked, which office is responsible, what of it
+        # is shown in German
+        "checked": _checked(reply, page_lang),
+        "office": _office(services, reply),
+        "german_parts": reply.german,
     }
 
 
@@ -79,7 +109,7 @@ async def api_message(request: web.Request) -> web.Response:
         raise DomainError("rate_limited", "too many messages from your address; wait a minute", 429)
     message = await read_model(request, ChatMessageIn)
     conversation_id, reply = await chatbot.message(message.text, message.conversation_id, message.language)
-    body = _reply_json(conversation_id, reply)
+    body = _reply_json(conversation_id, reply, services, services.pages.lang(request))
     if reply.escalation is not None:
         body["escalation"] = {
             "reason": reply.escalation,
@@ -131,3 +161,62 @@ async def api_escalate(request: web.Request) -> web.Response:
             exc.detail["office"] = office.id  # the chat offers to leave a question there
         raise
     return await joined(request, services, enqueued)
+
+
+DOWNLOAD = Raw("the conversation as plain text (UTF-8)", {"text/plain": {"schema": {"type": "string"}}})
+
+
+@api_route(
+    routes.get,
+    "/api/chatbot/conversations/{conversation_id}/download",
+    tag="chatbot",
+    answers={200: DOWNLOAD},
+    errors=(400, 404),
+    summary="The conversation as a text file for the citizen (the conversation id is the capability)",
+)
+async def api_download(request: web.Request) -> web.Response:
+    """The citizen's copy of the conversation: what they wrote and what the bot answered, headed by the
+    notice that the bot is an automated assistant, in the conversation's language — no topic ids,
+    confidences or other internals. Unknown and expired ids answer 404 alike."""
+    services: Services = request.app[SERVICES]
+    chatbot = _chatbot(services)
+    conversation_id = request.match_info["conversation_id"]
+    if not valid_conversation_id(conversation_id):
+        raise DomainError("invalid_conversation_id", "not a conversation id this API returned", 400)
+    conversation = await chatbot.stored(conversation_id)
+    if conversation is None:
+        raise DomainError("unknown_conversation", "this conversation does not exist or has expired", 404)
+    catalog = services.pages.catalog
+    lang = conversation.state.language
+    if lang not in catalog.languages:
+        lang = services.pages.lang(request)
+    today = datetime.fromtimestamp(services.waiting.clock(), UTC).astimezone(_time_zone(services)).date()
+    text = conversation_text(
+        conversation.messages, lambda key: catalog.get(lang, key), date_text(today, lang)
+    )
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="chatbot-{today.isoformat()}.txt"',
+            "Cache-Control": "no-store",
+            "X-Robots-Tag": "noindex",
+        },
+    )
+
+
+def _time_zone(services: Services) -> Any:
+    """The city's time zone (its first office's), for the date the file names."""
+    first = next(iter(services.waiting.offices), None)
+    return first.timezone if first is not None else UTC
+
+
+def conversation_text(messages: list[dict[str, Any]], t: Any, day: str) -> str:
+    """The download's text: a heading, the automated-assistant notice, the date, then each message as
+    "<who>:" and its text. Only roles and texts are read from the stored messages."""
+    lines = [t("chat.file.title"), t("chat.ai_notice"), t("chat.file.date").format(date=day), ""]
+    for message in messages:
+        who = t("chat.bot") if message.get("role") == "bot" else t("chat.you")
+        lines += [f"{who}:", str(message.get("text", "")).strip(), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"

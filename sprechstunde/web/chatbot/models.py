@@ -1,4 +1,5 @@
-"""The chatbot's JSON bodies and answers (POST /api/chatbot/messages, POST /api/chatbot/escalate).
+"""The chatbot's JSON bodies and answers (POST /api/chatbot/messages, POST /api/chatbot/escalate; the
+conversation's download, GET /api/chatbot/conversations/{conversation_id}/download, is plain text).
 Contract: docs/chatbot.md."""
 
 from __future__ import annotations
@@ -75,13 +76,31 @@ class ChatOffer(Answer):
     open_now: bool | None = None
     advisors_online: int | None = None
     languages_online: list[str] | None = None
+    conversation_language: str | None = Field(default=None, description="the language the citizen writes")
+    language_online: bool | None = Field(
+        default=None, description="someone online for this office advises in the conversation's language"
+    )
     next_opening: datetime | None = None
     url: str | None = None
 
 
 class Escalation(Answer):
-    reason: Literal["person_requested", "low_confidence", "unhelpful_answers"]
+    reason: Literal["person_requested", "low_confidence", "unhelpful_answers", "german_only"]
     offers: list[ChatOffer]
+
+
+class ChatChecked(Answer):
+    """When a person last checked the answer's text (in the language it is shown in)."""
+
+    date: str = Field(description="ISO date, e.g. 2026-12-05")
+    text: str = Field(description="the date as the page's language writes it (CLDR), e.g. 5. Dezember 2026")
+
+
+class ChatOfficeRef(Answer):
+    """The office responsible for the answer's topic (the city's; the Bürgertelefon when it has none)."""
+
+    id: str
+    name: str = Field(description="in the citizen's language where the city names it so, else German")
 
 
 class ChatReply(Answer):
@@ -97,3 +116,10 @@ class ChatReply(Answer):
     kind: str = "answer"
     suggestions: list[dict[str, str]] = Field(default_factory=list, description="[{topic, title}]")
     links: list[dict[str, str]] = Field(default_factory=list, description="[{title, url}]")
+    # an answer's provenance (topic replies only)
+    checked: ChatChecked | None = None
+    office: ChatOfficeRef | None = None
+    german_parts: list[str] = Field(
+        default_factory=list,
+        description='parts shown in German although the citizen writes another language ("answer": all)',
+    )

@@ -21,7 +21,6 @@ from typing import Any
 
 from aiohttp import web
 
-from sprechstunde.chatbot.service import CONVERSATION_TTL
 from sprechstunde.l10n import day_text
 from sprechstunde.rooms.errors import QueueError
 from sprechstunde.rooms.intake import MAX_CONTACT, MAX_QUESTION, check_contact
@@ -67,7 +66,8 @@ def city_values(services: Services) -> dict[str, str]:
         "ticket_retention_days": _days(config.ticket_retention_days),
         "booking_retention_days": _days(services.booking_mailer.retention_days),
         "waiting_hours": _days(ENTRY_TTL / 3600),
-        "chat_hours": _days(CONVERSATION_TTL / 3600),
+        "chat_days": _days(config.chat_retention_days),
+        "chat_hours": _days(config.chat_retention_days * 24),  # city files written before chat_days
         "session_hours": _days(SESSION_TTL / 3600),
     }
 

@@ -171,6 +171,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
             store,
             config.chatbot_knowledge or KNOWLEDGE_DIR,
             city_path=config.chatbot_city or config.city_path,
+            retention_days=config.chat_retention_days,
         ),
     )
 

@@ -93,6 +93,17 @@ class Setting:
             raise SystemExit(f"{self.variable}: {exc}") from None
 
 
+def positive_days(text: str, what: str) -> float:
+    """A number of days > 0 (a retention time of 0 would keep nothing, a negative one is a typo)."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = 0.0
+    if not days > 0 or days == float("inf"):
+        raise argparse.ArgumentTypeError(f"{what}: {text!r} is not a number of days > 0")
+    return days
+
+
 def setting(default: Any, env: str, help: str = "", *, repr: bool = True, **details: Any) -> Any:
     """A Config field declared as a setting (see Setting for `details`)."""
     metadata = {_SETTING: Setting(env=env, help=help, **details)}
@@ -243,6 +254,12 @@ class Config:
         "TICKET_RETENTION_DAYS",
         "a closed ticket's question or notes, contact address and topic are erased this many days after it "
         "was closed",
+    )
+    chat_retention_days: float = setting(
+        30,
+        "CHAT_RETENTION_DAYS",
+        "chatbot conversations are deleted this many days after their last message",
+        parse=lambda text: positive_days(text, "chat retention"),
     )
     download_ttl: float = 60  # seconds a signed download link stays valid (no option)
     # --- the waiting room: the offices file (None: the demo rooms/offices.toml), the holiday state

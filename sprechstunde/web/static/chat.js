@@ -1,10 +1,12 @@
 // The chat widget on the start page: POST /api/chatbot/messages, offers to talk to a person
-// (video now → POST /api/chatbot/escalate → the waiting room, an appointment link, a written question).
+// (video now → POST /api/chatbot/escalate → the waiting room, an appointment link, a written question),
+// under each answer when it was last checked and which office is responsible, and a link to download the
+// conversation (GET /api/chatbot/conversations/<id>/download).
 // Server text is only ever inserted as text nodes; URLs become anchors built with DOM APIs.
 
 import { $, ownUrl } from "./lib/dom.js";
 import { fetchJson } from "./lib/fetch.js";
-import { dateText, pageLang } from "./lib/intl.js";
+import { dateText, languageName, pageLang } from "./lib/intl.js";
 
 const root = $("chat");
 
@@ -24,7 +26,8 @@ function tr(key, values = {}) {
 
 const uiLang = pageLang(root);
 // The conversation lasts as long as the page shows it: a reload starts afresh, so the bot never
-// follows up on messages the citizen no longer sees. (The server keeps it a day for the advisor.)
+// follows up on messages the citizen no longer sees. (The server keeps it for the advisor and the
+// download until --chat-retention-days after the last message.)
 let conversationId = null;
 let sending = false;
 
@@ -37,6 +40,11 @@ function answered(failure) {
 
 function remember(id) {
   conversationId = id;
+  const link = $("chat-download");
+  if (link && typeof id === "string") {
+    link.href = `/api/chatbot/conversations/${encodeURIComponent(id)}/download`;
+    $("chat-download-row").hidden = false;
+  }
 }
 
 const URL_PATTERN = /https?:\/\/[^\s<>"'„“”]+[^\s<>"'„“”.,;:!?)]/g;
@@ -65,6 +73,7 @@ function richText(text) {
   const fragment = document.createDocumentFragment();
   for (const block of String(text).split(/\n{2,}/)) {
     const p = document.createElement("p");
+    p.dir = "auto"; // a German paragraph in an Arabic answer reads left to right
     const lines = block.split("\n");
     lines.forEach((line, index) => {
       let last = 0;
@@ -117,6 +126,26 @@ function whenText(iso) {
   } catch {
     return iso;
   }
+}
+
+/** Under an answer: when it was last checked (the server wrote the date in the page language) and which
+ * office is responsible (named in the citizen's language). */
+function provenance(body) {
+  const meta = document.createElement("p");
+  meta.className = "chat-meta";
+  meta.lang = uiLang;
+  meta.dir = "auto";
+  if (body.checked && typeof body.checked.text === "string") {
+    const when = document.createElement("span");
+    when.textContent = tr("chat.meta.checked", { date: body.checked.text });
+    meta.append(when);
+  }
+  if (body.office && typeof body.office.name === "string") {
+    const office = document.createElement("span");
+    office.textContent = tr("chat.meta.office", { office: body.office.name });
+    meta.append(office);
+  }
+  return meta.childElementCount ? meta : null;
 }
 
 function suggestionsBox(suggestions) {
@@ -233,6 +262,22 @@ function offersBox(escalation, lastQuestion) {
   for (const offer of escalation.offers || []) {
     const office = offer.office_name || offer.office || "";
     if (offer.type === "video") {
+      // the office of the conversation's topic, and whether someone who speaks the citizen's language
+      // is online for it now
+      const who = document.createElement("p");
+      who.className = "chat-offer-office";
+      who.lang = uiLang;
+      who.textContent = tr("chat.meta.office", { office });
+      box.append(who);
+      if (typeof offer.conversation_language === "string") {
+        const speaks = document.createElement("p");
+        speaks.className = "chat-offer-language";
+        speaks.lang = uiLang;
+        speaks.textContent = tr(offer.language_online ? "chat.video.language_online" : "chat.video.language_offline", {
+          language: languageName(offer.conversation_language),
+        });
+        box.append(speaks);
+      }
       if (offer.available) {
         box.append(button(tr("chat.video.now", { office }), () => escalate(offer, offer.language, status), "button primary"));
       } else if (offer.open_now) {
@@ -283,10 +328,22 @@ async function send(text) {
     if (body && !body.refused && typeof body.reply === "string") {
       remember(body.conversation_id);
       const content = document.createDocumentFragment();
-      content.append(richText(body.reply));
+      const reply = richText(body.reply);
+      if (Array.isArray(body.german_parts) && body.german_parts.includes("answer")) {
+        // all but the first paragraph (the notice, in the citizen's language) is the German answer
+        [...reply.children].slice(1).forEach((p) => (p.lang = "de"));
+      }
+      content.append(reply);
+      const meta = provenance(body);
+      if (meta) content.append(meta);
       if (Array.isArray(body.suggestions) && body.suggestions.length) content.append(suggestionsBox(body.suggestions));
-      if (body.escalation) content.append(offersBox(body.escalation, text));
+      const offers = body.escalation ? offersBox(body.escalation, text) : null;
+      if (offers) content.append(offers);
       message("bot", content, body.language);
+      // Asked for a person (or the bot could not help): the offers are what the citizen needs next, so
+      // the log (and the page) scroll until its buttons show — on a phone they were below the log's edge.
+      // An answer with an offer (parts only in German) is read from its start instead.
+      if (offers && body.escalation.reason !== "german_only") offers.scrollIntoView({ block: "nearest" });
       $("chat-status").textContent = "";
     } else {
       const code = body && body.error && body.error.code;
