@@ -7,8 +7,8 @@ CLDR pattern that writes it; every other language gets CLDR's own formats.
 
 Kurmanji ("ku") dates come from CLDR too ("sêşem, 12ê rêbendana 2027an"); only its month heading has a
 house pattern, the stand-alone name ("rêbendan 2027"), because CLDR's month-and-year skeleton uses the
-izafe form that belongs inside a date ("rêbendana 2027an"). A language Babel does not know at all falls back to
-German for dates and numbers and to its code for its name.
+izafe form that belongs inside a date ("rêbendana 2027an"). A language Babel does not know at all falls
+back to German for dates and numbers and to its code for its name.
 
 Here at the top of the package (not in web/) because domains format too: scheduling/mail.py writes the
 appointment time into the confirmation mail.

@@ -150,7 +150,9 @@ async def test_each_answer_says_when_it_was_checked_and_which_office_answers_for
     # no topic, no provenance; an offer to talk to a person names its office itself
     weather = await say(client, "Wie wird das Wetter morgen?")
     assert weather["checked"] is None and weather["office"] is None
-    person = await say(client, "Ich möchte mit einer Person sprechen.", conversation_id=body["conversation_id"])
+    person = await say(
+        client, "Ich möchte mit einer Person sprechen.", conversation_id=body["conversation_id"]
+    )
     assert person["office"] is None and video_offer(person)["office_name"] == "Volkshochschule"
 
 
