@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"broken: {problem}" for problem in status.problems]
     lines += [f"no such topic: {path}" for path in status.orphans]
-    print("\n".join(lines) or f"all {len(base)} topics complete in {', '.join(TRANSLATED)}")
+    languages = [args.language] if args.language else TRANSLATED
+    print("\n".join(lines) or f"all {len(base)} topics complete in {', '.join(languages)}")
     return 1 if lines else 0
 
 
