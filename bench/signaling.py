@@ -1,16 +1,19 @@
 """Signaling load: N concurrent WebSocket clients in rooms of 2 against `sprechstunde serve`.
 
-Each client opens /ws?room=<id>, sends `hello` with its join link and waits for `welcome` (the server also
-starts its media side and sends an offer, which these signaling-only clients leave unanswered). Figures:
+Each client opens /ws?room=<id>, sends `hello` with its join link and `media: false` (signaling only: the
+server sets up no peer connection for it) and waits for `welcome`; with `--media` the hello asks for media
+as the browser does, and the server sets up its media side and sends an offer, which these clients leave
+unanswered. Figures:
 
 - connect   clients per second until all are in, and the hello → welcome time per client (p50/p99)
 - fan-out   one chat message per room per round, sender → the other participant (p50/p99/max), all rooms
-            at once, several rounds
+            within `--spread` seconds (0: a burst, every room in the same instant), several rounds
 
 The server runs in its own process pinned to CPU 0 when the machine has two or more; the clients run in
 this process on the other CPU, so a figure includes this client's own event loop delay.
 
-    .venv/bin/python -m bench.signaling [--clients 1000] [--rounds 5] [--redis URL [--nodes 2]] [--json out]
+    .venv/bin/python -m bench.signaling [--clients 1000] [--rounds 5] [--spread 0] [--media]
+                                        [--redis URL [--nodes 2]] [--json out]
 
 With `--redis` the nodes keep state in Redis (one fresh key prefix per run); with `--nodes 2` two server
 processes share it and each room's two clients go to the same node, as nginx's room affinity does.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -71,8 +75,11 @@ async def make_rooms(data_dir: Path, count: int, redis: str | None, prefix: str 
 
 
 class Client:
-    def __init__(self, http: aiohttp.ClientSession, url: str, room: dict, role: str) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, url: str, room: dict, role: str, media: bool = False
+    ) -> None:
         self.http = http
+        self.media = media
         self.url = f"{url}/ws?room={room['room_id']}"
         self.token = room[f"{role}_url"].rsplit("/join/", 1)[1]
         self.role = role
@@ -88,7 +95,14 @@ class Client:
         url = self.url
         for _ in range(3):
             self.ws = await self.http.ws_connect(url, heartbeat=None, autoping=True)
-            hello = {"type": "hello", "id": 1, "v": 1, "token": self.token, "name": self.role}
+            hello = {
+                "type": "hello",
+                "id": 1,
+                "v": 1,
+                "token": self.token,
+                "name": self.role,
+                "media": self.media,
+            }
             await self.ws.send_str(json.dumps(hello))
             while True:
                 message = json.loads((await self.ws.receive(timeout=60)).data)
@@ -109,6 +123,8 @@ class Client:
         async for frame in self.ws:
             if frame.type != aiohttp.WSMsgType.TEXT:
                 break
+            if frame.data.endswith(', "id": 2}'):
+                continue  # the echo of our own chat message: not parsed (this process's time is the figure's)
             message = json.loads(frame.data)
             if message["type"] == "chat" and "id" not in message:  # the other's message, not our echo
                 await self.chats.put((time.perf_counter(), message))
@@ -121,14 +137,20 @@ class Client:
 
 
 async def run_load(
-    urls: list[str], rooms: list[dict], rounds: int, parallel: int, settle: float, spread: float
+    urls: list[str],
+    rooms: list[dict],
+    rounds: int,
+    parallel: int,
+    settle: float,
+    spread: float,
+    media: bool = False,
 ) -> dict:
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as http:
         pairs = [
             (
-                Client(http, urls[i % len(urls)], room, "citizen"),
-                Client(http, urls[i % len(urls)], room, "advisor"),
+                Client(http, urls[i % len(urls)], room, "citizen", media),
+                Client(http, urls[i % len(urls)], room, "advisor", media),
             )
             for i, room in enumerate(rooms)
         ]
@@ -145,6 +167,8 @@ async def run_load(
         # the server is still setting up each participant's media side (peer connection, offer):
         # measure chat once that has settled
         await asyncio.sleep(settle)
+        # this process's own full collections (its 1,000 sockets) would count as the server's latency
+        gc.freeze()
 
         latencies: list[float] = []
         lost = 0
@@ -182,6 +206,7 @@ async def run_load(
         "spread_seconds": spread,
         "lost": lost,
         "redirected": sum(c.redirected for c in clients),
+        "media": media,
     }
 
 
@@ -199,6 +224,9 @@ def main() -> None:
         help="seconds over which a round's messages are sent; 0: a burst [1]",
     )
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between connecting and chat [3]")
+    parser.add_argument(
+        "--media", action="store_true", help="ask for media in hello (the server sets up a peer connection)"
+    )
     parser.add_argument("--redis", help="redis://… : nodes keep state in Redis (fresh key prefix)")
     parser.add_argument("--nodes", type=int, default=1, help="server processes (more than 1 needs --redis)")
     parser.add_argument("--json", type=Path, help="write the figures to this file too")
@@ -229,7 +257,13 @@ def main() -> None:
                 os.sched_setaffinity(0, {cpus[-1]})  # the clients on the last CPU, apart from node 1
             result = asyncio.run(
                 run_load(
-                    [s.url for s in servers], rooms, args.rounds, args.parallel, args.settle, args.spread
+                    [s.url for s in servers],
+                    rooms,
+                    args.rounds,
+                    args.parallel,
+                    args.settle,
+                    args.spread,
+                    args.media,
                 )
             )
         finally:
@@ -240,12 +274,12 @@ def main() -> None:
     result["store"] = "redis" if args.redis else "sqlite"
     print(
         f"{result['clients']} clients in {result['rooms']} rooms of 2, {result['nodes']} node(s), "
-        f"store {result['store']}\n"
+        f"store {result['store']}, {'with' if args.media else 'without'} media\n"
         f"connect: {result['connect_seconds']} s for all, {result['connect_rate_per_s']} clients/s; "
         f"hello→welcome p50 {result['hello_to_welcome']['p50_ms']} ms, "
         f"p99 {result['hello_to_welcome']['p99_ms']} ms; {result['redirected']} redirected (wrong_node)\n"
         f"chat fan-out ({result['chat_messages']} messages, "
-        f"{result['rooms']} per {result['spread_seconds']} s, "
+        f"{result['rooms']} per {result['spread_seconds']} s{' (burst)' if not args.spread else ''}, "
         f"{result['lost']} lost): "
         f"p50 {result['fanout']['p50_ms']} ms, p99 {result['fanout']['p99_ms']} ms, "
         f"max {result['fanout']['max_ms']} ms"

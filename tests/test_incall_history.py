@@ -88,7 +88,8 @@ async def test_reconnect_gets_each_message_once_including_those_missed(client, r
     ids = [m["message_id"] for m in history]
     assert ids == [before["message_id"], missed["message_id"]]  # each once, the missed one too
     assert len(set(ids)) == len(ids)
-    # stored once each, however often it is sent out
+    # stored once each, however often it is sent out (written behind the chat: signaling/persist.py)
+    await services.hub.history.flush()
     record = await services.store.get(HISTORY_KIND, room_links["room_id"])
     assert [m["text"] for m in record["messages"]] == ["Vor der Unterbrechung", "Während der Unterbrechung"]
     for ws in (advisor, again):
@@ -118,6 +119,7 @@ async def test_history_is_dropped_when_the_room_expires(client, room_links, serv
     advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
     await say(advisor, "Bis gleich.")
     room_id = room_links["room_id"]
+    await services.hub.history.flush()  # written behind the chat (signaling/persist.py)
     assert await services.store.get(HISTORY_KIND, room_id) is not None
     hub = services.hub
     closed = advisor.receive(timeout=5)

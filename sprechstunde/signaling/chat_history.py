@@ -10,6 +10,11 @@ the consultation's room is. Each message carries a server-given `message_id`: a 
 history again (after a reconnect) and the live `chat` for the same message shows it once.
 
 Only a participant admitted to the room receives it (signaling/connection.py puts it in `welcome`).
+
+The node hosting the room keeps the list in memory (signaling/hub.py, `LiveRoom.chat`, read from the store
+when the room starts on that node) and hands every change to `keep`, which stores the newest list shortly
+after (signaling/persist.py): a chat message waits for no store round trip, and a burst of messages costs
+at most one write per room instead of a read, compare and write of the whole record each (issue 21).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from typing import Any
 
 from sprechstunde.clock import Now
+from sprechstunde.signaling.persist import WriteBehind
 from sprechstunde.store.port import Record, Store, update
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,11 @@ FIELDS = ("message_id", "from", "name", "role", "text", "sent_at")
 def new_message_id() -> str:
     """A message's id: unique within its room, never reused, opaque to clients."""
     return "m-" + secrets.token_hex(6)
+
+
+def stored(message: dict[str, Any]) -> dict[str, Any]:
+    """What the history keeps of a `chat` message (its FIELDS)."""
+    return {name: message[name] for name in FIELDS if name in message}
 
 
 def bounded(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -55,16 +66,26 @@ class ChatHistory:
     def __init__(self, store: Store, clock: Now = time.time) -> None:
         self._store = store
         self._clock = clock
+        self._writes = WriteBehind(store, clock=clock)
+
+    def keep(self, room_id: str, expires_at: float, messages: list[dict[str, Any]]) -> None:
+        """`messages` (already `bounded`) are the room's chat now: stored shortly, until the room expires."""
+        self._writes.set(HISTORY_KIND, room_id, {"messages": messages}, expires_at)
+
+    async def flush(self) -> None:
+        """Store what `keep` was given and not yet written (shutdown; tests that read the store)."""
+        await self._writes.flush()
 
     async def append(self, room_id: str, expires_at: float, message: dict[str, Any]) -> None:
-        """Keep `message` (its FIELDS) as the newest of the room, until the room expires.
+        """Keep `message` (its FIELDS) as the newest of the room, until the room expires, written to the
+        store at once (read, compare and write of the record; the live room uses `keep` instead).
 
         Best effort: when the store fails, the message still goes out live to everyone connected (only
         a later joiner misses it), so a store hiccup never swallows what someone wrote."""
         ttl = expires_at - self._clock()
         if ttl <= 0:
             return  # the room is over: nothing of it is kept
-        entry = {name: message[name] for name in FIELDS if name in message}
+        entry = stored(message)
 
         def add(current: Record | None) -> Record:
             return {"messages": bounded([*(current or {}).get("messages", []), entry])}
@@ -76,9 +97,14 @@ class ChatHistory:
 
     async def messages(self, room_id: str) -> list[dict[str, Any]]:
         """The room's messages so far, oldest first (empty when none or the room is gone)."""
+        pending = self._writes.pending(HISTORY_KIND, room_id)
+        if pending is not None:
+            value, expires_at = pending
+            return [] if value is None or expires_at <= self._clock() else list(value["messages"])
         record = await self._store.get(HISTORY_KIND, room_id)
         return list((record or {}).get("messages", []))
 
     async def drop(self, room_id: str) -> None:
-        """Forget the room's chat (its room expired)."""
-        await self._store.delete(HISTORY_KIND, room_id)
+        """Forget the room's chat (its room expired), a write still pending included."""
+        self._writes.set(HISTORY_KIND, room_id, None, 0.0)
+        await self._writes.flush()

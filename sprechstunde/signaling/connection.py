@@ -4,6 +4,7 @@ signaling/socket.py with the call's messages, each handed to the hub and the roo
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from sprechstunde.media.ice import client_ice_servers
 from sprechstunde.media.session import NegotiationError
 from sprechstunde.rooms.text import strip_bidi
-from sprechstunde.signaling.chat_history import new_message_id
+from sprechstunde.signaling.chat_history import MAX_MESSAGES, MAX_TEXT_CHARS, new_message_id, stored
 from sprechstunde.signaling.hub import AdmissionError, LiveRoom, Participant, SignalingHub
 from sprechstunde.signaling.protocol import (
     CALL,
@@ -109,7 +110,10 @@ class Connection(JsonSocket):
         except AdmissionError as exc:
             raise ProtocolError(exc.code, exc.message, request_id=request_id) from None
         if self.hub.nodes is not None:
-            home = await self.hub.nodes.home(admission.room_id, admission.expires_at)
+            # `unreachable`: the client could not reach that node just now; checked, never believed
+            home = await self.hub.nodes.home(
+                admission.room_id, admission.expires_at, suspect=message.unreachable
+            )
             if home.node_id != self.hub.nodes.node_id:
                 raise ProtocolError(
                     "wrong_node",
@@ -119,6 +123,7 @@ class Connection(JsonSocket):
                     url=home.ws_url,
                 )
         room = self.hub.room(admission)
+        await self.hub.prepare(room)  # first here (or moved here): its chat and, moved, its participants
         name = clean_name(message.name, DEFAULT_NAMES[admission.role])
         try:
             participant, resumed = await self.hub.join(
@@ -127,6 +132,7 @@ class Connection(JsonSocket):
         except AdmissionError as exc:
             raise ProtocolError(exc.code, exc.message, request_id=request_id) from None
         self.room, self.participant = room, participant
+        participant.media = message.media
         others = [p.public() for pid, p in room.participants.items() if pid != participant.participant_id]
         await participant.send(
             {
@@ -143,7 +149,7 @@ class Connection(JsonSocket):
                 "participants": others,
                 "limits": {"chat_max_chars": MAX_CHAT_CHARS, "frame_max_bytes": MAX_FRAME_BYTES},
                 # the chat so far (issue 17): for those who join later, and what a reconnect missed
-                "chat_history": await self.chat_history(room),
+                "chat_history": self.chat_history(room),
             }
         )
         if not resumed:
@@ -168,18 +174,28 @@ class Connection(JsonSocket):
             "text": text,
             "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        room = self.room
+        # in the room's history before it is sent: whoever joins meanwhile gets it in the history or live
+        # (or both: the page shows a `message_id` once); the store gets the list shortly after
+        chat = [*room.chat, stored(base)]  # a new list: one handed to the store stays as it was
+        chars = room.chat_chars + len(text)
+        drop = max(0, len(chat) - MAX_MESSAGES)  # the oldest go first, as `bounded` does
+        chars -= sum(len(m.get("text", "")) for m in chat[:drop])
+        while chars > MAX_TEXT_CHARS and drop < len(chat) - 1:
+            chars -= len(chat[drop].get("text", ""))
+            drop += 1
+        room.chat, room.chat_chars = chat[drop:], chars
         if self.hub.history is not None:
-            # stored before it is sent: whoever joins meanwhile gets it in the history or live (or both:
-            # the page shows a `message_id` once)
-            await self.hub.history.append(self.room.room_id, self.room.expires_at, base)
-        await self.room.broadcast(base, exclude=sender.participant_id)
-        await sender.send(base | {"id": message.id})
+            self.hub.history.keep(room.room_id, room.expires_at, room.chat)
+        text = await self.room.broadcast(base, exclude=sender.participant_id)
+        # the sender's copy: the same encoding with its request's `id` appended (one encoding per message)
+        await sender.send_text(f'{text[:-1]}, "id": {json.dumps(message.id)}}}')
 
-    async def chat_history(self, room: LiveRoom) -> list[dict[str, Any]]:
-        """The room's chat so far for `welcome`, read after the participant was seated (a message
+    def chat_history(self, room: LiveRoom) -> list[dict[str, Any]]:
+        """The room's chat so far for `welcome`, taken after the participant was seated (a message
         sent meanwhile arrives live too; the page shows each `message_id` once). Only a participant
         admitted to this room gets here."""
-        return [] if self.hub.history is None else await self.hub.history.messages(room.room_id)
+        return [] if self.hub.history is None else list(room.chat)
 
     async def media_state(self, message: MediaState) -> None:
         """Remember whether the sender's microphone and camera are on and tell the others, so their page
@@ -190,6 +206,7 @@ class Connection(JsonSocket):
         if (sender.audio, sender.video) == (message.audio, message.video):
             return
         sender.audio, sender.video = message.audio, message.video
+        self.hub.keep_roster(self.room)
         await self.room.broadcast(
             {
                 "type": "media-state",

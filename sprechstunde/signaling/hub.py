@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -19,6 +21,7 @@ from sprechstunde.media.ice import IceConfig
 from sprechstunde.media.session import MediaSession
 from sprechstunde.signaling.chat_history import ChatHistory
 from sprechstunde.signaling.nodes import NodeRegistry
+from sprechstunde.signaling.persist import WriteBehind
 from sprechstunde.store.port import Store, Subscription
 from sprechstunde.tasks import BackgroundTasks
 
@@ -32,6 +35,15 @@ CLOSE_REPLACED = 4001  # the same seat connected again elsewhere (another tab, a
 REPLACED = "replaced"
 REPLACED_TEXT = "this link was opened in another window or on another device"
 EVICT_TIMEOUT = 2.0  # how long telling an old socket that it was replaced may take
+# Several nodes: who is in a live room (ids, names, roles, seats, a digest of each resume secret, media
+# state), kept in the store so that the node a room moves to after its node died seats everyone again
+# under the same id (`resumed`), and the pages keep their tiles and names (issue 21).
+ROSTER_KIND = "room-roster"
+
+
+def resume_digest(resume: str) -> str:
+    """What the store keeps of a resume secret: enough to check one, useless to present as one."""
+    return hashlib.sha256(resume.encode()).hexdigest()
 
 
 class AdmissionError(DomainError):
@@ -67,6 +79,25 @@ class Participant:
     # everyone who joins later in `welcome` and `participant-joined`
     audio: bool = True
     video: bool = True
+    # whether this connection asked for media (`hello` `media`): no peer connection is set up otherwise
+    media: bool = True
+    resume_digest: str = ""  # of `resume`; alone (resume "") for a participant seated from the roster
+
+    def __post_init__(self) -> None:
+        if self.resume and not self.resume_digest:
+            self.resume_digest = resume_digest(self.resume)
+
+    def stored(self) -> dict[str, Any]:
+        """This participant as the room's roster in the store keeps it (never the resume secret)."""
+        return {
+            "participant_id": self.participant_id,
+            "role": self.role,
+            "name": self.name,
+            "seat": self.seat,
+            "resume_digest": self.resume_digest,
+            "audio": self.audio,
+            "video": self.video,
+        }
 
     def public(self) -> dict[str, Any]:
         return {
@@ -77,12 +108,16 @@ class Participant:
         }
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(message))
+
+    async def send_text(self, text: str) -> None:
+        """Send one message already encoded (a broadcast encodes once for everyone)."""
         ws = self.ws
         if ws is None or ws.closed:
             return
         async with self.send_lock:
             try:
-                await ws.send_json(message)
+                await ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 pass  # the reader notices the closed socket and starts the grace period
 
@@ -94,11 +129,22 @@ class LiveRoom:
         self.participants: dict[str, Participant] = {}
         self.media = MediaSession(hub.ice, hub.media_mode, hub.forwarding)
         self.lock = asyncio.Lock()
+        # the chat so far (signaling/chat_history.py), read from the store once by `SignalingHub.prepare`
+        self.chat: list[dict[str, Any]] = []
+        self.chat_chars = 0  # characters of text in `chat`
+        self.prepared: asyncio.Future | None = None
 
-    async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
-        await asyncio.gather(
-            *(p.send(message) for pid, p in self.participants.items() if pid != exclude and p.ws is not None)
-        )
+    async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> str:
+        """To everyone connected but `exclude`: encoded once (returned, for the sender's own copy), and
+        without a task per recipient when there is only one (the other person of a consultation: the
+        common case, and what a burst of chat messages costs)."""
+        text = json.dumps(message)
+        targets = [p for pid, p in self.participants.items() if pid != exclude and p.ws is not None]
+        if len(targets) == 1:
+            await targets[0].send_text(text)
+        elif targets:
+            await asyncio.gather(*(p.send_text(text) for p in targets))
+        return text
 
 
 class SignalingHub:
@@ -120,6 +166,8 @@ class SignalingHub:
         self.nodes: NodeRegistry | None = None
         # the chat so far of every room, in the store (set by the app; None: not kept)
         self.history: ChatHistory | None = None
+        # several nodes: each live room's participants, kept in the store for the node it may move to
+        self._roster = WriteBehind(bus) if bus is not None else None
         self._listener: asyncio.Task | None = None
         self.ice = ice
         self.media_mode = media_mode
@@ -181,6 +229,59 @@ class SignalingHub:
         finally:
             await subscription.close()
 
+    async def prepare(self, room: LiveRoom) -> None:
+        """Before the first participant is seated here: read what the store knows of the room once (its
+        chat so far; with several nodes the roster its last node left), shared by concurrent hellos."""
+        if room.prepared is None:
+            room.prepared = asyncio.ensure_future(self._restore(room))
+        await asyncio.shield(room.prepared)
+
+    async def _restore(self, room: LiveRoom) -> None:
+        """Best effort: a store that does not answer leaves the room starting empty, not refusing."""
+        if self.history is not None:
+            try:
+                room.chat = await self.history.messages(room.room_id)
+                room.chat_chars = sum(len(m.get("text", "")) for m in room.chat)
+            except Exception as exc:
+                log.warning("room %s: chat so far not read: %s", room.room_id, exc)
+        if self.bus is None or self._roster is None:
+            return
+        try:
+            pending = self._roster.pending(ROSTER_KIND, room.room_id)
+            record = pending[0] if pending is not None else await self.bus.get(ROSTER_KIND, room.room_id)
+        except Exception as exc:
+            log.warning("room %s: roster not read: %s", room.room_id, exc)
+            return
+        async with room.lock:
+            for entry in (record or {}).get("participants", []):
+                if entry.get("participant_id") in room.participants or not entry.get("resume_digest"):
+                    continue
+                participant = Participant(
+                    participant_id=str(entry["participant_id"]),
+                    role=str(entry.get("role", "guest")),
+                    name=str(entry.get("name", "")),
+                    resume="",
+                    seat=str(entry.get("seat", "")),
+                    audio=bool(entry.get("audio", True)),
+                    video=bool(entry.get("video", True)),
+                    resume_digest=str(entry["resume_digest"]),
+                )
+                # as if its connection had just dropped here: its place waits for the grace period
+                participant.grace = asyncio.get_running_loop().call_later(
+                    self.grace_seconds,
+                    lambda p=participant: self.spawn(self.remove(room, p, "timeout")),
+                )
+                room.participants[participant.participant_id] = participant
+            if room.participants:
+                log.info("room %s: %d seated from the roster", room.room_id, len(room.participants))
+
+    def keep_roster(self, room: LiveRoom) -> None:
+        """With several nodes: store who is in the room now (shortly, behind the conversation)."""
+        if self._roster is not None:
+            entries = [p.stored() for p in room.participants.values()]
+            record = {"participants": entries} if entries else None
+            self._roster.set(ROSTER_KIND, room.room_id, record, room.expires_at)
+
     def load(self) -> tuple[int, int]:
         """(live rooms, connected participants): what the node registry announces."""
         return len(self.rooms), sum(len(room.participants) for room in self.rooms.values())
@@ -205,12 +306,14 @@ class SignalingHub:
         seat = seat or role
         async with room.lock:
             if resume:
+                digest = resume_digest(resume)
                 for participant in room.participants.values():
                     if (
-                        secrets.compare_digest(participant.resume, resume)
+                        secrets.compare_digest(participant.resume_digest, digest)
                         and participant.role == role
                         and participant.seat == seat
                     ):
+                        participant.resume = participant.resume or resume  # seated from the roster
                         await self._takeover(participant, ws)
                         return participant, True
             holder = next((p for p in room.participants.values() if p.seat == seat), None)
@@ -230,6 +333,7 @@ class SignalingHub:
                 seat=seat,
             )
             room.participants[participant.participant_id] = participant
+            self.keep_roster(room)
             log.info("room %s: %s joined as %s", room.room_id, participant.participant_id, role)
             return participant, False
 
@@ -257,7 +361,8 @@ class SignalingHub:
             await ws.close(code=CLOSE_REPLACED, message=REPLACED.encode())
 
     async def start_media(self, room: LiveRoom, participant: Participant) -> None:
-        await room.media.connect(participant.participant_id, participant.send)
+        if participant.media:
+            await room.media.connect(participant.participant_id, participant.send)
 
     async def disconnected(self, room: LiveRoom, participant: Participant, ws: web.WebSocketResponse) -> None:
         """The socket closed without `leave`: keep the place for the grace period."""
@@ -295,6 +400,7 @@ class SignalingHub:
                 old, participant.ws = participant.ws, None
             if old is not None and not old.closed:
                 self.spawn(self._evict(old))
+        self.keep_roster(room)
         await room.broadcast(
             {"type": "participant-left", "participant_id": participant.participant_id, "reason": reason}
         )
@@ -325,6 +431,9 @@ class SignalingHub:
                     await participant.ws.close(code=4002, message=b"room expired")
             room.participants.clear()
             await self._drop(room)
+        if self._roster is not None:
+            self._roster.set(ROSTER_KIND, room.room_id, None, 0.0)
+            await self._roster.flush()
         if self.history is not None:
             await self.history.drop(room.room_id)  # the room is over: so is its chat
 
@@ -340,3 +449,10 @@ class SignalingHub:
             await room.media.close()
         self.rooms.clear()
         await self._tasks.cancel()
+        # what the store should know for whoever comes next (a restart, another node): written now
+        for writes in (self.history, self._roster):
+            if writes is not None:
+                try:
+                    await writes.flush()
+                except Exception:
+                    log.warning("chat or roster not stored at shutdown", exc_info=True)

@@ -8,6 +8,14 @@ lasts as long as the room. A participant whose WebSocket reaches another node is
 upstream, see deploy/nginx.conf). When a node stops sending heartbeats, its pins count as void: the next
 participant to reconnect re-pins the room to a live node and the consultation resumes there.
 
+A killed node still looks alive for up to NODE_TTL_SECONDS, and clients sent there find nobody (issue 21:
+7.7 s until both had video again, the page giving up after three redirects). So before answering
+`wrong_node` a node checks the room's node itself (`check`): with its address known, GET /healthz there
+(a refused connection is proof that the process is gone; a slow answer proves nothing), else the age of
+its last heartbeat. A node found gone is dropped from the registry at once and the room re-pinned to a
+live node in the same hello. A client may say which node it could not reach (`hello` `unreachable`): that
+only makes the check fresh, it never moves a room by itself.
+
 Everything else (queue, consoles, documents, tickets, bookings) is shared through the store and needs no
 pinning; cross-node signals go over the store's channels.
 """
@@ -20,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
 
 from sprechstunde.clock import Now
 from sprechstunde.store.port import Record, Store, update
@@ -36,6 +46,14 @@ NODE_TTL_SECONDS = 6.0
 # next heartbeat shows it (a consultation is two people): without it, a burst of joins between two
 # heartbeats would all go to the node that looked emptiest at the last one.
 PENDING_PARTICIPANTS = 2
+# Checking a node before sending a client there: how long its /healthz may take (a refused connection
+# answers at once), how long an answer counts, and how often a client's report may force a fresh check.
+PROBE_TIMEOUT_SECONDS = 1.0
+PROBE_FRESH_SECONDS = 0.5
+PROBE_FORCED_EVERY_SECONDS = 0.2
+# Without an address to ask (a node listening on every interface): gone once this much older than its last
+# heartbeat — two missed beats, and a client could not reach it.
+STALE_SECONDS = 2 * HEARTBEAT_SECONDS + 0.5
 
 Load = Callable[[], tuple[int, int]]
 """(live rooms, connected participants) of this process."""
@@ -49,6 +67,7 @@ class Node:
     participants: int = 0
     # where other nodes reach it directly ("host:port"): `serve --workers` relays ?node= sockets there
     address: str | None = None
+    at: float = 0.0  # when its last heartbeat was written (this node: now)
 
     @property
     def ws_url(self) -> str:
@@ -82,10 +101,15 @@ class NodeRegistry:
         self._ttl = ttl
         self._beating: asyncio.Task | None = None
         self._sent: dict[str, list[float]] = {}  # node id → when this node pinned rooms to it
+        # node id → (when checked, alive?) of `check`; node id → the heartbeat time of a node found gone,
+        # which is left out of `alive` until it sends a newer one (it may come back: a restarted worker)
+        self._checked: dict[str, tuple[float, bool]] = {}
+        self._gone: dict[str, float] = {}
+        self._http: aiohttp.ClientSession | None = None
 
     def me(self) -> Node:
         rooms, participants = self._load()
-        return Node(self.node_id, self.url, rooms, participants, self.address)
+        return Node(self.node_id, self.url, rooms, participants, self.address, self._clock())
 
     async def beat(self) -> None:
         node = self.me()
@@ -118,6 +142,9 @@ class NodeRegistry:
 
     async def close(self) -> None:
         """Stop the heartbeat and leave at once, so this node's rooms move without waiting for expiry."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._beating is not None:
             await stop(self._beating)
             self._beating = None
@@ -131,10 +158,15 @@ class NodeRegistry:
         its last heartbeat."""
         nodes = []
         for key, r in await self._store.scan(NODE_KIND):
-            pending = self._pending(key, float(r.get("at", 0.0)))
+            at = float(r.get("at", 0.0))
+            if key in self._gone:
+                if at <= self._gone[key]:
+                    continue  # found gone, and no heartbeat since
+                del self._gone[key]  # back (a restarted worker)
+            pending = self._pending(key, at)
             rooms = int(r.get("rooms", 0)) + pending
             participants = int(r.get("participants", 0)) + PENDING_PARTICIPANTS * pending
-            nodes.append(Node(key, r["url"], rooms, participants, r.get("address")))
+            nodes.append(Node(key, r["url"], rooms, participants, r.get("address"), at))
         # this node as it is now (its stored record may be two seconds old), and alive even if a
         # heartbeat was missed
         return [n for n in nodes if n.node_id != self.node_id] + [self.me()]
@@ -151,9 +183,67 @@ class NodeRegistry:
         """A live node by id (None when it is not, or no longer, alive)."""
         return next((n for n in await self.alive() if n.node_id == node_id), None)
 
-    async def home(self, room_id: str, expires_at: float) -> Node:
-        """The node that hosts `room_id`; pins it first if it has no live node (atomic, so two nodes
-        asked at once agree)."""
+    async def check(self, node: Node, *, fresh: bool = False) -> bool:
+        """Whether `node` (another one) still serves, asked directly: False only on proof that it is gone
+        (its port refuses connections), or, without an address, when its heartbeat is overdue. An
+        answer is reused for PROBE_FRESH_SECONDS unless `fresh` (a client could not reach it), which is
+        honoured at most every PROBE_FORCED_EVERY_SECONDS per node."""
+        now = self._clock()
+        last = self._checked.get(node.node_id)
+        if last is not None:
+            age = now - last[0]
+            if age < (PROBE_FORCED_EVERY_SECONDS if fresh else PROBE_FRESH_SECONDS):
+                return last[1]
+        alive = await self._probe(node)
+        self._checked[node.node_id] = (self._clock(), alive)
+        return alive
+
+    async def _probe(self, node: Node) -> bool:
+        if not node.address:
+            return self._clock() - node.at <= STALE_SECONDS
+        if self._http is None:
+            # a fresh connection each time: a kept-alive one to a killed node fails for another reason
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True),
+                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_SECONDS),
+            )
+        try:
+            async with self._http.get(f"http://{node.address}/healthz", allow_redirects=False) as response:
+                await response.read()
+                return True  # any answer: the process lives
+        except (ConnectionRefusedError, aiohttp.ClientConnectorError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+                exc.os_error, ConnectionRefusedError
+            ):
+                return True  # unreachable from here is no proof: the heartbeat's expiry decides
+            return False
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return True  # slow or odd: no proof that it is gone
+
+    async def forget(self, node: Node) -> None:
+        """`node` was found gone: leave it out from now on (here at once, on the other nodes by deleting
+        its record) until it sends a newer heartbeat."""
+        self._gone[node.node_id] = node.at
+        log.warning("node %s does not answer: its rooms move", node.node_id)
+        try:
+            current = await self._store.get(NODE_KIND, node.node_id)
+            if current is not None and float(current.get("at", 0.0)) <= node.at:
+                await self._store.delete(NODE_KIND, node.node_id)
+        except Exception as exc:
+            log.warning("node %s: record not removed: %s", node.node_id, exc)
+
+    async def home(self, room_id: str, expires_at: float, *, suspect: str | None = None) -> Node:
+        """The node that hosts `room_id`, checked to be there (`check`; `suspect`: the node a client
+        could not reach, checked afresh); a room with no live node is pinned first to the least-loaded
+        one (atomic, so two nodes asked at once agree)."""
+        for _ in range(3):
+            choice = await self._home(room_id, expires_at)
+            if choice.node_id == self.node_id or await self.check(choice, fresh=choice.node_id == suspect):
+                return choice
+            await self.forget(choice)
+        return choice
+
+    async def _home(self, room_id: str, expires_at: float) -> Node:
         chosen: list[Node] = []  # the node of the last attempt
 
         async def pin_to_live_node(pin: Record | None) -> Record | None:

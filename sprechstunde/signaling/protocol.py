@@ -74,6 +74,12 @@ class Hello(Message):
     token: Token
     name: Annotated[str, Field(max_length=200)] | None = None
     resume: Annotated[str, Field(max_length=100)] | None = None
+    # false: signaling only (chat, documents, a bot): the server sets up no peer connection and sends no
+    # offer (issue 21); true, as before, when absent
+    media: bool = True
+    # the node id of a `wrong_node` redirect this client could not reach just now (issue 21): the server
+    # checks that node itself before moving the room, never on the client's word alone
+    unreachable: Annotated[str, Field(max_length=MAX_ID_CHARS)] | None = None
 
 
 class Offer(Message):

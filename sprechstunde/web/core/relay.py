@@ -15,7 +15,8 @@ from sprechstunde.signaling.connection import HARD_FRAME_LIMIT, HUB_KEY, websock
 
 log = logging.getLogger(__name__)
 
-RELAY_UNAVAILABLE = 1013  # "try again later": the client's reconnect logic takes over
+ABNORMAL = 1006
+SERVICE_RESTART = 1012
 
 
 async def signaling_entry(request: web.Request) -> web.StreamResponse:
@@ -31,16 +32,21 @@ async def signaling_entry(request: web.Request) -> web.StreamResponse:
     return await relay(request, f"ws://{node.address}/ws?node={wanted}")
 
 
-async def relay(request: web.Request, upstream_url: str) -> web.WebSocketResponse:
-    client = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=20.0)
-    await client.prepare(request)
-    async with aiohttp.ClientSession() as session:
-        try:
-            upstream = await session.ws_connect(upstream_url, max_msg_size=HARD_FRAME_LIMIT)
-        except (aiohttp.ClientError, OSError) as exc:
-            log.warning("relay to %s failed: %s", upstream_url.split("?")[0], type(exc).__name__)
-            await client.close(code=RELAY_UNAVAILABLE, message=b"node unavailable")
-            return client
+async def relay(request: web.Request, upstream_url: str) -> web.StreamResponse:
+    """Relay the socket to `upstream_url`; when that node does not take it (killed, issue 21), serve it
+    here instead of closing: the client's `hello` then finds the room's node gone (signaling/nodes.py
+    checks it) and the room moves here at once, instead of after the client's backoff and the node's
+    heartbeat expiry."""
+    session = aiohttp.ClientSession()
+    try:
+        upstream = await session.ws_connect(upstream_url, max_msg_size=HARD_FRAME_LIMIT)
+    except (aiohttp.ClientError, OSError) as exc:
+        await session.close()
+        log.warning("relay to %s failed: %s", upstream_url.split("?")[0], type(exc).__name__)
+        return await websocket_handler(request)
+    async with session:
+        client = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=20.0)
+        await client.prepare(request)
         pumps = [
             asyncio.ensure_future(_pump(client, upstream)),
             asyncio.ensure_future(_pump(upstream, client)),
@@ -53,7 +59,10 @@ async def relay(request: web.Request, upstream_url: str) -> web.WebSocketRespons
             await asyncio.gather(*pumps, return_exceptions=True)
             # whoever ended it, the other side learns the same close code (4001, 4002, 1008 …)
             if upstream.closed and not client.closed:
-                await client.close(code=upstream.close_code or 1000)
+                code = upstream.close_code or 1000
+                # the node vanished (killed): "service restart", which the page reconnects after; 1006
+                # itself may not be sent in a close frame
+                await client.close(code=SERVICE_RESTART if code == ABNORMAL else code)
             elif not upstream.closed:
                 await upstream.close(code=client.close_code or 1000)
     return client

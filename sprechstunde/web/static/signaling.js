@@ -4,6 +4,9 @@ import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
 
 const NO_RECONNECT_CLOSE_CODES = new Set([1000, 4001, 4002]);
 const INITIAL_ATTEMPTS = 4; // before the first welcome: give up after this many failed connections
+// `wrong_node` redirects followed within one attempt (a chain: the room moved meanwhile); past that, the
+// attempt counts as failed and the next one follows after the backoff — never a reason to give up.
+const MAX_REDIRECTS = 3;
 
 // `room` only routes: a reverse proxy hashes it so that everyone of a room reaches the same node
 // (deploy/nginx.conf); the server trusts nothing but the token sent in `hello`.
@@ -30,14 +33,21 @@ export class SignalingClient {
     this.everJoined = false;
     this.nextId = 1;
     this.helloId = null;
-    this.redirect = null; // the URL of the node hosting the room, for the next attempt only
-    this.redirects = 0;
+    this.redirect = null; // {url, node}: where the room runs, for the next connection only
+    this.redirects = 0; // followed in the current attempt
+    this.target = null; // the node the current connection was sent to (null: the proxy chose)
+    // The node a redirect led to that did not take this client: reported in `hello` (`unreachable`) until
+    // a welcome, so that the server checks it at once instead of sending the client there again.
+    this.unreachable = null;
+    this.reported = null; // the `unreachable` sent in the current connection's hello
     this.socket = new ReconnectingSocket({
       url: () => {
-        // A redirect (`wrong_node`) is used for one attempt; afterwards the proxy chooses again.
-        const target = this.redirect || this.url;
+        // A redirect (`wrong_node`) is used for one connection; afterwards the proxy chooses again.
+        const redirect = this.redirect;
         this.redirect = null;
-        return target;
+        if (!redirect) this.redirects = 0; // a new attempt (after a loss or the backoff): a new budget
+        this.target = redirect ? redirect.node : null;
+        return redirect ? redirect.url : this.url;
       },
       ping: () => ({ type: "ping", id: this.nextId++ }),
       hooks: {
@@ -79,14 +89,11 @@ export class SignalingClient {
 
   sayHello() {
     this.helloId = this.nextId++;
-    this.socket.send({
-      type: "hello",
-      id: this.helloId,
-      v: 1,
-      token: this.token,
-      name: this.name,
-      resume: this.resume,
-    });
+    const hello = { type: "hello", id: this.helloId, v: 1, token: this.token, name: this.name,
+      resume: this.resume };
+    this.reported = this.unreachable;
+    if (this.unreachable) hello.unreachable = this.unreachable;
+    this.socket.send(hello);
   }
 
   dispatch(msg) {
@@ -96,6 +103,7 @@ export class SignalingClient {
       this.everJoined = true;
       this.socket.resetBackoff();
       this.redirects = 0;
+      this.unreachable = null;
       if (typeof msg.resume === "string") this.resume = msg.resume;
       this.socket.startPing();
       this.handlers.onWelcome(msg, { reconnected });
@@ -110,13 +118,26 @@ export class SignalingClient {
 
   helloRefused(msg) {
     this.socket.discard(1000);
-    if (msg.code === "wrong_node" && typeof msg.node === "string" && this.redirects < 3) {
+    if (msg.code === "wrong_node" && typeof msg.node === "string") {
+      if (msg.node === this.target) {
+        // Sent to that node, this connection reached another one (the proxy or the relay could not
+        // reach it): it did not take us. Say so in the next hello, after the backoff.
+        this.unreachable = msg.node;
+        this.retryLater();
+        return;
+      }
+      const refusedJustNow = msg.node === this.unreachable && this.reported !== msg.node;
+      if (refusedJustNow || this.redirects >= MAX_REDIRECTS) {
+        this.retryLater();
+        return;
+      }
       // The consultation runs on another server process: the reverse proxy routes ?node= to it
-      // (same origin, so the page's connect-src 'self' still holds).
+      // (same origin, so the page's connect-src 'self' still holds). A node named although it was
+      // reported unreachable was checked by the server just now: it is there.
       this.redirects += 1;
       const target = new URL(this.url);
       target.searchParams.set("node", msg.node);
-      this.redirect = target.href;
+      this.redirect = { url: target.href, node: msg.node };
       this.connect();
       return;
     }
@@ -133,18 +154,34 @@ export class SignalingClient {
 
   /** The socket closed (or looked dead, 1006): false ends the session, anything else reconnects. */
   lostConnection(code) {
+    const wasJoined = this.joined;
     this.joined = false;
     if (NO_RECONNECT_CLOSE_CODES.has(code)) {
       this.stop();
       this.handlers.onEnded(code);
       return false;
     }
+    // a redirect's node that never welcomed us (killed, or the proxy found nothing there): not again
+    // before the server has checked it
+    if (!wasJoined && this.target) this.unreachable = this.target;
     if (!this.everJoined && this.socket.attempt >= INITIAL_ATTEMPTS) {
       this.stop();
       this.handlers.onRejected("connection", "");
       return false;
     }
     return true;
+  }
+
+  /** This attempt did not get in, but the server answered: the next one after the backoff. Before the
+   * first welcome only INITIAL_ATTEMPTS of them; once in the call, for as long as it takes. */
+  retryLater() {
+    this.joined = false;
+    if (!this.everJoined && this.socket.attempt >= INITIAL_ATTEMPTS) {
+      this.stop();
+      this.handlers.onRejected("connection", "");
+      return;
+    }
+    this.socket.scheduleReconnect();
   }
 
   /** Send a message on the joined session; adds an `id` and returns it (null if not connected). */
