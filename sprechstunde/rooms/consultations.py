@@ -22,6 +22,10 @@ CONSULTATION_KIND = "consultation"
 HANDLING_KIND = "handling-window"
 OUTCOMES = ("resolved", "ticket", "no_show")
 ABANDONED = "abandoned"
+# how the citizen came: the waiting page (video) or a telephone call (sprechstunde/phone)
+VIDEO = "video"
+PHONE = "phone"
+CHANNELS = (VIDEO, PHONE)
 # The median is taken over the last WINDOW consultations of the office, none older than WINDOW_AGE:
 # recent enough to follow a change of staff or topic, long enough not to jump with one long call.
 WINDOW = 50
@@ -41,6 +45,7 @@ class ConsultationRecord:
     handling_seconds: float | None  # None when nobody served them (abandoned)
     appointment: bool = False
     ticket: str | None = None
+    channel: str = VIDEO  # records stored before it existed were all video
 
 
 class ConsultationLog:
@@ -62,6 +67,7 @@ class ConsultationLog:
         handling_seconds: float | None,
         appointment: bool = False,
         ticket: str | None = None,
+        channel: str = VIDEO,
     ) -> ConsultationRecord:
         local = datetime.fromtimestamp(arrived_at, office.timezone)
         return ConsultationRecord(
@@ -76,6 +82,7 @@ class ConsultationLog:
             handling_seconds=None if handling_seconds is None else round(max(handling_seconds, 0.0), 3),
             appointment=appointment,
             ticket=ticket,
+            channel=channel,
         )
 
     async def add(self, record: ConsultationRecord) -> None:

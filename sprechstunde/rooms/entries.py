@@ -51,6 +51,9 @@ class QueueEntry:
     # only: it never replaces `note` (the citizen's own) and no citizen-facing view shows it. Records
     # stored before it existed load with None.
     handover_note: str | None = None
+    # how the citizen waits: "video" (the waiting page) or "phone" (a call held by sprechstunde/phone);
+    # records stored before it existed load as video
+    channel: str = "video"
 
     @property
     def kind(self) -> str:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sprechstunde.rooms import hours
-from sprechstunde.rooms.consultations import ABANDONED, OUTCOMES
+from sprechstunde.rooms.consultations import ABANDONED, CHANNELS, OUTCOMES, VIDEO
 from sprechstunde.rooms.entries import (
     Appointment,
     Consultation,
@@ -87,9 +87,14 @@ class QueueService(QueueRecords):
         note: str | None = None,
         transcript: list[dict[str, str]] | None = None,
         appointment: Appointment | None = None,
+        channel: str = VIDEO,
     ) -> Enqueued:
         """Join the queue. Walk-ins are refused outside service hours (`closed`, 409, with
-        `detail["next_opening"]`); appointments are accepted whenever they are booked."""
+        `detail["next_opening"]`); appointments are accepted whenever they are booked. `channel` "phone":
+        a caller held on the line (sprechstunde/phone), who has no waiting page to connect: their call
+        is the connection, and hanging up leaves the queue (`leave`)."""
+        if channel not in CHANNELS:
+            raise QueueError("invalid_channel", f"channel must be one of {', '.join(CHANNELS)}")
         the_office = self._offices.require(office)
         language = self._check_language(the_office, language)
         topic = _check_topic(topic)
@@ -124,14 +129,19 @@ class QueueService(QueueRecords):
             appointment_at=appointment_at,
             booking_id=appointment.booking_id if appointment else None,
             advisor=appointment.advisor if appointment else None,
+            channel=channel,
         )
         # Record first, then the place in line: a crash in between leaves an orphan record that
         # expires, never a place in line without data.
         if not await self._store.create(ENTRY_KIND, entry.entry_id, asdict(entry), ttl=ENTRY_TTL):
             raise QueueError("conflict", "entry id collision; try again", 409)
-        await self._store.put(
-            DEADLINE_KIND, entry.entry_id, {"deadline": now + self.connect_grace, "since": now}, ttl=ENTRY_TTL
-        )
+        if channel == VIDEO:
+            await self._store.put(
+                DEADLINE_KIND,
+                entry.entry_id,
+                {"deadline": now + self.connect_grace, "since": now},
+                ttl=ENTRY_TTL,
+            )
         await self._store.enqueue(QUEUE, entry.entry_id, lane=entry.lane, score=self._score(entry))
         token = self._signer.sign(WAIT_TOKEN_PURPOSE, {"e": entry.entry_id, "exp": int(now + ENTRY_TTL)})
         status = await self.status(entry.entry_id)
@@ -388,11 +398,12 @@ class QueueService(QueueRecords):
         )
         updated = await self._update(entry_id, lambda e: replace(moved, transcript=e.transcript, note=e.note))
         # The citizen's page leaves the call and reconnects to the waiting room; if it never does,
-        # the usual grace applies and the place is given up as abandoned.
+        # the usual grace applies and the place is given up as abandoned. A caller stays on the line.
         now = self._clock()
-        await self._store.put(
-            DEADLINE_KIND, entry_id, {"deadline": now + self.grace, "since": now}, ttl=ENTRY_TTL
-        )
+        if entry.channel == VIDEO:
+            await self._store.put(
+                DEADLINE_KIND, entry_id, {"deadline": now + self.grace, "since": now}, ttl=ENTRY_TTL
+            )
         await self._store.enqueue(QUEUE, entry_id, lane=moved.lane, score=self._score(moved), replace=True)
         await self._changed()
         return updated
@@ -432,6 +443,7 @@ class QueueService(QueueRecords):
                 handling_seconds=handling,
                 appointment=entry.appointment_at is not None,
                 ticket=ticket.reference if ticket else None,
+                channel=entry.channel,
             )
         )
         await self._store.delete(DEADLINE_KIND, entry_id)
@@ -529,6 +541,7 @@ class QueueService(QueueRecords):
                     wait_seconds=left_at - self._wait_start(entry),
                     handling_seconds=None,
                     appointment=entry.appointment_at is not None,
+                    channel=entry.channel,
                 )
             )
         await self._update(entry_id, lambda e: replace(e, state=ABANDONED, outcome=ABANDONED))

@@ -87,6 +87,7 @@ def entry_json(
         if entry.appointment_at is None
         else {"starts_at": _iso(entry.appointment_at), "booking_id": entry.booking_id},
         "transferred_from": list(entry.transferred_from),
+        "channel": entry.channel,  # "video" or "phone": the console marks callers
     }
     if transcript:
         view["transcript"] = [dict(m) for m in entry.transcript]

@@ -42,7 +42,7 @@ from sprechstunde.web.city import pages as city_pages
 from sprechstunde.web.consultations import api as consultation_api
 from sprechstunde.web.consultations import ending as ending_api
 from sprechstunde.web.consultations import pages as statistics_page
-from sprechstunde.web.core import api, observability, openapi, relay
+from sprechstunde.web.core import api, observability, openapi, phone, relay
 from sprechstunde.web.core.config import Config, prepare_data_dir
 from sprechstunde.web.core.errors import error_middleware
 from sprechstunde.web.core.proxy import forwarded_middleware
@@ -214,6 +214,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(city_pages.routes)
     app.router.add_get("/ws", relay.signaling_entry)
     observability.setup(app, services)  # /readyz, /metrics, X-Request-Id
+    phone.setup(app, services)  # the SIP endpoint when --sip-listen is given (sprechstunde/phone)
     # security headers also on raised redirects, streamed downloads and WebSocket upgrades
     app.on_response_prepare.append(response_prepared)
     app.router.add_static("/static", STATIC)

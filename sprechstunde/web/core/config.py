@@ -353,6 +353,49 @@ class Config:
         "sprechstunde/chatbot/city.example.toml)",
         metavar="FILE",
     )
+    # --- the phone line (sprechstunde/phone): off unless --sip-listen is given; the trunk is let in by
+    # address (--sip-allow) or digest credentials (--sip-user/--sip-password), everybody else gets 403
+    sip_listen: str | None = setting(
+        None,
+        "SIP_LISTEN",
+        "address:port of the SIP endpoint for the city's PBX or SIP trunk (UDP and TCP), e.g. 0.0.0.0:5060; "
+        "default: no phone line",
+        metavar="HOST:PORT",
+    )
+    sip_allow: list[str] = setting(
+        [],
+        "SIP_ALLOW",
+        "addresses of the PBX or SIP trunk allowed to call in without credentials, repeatable",
+        metavar="CIDR",
+    )
+    sip_username: str | None = setting(
+        None, "SIP_USER", "digest user name the trunk authenticates with", flag="--sip-user"
+    )
+    sip_password: str | None = setting(
+        None, "SIP_PASSWORD", "digest password of the trunk; prefer the environment variable", repr=False
+    )
+    sip_tls_cert: Path | None = setting(
+        None,
+        "SIP_TLS_CERT",
+        "certificate (PEM) for SIP over TLS, on the port after --sip-listen's",
+        metavar="FILE",
+    )
+    sip_tls_key: Path | None = setting(
+        None, "SIP_TLS_KEY", "private key (PEM) of --sip-tls-cert", metavar="FILE"
+    )
+    sip_calls_per_minute: int = setting(
+        30, "SIP_CALLS_PER_MINUTE", "new calls accepted per source address and minute (more get 503)"
+    )
+    sip_max_calls: int = setting(30, "SIP_MAX_CALLS", "calls at the same time, at most 30 (more get 503)")
+    phone_announce_seconds: float = setting(
+        45, "PHONE_ANNOUNCE_SECONDS", "a waiting caller hears position and estimate this often (30-60 s)"
+    )
+    phone_hold_music: Path | None = setting(
+        None,
+        "PHONE_HOLD_MUSIC",
+        "WAV file played to waiting callers between announcements; default: silence",
+        metavar="FILE",
+    )
     # --- the city's pages (web/city): accessibility statement, Leichte Sprache, sign language, privacy
     # notice, imprint; None: the example city, marked as an example on every one of those pages
     city_path: Path | None = setting(

@@ -129,6 +129,7 @@ class EntryView(Answer):
     waited_seconds: int
     appointment: Appointment | None
     transferred_from: list[str]
+    channel: Literal["video", "phone"] = Field(default="video", description="how the citizen waits")
     transcript: list[TranscriptMessage] | None = Field(default=None, description="where the view has it")
     handover_note: str | None = Field(default=None, description="staff only: the colleagues' note")
 

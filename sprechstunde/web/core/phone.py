@@ -1,0 +1,65 @@
+"""Wiring of the phone line (sprechstunde/phone) into the app: built from the `--sip-*` settings when
+--sip-listen is given, started and stopped with the app. `PHONE` holds it (tests and /metrics read it)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aiohttp import web
+
+from sprechstunde.phone.service import PhoneService
+from sprechstunde.phone.sip import SipSettings, parse_listen
+from sprechstunde.web.core.services import Services
+
+PHONE = web.AppKey("phone", PhoneService)
+
+
+def sip_settings(services: Services) -> SipSettings | None:
+    """The endpoint's settings, or None without --sip-listen; a bad value stops start-up (ValueError)."""
+    config = services.config
+    if not config.sip_listen:
+        return None
+    host, port = parse_listen(config.sip_listen)
+    if not config.sip_allow and not (config.sip_username and config.sip_password):
+        # an open SIP port is found by scanners within minutes: never without a rule for the trunk
+        raise ValueError(
+            "--sip-listen needs --sip-allow (the trunk's addresses) or --sip-user/--sip-password"
+        )
+    return SipSettings(
+        host=host,
+        port=port,
+        allow=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in config.sip_allow),
+        username=config.sip_username,
+        password=config.sip_password,
+        tls_cert=config.sip_tls_cert,
+        tls_key=config.sip_tls_key,
+        calls_per_minute=config.sip_calls_per_minute,
+        max_calls=config.sip_max_calls,
+        secret=services.secret,
+    )
+
+
+def setup(app: web.Application, services: Services) -> None:
+    """Build the phone line when configured and tie it to the app's start-up and shutdown."""
+    settings = sip_settings(services)
+    if settings is None:
+        return
+    phone = app[PHONE] = PhoneService(
+        settings,
+        services.queue,
+        services.waiting.offices,
+        services.config.data_dir,
+        announce_every=services.config.phone_announce_seconds,
+        hold_music=services.config.phone_hold_music,
+        catalog=services.pages.catalog,
+        clock=services.waiting.clock,
+    )
+
+    async def start(app: web.Application) -> None:
+        await phone.start()
+
+    async def stop(app: web.Application) -> None:
+        await phone.close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
