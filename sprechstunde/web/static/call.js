@@ -381,17 +381,28 @@ function onMessage(msg) {
       status.show(tr(key, { name: displayName(info) }));
       break;
     }
-    case "media-state":
-      if (typeof msg.participant_id === "string") indicators.setMedia(msg.participant_id, msg);
+    case "media-state": {
+      if (typeof msg.participant_id !== "string" || msg.participant_id === participantId) break;
+      announceMedia(msg.participant_id, indicators.setMedia(msg.participant_id, msg), msg);
       break;
+    }
     case "document-added":
     case "document-removed":
       if (documents) documents.handleEvent(msg);
       break;
-    case "chat":
-      callChat.show(msg, participantId);
-      chatToggle.arrived(msg.from === participantId); // the unread count on the phone's chat toggle
+    case "chat": {
+      const shown = callChat.show(msg, participantId);
+      const own = msg.from === participantId;
+      // a phone's chat is hidden behind its toggle, and so is its live log: the status line says it
+      if (shown && !own && chatToggle.hidden()) {
+        const name = typeof msg.name === "string" && msg.name ? msg.name : displayName({ role: msg.role });
+        const chars = Array.from(msg.text); // a long message in full stays in the chat; here its start
+        const text = chars.length > 200 ? `${chars.slice(0, 199).join("")}…` : msg.text;
+        status.show(tr("call.chat.announce", { name, text }));
+      }
+      chatToggle.arrived(own); // the unread count on the phone's chat toggle
       break;
+    }
     case "consultation-ended":
       if (role === "advisor") break; // the advisor's page goes on with the console (consultation.js)
       consultationOver(role === "citizen"
@@ -421,6 +432,18 @@ function onMessage(msg) {
     default:
       break; // answer, pong, unknown: nothing to do
   }
+}
+
+/** Say what another participant switched (the marks on the tile are seen, not heard). The server forwards
+ * changes only; a participant without a known state counts as both on (docs/protocol.md, `media-state`). */
+function announceMedia(id, known, now) {
+  if (!tiles.has(id) || typeof now.audio !== "boolean" || typeof now.video !== "boolean") return;
+  const before = known || { audio: true, video: true };
+  const name = displayName(tiles.info(id) || {});
+  const said = [];
+  if (before.audio !== now.audio) said.push(tr(now.audio ? "call.status.remote_mic_on" : "call.status.remote_mic_off", { name }));
+  if (before.video !== now.video) said.push(tr(now.video ? "call.status.remote_camera_on" : "call.status.remote_camera_off", { name }));
+  if (said.length) status.show(said.join(" "));
 }
 
 function onReconnecting() {

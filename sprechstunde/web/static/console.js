@@ -85,6 +85,11 @@ function renderEntry(entry, index) {
   item.append(facts);
   item.append(el("p", { className: entry.appointment ? "queue-badge is-appointment" : "queue-badge" }, appointment));
   if (entry.appointment) item.classList.add("has-appointment");
+  if (entry.channel === "phone") {
+    // a caller held on the telephone line (sprechstunde/phone): taken like everybody else, audio only
+    item.classList.add("is-phone");
+    item.append(el("p", { className: "queue-badge is-phone" }, `☎ ${tr("console.phone.mark")}`));
+  }
 
   if (entry.note) {
     const note = el("p", { className: "queue-note" });
@@ -126,12 +131,20 @@ function renderEntry(entry, index) {
 }
 
 function render() {
-  const focusedId = document.activeElement && document.activeElement.dataset
-    ? document.activeElement.dataset.entryId : null;
+  // Every update redraws the list: the keyboard focus inside it (a claim button, a transcript's summary)
+  // goes back to the same control of the same entry; when that entry went (another advisor took it), to
+  // the entry now in its place, else to the list's heading — never to the top of the page.
+  const active = document.activeElement;
+  const inList = !!active && list.contains(active);
+  const entry = inList ? active.closest(".queue-entry") : null;
+  const kind = inList && active.matches("summary") ? "summary" : "button";
+  const index = entry ? [...list.children].indexOf(entry) : -1;
   list.replaceChildren(...entries.map(renderEntry));
-  if (focusedId) {
-    const again = list.querySelector(`button[data-entry-id="${CSS.escape(focusedId)}"]`);
-    if (again) again.focus();
+  if (inList) {
+    const same = entry && list.querySelector(`.queue-entry[data-entry-id="${CSS.escape(entry.dataset.entryId)}"] ${kind}`);
+    const nearby = index >= 0 && list.children.length ? list.children[Math.min(index, list.children.length - 1)] : null;
+    const instead = nearby ? nearby.querySelector("button:not(:disabled)") : null;
+    (same || instead || $("queue-heading")).focus();
   }
   $("queue-empty").hidden = entries.length > 0;
   $("queue-count").textContent = tr("console.queue.count", { count: entries.length });

@@ -134,13 +134,19 @@ function renderSurvey(answered) {
   $("survey-thanks").hidden = true;
 }
 
+/** The answer replaces the form; when the form had the focus, the answer takes it (not the page's top). */
 function thank(text) {
+  const hadFocus = $("survey-form").contains(document.activeElement);
   $("survey-form").hidden = true;
   show($("survey-thanks"), text);
+  if (hadFocus) $("survey-thanks").focus();
 }
+
+let sending = false;
 
 async function sendSurvey(event) {
   event.preventDefault();
+  if (sending) return;
   const chosen = $("survey-form").querySelector('input[name="score"]:checked');
   const comment = $("survey-comment").value.trim();
   show($("survey-error"), "");
@@ -153,7 +159,9 @@ async function sendSurvey(event) {
     show($("survey-error"), tr("call.survey.too_long", { max: MAX_COMMENT }));
     return;
   }
-  $("survey-send").disabled = true;
+  // busy, not disabled: a disabled button would lose the keyboard focus (an error keeps it here)
+  sending = true;
+  $("survey-send").setAttribute("aria-disabled", "true");
   try {
     await fetchJson("/api/feedback", {
       method: "POST",
@@ -166,7 +174,8 @@ async function sendSurvey(event) {
       show($("survey-error"), tr("call.survey.too_long", { max: MAX_COMMENT }));
     } else show($("survey-error"), tr("call.survey.failed"));
   } finally {
-    $("survey-send").disabled = false;
+    sending = false;
+    $("survey-send").removeAttribute("aria-disabled");
   }
 }
 

@@ -189,7 +189,8 @@ async function sendQuestion(event) {
   const error = $("question-error");
   error.hidden = true;
   sending = true;
-  $("question-submit").disabled = true;
+  // busy, not disabled: a disabled button would drop the keyboard focus (`sending` stops a second send)
+  $("question-submit").setAttribute("aria-disabled", "true");
   const refused = (code) => {
     const key = `home.question.error.${code}`;
     error.textContent = tr(key) !== key ? tr(key) : code === "invalid_topic"
@@ -215,7 +216,7 @@ async function sendQuestion(event) {
     }
   }
   sending = false;
-  $("question-submit").disabled = false;
+  $("question-submit").removeAttribute("aria-disabled");
 }
 
 // ---------------------------------------------------------------- "Beste Zeiten" from real waits

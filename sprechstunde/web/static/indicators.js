@@ -86,11 +86,13 @@ export class RemoteIndicators {
     }
   }
 
-  /** A `media-state` message from another participant. */
+  /** A `media-state` message from another participant; returns the state known before (null if none). */
   setMedia(participantId, { audio, video }) {
-    if (typeof audio !== "boolean" || typeof video !== "boolean") return;
+    if (typeof audio !== "boolean" || typeof video !== "boolean") return null;
+    const before = this.media.get(participantId) || null;
     this.media.set(participantId, { audio, video });
     if (this.tiles.has(participantId)) this.decorate(participantId);
+    return before;
   }
 
   stop() {

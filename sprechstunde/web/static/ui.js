@@ -132,12 +132,18 @@ export class Tiles {
   }
 
   enableSound() {
+    let focusAfter = null;
     for (const tile of this.tiles.values()) {
       tile.video.muted = false;
       tile.video.play().catch(() => {});
+      if (tile.soundButton && tile.soundButton === document.activeElement) {
+        // the button goes away: the keyboard focus stays on the tile (its next button), not the page's top
+        focusAfter = tile.item.querySelector("button:not(.sound-button)") || document.getElementById("mic-button");
+      }
       if (tile.soundButton) tile.soundButton.remove();
       tile.soundButton = null;
     }
+    if (focusAfter) focusAfter.focus();
   }
 
   refreshVideoState(tile) {

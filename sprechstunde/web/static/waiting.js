@@ -97,7 +97,7 @@ function render(status) {
   if (pendingNote !== null && status.note === pendingNote) {
     pendingNote = null;
     $("note-feedback").textContent = tr("wait.note.sent");
-    $("note-send").disabled = false;
+    noteBusy(false);
   }
 
   if (position !== null) {
@@ -206,7 +206,7 @@ function onError(msg) {
   }
   if (typeof msg.id === "string" && msg.id.startsWith("n-")) {
     pendingNote = null;
-    $("note-send").disabled = false;
+    noteBusy(false);
     const key = `wait.note.${code === "note_too_long" ? "too_long" : code === "empty_note" ? "empty" : ""}`;
     $("note-feedback").textContent = code === "note_too_long" || code === "empty_note"
       ? tr(key) : tr("wait.error.other", { message: msg.message || code });
@@ -215,8 +215,16 @@ function onError(msg) {
 
 // ---------------------------------------------------------------- the citizen's actions
 
+/** "Notiz senden" while the note is on its way: marked busy, not disabled — a disabled button would drop
+ * the keyboard focus to the top of the page (the focus stays on it, a second press does nothing). */
+function noteBusy(busy) {
+  if (busy) $("note-send").setAttribute("aria-disabled", "true");
+  else $("note-send").removeAttribute("aria-disabled");
+}
+
 function sendNote(event) {
   event.preventDefault();
+  if (pendingNote !== null) return;
   const text = $("note-input").value.trim();
   if (!text) {
     $("note-feedback").textContent = tr("wait.note.empty");
@@ -232,7 +240,7 @@ function sendNote(event) {
     return;
   }
   pendingNote = text;
-  $("note-send").disabled = true;
+  noteBusy(true);
   $("note-feedback").textContent = "";
 }
 
