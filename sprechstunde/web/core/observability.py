@@ -316,8 +316,9 @@ class LiveCollector(Collector):
         yield sent
         transcoded = CounterMetricFamily(
             "sprechstunde_media_frames_transcoded",
-            "Video frames decoded for a subscriber without a shared codec (its sender re-encodes them); "
-            "0 while everything, screens included, is forwarded",
+            "Video frames decoded for a subscriber without a shared codec (its sender re-encodes them), "
+            "and the phone bridge's 20 ms audio frames (G.711 to Opus and back, both directions); "
+            "0 while everything, screens included, is forwarded and nobody is on the phone",
         )
         transcoded.add_metric([], hub.forwarding.decoded)
         yield transcoded

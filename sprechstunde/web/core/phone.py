@@ -1,5 +1,7 @@
 """Wiring of the phone line (sprechstunde/phone) into the app: built from the `--sip-*` settings when
---sip-listen is given, started and stopped with the app. `PHONE` holds it (tests and /metrics read it)."""
+--sip-listen is given, started and stopped with the app. `PHONE` holds it (tests and /metrics read it).
+A claimed caller is bridged into the consultation room by `RoomBridge` (phone/bridge.py), which joins
+over this server's own signaling socket (`signaling_url`) and counts its frames with the SFU's."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import ipaddress
 
 from aiohttp import web
 
+from sprechstunde.phone.bridge import RoomBridge
 from sprechstunde.phone.service import PhoneService
 from sprechstunde.phone.sip import SipSettings, parse_listen
+from sprechstunde.web.core.config import Config
 from sprechstunde.web.core.services import Services
 
 PHONE = web.AppKey("phone", PhoneService)
@@ -39,6 +43,14 @@ def sip_settings(services: Services) -> SipSettings | None:
     )
 
 
+def signaling_url(config: Config) -> str:
+    """This process's own `/ws` as seen from itself (loopback when it listens on every address)."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.host, config.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{config.port}/ws"
+
+
 def setup(app: web.Application, services: Services) -> None:
     """Build the phone line when configured and tie it to the app's start-up and shutdown."""
     settings = sip_settings(services)
@@ -53,6 +65,12 @@ def setup(app: web.Application, services: Services) -> None:
         hold_music=services.config.phone_hold_music,
         catalog=services.pages.catalog,
         clock=services.waiting.clock,
+        connect=RoomBridge(
+            services.queue,
+            services.rooms,
+            signaling_url(services.config),
+            services.hub.forwarding,
+        ),
     )
 
     async def start(app: web.Application) -> None:

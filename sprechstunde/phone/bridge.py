@@ -1,0 +1,379 @@
+"""The audio bridge: a claimed caller enters the consultation room as a participant of its own.
+
+When an advisor takes a phone entry ("Nächste Person"), `RoomBridge` joins the room with the citizen's
+capability (the join token `RoomService.admission_links` signs, as the waiting room hands it to a video
+citizen) over the project's own signaling — a WebSocket to this server's `/ws`, so the hub, seats,
+`wrong_node` redirects and the media session treat the caller exactly like a browser. The SFU is not
+touched: the bridge is an aiortc client in this process.
+
+* Caller → room: one audio track fed with the caller's 20 ms G.711 frames (`PhoneCall.inbound`, already
+  8 kHz PCM from PJSIP); aiortc encodes them to Opus for the browsers.
+* Room → caller: every audio track the room offers (advisor, interpreter) is decoded by aiortc (Opus,
+  48 kHz), resampled to 8 kHz mono (`av.AudioResampler`), buffered per speaker and mixed in
+  `PhoneCall.feed`, which PJSIP's media clock asks for every outbound frame (G.711 to the caller).
+  Video lines are answered `inactive`: a telephone needs no pictures and the server sends none.
+
+This is the one place the server transcodes audio; each 20 ms frame crossing it, in either direction,
+counts in `ForwardingStats.decoded` (`sprechstunde_media_frames_transcoded`).
+
+The bridge ends when the caller hangs up (it leaves the room), when the consultation is closed or handed
+over (`consultation-ended`, `transferred`, or the entry no longer `called` into this room), or when the
+room's socket closes. The IVR then hangs up (closed), waits again (handed over) or reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import json
+import logging
+import time
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import av
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+from sprechstunde.media.forwarding import ForwardingStats
+from sprechstunde.phone.sip import FRAME_BYTES, FRAME_SAMPLES, RATE, SILENCE, PhoneCall
+from sprechstunde.rooms.entries import QueueEntry
+from sprechstunde.rooms.queue import QueueService
+from sprechstunde.rooms.service import RoomService
+from sprechstunde.signaling.protocol import PROTOCOL_VERSION
+
+log = logging.getLogger(__name__)
+
+TIME_BASE = fractions.Fraction(1, RATE)
+MAX_LAG_FRAMES = 3  # caller audio older than 60 ms behind the room's clock is dropped (latency stays low)
+PRIME_FRAMES = 2  # a speaker's first 40 ms are buffered before playing (network jitter)
+MAX_SPEAKER_FRAMES = 15  # at most 300 ms buffered per speaker; older audio is dropped
+ENTRY_POLL = 1.0  # seconds between looks at the queue entry (consultation closed / handed over)
+JOIN_TIMEOUT = 10.0
+MAX_REDIRECTS = 3
+
+
+def participant_name(call: PhoneCall) -> str:
+    """What the room shows for the caller: never the full number (the ticket alone holds it)."""
+    return f"Telefon {call.masked}"
+
+
+class CallerTrack(MediaStreamTrack):
+    """The caller's voice as an aiortc audio track: one 20 ms frame of 8 kHz PCM per `recv`, paced by
+    the wall clock (aiortc pulls as fast as it is given frames); silence while the caller's frames are
+    late, and frames beyond MAX_LAG_FRAMES dropped so the delay never grows."""
+
+    kind = "audio"
+
+    def __init__(self, call: PhoneCall, stats: ForwardingStats | None) -> None:
+        super().__init__()
+        self._call = call
+        self._stats = stats
+        self._start: float | None = None
+        self._pts = 0
+        self.frames = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+            self._call.inbound.clear()  # what was said to the menu is not for the room
+        else:
+            self._pts += FRAME_SAMPLES
+            wait = self._start + self._pts / RATE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        inbound = self._call.inbound
+        while len(inbound) > MAX_LAG_FRAMES:
+            inbound.popleft()
+        data = inbound.popleft() if inbound else SILENCE
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(data)
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        self.frames += 1
+        if self._stats is not None:
+            self._stats.decoded += 1
+        return frame
+
+
+class _Speaker:
+    """One room track's audio at 8 kHz, in 20 ms frames (filled on the event loop, read on the media
+    clock's thread: deque appends and pops are atomic)."""
+
+    def __init__(self) -> None:
+        self.frames: collections.deque[bytes] = collections.deque(maxlen=MAX_SPEAKER_FRAMES)
+        self.primed = False
+
+    def take(self) -> bytes | None:
+        if not self.primed:
+            if len(self.frames) < PRIME_FRAMES:
+                return None
+            self.primed = True
+        if not self.frames:
+            self.primed = False  # ran dry: buffer again before playing on
+            return None
+        return self.frames.popleft()
+
+
+class RoomMix:
+    """The room's speakers mixed for the caller; `feed` is `PhoneCall.feed` (PJSIP's media thread)."""
+
+    def __init__(self, stats: ForwardingStats | None) -> None:
+        self._stats = stats
+        self._speakers: tuple[_Speaker, ...] = ()  # replaced, never mutated: read from another thread
+        self.frames_in = 0  # 20 ms frames decoded from the room
+
+    async def consume(self, track: MediaStreamTrack) -> None:
+        """Decode one remote audio track (aiortc) into 8 kHz frames until it ends."""
+        speaker = _Speaker()
+        self._speakers = (*self._speakers, speaker)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        pending = bytearray()
+        try:
+            while True:
+                frame = await track.recv()
+                for out in resampler.resample(frame):
+                    pending += bytes(out.planes[0])[: out.samples * 2]
+                while len(pending) >= FRAME_BYTES:
+                    speaker.frames.append(bytes(pending[:FRAME_BYTES]))
+                    del pending[:FRAME_BYTES]
+                    self.frames_in += 1
+                    if self._stats is not None:
+                        self._stats.decoded += 1
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+        finally:
+            self._speakers = tuple(s for s in self._speakers if s is not speaker)
+
+    def feed(self) -> bytes | None:
+        """The next 20 ms for the caller: the sum of every speaker's next frame, None while all are quiet."""
+        parts = [data for data in (s.take() for s in self._speakers) if data is not None]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        mixed = array("h", parts[0])
+        for data in parts[1:]:
+            other = array("h", data)
+            for i, sample in enumerate(other):
+                mixed[i] = max(-32768, min(32767, mixed[i] + sample))
+        return mixed.tobytes()
+
+
+class BridgeError(Exception):
+    """The room did not take the caller (hello refused, no welcome in time)."""
+
+
+class RoomLeg:
+    """The caller's participant in one room: signaling socket + aiortc peer connection."""
+
+    def __init__(self, call: PhoneCall, url: str, token: str, stats: ForwardingStats | None) -> None:
+        self.call = call
+        self.url = url
+        self.token = token
+        self.track = CallerTrack(call, stats)
+        self.mix = RoomMix(stats)
+        self.ended = asyncio.Event()  # the room says the consultation is over (or the socket closed)
+        self.reason = ""
+        self.welcome: dict[str, Any] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pc: RTCPeerConnection | None = None
+        self._reader: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._published = False
+        self._hello: asyncio.Future[dict[str, Any]] | None = None
+
+    async def join(self) -> dict[str, Any]:
+        """Say hello (following `wrong_node` redirects) and return the welcome; BridgeError if refused."""
+        self._session = aiohttp.ClientSession()
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            self._ws = await self._session.ws_connect(url, heartbeat=20.0)
+            self._hello = asyncio.get_running_loop().create_future()
+            self._reader = asyncio.ensure_future(self._read())
+            await self._ws.send_json(
+                {
+                    "type": "hello",
+                    "id": "h",
+                    "v": PROTOCOL_VERSION,
+                    "token": self.token,
+                    "name": participant_name(self.call),
+                }
+            )
+            try:
+                reply = await asyncio.wait_for(asyncio.shield(self._hello), JOIN_TIMEOUT)
+            except TimeoutError:
+                raise BridgeError("no welcome from the room") from None
+            if reply["type"] == "welcome":
+                self.welcome = reply
+                return reply
+            await self._ws.close()
+            await self._reader
+            if reply.get("code") != "wrong_node" or not reply.get("url"):
+                raise BridgeError(f"hello refused: {reply.get('code')}")
+            url = reply["url"]
+        raise BridgeError("too many redirects")
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for msg in self._ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                message = json.loads(msg.data)
+                kind = message.get("type")
+                if kind == "welcome":
+                    self._open(message.get("ice_servers", []))
+                    self._settle(message)
+                elif kind == "error" and message.get("id") == "h":
+                    self._settle(message)
+                elif kind == "offer":
+                    await self._answer(message["sdp"])
+                elif kind in ("consultation-ended", "transferred"):
+                    self.reason = kind
+                    self.ended.set()
+        except (ConnectionError, aiohttp.ClientError):
+            pass
+        except Exception:
+            log.exception("phone bridge of %s: signaling failed", self.call.masked)
+        finally:
+            if not self.reason:
+                self.reason = "socket closed"
+            self.ended.set()
+            self._settle({"type": "error", "code": "closed"})
+
+    def _settle(self, message: dict[str, Any]) -> None:
+        if self._hello is not None and not self._hello.done():
+            self._hello.set_result(message)
+
+    def _open(self, ice_servers: list[dict[str, Any]]) -> None:
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in ice_servers
+        ]
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            task = asyncio.ensure_future(self.mix.consume(track))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, sdp: str) -> None:
+        assert self._pc is not None and self._ws is not None
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if not self._published:
+            self._pc.addTrack(self.track)  # the first audio line (mid 0): what this participant says
+            self._published = True
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.direction = "inactive"  # no camera, no screen, and none of theirs
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        await self._ws.send_json({"type": "answer", "sdp": self._pc.localDescription.sdp})
+
+    async def close(self) -> None:
+        """Leave the room (`leave`, so nobody waits for a reconnect) and free everything."""
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(Exception):
+                await self._ws.send_json({"type": "leave"})
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.track.stop()
+        if self._pc is not None:
+            with contextlib.suppress(Exception):
+                await self._pc.close()
+        if self._session is not None:
+            await self._session.close()
+
+
+class RoomBridge:
+    """The IVR's `connect`: bridges a claimed caller into the consultation room until one side ends."""
+
+    def __init__(
+        self,
+        queue: QueueService,
+        rooms: RoomService,
+        url: str | Callable[[], str],
+        stats: ForwardingStats | None = None,
+        *,
+        retry_after: float = 2.0,
+    ) -> None:
+        self.queue = queue
+        self.rooms = rooms
+        self.url = url  # this server's signaling socket, ws://host:port/ws
+        self.stats = stats
+        self.retry_after = retry_after
+        self.legs: dict[str, RoomLeg] = {}  # entry id → the caller's participant (for tests, metrics)
+
+    def signaling_url(self) -> str:
+        return self.url() if callable(self.url) else self.url
+
+    async def __call__(self, call: PhoneCall, entry: QueueEntry) -> None:
+        room_id = entry.room_id
+        links = await self.rooms.admission_links(room_id) if room_id else None
+        if links is None:
+            log.info("call %s: room of %s is gone, hanging up", call.masked, entry.entry_id)
+            await call.hangup()
+            return
+        leg = RoomLeg(call, self.signaling_url(), links[0], self.stats)
+        self.legs[entry.entry_id] = leg
+        try:
+            try:
+                await leg.join()
+            except (BridgeError, aiohttp.ClientError, OSError) as exc:
+                log.warning("call %s: could not join room for %s: %s", call.masked, entry.entry_id, exc)
+                await _first(call.ended.wait(), asyncio.sleep(self.retry_after))  # the IVR tries again
+                return
+            call.feed = leg.mix.feed
+            log.info("call %s bridged into the room of %s", call.masked, entry.entry_id)
+            await _first(call.ended.wait(), leg.ended.wait(), self._entry_moved(entry))
+            log.info(
+                "call %s left the room of %s (%s): %d frames to the room, %d from it",
+                call.masked,
+                entry.entry_id,
+                "caller hung up" if call.ended.is_set() else leg.reason or "consultation closed",
+                leg.track.frames,
+                leg.mix.frames_in,
+            )
+        finally:
+            call.feed = None
+            await leg.close()
+            self.legs.pop(entry.entry_id, None)
+        if leg.reason == "consultation-ended" and not call.ended.is_set():
+            await call.hangup()  # closed by the advisor: nothing more for the caller on this line
+
+    async def _entry_moved(self, entry: QueueEntry) -> None:
+        """Returns once the entry is no longer `called` into this room (closed, handed over, released)."""
+        while True:
+            current = await self.queue.get(entry.entry_id)
+            if current is None or current.state != "called" or current.room_id != entry.room_id:
+                return
+            await asyncio.sleep(ENTRY_POLL)
+
+
+async def _first(*waits: Any) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
