@@ -16,13 +16,19 @@ from typing import Any
 from sprechstunde.chatbot import lexicon
 from sprechstunde.chatbot.knowledge import KnowledgeBase, Topic
 from sprechstunde.chatbot.language import detect
-from sprechstunde.chatbot.retrieval import Ranking, TopicIndex
-from sprechstunde.chatbot.text import STOPWORDS, words
+from sprechstunde.chatbot.retrieval import Hit, Ranking, TopicIndex
+from sprechstunde.chatbot.text import words
 
 ANSWER_THRESHOLD = 0.5  # confidence from which the bot answers with a topic
 REFUSE_BELOW = 0.2  # below this (or with an out-of-scope subject) the bot says it is not responsible
 UNHELPFUL_LIMIT = 2  # "after two unhelpful answers" the bot offers a person
-FOLLOWUP_MAX_WORDS = 5
+# a message of more words is a question of its own, not a follow-up
+FOLLOWUP_MAX_TOKENS = 20
+# a word names a subject when it is a word of the titles of at most this many topics ("Reisepass",
+# not "beantragen"); without one, the rest of a message names a subject when it ranks a topic confidently
+# with at least this many words the base knows (one generic word, "Post", ranks some topic high)
+SUBJECT_MAX_TOPICS = 3
+SUBJECT_MIN_WORDS = 2
 MAX_TEXT = 1000
 
 # person requested / two unhelpful answers / the bot is unsure
@@ -33,8 +39,6 @@ GERMAN_ONLY = "german_only"
 # an amount of money in a text ("70 €", "37,50 €", "€96"): a fees line whose amounts the answer already
 # states all of is left out of the whole answer
 AMOUNT = re.compile(r"\d+(?:[.,]\d+)?\s?€|€\s?\d+(?:[.,]\d+)?")
-# words pointing back at the conversation's topic ("Was kostet das?"): chatbot/data/lexicon.yaml
-ANAPHORA = lexicon.ANAPHORA
 
 
 @dataclass
@@ -51,6 +55,24 @@ class Reply:
     # an answer's provenance, shown under it: the day its text (in the language served) was last checked
     checked: str | None = None
     german: list[str] = field(default_factory=list)  # the parts shown in German ("address", "fees", …)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a message names on its own: the ranking of its subject words and the topics they name (a
+    title word: `named`) or that ranking's confident first topic."""
+
+    ranking: Ranking
+    topics: set[str]
+    named: bool
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A message read with the conversation's topic: stays (a follow-up) or a subject of its own."""
+
+    ranking: Ranking
+    stays: bool
 
 
 @dataclass
@@ -111,8 +133,12 @@ class Engine:
         top = self.base.get(ranking.top.topic) if ranking.top else None
 
         if lexicon.asks_for_person(text):
-            topic = top if ranking.confidence >= ANSWER_THRESHOLD else None
+            # the subject the message names besides the request ("… über meinen Kita-Platz"), else the
+            # conversation's topic: "Ich möchte mit einem Mitarbeiter sprechen" is about what came before
+            subject = self._subject(text, language, person=True)
+            topic = self.base.get(subject.ranking.top.topic) if subject and subject.named else None
             topic = topic or self.base.get(state.last_topic) or self.base.get(state.candidate)
+            topic = topic or (top if ranking.confidence >= ANSWER_THRESHOLD else None)
             reply = Reply(
                 lexicon.message("person", language) + " " + lexicon.message("offers", language),
                 language,
@@ -139,12 +165,13 @@ class Engine:
                 )
                 return reply, state
 
-        followup = self._followup(text, language, state, ranking)
-        if followup is not None:
-            ranking, aspects = followup
+        aspects = lexicon.aspects(text)
+        followup = None  # the aspects asked about the conversation's topic, when the message stays on it
+        reading = self._followup(text, language, state, ranking)
+        if reading is not None:
+            ranking = reading.ranking
             top = self.base.get(ranking.top.topic) if ranking.top else None
-        else:
-            aspects = lexicon.aspects(text)
+            followup = aspects if reading.stays else None
 
         # An out-of-scope subject ("Einkommensteuer", "Anwalt") wins unless the topic explains nearly
         # everything the citizen wrote ("Hundesteuer" is no income tax).
@@ -214,45 +241,70 @@ class Engine:
             suggestions=suggestions or [],
         )
 
-    def _followup(
-        self, text: str, language: str, state: State, ranking: Ranking
-    ) -> tuple[Ranking, list[str]] | None:
-        """("Und was kostet das?") The message continues the conversation's topic: the ranking of the
-        message read together with that topic's title, and the aspects asked about; None otherwise."""
+    def _followup(self, text: str, language: str, state: State, ranking: Ranking) -> Reading | None:
+        """The message read in the conversation. The rule: a message that names a subject of its own
+        (`_subject`) switches to it, a message without one stays on the conversation's topic.
+
+        - no subject of its own ("Und was kostet das?", "Co muszę teraz zrobić?"), or one that is the
+          conversation's topic: stays;
+        - a named subject, clear on its own ("Was kostet ein Reisepass?", "Et pour une carte
+          d'identité ?"): None, the message is read on its own;
+        - a subject that the conversation's topic resolves to one of its topics ("Und für mein Kind?"
+          after the passport): that topic, read with the conversation's title;
+        - a named subject the context does not resolve: read on its own; a subject only ranked (no
+          naming word) that the context reads as the conversation's topic: stays.
+
+        None as well without a conversation, for a long message (a question of its own) and for an
+        out-of-scope subject ("Und wie wird das Wetter morgen?")."""
         last = self.base.get(state.last_topic) or self.base.get(state.candidate)
-        if last is None:
+        if last is None or len(words(text)) > FOLLOWUP_MAX_TOKENS:
             return None
-        tokens = words(text)
-        stop = STOPWORDS.get(language, frozenset()) | STOPWORDS["de"]
-        if len(tokens) > 4 * FOLLOWUP_MAX_WORDS:
-            return None  # a whole new question, not a follow-up
-        aspect_words = lexicon.aspect_words(text)
-        content = [w for w in tokens if w not in stop and w not in aspect_words]
-        aspects = lexicon.aspects(text)
-        short = len(content) <= FOLLOWUP_MAX_WORDS
-        pointing = any(w in ANAPHORA for w in tokens) or lexicon.continues(text)
-        if not short or not (aspects or pointing or len(content) <= 2):
+        if lexicon.out_of_scope_terms(text):
             return None
-        rest = " ".join(content)
-        if rest and self.index.specific_words(rest, language):
-            # the message names a topic by itself ("was kostet ein Reisepass?"): the same topic read
-            # with the conversation's title, otherwise no follow-up
-            alone = self.rank(rest, language)
-            if alone.top is not None and alone.top.topic != last.id and alone.confidence >= ANSWER_THRESHOLD:
-                return None
+        subject = self._subject(text, language, last.id)
         context = f"{self._title(last, 'de')} {self._title(last, language)} {text}"
         combined = self.rank(context, language)
-        if not combined.hits:
+        if subject is not None and last.id not in subject.topics:
+            alone = subject.ranking
+            clear = alone.confidence >= ANSWER_THRESHOLD and alone.top.topic in subject.topics
+            if subject.named and clear:
+                return None
+            resolved = combined.top is not None and combined.top.topic in subject.topics
+            if resolved and combined.confidence >= ANSWER_THRESHOLD:
+                return Reading(combined, stays=False)
+            if subject.named:
+                return None
+        # stays: the conversation's topic, whatever else the words also match
+        hits = [Hit(last.id, 1.0)] + [hit for hit in combined.hits if hit.topic != last.id]
+        confident = max(combined.confidence, ANSWER_THRESHOLD)
+        return Reading(
+            Ranking(hits, confident, combined.coverage, combined.known, combined.content), stays=True
+        )
+
+    def _subject(
+        self, text: str, language: str, current: str | None = None, *, person: bool = False
+    ) -> Subject | None:
+        """The subject `text` names on its own, read without the words that only ask about the
+        conversation's topic (lexicon.subject_words: aspects, words pointing back, follow-up words, and
+        with `person` the request for a person): the topics its naming words name (words of the titles
+        of at most SUBJECT_MAX_TOPICS topics: "Reisepass", "Kita", "passeport" through the glossary), or
+        the topic the rest alone ranks first with at least the answer threshold from at least
+        SUBJECT_MIN_WORDS words the base knows. A naming word that also names the `current` topic
+        ("driving" after the licence exchange) only counts when no other does ("international").
+        None: no subject of its own."""
+        rest = " ".join(lexicon.subject_words(text, language, person=person))
+        if not rest:
             return None
-        if combined.top.topic != last.id and combined.confidence < ANSWER_THRESHOLD:
+        named = self.index.named_topics(rest, language, SUBJECT_MAX_TOPICS)
+        alone = self.rank(rest, language)
+        if alone.top is None:
             return None
-        return Ranking(
-            combined.hits,
-            max(combined.confidence, ANSWER_THRESHOLD),
-            combined.coverage,
-            combined.known,
-            combined.content,
-        ), aspects
+        if named:
+            own = [topics for topics in named.values() if current not in topics] or list(named.values())
+            return Subject(alone, set().union(*own), named=True)
+        if alone.confidence >= ANSWER_THRESHOLD and alone.known >= SUBJECT_MIN_WORDS:
+            return Subject(alone, {alone.top.topic}, named=False)
+        return None
 
     def _title(self, topic: Topic, language: str) -> str:
         return (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from sprechstunde.chatbot import resources
-from sprechstunde.chatbot.text import fold, fold_german_digraphs, normalise
+from sprechstunde.chatbot.text import fold, fold_german_digraphs, normalise, words
 
 _WORDS = resources.lexicon()
 _SENTENCES = resources.sentences()
@@ -23,16 +23,24 @@ PERSON_NOUNS = [noun for nouns in _WORDS.person.nouns.values() for noun in nouns
 PERSON_VERBS = [verb for verbs in _WORDS.person.verbs.values() for verb in verbs]
 WANT_VERBS = list(_WORDS.person.want)
 POLITE = set(_WORDS.person.polite)
-ARABIC_PERSON = list(_WORDS.person.arabic_nouns)
-ARABIC_TALK = list(_WORDS.person.arabic_verbs)
+# Arabic entries are matched in the normalised text (أ/إ/آ → ا, ة → ه, ى → ي, ئ → ي …): normalised alike
+ARABIC_PERSON = [normalise(w) for w in _WORDS.person.arabic_nouns]
+ARABIC_TALK = [normalise(w) for w in _WORDS.person.arabic_verbs]
 # follow-up aspects, and what continues a conversation
 ASPECTS: dict[str, list[str]] = {name: list(words) for name, words in _WORDS.aspects.items()}
-ARABIC_ASPECTS: dict[str, list[str]] = {name: list(words) for name, words in _WORDS.arabic_aspects.items()}
+ARABIC_ASPECTS: dict[str, list[str]] = {
+    name: [normalise(w) for w in words] for name, words in _WORDS.arabic_aspects.items()
+}
 CONTINUATION = re.compile(_WORDS.continuation)
 ANAPHORA = set(_WORDS.anaphora)
+# words asking about the conversation's topic without naming a subject, per language (folded)
+FOLLOWUP_WORDS: dict[str, frozenset[str]] = {
+    lang: frozenset(normalise(w) if lang == "ar" else w for w in words)
+    for lang, words in _WORDS.followup_words.items()
+}
 # out of scope (all kinds of subject in one list)
 OUT_OF_SCOPE = [word for words in _WORDS.out_of_scope.values() for word in words]
-ARABIC_OUT_OF_SCOPE = list(_WORDS.arabic_out_of_scope)
+ARABIC_OUT_OF_SCOPE = [normalise(w) for w in _WORDS.arabic_out_of_scope]
 # the citizen says the answer did not help
 SHORT_NO = re.compile(_WORDS.short_no)
 UNHELPFUL = list(_WORDS.unhelpful)
@@ -92,11 +100,26 @@ def asks_for_person(text: str) -> bool:
     return any(n in arabic for n in ARABIC_PERSON) and any(v in arabic for v in ARABIC_TALK)
 
 
+# the aspects' phrases (entries of several words), longest first
+_PHRASES = sorted(
+    ((p, name) for name, prefixes in ASPECTS.items() for p in prefixes if " " in p.strip()),
+    key=lambda item: -len(item[0]),
+)
+
+
 def aspects(text: str) -> list[str]:
-    """Follow-up aspects the message asks about ("cost", "documents", "duration", "online")."""
-    clean = _clean(text)
+    """Follow-up aspects the message asks about ("cost", "documents", "duration", "online"). A phrase
+    is read before the words in it: "combien de temps" asks how long, not also what it costs
+    ("combien")."""
+    clean = f" {_clean(text)} "
     arabic = normalise(text)
-    found = [name for name, prefixes in ASPECTS.items() if _has_prefix(clean, prefixes)]
+    found: list[str] = []
+    for phrase, name in _PHRASES:
+        if f" {phrase}" in clean:
+            found.append(name)
+            clean = clean.replace(f" {phrase}", " ")
+    found += [name for name, prefixes in ASPECTS.items() if _has_prefix(clean.strip(), prefixes)]
+    found = list(dict.fromkeys(found))
     found += [
         name
         for name, words in ARABIC_ASPECTS.items()
@@ -105,15 +128,71 @@ def aspects(text: str) -> list[str]:
     return found
 
 
-def aspect_words(text: str) -> set[str]:
-    """The words of `text` that only name an aspect (they say nothing about the topic)."""
-    clean = _clean(text).split()
-    prefixes = [p for group in ASPECTS.values() for p in group if " " not in p.strip()]
-    return {w for w in clean if any(w.startswith(p) for p in prefixes)}
+def asks_documents(word: str) -> bool:
+    """`word` (as chatbot.text.words gives it) only asks what to bring ("Unterlagen", "documents",
+    "الوثائق"): it says nothing about which service."""
+    folded = _folded(word)
+    if any(folded.startswith(p) for p in ASPECTS.get("documents", []) if " " not in p.strip()):
+        return True
+    return any(w in word for w in ARABIC_ASPECTS.get("documents", []) if " " not in w)
 
 
 def continues(text: str) -> bool:
     return bool(CONTINUATION.match(_clean(text)))
+
+
+def subject_words(text: str, language: str, *, person: bool = False) -> list[str]:
+    """The words of `text` that may name a subject, in the order written: without the aspect words
+    ("kostet", "Unterlagen", "تكلفته"), the words pointing back ("das"), the follow-up words of the
+    language and German ("machen", "jetzt", "zrobić") and, with `person`, the words asking for a person
+    ("Berater", "sprechen"). Stopwords stay: they join the glossary's phrases ("permis de séjour")."""
+    tokens = words(text)
+    clean = f" {_clean(text)} "
+    arabic = normalise(text)
+    # the words of multi-word aspect phrases found in the text ("how much", "ne kadar", "كم من الوقت")
+    phrase_words = {
+        word
+        for prefixes in ASPECTS.values()
+        for phrase in prefixes
+        if " " in phrase.strip() and f" {phrase}" in clean
+        for word in phrase.split()
+    }
+    phrase_words |= {
+        word
+        for entries in ARABIC_ASPECTS.values()
+        for phrase in entries
+        if " " in phrase and phrase in arabic
+        for word in phrase.split()
+    }
+    single = [p for group in ASPECTS.values() for p in group if " " not in p.strip()]
+    arabic_single = [w for group in ARABIC_ASPECTS.values() for w in group if " " not in w]
+    followup = FOLLOWUP_WORDS.get(language, frozenset()) | FOLLOWUP_WORDS.get("de", frozenset())
+    kept = []
+    for token in tokens:
+        folded = _folded(token)
+        bare = token[1:] if token.startswith("و") and len(token) > 3 else token  # Arabic "and …"
+        if (
+            token in ANAPHORA
+            or folded in phrase_words
+            or token in phrase_words
+            or any(folded.startswith(p.strip()) for p in single)
+            or any(w in token for w in arabic_single)
+            or folded in followup
+            or bare in followup
+            or (person and _person_word(folded))
+        ):
+            continue
+        kept.append(token)
+    return kept
+
+
+def _person_word(word: str) -> bool:
+    """A word that asks for a person: a person noun, a verb of talking or wanting, a polite word."""
+    return (
+        _names_person(word)
+        or word in POLITE
+        or any(word.startswith(p.strip()) for p in PERSON_VERBS + WANT_VERBS if " " not in p.strip())
+    )
 
 
 def out_of_scope_terms(text: str) -> list[str]:

@@ -133,6 +133,7 @@ class LexiconData(_File):
     arabic_aspects: dict[Name, Words]
     continuation: Regex
     anaphora: Words
+    followup_words: dict[Language, Words]
     out_of_scope: dict[Name, Words]
     arabic_out_of_scope: Words
     short_no: Regex
@@ -209,6 +210,7 @@ class LanguageData(_File):
     markers: dict[Language, Words]
     stopwords: dict[Language, Words]
     german_separable: GermanSeparable
+    arabic_prefixes: Words
 
     def problems(self) -> Iterator[tuple[tuple[Any, ...], str]]:
         if "de" not in self.stopwords:

@@ -26,7 +26,7 @@ from rapidfuzz import fuzz, process
 
 from sprechstunde.chatbot import glossary, lexicon, resources
 from sprechstunde.chatbot.knowledge import KnowledgeBase, Topic
-from sprechstunde.chatbot.text import STOPWORDS, char_ngrams, stem, surface, words
+from sprechstunde.chatbot.text import STOPWORDS, char_ngrams, normalise, stem, surface, words
 
 K1 = 1.2
 B = 0.5
@@ -48,6 +48,9 @@ GLOSSARY = True
 MIN_COVERAGE = 0.15
 PARTIAL = "~"  # marks a query form that is only part of an unknown compound
 PARTICLES = set(resources.language().german_separable.particles)
+ARABIC_PREFIXES = tuple(
+    sorted((normalise(p) for p in resources.language().arabic_prefixes), key=len, reverse=True)
+)
 
 
 class BM25:
@@ -171,6 +174,14 @@ class TopicIndex:
             if not _stop(w, lang) and len(surface(w)) >= MIN_PART
             for form in (surface(w), stem(w, lang))
         }
+        # the forms of the titles' words (every language) → the topics whose title has them
+        self.titled: dict[str, set[str]] = defaultdict(set)
+        for topic in base:
+            for lang, title in topic.title.items():
+                for w in words(title):
+                    if not _stop(w, lang) and len(surface(w)) >= MIN_PART:
+                        for form in (surface(w), stem(w, lang)):
+                            self.titled[form].add(topic.id)
         self._fuzzy_choices = sorted(w for w in self.surfaces if len(w) >= 5)
 
     # --- query side ----------------------------------------------------------------------------------
@@ -206,6 +217,14 @@ class TopicIndex:
                     found = [c for c in (rest, stem(rest, "de")) if c in self.vocabulary]
                     if found:
                         return found
+        if language == "ar":
+            # "لجواز" → "جواز": a particle or the article glued to a word the base knows without it
+            for prefix in ARABIC_PREFIXES:
+                rest = folded[len(prefix) :]
+                if folded.startswith(prefix) and len(rest) >= 3:
+                    found = [c for c in (rest, stem(rest, "ar")) if c in self.vocabulary]
+                    if found:
+                        return found
         expansion = lexicon.colloquial_expansion(word)
         if expansion:
             found = [c for c in (surface(expansion), stem(expansion, "de")) if c in self.vocabulary]
@@ -232,6 +251,11 @@ class TopicIndex:
             tokens = self._join_particles(tokens)
         content = [w for w in tokens if surface(w) not in stop and not w.isdigit() and len(w) > 1]
         content = content[:MAX_QUERY_WORDS]  # a question, not an essay: bounds the work per message
+        # "Welche Unterlagen brauche ich für den Reisepass?": what to bring names no service — left out
+        # when the question names something else (the knowledge base's few variants per language would
+        # make a rare word like "الوثائق" decide the topic)
+        topical = [w for w in content if not lexicon.asks_documents(w)]
+        content = topical or content
         if language != "de" and GLOSSARY:
             # the German words for administrative terms in other languages ("passeport" → "reisepass")
             content += [w for term in glossary.expansions(text) for w in term.split()]
@@ -303,6 +327,23 @@ class TopicIndex:
             if any(f in self.naming and self.words.df.get(f, 10**6) <= max_topics for f in forms)
             and not forms[0].startswith(PARTIAL)
         ]
+
+    def named_topics(self, text: str, language: str, max_topics: int = 3) -> dict[str, set[str]]:
+        """The words of `text` that are words of the titles of at most `max_topics` topics — the
+        services' names: "Reisepass", "KiTa-Platz", "Wunschkennzeichen", not "beantragen" — each with
+        the topics whose title has it. The German words the glossary adds for the other languages count
+        too ("passeport" → "reisepass")."""
+        groups, _, _ = self.query_terms(text, language)
+        found: dict[str, set[str]] = {}
+        for forms in groups:
+            if not forms or forms[0].startswith(PARTIAL):
+                continue
+            for form in forms:
+                topics = self.titled.get(form)
+                if topics and len(topics) <= max_topics:
+                    found[forms[0]] = topics
+                    break
+        return found
 
     def _weight(self, forms: list[str]) -> float:
         if not forms:

@@ -61,12 +61,13 @@ def normalise(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words of `text`. An apostrophe splits off an elided article or pronoun ("l'état",
-    "m'enregistrer" → "état", "enregistrer") or a Turkish suffix ("Türkiye'ye" → "türkiye")."""
+    """Lower-cased words of `text`. An apostrophe splits off an elided article, preposition or pronoun
+    ("l'état", "m'enregistrer", "all'asilo" → "état", "enregistrer", "asilo") or a Turkish suffix
+    ("Türkiye'ye" → "türkiye"): the word is the longer part (a head of one or two letters always goes)."""
     out = []
     for word in WORD.findall(normalise(text)):
         head, mark, tail = word.replace("’", "'").partition("'")
-        out.append((tail if len(head) <= 2 else head) if mark else word)
+        out.append((tail if len(head) <= 2 or len(tail) > len(head) else head) if mark else word)
     return out
 
 
