@@ -190,7 +190,7 @@ async def test_the_citizen_downloads_the_conversation(client, services):
     first = await say(client, "Wie beantrage ich einen Reisepass?")
     conversation = first["conversation_id"]
     await say(client, "Was kostet das?", conversation_id=conversation)
-    response = await client.get(f"/api/chatbot/conversations/{conversation}/download")
+    response = await client.post("/api/chatbot/download", json={"conversation_id": conversation})
     assert response.status == 200
     assert response.content_type == "text/plain" and response.charset == "utf-8"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="chatbot-')
@@ -208,18 +208,38 @@ async def test_the_citizen_downloads_the_conversation(client, services):
 
     english = await say(client, "How do I apply for a passport?", language="en")
     text = await (
-        await client.get(f"/api/chatbot/conversations/{english['conversation_id']}/download")
+        await client.post("/api/chatbot/download", json={"conversation_id": english["conversation_id"]})
     ).text()
     assert text.startswith(CATALOG.get("en", "chat.file.title")) and "\nYou:\n" in text
 
 
 async def test_the_download_needs_the_conversations_capability(client, services):
-    response = await client.get("/api/chatbot/conversations/nope/download")
-    assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_conversation_id"
-    response = await client.get(f"/api/chatbot/conversations/{'A' * 24}/download")
+    for body in ({"conversation_id": "nope"}, {}, {"conversation_id": 5}):
+        response = await client.post("/api/chatbot/download", json=body)
+        assert response.status == 400, body
+        assert (await response.json())["error"]["code"] == "invalid_conversation_id"
+    response = await client.post("/api/chatbot/download", json={"conversation_id": "A" * 24})
     assert response.status == 404 and (await response.json())["error"]["code"] == "unknown_conversation"
+    # the id never travels in a URL any more; a page of an older version asking the former GET still has
+    # it masked in the logs — and finds nothing there
     path = f"/api/chatbot/conversations/{'B' * 24}/download"
     assert mask_tokens(f"GET {path} 200") == "GET /api/chatbot/conversations/…/download 200"
+    first = await say(client, "Wie beantrage ich einen Reisepass?")
+    old = await client.get(f"/api/chatbot/conversations/{first['conversation_id']}/download")
+    assert old.status in (404, 405)
+    assert first["conversation_id"] not in await old.text()
+
+
+async def test_no_url_holds_the_conversation_id():
+    """A browser keeps the URLs it downloaded from in its history: on a shared computer (a town hall's) the
+    next user must not find the previous citizen's conversation there. The widget asks with a POST and
+    saves through a blob URL; nothing in the widget builds a URL from the conversation id."""
+    root = Path(__file__).parent.parent / "sprechstunde" / "web"
+    script = (root / "static" / "chat.js").read_text(encoding="utf-8")
+    assert "/api/chatbot/conversations/" not in script
+    assert "URL.createObjectURL" in script and "URL.revokeObjectURL" in script
+    template = (root / "templates" / "_chat.html").read_text(encoding="utf-8")
+    assert not re.search(r"<a [^>]*id=\"chat-download\"", template)
 
 
 # --- 6. retention ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the phone's width — and the download of the conversation."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,8 @@ def test_the_widget_on_a_360px_phone_in_german(browser, chat_server, advisor_onl
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    sent: list[tuple[str, str, str]] = []  # every request: method, URL, body
+    page.on("request", lambda request: sent.append((request.method, request.url, request.post_data or "")))
     page.goto(chat_server["base_url"] + "/?lang=de")
     _ask_and_hand_over(page, "de", "Wie melde ich mich für einen VHS-Kurs an?", expect)
     offers = page.locator(".chat-offers").last
@@ -133,17 +136,36 @@ def test_the_widget_on_a_360px_phone_in_german(browser, chat_server, advisor_onl
     assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "chat-widget-de-360")
 
-    link = page.get_by_role("link", name="Gespräch herunterladen (Textdatei)")
-    expect(link).to_be_visible()
+    # the download: a POST and a blob URL — the browser's download list keeps no URL with the conversation
+    # id (the capability), which the next user of a shared computer could open
+    save = page.get_by_role("button", name="Gespräch herunterladen (Textdatei)")
+    expect(save).to_be_visible()
     with page.expect_download() as download:
-        link.click()
+        save.click()
     text = Path(download.value.path()).read_text(encoding="utf-8")
+    bot_answer = page.locator("#chat-log .chat-bot .chat-text p").first.text_content()
     assert (
         text.startswith("Ihr Gespräch mit dem Chatbot\n")
         and "Wie melde ich mich für einen VHS-Kurs an?" in text
+        and bot_answer.strip() in text
     )
     assert download.value.suggested_filename.startswith("chatbot-")
+    assert download.value.url.startswith("blob:")
+    asked = [json.loads(body) for method, url, body in sent if url.endswith("/api/chatbot/messages")]
+    conversation = asked[-1]["conversation_id"]
+    downloads = [(method, url, json.loads(body)) for method, url, body in sent if "download" in url]
+    assert downloads == [
+        ("POST", chat_server["base_url"] + "/api/chatbot/download", {"conversation_id": conversation})
+    ]
+    assert all(conversation not in url for _, url, _ in sent) and conversation not in download.value.url
     assert not problems, problems
+
+    # without an answer the chat goes on: a status line, the button usable again, no script error
+    page.route("**/api/chatbot/download", lambda route: route.abort())
+    save.click()
+    expect(page.locator("#chat-status")).to_have_text(CATALOG.get("de", "chat.download.failed"))
+    expect(save).to_be_enabled()
+    assert not [p for p in problems if "ERR_FAILED" not in p], problems
     context.close()
 
 
@@ -162,6 +184,6 @@ def test_the_widget_on_an_arabic_page_at_360px(browser, chat_server, advisor_onl
     assert _outside(page, LAST_OFFERS) == []
     assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "chat-widget-ar-360")
-    expect(page.get_by_role("link", name="تنزيل المحادثة (ملف نصي)")).to_be_visible()
+    expect(page.get_by_role("button", name="تنزيل المحادثة (ملف نصي)")).to_be_visible()
     assert not problems, problems
     context.close()

@@ -1,8 +1,10 @@
 """The chatbot over HTTP: `POST /api/chatbot/messages` (answer a message), `POST /api/chatbot/escalate`
 (join the waiting room with the conversation as transcript) and
-`GET /api/chatbot/conversations/{conversation_id}/download` (the conversation as a text file for the
-citizen). The conversation id is the capability: whoever has it may continue, hand over or download the
-conversation — nobody else learns it (it is masked in logs like every capability).
+`POST /api/chatbot/download` (the conversation as a text file for the citizen). The conversation id is the
+capability: whoever has it may continue, hand over or download the conversation — nobody else learns it.
+So it travels in JSON bodies only, never in a URL: a browser keeps the URLs it downloaded from in its
+history, where the next user of a shared computer (a town hall's) would find it. (It is still masked in
+logs under the former `/api/chatbot/conversations/<id>/…` path, should an old page ask for it.)
 Contract: docs/chatbot.md."""
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from sprechstunde.chatbot.offers import (
     office_for,
     queue_topic,
 )
-from sprechstunde.chatbot.service import ChatService, valid_conversation_id
+from sprechstunde.chatbot.service import ChatService
 from sprechstunde.errors import DomainError
 from sprechstunde.l10n import date_text
 from sprechstunde.rooms.errors import QueueError
-from sprechstunde.web.chatbot.models import ChatEscalateIn, ChatMessageIn, ChatReply
+from sprechstunde.web.chatbot.models import ChatDownloadIn, ChatEscalateIn, ChatMessageIn, ChatReply
 from sprechstunde.web.core.models import read_model
 from sprechstunde.web.core.openapi import Raw, api_route
 from sprechstunde.web.core.services import SERVICES, Services
@@ -167,9 +169,10 @@ DOWNLOAD = Raw("the conversation as plain text (UTF-8)", {"text/plain": {"schema
 
 
 @api_route(
-    routes.get,
-    "/api/chatbot/conversations/{conversation_id}/download",
+    routes.post,
+    "/api/chatbot/download",
     tag="chatbot",
+    body=ChatDownloadIn,
     answers={200: DOWNLOAD},
     errors=(400, 404),
     summary="The conversation as a text file for the citizen (the conversation id is the capability)",
@@ -177,12 +180,12 @@ DOWNLOAD = Raw("the conversation as plain text (UTF-8)", {"text/plain": {"schema
 async def api_download(request: web.Request) -> web.Response:
     """The citizen's copy of the conversation: what they wrote and what the bot answered, headed by the
     notice that the bot is an automated assistant, in the conversation's language — no topic ids,
-    confidences or other internals. Unknown and expired ids answer 404 alike."""
+    confidences or other internals. Unknown and expired ids answer 404 alike. A POST with the id in the
+    body, not a link: the widget saves the answer through a blob URL, so no URL holding the id ends up in
+    the browser's download history."""
     services: Services = request.app[SERVICES]
     chatbot = _chatbot(services)
-    conversation_id = request.match_info["conversation_id"]
-    if not valid_conversation_id(conversation_id):
-        raise DomainError("invalid_conversation_id", "not a conversation id this API returned", 400)
+    conversation_id = (await read_model(request, ChatDownloadIn)).conversation_id
     conversation = await chatbot.stored(conversation_id)
     if conversation is None:
         raise DomainError("unknown_conversation", "this conversation does not exist or has expired", 404)

@@ -1,5 +1,5 @@
-"""The chatbot's JSON bodies and answers (POST /api/chatbot/messages, POST /api/chatbot/escalate; the
-conversation's download, GET /api/chatbot/conversations/{conversation_id}/download, is plain text).
+"""The chatbot's JSON bodies and answers (POST /api/chatbot/messages, POST /api/chatbot/escalate,
+POST /api/chatbot/download — whose answer, the conversation as a file, is plain text).
 Contract: docs/chatbot.md."""
 
 from __future__ import annotations
@@ -63,6 +63,13 @@ class ChatEscalateIn(Body):
     language: Annotated[str, Fails("unknown_language", '"language" must be a language code')] = Field(
         default=None, description="default: the conversation's language"
     )
+
+
+class ChatDownloadIn(Body):
+    """The conversation to download. The id goes in the body, never in a URL: a browser keeps the URLs it
+    downloaded from, and on a shared computer the next user must not find the capability there."""
+
+    conversation_id: ConversationId
 
 
 class ChatOffer(Answer):

@@ -119,7 +119,7 @@ async def response_prepared(request: web.Request, response: web.StreamResponse) 
 CAPABILITY_PREFIXES = (
     "api/bookings/join",
     "api/bookings",
-    "api/chatbot/conversations",  # a chatbot conversation's download (web/chatbot/api.py)
+    "api/chatbot/conversations",  # the former GET of a chat's download: now POST, the id in the body
     "api/download",
     "api/endings",  # the citizen's end screen (web/consultations/ending.py)
     "termin/verwalten",

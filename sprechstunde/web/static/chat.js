@@ -1,11 +1,13 @@
 // The chat widget on the start page: POST /api/chatbot/messages, offers to talk to a person
 // (video now → POST /api/chatbot/escalate → the waiting room, an appointment link, a written question),
-// under each answer when it was last checked and which office is responsible, and a link to download the
-// conversation (GET /api/chatbot/conversations/<id>/download).
+// under each answer when it was last checked and which office is responsible, and a button to download the
+// conversation (POST /api/chatbot/download, saved through a blob URL: no URL holding the conversation id
+// — the capability — ever reaches the browser's history or download list, where the next user of a shared
+// computer would find it).
 // Server text is only ever inserted as text nodes; URLs become anchors built with DOM APIs.
 
 import { $, ownUrl } from "./lib/dom.js";
-import { fetchJson } from "./lib/fetch.js";
+import { fetchFile, fetchJson } from "./lib/fetch.js";
 import { dateText, languageName, pageLang } from "./lib/intl.js";
 
 const root = $("chat");
@@ -40,10 +42,34 @@ function answered(failure) {
 
 function remember(id) {
   conversationId = id;
-  const link = $("chat-download");
-  if (link && typeof id === "string") {
-    link.href = `/api/chatbot/conversations/${encodeURIComponent(id)}/download`;
-    $("chat-download-row").hidden = false;
+  if ($("chat-download") && typeof id === "string") $("chat-download-row").hidden = false;
+}
+
+/** The citizen's copy of the conversation: fetched with the id in the body and saved from a blob URL,
+ * revoked right after. On any failure the chat goes on as before and the status line says so. */
+async function download(trigger) {
+  if (!conversationId) return;
+  trigger.disabled = true;
+  try {
+    const { blob, filename } = await fetchFile("/api/chatbot/download", {
+      method: "POST",
+      body: { conversation_id: conversationId },
+      cache: "no-store",
+    });
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = filename || "chatbot.txt";
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    // the download has started from the click; the URL is needed no longer
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } catch {
+    $("chat-status").textContent = tr("chat.download.failed");
+  } finally {
+    trigger.disabled = false;
   }
 }
 
@@ -376,4 +402,6 @@ if (root) {
     chip.addEventListener("click", () => send(chip.dataset.question));
   }
   $("chat-person").addEventListener("click", () => send(tr("chat.person.message")));
+  const downloadButton = $("chat-download");
+  if (downloadButton) downloadButton.addEventListener("click", () => download(downloadButton));
 }

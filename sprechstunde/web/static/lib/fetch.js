@@ -17,19 +17,13 @@ export class ApiError extends Error {
   }
 }
 
-/**
- * Send a request and return the parsed JSON answer (null for 204 or a body that is not JSON).
- * options: method, body (sent as JSON), csrf (the token; sent in CSRF_HEADER), headers (extra), and any
- * other fetch() option (credentials, cache …). Throws ApiError for a non-2xx answer or no answer;
- * its message is the server's message, or "HTTP <status>" when the answer carried none.
- */
-export async function fetchJson(url, { method = "GET", body, csrf, headers = {}, ...init } = {}) {
-  const sent = { Accept: "application/json", ...headers };
+/** The request as every API call sends it: Accept, CSRF header, a JSON body. No answer → ApiError status 0. */
+async function request(url, accept, { method = "GET", body, csrf, headers = {}, ...init } = {}) {
+  const sent = { Accept: accept, ...headers };
   if (csrf) sent[CSRF_HEADER] = csrf;
   if (body !== undefined) sent["Content-Type"] = "application/json";
-  let response;
   try {
-    response = await fetch(url, {
+    return await fetch(url, {
       ...init,
       method,
       headers: sent,
@@ -38,21 +32,48 @@ export async function fetchJson(url, { method = "GET", body, csrf, headers = {},
   } catch (cause) {
     throw new ApiError(0, "network", (cause && cause.message) || "");
   }
+}
+
+/** The ApiError for a non-2xx answer, with the server's error body when it sent one. */
+async function refused(response) {
   let data = null;
-  if (response.status !== 204) {
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
   }
-  if (!response.ok) {
-    const failure = new ApiError(response.status, `http_${response.status}`, `HTTP ${response.status}`, data);
-    if (failure.error) {
-      if (failure.error.code) failure.code = failure.error.code;
-      if (typeof failure.error.message === "string") failure.message = failure.error.message;
-    }
-    throw failure;
+  const failure = new ApiError(response.status, `http_${response.status}`, `HTTP ${response.status}`, data);
+  if (failure.error) {
+    if (failure.error.code) failure.code = failure.error.code;
+    if (typeof failure.error.message === "string") failure.message = failure.error.message;
   }
-  return data;
+  return failure;
+}
+
+/**
+ * Send a request and return the parsed JSON answer (null for 204 or a body that is not JSON).
+ * options: method, body (sent as JSON), csrf (the token; sent in CSRF_HEADER), headers (extra), and any
+ * other fetch() option (credentials, cache …). Throws ApiError for a non-2xx answer or no answer;
+ * its message is the server's message, or "HTTP <status>" when the answer carried none.
+ */
+export async function fetchJson(url, options = {}) {
+  const response = await request(url, "application/json", options);
+  if (!response.ok) throw await refused(response);
+  if (response.status === 204) return null;
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Send a request (options as fetchJson) whose answer is a file: `{ blob, filename }`, the name from the
+ * answer's Content-Disposition (null without one). Throws ApiError like fetchJson.
+ */
+export async function fetchFile(url, options = {}) {
+  const response = await request(url, "*/*", options);
+  if (!response.ok) throw await refused(response);
+  const named = /filename="([^"\/\\]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  return { blob: await response.blob(), filename: named ? named[1] : null };
 }
