@@ -17,6 +17,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 
 import aiohttp
 import pytest
@@ -25,12 +26,15 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from bench.failover import check, one_run, redis_server
 from sprechstunde.rooms.service import RoomService
-from sprechstunde.signaling.hub import ROSTER_KIND
+from sprechstunde.signaling.chat_history import HISTORY_KIND
+from sprechstunde.signaling.hub import ROSTER_KIND, Admission
 from sprechstunde.signaling.nodes import NODE_KIND, PIN_KIND, NodeRegistry
+from sprechstunde.signaling.persist import WriteBehind
 from sprechstunde.store import SQLiteStore
 from tests import test_multinode
 from tests.conftest import token_of
 from tests.rtc_client import RtcParticipant
+from tests.test_incall_history import joined, say
 from tests.test_signaling import next_of
 from tests.test_store import Clock
 
@@ -203,3 +207,158 @@ def test_both_pages_see_each_other_again_within_3_s_after_kill_9(browser, tmp_pa
     assert check(run) == [], run
     assert not run["page_errors"], run["page_errors"]
     assert run["seconds"] < 3.0, run
+
+
+async def test_a_chat_that_could_not_be_read_is_not_overwritten(client, room_links, services, monkeypatch):
+    """The store failing the first read of the chat so far (as during failover) leaves the room with only
+    what is said here since: that must not replace the stored chat. Read again before writing; while
+    reading still fails, each new message is appended to the stored record."""
+    history = services.hub.history
+    room_id = room_links["room_id"]
+    expires = time.time() + 3600
+    await history.append(room_id, expires, {"message_id": "m-old", "text": "Vor dem Umzug", "name": "A"})
+    failures = {"left": 2}
+    read = history.messages
+
+    async def failing_read(room: str) -> list:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("store away")
+        return await read(room)
+
+    monkeypatch.setattr(history, "messages", failing_read)
+    advisor, _, first = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    assert first == []  # not known here yet
+    await say(advisor, "Nach dem Umzug")  # the second read fails too: appended to the stored record
+    for _ in range(100):
+        record = await services.store.get(HISTORY_KIND, room_id)
+        if len(record["messages"]) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert [m["text"] for m in record["messages"]] == ["Vor dem Umzug", "Nach dem Umzug"]
+    await say(advisor, "Wieder da")  # now the read succeeds: merged, and kept as a whole again
+    room = services.hub.rooms[room_id]
+    for _ in range(100):
+        if room.chat_known:
+            break
+        await asyncio.sleep(0.02)
+    await history.flush()
+    record = await services.store.get(HISTORY_KIND, room_id)
+    assert [m["text"] for m in record["messages"]] == ["Vor dem Umzug", "Nach dem Umzug", "Wieder da"]
+    await say(advisor, "Und weiter")
+    await history.flush()
+    record = await services.store.get(HISTORY_KIND, room_id)
+    assert [m["text"] for m in record["messages"]][-1] == "Und weiter" and len(record["messages"]) == 4
+    await advisor.close()
+
+
+async def test_a_malformed_roster_entry_is_skipped(client, room_links, services):
+    """One bad entry in the stored roster must not keep the room from starting."""
+    hub = services.hub
+    store = services.store
+    hub.bus, hub._roster = store, WriteBehind(store)  # as with several nodes
+    room_id = room_links["room_id"]
+    good = {"participant_id": "p-1", "role": "citizen", "name": "Frau A", "resume_digest": "ab"}
+    await store.put(ROSTER_KIND, room_id, {"participants": [{"resume_digest": "x"}, "junk", good]}, ttl=60)
+    room = hub.room(Admission(room_id, "citizen", time.time() + 3600))
+    await hub.prepare(room)
+    assert list(room.participants) == ["p-1"]
+    await hub.remove(room, room.participants["p-1"], "timeout")
+    hub.bus = None
+    hub._roster = None
+
+
+async def test_concurrent_checks_of_one_node_share_one_probe(tmp_path, aiohttp_server):
+    clock = Clock()
+    store = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+    asked = []
+
+    async def health(request: web.Request) -> web.Response:
+        asked.append(clock.now)
+        await asyncio.sleep(0.1)
+        return web.json_response({"status": "ok"})
+
+    healthz = web.Application()
+    healthz.router.add_get("/healthz", health)
+    alive = await aiohttp_server(healthz)
+    here = NodeRegistry(store, "a", "http://a.example", lambda: (5, 10), clock=clock)
+    there = NodeRegistry(
+        store, "b", "http://b.example", lambda: (0, 0), address=f"127.0.0.1:{alive.port}", clock=clock
+    )
+    try:
+        await there.beat()
+        node = await here.find("b")
+        assert node is not None
+        answers = await asyncio.gather(*(here.check(node, fresh=True) for _ in range(50)))
+        assert answers == [True] * 50
+        assert len(asked) == 1
+    finally:
+        await here.close()
+        await store.close()
+
+
+async def test_a_heartbeat_is_judged_by_this_nodes_clock_and_loopback_only_on_one_host(tmp_path):
+    """Another node's heartbeat time is its clock: a node whose clock runs 10 s behind is alive while its
+    heartbeat changes; a refused loopback port of a node on another host proves nothing."""
+    clock = Clock()
+    store = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+    here = NodeRegistry(store, "a", "http://a.example", lambda: (5, 10), clock=clock)
+    behind = Clock()
+    behind.now = clock.now - 10.0
+    there = NodeRegistry(store, "b", "http://b.example", lambda: (0, 0), clock=behind)
+    try:
+        for _ in range(3):
+            await there.beat()
+            node = await here.find("b")
+            assert node is not None and await here.check(node, fresh=True)
+            clock.now += 2.0
+            behind.now += 2.0
+        # b stops beating: gone once its heartbeat has not changed for STALE_SECONDS here
+        clock.now += 3.0
+        node = await here.find("b")
+        assert node is not None and not await here.check(node, fresh=True)
+
+        # another host's node on a loopback address that refuses: its heartbeat decides
+        there.address = f"127.0.0.1:{closed_port()}"
+        there.host = "elsewhere"
+        await there.beat()
+        node = await here.find("b")
+        assert node is not None and node.host == "elsewhere"
+        clock.now += 1.0
+        assert await here.check(node, fresh=True)
+        there.host = here.host  # the same host: the refusal is proof
+        await there.beat()
+        clock.now += 1.0
+        node = await here.find("b")
+        assert not await here.check(node, fresh=True)
+    finally:
+        await here.close()
+        await store.close()
+
+
+async def test_shutdown_stores_chat_and_roster_before_signing_off(aiohttp_client, config, monkeypatch):
+    """A node shutting down writes what is pending first: once it has signed off, another node may take
+    its rooms and read the store."""
+    from sprechstunde.web.core.app import create_app
+    from sprechstunde.web.core.services import SERVICES
+
+    app = create_app(config)
+    client = await aiohttp_client(app)
+    services = app[SERVICES]
+    order: list[str] = []
+    hub = services.hub
+
+    async def flush() -> None:
+        order.append("flush")
+
+    class Nodes:
+        async def start(self) -> None: ...
+
+        async def close(self) -> None:
+            order.append("sign off")
+
+    monkeypatch.setattr(hub, "flush", flush)
+    hub.nodes = Nodes()  # type: ignore[assignment]
+    await client.close()
+    hub.nodes = None
+    assert order[:2] == ["flush", "sign off"], order

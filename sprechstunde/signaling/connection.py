@@ -185,8 +185,7 @@ class Connection(JsonSocket):
             chars -= len(chat[drop].get("text", ""))
             drop += 1
         room.chat, room.chat_chars = chat[drop:], chars
-        if self.hub.history is not None:
-            self.hub.history.keep(room.room_id, room.expires_at, room.chat)
+        self.hub.keep_chat(room)
         text = await self.room.broadcast(base, exclude=sender.participant_id)
         # the sender's copy: the same encoding with its request's `id` appended (one encoding per message)
         await sender.send_text(f'{text[:-1]}, "id": {json.dumps(message.id)}}}')

@@ -19,7 +19,7 @@ from sprechstunde.errors import DomainError
 from sprechstunde.media.forwarding import ForwardingStats
 from sprechstunde.media.ice import IceConfig
 from sprechstunde.media.session import MediaSession
-from sprechstunde.signaling.chat_history import ChatHistory
+from sprechstunde.signaling.chat_history import ChatHistory, bounded
 from sprechstunde.signaling.nodes import NodeRegistry
 from sprechstunde.signaling.persist import WriteBehind
 from sprechstunde.store.port import Store, Subscription
@@ -132,6 +132,12 @@ class LiveRoom:
         # the chat so far (signaling/chat_history.py), read from the store once by `SignalingHub.prepare`
         self.chat: list[dict[str, Any]] = []
         self.chat_chars = 0  # characters of text in `chat`
+        # False while the chat so far could not be read (the store failing, as it may during failover):
+        # `chat` then holds only what was said here since, and writing it as the room's chat would wipe
+        # the stored one (`SignalingHub.keep_chat` reads it again first, or appends message by message)
+        self.chat_known = True
+        self.chat_appended: set[str] = set()  # message ids appended to the store while not known
+        self.chat_repair: asyncio.Task | None = None
         self.prepared: asyncio.Future | None = None
 
     async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> str:
@@ -243,6 +249,7 @@ class SignalingHub:
                 room.chat = await self.history.messages(room.room_id)
                 room.chat_chars = sum(len(m.get("text", "")) for m in room.chat)
             except Exception as exc:
+                room.chat_known = False
                 log.warning("room %s: chat so far not read: %s", room.room_id, exc)
         if self.bus is None or self._roster is None:
             return
@@ -254,18 +261,23 @@ class SignalingHub:
             return
         async with room.lock:
             for entry in (record or {}).get("participants", []):
-                if entry.get("participant_id") in room.participants or not entry.get("resume_digest"):
+                try:
+                    if entry.get("participant_id") in room.participants or not entry.get("resume_digest"):
+                        continue
+                    participant = Participant(
+                        participant_id=str(entry["participant_id"]),
+                        role=str(entry.get("role", "guest")),
+                        name=str(entry.get("name", "")),
+                        resume="",
+                        seat=str(entry.get("seat", "")),
+                        audio=bool(entry.get("audio", True)),
+                        video=bool(entry.get("video", True)),
+                        resume_digest=str(entry["resume_digest"]),
+                    )
+                except (AttributeError, KeyError, TypeError) as exc:
+                    # one bad entry must not keep the room from starting (prepare would fail forever)
+                    log.warning("room %s: roster entry skipped: %r", room.room_id, exc)
                     continue
-                participant = Participant(
-                    participant_id=str(entry["participant_id"]),
-                    role=str(entry.get("role", "guest")),
-                    name=str(entry.get("name", "")),
-                    resume="",
-                    seat=str(entry.get("seat", "")),
-                    audio=bool(entry.get("audio", True)),
-                    video=bool(entry.get("video", True)),
-                    resume_digest=str(entry["resume_digest"]),
-                )
                 # as if its connection had just dropped here: its place waits for the grace period
                 participant.grace = asyncio.get_running_loop().call_later(
                     self.grace_seconds,
@@ -274,6 +286,40 @@ class SignalingHub:
                 room.participants[participant.participant_id] = participant
             if room.participants:
                 log.info("room %s: %d seated from the roster", room.room_id, len(room.participants))
+
+    def keep_chat(self, room: LiveRoom) -> None:
+        """Store the room's chat (`room.chat`, its newest message last) shortly after. While the chat
+        so far is not known (`_restore` could not read it), `room.chat` is not the whole chat: it is read
+        again first and merged, or, while reading still fails, each new message appended to the stored
+        record (read, compare and write), so what was said before is never overwritten."""
+        if self.history is None:
+            return
+        if room.chat_known:
+            self.history.keep(room.room_id, room.expires_at, room.chat)
+        elif room.chat_repair is None or room.chat_repair.done():
+            room.chat_repair = self.spawn(self._repair_chat(room))
+
+    async def _repair_chat(self, room: LiveRoom) -> None:
+        assert self.history is not None
+        while not room.chat_known:
+            try:
+                earlier = await self.history.messages(room.room_id)
+            except Exception as exc:
+                log.warning("room %s: chat so far still not read: %s", room.room_id, exc)
+                new = [m for m in room.chat if m.get("message_id") not in room.chat_appended]
+                if not new:
+                    return
+                for message in new:
+                    await self.history.append(room.room_id, room.expires_at, message)  # never raises
+                    room.chat_appended.add(str(message.get("message_id")))
+                continue  # messages sent meanwhile: read again, else append them too
+            # what was stored (messages appended meanwhile included), then what was said here since
+            ids = {m.get("message_id") for m in earlier}
+            room.chat = bounded([*earlier, *(m for m in room.chat if m.get("message_id") not in ids)])
+            room.chat_chars = sum(len(m.get("text", "")) for m in room.chat)
+            room.chat_known = True
+            room.chat_appended.clear()
+            self.history.keep(room.room_id, room.expires_at, room.chat)
 
     def keep_roster(self, room: LiveRoom) -> None:
         """With several nodes: store who is in the room now (shortly, behind the conversation)."""
@@ -437,6 +483,17 @@ class SignalingHub:
         if self.history is not None:
             await self.history.drop(room.room_id)  # the room is over: so is its chat
 
+    async def flush(self) -> None:
+        """Store the chat and roster changes not written yet: at the start of shutdown, before this node
+        signs off, so that a node a room moves to reads them and not an older copy (which it would later
+        write back over them)."""
+        for writes in (self.history, self._roster):
+            if writes is not None:
+                try:
+                    await writes.flush()
+                except Exception:
+                    log.warning("chat or roster not stored at shutdown", exc_info=True)
+
     async def close(self) -> None:
         for handle in self._expiry.values():
             handle.cancel()
@@ -449,10 +506,5 @@ class SignalingHub:
             await room.media.close()
         self.rooms.clear()
         await self._tasks.cancel()
-        # what the store should know for whoever comes next (a restart, another node): written now
-        for writes in (self.history, self._roster):
-            if writes is not None:
-                try:
-                    await writes.flush()
-                except Exception:
-                    log.warning("chat or roster not stored at shutdown", exc_info=True)
+        # what changed since `flush` at the start of shutdown (usually nothing): written now
+        await self.flush()

@@ -23,7 +23,9 @@ pinning; cross-node signals go over the store's channels.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,8 +53,10 @@ PENDING_PARTICIPANTS = 2
 PROBE_TIMEOUT_SECONDS = 1.0
 PROBE_FRESH_SECONDS = 0.5
 PROBE_FORCED_EVERY_SECONDS = 0.2
-# Without an address to ask (a node listening on every interface): gone once this much older than its last
-# heartbeat — two missed beats, and a client could not reach it.
+# Without an address to ask (a node listening on every interface), or when a refused connection proves
+# nothing (a loopback address of another host): gone once its heartbeat has not changed for this long, as
+# this node's clock measures it (the heartbeat's own time is the other node's clock, which may be skewed,
+# and a slow store delays it) — two missed beats, and a client could not reach it.
 STALE_SECONDS = 2 * HEARTBEAT_SECONDS + 0.5
 
 Load = Callable[[], tuple[int, int]]
@@ -67,7 +71,8 @@ class Node:
     participants: int = 0
     # where other nodes reach it directly ("host:port"): `serve --workers` relays ?node= sockets there
     address: str | None = None
-    at: float = 0.0  # when its last heartbeat was written (this node: now)
+    at: float = 0.0  # when its last heartbeat was written (this node: now), by its own clock
+    host: str | None = None  # the host name it runs on: a refused loopback address is proof only there
 
     @property
     def ws_url(self) -> str:
@@ -105,11 +110,16 @@ class NodeRegistry:
         # which is left out of `alive` until it sends a newer one (it may come back: a restarted worker)
         self._checked: dict[str, tuple[float, bool]] = {}
         self._gone: dict[str, float] = {}
+        # node id → (its heartbeat time last read, when this node saw that value first, by its own clock)
+        self._seen: dict[str, tuple[float, float]] = {}
+        # node id → the check under way: concurrent hellos for a dead node's rooms share one probe
+        self._probing: dict[str, asyncio.Task[bool]] = {}
         self._http: aiohttp.ClientSession | None = None
+        self.host = socket.gethostname()
 
     def me(self) -> Node:
         rooms, participants = self._load()
-        return Node(self.node_id, self.url, rooms, participants, self.address, self._clock())
+        return Node(self.node_id, self.url, rooms, participants, self.address, self._clock(), self.host)
 
     async def beat(self) -> None:
         node = self.me()
@@ -119,6 +129,7 @@ class NodeRegistry:
             "participants": node.participants,
             "address": node.address,
             "at": self._clock(),
+            "host": self.host,
         }
         await self._store.put(NODE_KIND, self.node_id, record, ttl=self._ttl)
 
@@ -142,6 +153,8 @@ class NodeRegistry:
 
     async def close(self) -> None:
         """Stop the heartbeat and leave at once, so this node's rooms move without waiting for expiry."""
+        for probing in list(self._probing.values()):
+            await stop(probing)
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -163,10 +176,13 @@ class NodeRegistry:
                 if at <= self._gone[key]:
                     continue  # found gone, and no heartbeat since
                 del self._gone[key]  # back (a restarted worker)
+            seen = self._seen.get(key)
+            if seen is None or seen[0] != at:
+                self._seen[key] = (at, self._clock())  # a heartbeat this node has not seen before
             pending = self._pending(key, at)
             rooms = int(r.get("rooms", 0)) + pending
             participants = int(r.get("participants", 0)) + PENDING_PARTICIPANTS * pending
-            nodes.append(Node(key, r["url"], rooms, participants, r.get("address"), at))
+            nodes.append(Node(key, r["url"], rooms, participants, r.get("address"), at, r.get("host")))
         # this node as it is now (its stored record may be two seconds old), and alive even if a
         # heartbeat was missed
         return [n for n in nodes if n.node_id != self.node_id] + [self.me()]
@@ -194,13 +210,40 @@ class NodeRegistry:
             age = now - last[0]
             if age < (PROBE_FORCED_EVERY_SECONDS if fresh else PROBE_FRESH_SECONDS):
                 return last[1]
-        alive = await self._probe(node)
-        self._checked[node.node_id] = (self._clock(), alive)
-        return alive
+        probing = self._probing.get(node.node_id)
+        if probing is None:
+            probing = asyncio.ensure_future(self._probe(node))
+            self._probing[node.node_id] = probing
+            probing.add_done_callback(lambda done, key=node.node_id: self._probed(key, done))
+        return await asyncio.shield(probing)
+
+    def _probed(self, node_id: str, probe: asyncio.Task[bool]) -> None:
+        if self._probing.get(node_id) is probe:
+            del self._probing[node_id]
+        if not probe.cancelled() and probe.exception() is None:
+            self._checked[node_id] = (self._clock(), probe.result())
+
+    def _beating_lately(self, node: Node) -> bool:
+        """Whether `node`'s heartbeat changed within STALE_SECONDS, as this node saw it."""
+        seen = self._seen.get(node.node_id)
+        if seen is None or seen[0] != node.at:
+            self._seen[node.node_id] = seen = (node.at, self._clock())
+        return self._clock() - seen[1] <= STALE_SECONDS
+
+    def _refusal_is_proof(self, node: Node) -> bool:
+        """A refused connection proves `node` gone unless its address is a loopback one of another host
+        (there it is some other machine's port, or none)."""
+        assert node.address is not None
+        host = urlsplit(f"//{node.address}").hostname or ""
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        return not loopback or node.host == self.host
 
     async def _probe(self, node: Node) -> bool:
         if not node.address:
-            return self._clock() - node.at <= STALE_SECONDS
+            return self._beating_lately(node)
         if self._http is None:
             # a fresh connection each time: a kept-alive one to a killed node fails for another reason
             self._http = aiohttp.ClientSession(
@@ -216,7 +259,7 @@ class NodeRegistry:
                 exc.os_error, ConnectionRefusedError
             ):
                 return True  # unreachable from here is no proof: the heartbeat's expiry decides
-            return False
+            return self._beating_lately(node) if not self._refusal_is_proof(node) else False
         except (TimeoutError, aiohttp.ClientError, OSError):
             return True  # slow or odd: no proof that it is gone
 

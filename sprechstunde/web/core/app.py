@@ -238,6 +238,8 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
         services.booking_mailer.start()
 
     async def shutdown(app: web.Application) -> None:
+        # chat and roster written before signing off: a node a room moves to must not read an older copy
+        await services.hub.flush()
         if services.hub.nodes is not None:
             await services.hub.nodes.close()  # signs off: this node's rooms move at once
         await services.hub.close()

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 ABNORMAL = 1006
 SERVICE_RESTART = 1012
+CONNECT_SECONDS = 2.0
 
 
 async def signaling_entry(request: web.Request) -> web.StreamResponse:
@@ -37,7 +38,11 @@ async def relay(request: web.Request, upstream_url: str) -> web.StreamResponse:
     here instead of closing: the client's `hello` then finds the room's node gone (signaling/nodes.py
     checks it) and the room moves here at once, instead of after the client's backoff and the node's
     heartbeat expiry."""
-    session = aiohttp.ClientSession()
+    # a node that does not take the connection within CONNECT_SECONDS is served here (the default: 30 s of a
+    # page waiting); no limit on the relayed socket's lifetime
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS, sock_connect=CONNECT_SECONDS)
+    )
     try:
         upstream = await session.ws_connect(upstream_url, max_msg_size=HARD_FRAME_LIMIT)
     except (aiohttp.ClientError, OSError) as exc:

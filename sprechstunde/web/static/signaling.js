@@ -39,7 +39,6 @@ export class SignalingClient {
     // The node a redirect led to that did not take this client: reported in `hello` (`unreachable`) until
     // a welcome, so that the server checks it at once instead of sending the client there again.
     this.unreachable = null;
-    this.reported = null; // the `unreachable` sent in the current connection's hello
     this.socket = new ReconnectingSocket({
       url: () => {
         // A redirect (`wrong_node`) is used for one connection; afterwards the proxy chooses again.
@@ -91,7 +90,6 @@ export class SignalingClient {
     this.helloId = this.nextId++;
     const hello = { type: "hello", id: this.helloId, v: 1, token: this.token, name: this.name,
       resume: this.resume };
-    this.reported = this.unreachable;
     if (this.unreachable) hello.unreachable = this.unreachable;
     this.socket.send(hello);
   }
@@ -126,8 +124,7 @@ export class SignalingClient {
         this.retryLater();
         return;
       }
-      const refusedJustNow = msg.node === this.unreachable && this.reported !== msg.node;
-      if (refusedJustNow || this.redirects >= MAX_REDIRECTS) {
+      if (this.redirects >= MAX_REDIRECTS) {
         this.retryLater();
         return;
       }

@@ -1,0 +1,85 @@
+"""signaling/persist.py: the write-behind of a live room's records (chat so far, roster) keeps up with a busy
+node, and a write the store refused is tried again unless a newer value replaced it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sprechstunde.signaling.persist import MAX_WAIT_SECONDS, WriteBehind
+
+
+class Recording:
+    """The two store operations WriteBehind uses, in memory; `fail` refuses that many writes first."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.records: dict[tuple[str, str], object] = {}
+        self.fail = fail
+        self.writes = 0
+
+    async def put(self, kind: str, key: str, value: object, *, ttl: float) -> None:
+        await asyncio.sleep(0)  # a store operation gives the loop back, as a real one does
+        self.writes += 1
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("store away")
+        self.records[(kind, key)] = value
+
+    async def delete(self, kind: str, key: str) -> None:
+        self.records.pop((kind, key), None)
+
+
+async def keep_busy(stop: asyncio.Event) -> None:
+    """Every turn of the loop takes 2.5 ms: the writer never finds it idle."""
+    while not stop.is_set():
+        time.sleep(0.0025)
+        await asyncio.sleep(0)
+
+
+async def test_a_busy_loop_gets_all_pending_records_written_soon_after_the_deadline():
+    store = Recording()
+    writes = WriteBehind(store)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    busy = asyncio.ensure_future(keep_busy(stop))
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        expires = time.time() + 3600
+        for n in range(200):
+            writes.set("room-roster", f"room-{n}", {"n": n}, expires)
+        while len(store.records) < 200 and loop.time() - started < 5.0:
+            await asyncio.sleep(0.01)
+        took = loop.time() - started
+    finally:
+        stop.set()
+        await busy
+    assert len(store.records) == 200
+    # the deadline, then 200 writes of a loop turn (2.5 ms) each; waiting per record wrote ~2 a second
+    assert took < MAX_WAIT_SECONDS + 1.0, took
+
+
+async def test_a_failed_write_is_tried_again_unless_a_newer_value_is_pending():
+    store = Recording(fail=1)
+    writes = WriteBehind(store)  # type: ignore[arg-type]
+    expires = time.time() + 3600
+    writes.set("chat-history", "room-1", {"messages": ["a"]}, expires)
+    await writes.flush()  # the store refuses: flush gives up, the value stays pending
+    assert store.records == {}
+    assert writes.pending("chat-history", "room-1") == ({"messages": ["a"]}, expires)
+    await writes.flush()
+    assert store.records == {("chat-history", "room-1"): {"messages": ["a"]}}
+
+    # a newer value that came while the older one was being written wins over the failed older one
+    store.fail = 1
+    original = store.put
+
+    async def put_then_change(kind: str, key: str, value: object, *, ttl: float) -> None:
+        if value == {"messages": ["a", "b"]}:
+            writes.set(kind, key, {"messages": ["a", "b", "c"]}, expires)
+        await original(kind, key, value, ttl=ttl)
+
+    store.put = put_then_change  # type: ignore[method-assign]
+    writes.set("chat-history", "room-1", {"messages": ["a", "b"]}, expires)
+    await writes.flush()
+    await writes.flush()
+    assert store.records == {("chat-history", "room-1"): {"messages": ["a", "b", "c"]}}
