@@ -8,7 +8,9 @@ Definitions (also shown on the statistics page):
 - wait p50/p90: of admitted citizens, from arrival (appointments: from their start) to admission;
 - handling p50: of held consultations (resolved + ticket);
 - load per hour: citizens who queued, by local arrival hour;
-- satisfaction: the anonymous end-screen survey (rooms/feedback.py), 1–5, by the day the consultation ended.
+- satisfaction: the anonymous end-screen survey (rooms/feedback.py), 1–5, by the day the consultation ended;
+- by channel: the same counts for citizens on the waiting page (video) and callers (phone), with the median
+  and the mean wait, so an office sees whether callers wait longer or give up more often than video users.
 Percentiles use the nearest-rank method, so every figure is one that really occurred.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sprechstunde.l10n import decimal_symbol
-from sprechstunde.rooms.consultations import ABANDONED, ConsultationRecord
+from sprechstunde.rooms.consultations import ABANDONED, CHANNELS, PHONE, ConsultationRecord
 from sprechstunde.rooms.feedback import SCORES, FeedbackAnswer
 
 ADMITTED = ("resolved", "ticket", "no_show")
@@ -44,6 +46,62 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class ChannelStats:
+    """One channel's share of an office's figures (rows of the page's "by channel" table, CSV columns)."""
+
+    office: str
+    channel: str  # "video" | "phone"
+    queued: int
+    consultations: int
+    resolved: int
+    tickets: int
+    abandoned: int
+    wait_p50: float | None
+    wait_average: float | None
+
+    @property
+    def resolved_rate(self) -> float | None:
+        held = self.resolved + self.tickets
+        return self.resolved / held if held else None
+
+    @property
+    def abandoned_rate(self) -> float | None:
+        return self.abandoned / self.queued if self.queued else None
+
+
+def channel_summary(office: str, channel: str, records: Iterable[ConsultationRecord]) -> ChannelStats:
+    """The figures of one channel's records (records of other channels are left out here)."""
+    mine = [r for r in records if r.channel == channel]
+    outcomes = Counter(r.outcome for r in mine)
+    waits = [r.wait_seconds for r in mine if r.outcome in ADMITTED]
+    return ChannelStats(
+        office=office,
+        channel=channel,
+        queued=len(mine),
+        consultations=sum(outcomes[o] for o in ADMITTED),
+        resolved=outcomes["resolved"],
+        tickets=outcomes["ticket"],
+        abandoned=outcomes[ABANDONED],
+        wait_p50=percentile(waits, 50),
+        wait_average=statistics.fmean(waits) if waits else None,
+    )
+
+
+def by_channel(records: Iterable[ConsultationRecord]) -> list[ChannelStats]:
+    """Per office (sorted by id), one row per channel in CHANNELS order (video, phone), zeros included,
+    so the offices' rows line up; empty without records."""
+    offices: dict[str, list[ConsultationRecord]] = defaultdict(list)
+    for record in records:
+        offices[record.office].append(record)
+    return [channel_summary(office, ch, offices[office]) for office in sorted(offices) for ch in CHANNELS]
+
+
+def has_phone(records: Iterable[ConsultationRecord]) -> bool:
+    """Whether any caller is among the records: without one the split says nothing and is not shown."""
+    return any(r.channel == PHONE for r in records)
+
+
+@dataclass(frozen=True)
 class DayStats:
     day: str
     office: str
@@ -58,6 +116,7 @@ class DayStats:
     handling_p50: float | None
     load_per_hour: dict[int, int] = field(default_factory=dict)
     feedback: dict[int, int] = field(default_factory=dict)  # survey score 1–5 → answers
+    channels: dict[str, ChannelStats] = field(default_factory=dict)  # "video" / "phone" → its figures
 
     @property
     def feedback_count(self) -> int:
@@ -100,6 +159,7 @@ def summarize(
         handling_p50=percentile(handling, 50),
         load_per_hour=dict(sorted(Counter(r.hour for r in records).items())),
         feedback={score: scores[score] for score in SCORES if scores[score]},
+        channels={channel: channel_summary(office, channel, records) for channel in CHANNELS},
     )
 
 
@@ -147,6 +207,19 @@ def best_hours(records: Iterable[ConsultationRecord], limit: int = 3) -> list[Be
     return sorted(ranked[:limit], key=lambda b: b.hour)
 
 
+# per channel (video_…, phone_…): the columns of ChannelStats in the CSV
+CHANNEL_CSV_FIGURES = (
+    "queued",
+    "consultations",
+    "resolved",
+    "tickets",
+    "abandoned",
+    "resolved_first_contact_pct",
+    "abandoned_pct",
+    "wait_p50_s",
+    "wait_avg_s",
+)
+
 CSV_COLUMNS = (
     "day",
     "office",
@@ -165,6 +238,8 @@ CSV_COLUMNS = (
     "feedback_count",
     "feedback_avg",
     *(f"feedback_{score}" for score in SCORES),
+    # appended after the older columns, so a sheet that reads them by position keeps working
+    *(f"{channel}_{name}" for channel in CHANNELS for name in CHANNEL_CSV_FIGURES),
 )
 
 
@@ -179,6 +254,22 @@ def _pct(value: float | None, lang: str = "en") -> str:
 
 def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.0f}"
+
+
+def _channel_cells(row: DayStats, channel: str, lang: str) -> list[object]:
+    """The CHANNEL_CSV_FIGURES of one channel; a row without records of it has zeros and empty cells."""
+    figures = row.channels.get(channel) or channel_summary(row.office, channel, ())
+    return [
+        figures.queued,
+        figures.consultations,
+        figures.resolved,
+        figures.tickets,
+        figures.abandoned,
+        _pct(figures.resolved_rate, lang),
+        _pct(figures.abandoned_rate, lang),
+        _seconds(figures.wait_p50),
+        _seconds(figures.wait_average),
+    ]
 
 
 def to_csv(rows: Iterable[DayStats], lang: str = "en") -> str:
@@ -208,6 +299,7 @@ def to_csv(rows: Iterable[DayStats], lang: str = "en") -> str:
                 row.feedback_count,
                 _decimal(row.feedback_average, 2, lang),
                 *(row.feedback.get(score, 0) for score in SCORES),
+                *(cell for channel in CHANNELS for cell in _channel_cells(row, channel, lang)),
             ]
         )
     return out.getvalue()

@@ -50,6 +50,8 @@ async def statistics_page(request: web.Request) -> web.Response:
         rows=rows,
         total=statistics.summarize("", "", records, answers),
         chart=hourly_bars(statistics.load_per_hour(rows)),
+        # video and phone side by side per office; left out while nobody has called (all would be video)
+        channels=statistics.by_channel(records) if statistics.has_phone(records) else [],
         query=query,
         chosen=request.query.get("office", ""),
         offices=[(o.id, o.name(lang)) for o in visible],
