@@ -352,6 +352,13 @@ async def test_imported_pages_answer_with_a_quote_and_a_link(tmp_path):
         )
         _, reply = await other.message("Wie wird das Wetter morgen?")
         assert reply.kind == "out_of_scope"
+        # a citizen writing Turkish gets the German page quoted as written, framed in Turkish, told that it
+        # is German and offered an advisor who speaks Turkish
+        _, reply = await other.message("Wertstoffhof geöffnet mi?", language="tr")
+        assert reply.kind == "page" and reply.language == "tr"
+        assert reply.text.startswith("Bu cevap yalnızca Almanca mevcuttur.")
+        assert "sayfasında şöyle yazıyor" in reply.text and "„Der Wertstoffhof" in reply.text
+        assert reply.escalation == "german_only" and reply.german == ["answer"]
     finally:
         await store.close()
 

@@ -37,7 +37,8 @@ def test_the_shipped_files_load_and_feed_the_matchers():
     assert resources.lexicon().person.nouns["de"][0] == "mensch"
     assert "ausweis" in lexicon.COLLOQUIAL_DE and lexicon.CONTINUATION.match("und was kostet das")
     assert lexicon.message("did_you_mean", "fr", titles="X") == "Vouliez-vous dire : X ?"
-    assert lexicon.message("page_intro", "tr", title="X") == lexicon.message("page_intro", "de", title="X")
+    assert lexicon.message("page_intro", "tr", title="X") == "Şehrinizin “X” sayfasında şöyle yazıyor:"
+    assert lexicon.message("page_intro", "xx", title="X") == lexicon.message("page_intro", "de", title="X")
     assert lexicon.LABELS["en"]["bring"] == "What to bring"
     assert glossary.expansions("j'ai perdu mon passeport") and language.LETTERS["ß"] == ("de", 3.0)
     assert "und" in text.STOPWORDS["de"] and "ich" in language.MARKERS["de"]

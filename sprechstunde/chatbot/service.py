@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sprechstunde.chatbot import lexicon
-from sprechstunde.chatbot.engine import ANSWER_THRESHOLD, PERSON, Engine, Reply, State
+from sprechstunde.chatbot.engine import ANSWER_THRESHOLD, GERMAN_ONLY, PERSON, Engine, Reply, State
 from sprechstunde.chatbot.knowledge import (
     KNOWLEDGE_DIR,
     CityOverrides,
@@ -215,17 +215,24 @@ class ChatService:
         if not hits or hits[0].confidence < PAGE_THRESHOLD or not hits[0].quotes:
             return None
         hit = hits[0]
-        lang = "en" if language == "en" else "de"
-        intro = lexicon.message("page_intro", lang, title=hit.page["title"])
-        quoted = "\n".join(f"„{q}“" if lang == "de" else f"“{q}”" for q in hit.quotes)
-        more = lexicon.LABELS[lang]["more"]
+        # the page is quoted as written, in its own language; the frame is in the citizen's. A German page
+        # for a citizen writing another language says so and offers an advisor who speaks theirs.
+        page_lang = hit.page.get("language") or "de"
+        intro = lexicon.message("page_intro", language, title=hit.page["title"])
+        quoted = "\n".join(f"„{q}“" if page_lang == "de" else f"“{q}”" for q in hit.quotes)
+        more = (lexicon.LABELS.get(language) or lexicon.LABELS["de"])["more"]
+        german = page_lang != language
+        note = lexicon.message("german_only", language) if german else ""
+        text = f"{intro}\n{quoted}\n\n{more}: {hit.page['url']}"
         return Reply(
-            f"{intro}\n{quoted}\n\n{more}: {hit.page['url']}",
+            f"{note}\n\n{text}" if note else text,
             language,
             topic=None,
             confidence=max(hit.confidence, ANSWER_THRESHOLD),
+            escalation=GERMAN_ONLY if german else None,
             kind="page",
             links=[{"title": hit.page["title"], "url": hit.page["url"]}],
+            german=["answer"] if german else [],
         )
 
     async def transcript(self, conversation_id: str) -> list[dict[str, str]] | None:
