@@ -15,7 +15,8 @@ def test_demo_file_has_the_four_offices():
     assert [o.id for o in offices] == ["vhs", "familienbuero", "buergertelefon", "standesamt"]
     fb = offices.require("familienbuero")
     assert fb.name("de") == "Familienbüro" and fb.name("en") == "Family Office"
-    assert fb.name("tr") == "Familienbüro"  # German when there is no translation
+    assert fb.name("tr") == "Aile bürosu (Familienbüro)"  # name_tr, the German name beside it
+    assert fb.name("xx") == "Familienbüro"  # German when there is no name in that language
     assert fb.hours == DEFAULT_HOURS
     assert fb.hours[0] == ((time(8), time(17)),) and fb.hours[4] == ((time(8), time(13)),)
     assert fb.hours[5] == fb.hours[6] == ()

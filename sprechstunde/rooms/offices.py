@@ -202,7 +202,7 @@ def parse_offices(
             raise fail(where, "must be a table")
         known = {
             "name_de", "name_en", "hours", "closures", "timezone", "holiday_state", "languages",
-            "handling_minutes",
+            "handling_minutes", *NAME_KEYS,
         }  # fmt: skip
         for key in entry:
             if key not in known:
@@ -242,13 +242,24 @@ def parse_offices(
     return OfficeDirectory(offices)
 
 
+OPTIONAL_NAME_LANGUAGES = ("fr", "it", "pl", "tr", "ku", "ar")
+NAME_KEYS = tuple(f"name_{lang}" for lang in ("de", "en", *OPTIONAL_NAME_LANGUAGES))
+
+
 def read_names(entry: Mapping[str, Any], path: str, fail: Any) -> dict[str, str]:
-    """`name_de` and `name_en` of a configuration table (an office, a service): both required."""
+    """`name_de` and `name_en` of a configuration table (an office, a service): both required; the names in
+    the other citizen languages (`name_fr` … `name_ar`) optional — where one is missing, the German name
+    shows (an office's German name is what the citizen meets at the door)."""
     names = {}
-    for lang in ("de", "en"):
+    for lang in ("de", "en", *OPTIONAL_NAME_LANGUAGES):
         value = entry.get(f"name_{lang}")
+        if value is None and lang in OPTIONAL_NAME_LANGUAGES:
+            continue
         if not isinstance(value, str) or not value.strip():
-            raise fail(f"{path}.name_{lang}", "required, a non-empty string")
+            raise fail(
+                f"{path}.name_{lang}",
+                "required, a non-empty string" if lang in ("de", "en") else "a non-empty string",
+            )
         names[lang] = value.strip()
     return names
 

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sprechstunde.rooms.offices import OfficeConfigError, OfficeDirectory, read_names, read_toml
+from sprechstunde.rooms.offices import NAME_KEYS, OfficeConfigError, OfficeDirectory, read_names, read_toml
 from sprechstunde.scheduling.errors import BookingError
 
 VIDEO = "video"
@@ -102,7 +102,7 @@ def parse_services(data: Mapping[str, Any], source: str, offices: OfficeDirector
             where = f"{office_id}.services.{service_id}"
             if not SERVICE_ID.match(service_id) or not isinstance(spec, dict):
                 raise fail(where, "a table whose id is a-z, 0-9, _ or - (at most 40 characters)")
-            unknown = set(spec) - {"name_de", "name_en", "minutes", "buffer", "channel"}
+            unknown = set(spec) - {*NAME_KEYS, "minutes", "buffer", "channel"}
             if unknown:
                 raise fail(f"{where}.{sorted(unknown)[0]}", "unknown setting")
             names = read_names(spec, where, fail)
