@@ -37,3 +37,57 @@ async def test_a_burst_of_new_rooms_is_spread_before_the_next_heartbeat(tmp_path
         assert (await entry.home("room-6", clock.now + 3600)).node_id == "b"
     finally:
         await store.close()
+
+
+async def test_a_phone_consultation_is_pinned_to_the_node_holding_the_call(tmp_path):
+    """Issue 20: the SIP node pins its caller's room to itself, even when another node is less loaded,
+    unless the room is live elsewhere already; a gone node's pin does not hold it back."""
+    clock = Clock()
+    store = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+    sip = NodeRegistry(store, "sip", "http://sip.example", lambda: (5, 10), clock=clock)  # busy
+    other = NodeRegistry(store, "other", "http://other.example", lambda: (0, 0), clock=clock)  # idle
+    try:
+        await sip.beat()
+        await other.beat()
+        clock.now += 0.1
+        assert (await sip.pin_here("phone-room", clock.now + 3600)).node_id == "sip"
+        # the advisor's browser reaching the idle node is sent to the caller's node
+        assert (await other.home("phone-room", clock.now + 3600)).node_id == "sip"
+        # a room the advisor's browser pinned first (live on the other node) stays there
+        assert (await other.home("video-first", clock.now + 3600)).node_id == "other"
+        assert (await sip.pin_here("video-first", clock.now + 3600)).node_id == "other"
+        # that node gone (no heartbeat past its time to live): the next pin brings the room here
+        clock.now += 10.0
+        await sip.beat()
+        assert (await sip.pin_here("video-first", clock.now + 3600)).node_id == "sip"
+    finally:
+        await store.close()
+
+
+async def test_the_bridge_pins_the_claimed_callers_room_and_survives_a_store_error():
+    from types import SimpleNamespace
+
+    from sprechstunde.phone.bridge import RoomBridge
+
+    room = SimpleNamespace(room_id="r1", expires_at=1234.0)
+
+    class Rooms:
+        async def get(self, room_id: str):
+            return room if room_id == "r1" else None
+
+    pinned: list[tuple[str, float]] = []
+
+    async def pin_here(room_id: str, expires_at: float):
+        pinned.append((room_id, expires_at))
+        return SimpleNamespace(node_id="sip")
+
+    bridge = RoomBridge(None, Rooms(), "ws://x/ws", pin_here=pin_here)  # type: ignore[arg-type]
+    await bridge.pin(SimpleNamespace(entry_id="e1", room_id="r1"))  # type: ignore[arg-type]
+    await bridge.pin(SimpleNamespace(entry_id="e2", room_id="gone"))  # type: ignore[arg-type]
+    assert pinned == [("r1", 1234.0)]
+
+    async def broken(room_id: str, expires_at: float):
+        raise ConnectionError("store down")
+
+    bridge.pin_here = broken
+    await bridge.pin(SimpleNamespace(entry_id="e1", room_id="r1"))  # type: ignore[arg-type]  # no raise

@@ -215,3 +215,73 @@ async def test_hanging_up_leaves_the_room(app, caller, tmp_path, config):  # noq
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+class TrackListener(ListeningAdvisor):
+    """Keeps what each remote audio track brought apart (`heard` interleaves them)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tracks_heard: dict[str, list[int]] = {}
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        mine = self.tracks_heard.setdefault(track.id, []) if track.kind == "audio" else []
+        try:
+            while True:
+                frame = await track.recv()
+                self.frames[track.kind] += 1
+                if track.kind == "audio":
+                    channels = len(frame.layout.channels)
+                    data = array("h", bytes(frame.planes[0])[: frame.samples * 2 * channels])
+                    mine.extend(data[::channels])
+                    self.heard.extend(data[::channels])
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+
+
+async def test_an_interpreter_hears_the_caller_and_the_caller_hears_both(app, caller, tmp_path, config):  # noqa: F811
+    """Three-way (issue 20): phone, advisor, interpreter on a guest link. The interpreter hears the
+    caller's 1 kHz; the caller's recording holds both browser voices (600 Hz and 800 Hz), mixed."""
+    services, phone, anna, consultation, token = await _claimed_caller(app, caller, tmp_path)
+    room = consultation.room
+    guest_token = services.signer.join_token(room.room_id, "guest", room.expires_at)
+    url = f"ws://127.0.0.1:{config.port}/ws"
+    async with aiohttp.ClientSession() as session:
+        advisor = ListeningAdvisor(session, url, token, "Anna", tracks=[ToneTrack(600)])
+        await advisor.join()
+        interpreter = TrackListener(session, url, guest_token, "Dolmetscherin", tracks=[ToneTrack(800)])
+        await interpreter.join()
+        assert interpreter.welcome["role"] == "guest"
+        enough = 4 * ADVISOR_RATE
+
+        async def both_voices() -> bool:  # the caller's and the advisor's track, 4 s each
+            heard = interpreter.tracks_heard.values()
+            return len(heard) >= 2 and all(len(samples) >= enough for samples in heard)
+
+        await until(both_voices, what="4 s of both voices at the interpreter")
+        tones = {
+            frequency: max(best_window(s[-3 * ADVISOR_RATE :], ADVISOR_RATE, frequency) for s in heard)
+            for frequency in (1000, 600)
+            for heard in [list(interpreter.tracks_heard.values())]
+        }
+        assert tones[1000] > 0.5, f"the caller's 1 kHz at the interpreter: {tones[1000]:.2f}"
+        assert tones[600] > 0.5, f"the advisor's 600 Hz at the interpreter: {tones[600]:.2f}"
+        leg = app[PHONE].line.connect.legs[consultation.entry.entry_id]
+        await asyncio.sleep(3.0)  # both browser voices into the caller's recording
+        assert leg.mix.frames_in > 100
+        done = await services.queue.finish(anna, consultation.entry.entry_id, "resolved")
+        await consultation_ended(services, done)
+
+        async def hung_up():
+            return app[PHONE].endpoint.active_calls == 0
+
+        await until(hung_up, timeout=10, what="the call hung up after the consultation closed")
+        await interpreter.close()
+        await advisor.close()
+    await until(lambda: _ready(phone.heard() is not None), timeout=5, what="baresip's recording")
+    await until(lambda: _ready(b"terminated" in (phone.dir / "baresip.log").read_bytes()), timeout=5)
+    phone.close()
+    samples, rate = read_wav(phone.heard())
+    at_600, at_800 = best_window(samples, rate, 600), best_window(samples, rate, 800)
+    # two tones of equal level mixed: each holds about half of the power
+    assert at_600 > 0.2 and at_800 > 0.2, f"600 Hz {at_600:.2f}, 800 Hz {at_800:.2f} in what the caller heard"

@@ -31,7 +31,7 @@ import json
 import logging
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -315,16 +315,35 @@ class RoomBridge:
         stats: ForwardingStats | None = None,
         *,
         retry_after: float = 2.0,
+        pin_here: Callable[[str, float], Awaitable[Any]] | None = None,
     ) -> None:
         self.queue = queue
         self.rooms = rooms
         self.url = url  # this server's signaling socket, ws://host:port/ws
         self.stats = stats
         self.retry_after = retry_after
+        # several nodes: pins a room to this process unless it is live elsewhere (NodeRegistry.pin_here)
+        self.pin_here = pin_here
         self.legs: dict[str, RoomLeg] = {}  # entry id → the caller's participant (for tests, metrics)
 
     def signaling_url(self) -> str:
         return self.url() if callable(self.url) else self.url
+
+    async def pin(self, entry: QueueEntry) -> None:
+        """The room of a claimed caller onto the node that holds the SIP call, so that the caller's audio
+        never crosses nodes ("a call is pinned to a node like a room"); a room already live on another
+        node stays there (the bridge follows `wrong_node`). A store error only costs that hop."""
+        if self.pin_here is None or not entry.room_id:
+            return
+        room = await self.rooms.get(entry.room_id)
+        if room is None:
+            return
+        try:
+            node = await self.pin_here(room.room_id, room.expires_at)
+        except Exception as exc:  # the bridge still joins wherever the room ends up
+            log.warning("room of %s not pinned to this node: %s", entry.entry_id, exc)
+            return
+        log.info("room of %s on node %s", entry.entry_id, node.node_id)
 
     async def __call__(self, call: PhoneCall, entry: QueueEntry) -> None:
         room_id = entry.room_id

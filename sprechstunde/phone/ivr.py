@@ -43,6 +43,8 @@ CALLBACK_SOURCE = "callback"
 
 Connect = Callable[[PhoneCall, QueueEntry], Awaitable[None]]
 """Bridges a claimed caller into the consultation room until the call or the room ends."""
+Pin = Callable[[QueueEntry], Awaitable[None]]
+"""Pins a claimed caller's room to this node (several nodes), before the advisor's browser arrives."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,14 @@ class PhoneLine:
         settings: IvrSettings | None = None,
         connect: Connect | None = None,
         clock: Callable[[], float] = time.time,
+        pin: Pin | None = None,
     ) -> None:
         self.queue = queue
         self.offices = offices
         self.prompts = prompts
         self.settings = settings or IvrSettings()
         self.connect = connect
+        self.pin = pin
         self._clock = clock
         self._change = asyncio.Event()
         self.waiting: dict[str, PhoneCall] = {}  # entry id → the call holding that place
@@ -235,6 +239,8 @@ class PhoneLine:
                 return
             if current.state == "called" and current.room_id:
                 call.interrupt()
+                if self.pin is not None:  # at once: the advisor's browser is on its way to the room
+                    await self.pin(current)
                 await self._say_and_wait(call, lang, "phone.connecting")
                 if self.connect is not None and not call.ended.is_set():
                     await self.connect(call, current)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sprechstunde.phone.ivr import Connect, IvrSettings, PhoneLine
+from sprechstunde.phone.ivr import Connect, IvrSettings, PhoneLine, Pin
 from sprechstunde.phone.prompts import Prompts, read_pcm
 from sprechstunde.phone.sip import SipEndpoint, SipSettings
 from sprechstunde.rooms.offices import OfficeDirectory
@@ -30,14 +30,14 @@ class PhoneService:
         announce_every: float = 45.0,
         hold_music: Path | None = None,
         connect: Connect | None = None,
+        pin: Pin | None = None,
         catalog: Catalog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.prompts = Prompts(data_dir / PROMPT_DIR, catalog)
         music = read_pcm(hold_music) if hold_music else None
-        self.line = PhoneLine(
-            queue, offices, self.prompts, IvrSettings(announce_every, music), connect=connect, clock=clock
-        )
+        settings = IvrSettings(announce_every, music)
+        self.line = PhoneLine(queue, offices, self.prompts, settings, connect=connect, clock=clock, pin=pin)
         self.endpoint = SipEndpoint(sip, self.line.handle)
         self._warm: asyncio.Task | None = None
 

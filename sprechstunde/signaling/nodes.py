@@ -286,7 +286,13 @@ class NodeRegistry:
             await self.forget(choice)
         return choice
 
-    async def _home(self, room_id: str, expires_at: float) -> Node:
+    async def pin_here(self, room_id: str, expires_at: float) -> Node:
+        """Pin `room_id` to this node unless a live node hosts it already; the node that hosts it. For a
+        room whose media is bound to this process: a phone consultation, whose SIP call this node holds
+        (the caller's audio then never crosses nodes). A room already live elsewhere stays there."""
+        return await self._home(room_id, expires_at, here=True)
+
+    async def _home(self, room_id: str, expires_at: float, *, here: bool = False) -> Node:
         chosen: list[Node] = []  # the node of the last attempt
 
         async def pin_to_live_node(pin: Record | None) -> Record | None:
@@ -294,6 +300,9 @@ class NodeRegistry:
             if pin is not None and pin.get("node") in nodes:
                 chosen[:] = [nodes[pin["node"]]]
                 return pin  # pinned to a live node: left as it is
+            if here:  # this node, even before its first heartbeat is readable
+                chosen[:] = [nodes.get(self.node_id) or self.me()]
+                return {"node": self.node_id, "since": self._clock()}
             choice = min(nodes.values(), key=lambda n: (n.participants, n.rooms, n.node_id != self.node_id))
             chosen[:] = [choice]
             return {"node": choice.node_id, "since": self._clock()}

@@ -56,6 +56,14 @@ def setup(app: web.Application, services: Services) -> None:
     settings = sip_settings(services)
     if settings is None:
         return
+    nodes = services.hub.nodes  # several nodes (Redis): the caller's room goes where the SIP call is
+    bridge = RoomBridge(
+        services.queue,
+        services.rooms,
+        signaling_url(services.config),
+        services.hub.forwarding,
+        pin_here=nodes.pin_here if nodes is not None else None,
+    )
     phone = app[PHONE] = PhoneService(
         settings,
         services.queue,
@@ -65,12 +73,8 @@ def setup(app: web.Application, services: Services) -> None:
         hold_music=services.config.phone_hold_music,
         catalog=services.pages.catalog,
         clock=services.waiting.clock,
-        connect=RoomBridge(
-            services.queue,
-            services.rooms,
-            signaling_url(services.config),
-            services.hub.forwarding,
-        ),
+        connect=bridge,
+        pin=bridge.pin,
     )
 
     async def start(app: web.Application) -> None:
