@@ -171,6 +171,7 @@ async def run_load(
         gc.freeze()
 
         latencies: list[float] = []
+        per_round: list[float] = []  # each round's p99: a stall shows as one round, not as noise
         lost = 0
         sent_at: dict[str, float] = {}
         for round_no in range(rounds):
@@ -185,13 +186,16 @@ async def run_load(
             # every room sends once per round, at an even offset within `spread` seconds (0: all at once)
             step = spread / len(pairs)
             await asyncio.gather(*(send(i, sender, i * step) for i, (sender, _) in enumerate(pairs)))
+            this_round: list[float] = []
             for _sender, receiver in pairs:
                 try:
                     arrived, message = await asyncio.wait_for(receiver.chats.get(), timeout=30)
                 except TimeoutError:
                     lost += 1
                     continue
-                latencies.append(arrived - sent_at[message["text"]])
+                this_round.append(arrived - sent_at[message["text"]])
+            latencies += this_round
+            per_round.append(round(percentile(this_round, 99) * 1000, 1))
             await asyncio.sleep(0.5)
         await asyncio.gather(*(c.close() for c in clients))
     return {
@@ -202,6 +206,7 @@ async def run_load(
         "connect_rate_per_s": round(len(clients) / connect_seconds, 1),
         "hello_to_welcome": summary_ms(joins),
         "fanout": summary_ms(latencies),
+        "round_p99_ms": per_round,
         "chat_messages": len(latencies),
         "spread_seconds": spread,
         "lost": lost,
@@ -282,7 +287,8 @@ def main() -> None:
         f"{result['rooms']} per {result['spread_seconds']} s{' (burst)' if not args.spread else ''}, "
         f"{result['lost']} lost): "
         f"p50 {result['fanout']['p50_ms']} ms, p99 {result['fanout']['p99_ms']} ms, "
-        f"max {result['fanout']['max_ms']} ms"
+        f"max {result['fanout']['max_ms']} ms; per round p99 "
+        f"{' / '.join(f'{v:g}' for v in result['round_p99_ms'])} ms"
     )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

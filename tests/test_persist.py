@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sprechstunde.signaling.persist import MAX_WAIT_SECONDS, WriteBehind
+from sprechstunde.signaling.persist import BATCH_RECORDS, MAX_WAIT_SECONDS, WriteBehind
+from sprechstunde.store.port import Put
 
 
 class Recording:
@@ -83,3 +84,57 @@ async def test_a_failed_write_is_tried_again_unless_a_newer_value_is_pending():
     await writes.flush()
     await writes.flush()
     assert store.records == {("chat-history", "room-1"): {"messages": ["a", "b", "c"]}}
+
+
+class Batching(Recording):
+    """A store with `put_many`, counting its operations; `fail` refuses that many operations first."""
+
+    def __init__(self, fail: int = 0) -> None:
+        super().__init__(fail)
+        self.operations = 0
+
+    async def put_many(self, puts: list[Put]) -> None:
+        await asyncio.sleep(0)
+        self.operations += 1
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("store away")
+        for put in puts:
+            assert put.ttl is not None and put.ttl > 0
+            self.records[(put.kind, put.key)] = put.value
+
+
+async def test_a_burst_of_changes_is_written_in_batches_of_one_store_operation_each():
+    """500 rooms changing at once cost the loop ~10 store operations, not 500 (issue 21: written one by
+    one on Redis they still ran when the next burst came)."""
+    store = Batching()
+    writes = WriteBehind(store)  # type: ignore[arg-type]
+    expires = time.time() + 3600
+    for n in range(500):
+        writes.set("chat-history", f"room-{n}", {"n": n}, expires)
+    writes.set("chat-history", "room-gone", None, 0.0)  # a deletion goes on its own
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while writes.pending("chat-history", "room-499") is not None and loop.time() - started < 5.0:
+        await asyncio.sleep(0.01)
+    assert len(store.records) == 500
+    assert store.writes == 0  # no record written on its own
+    assert store.operations == -(-500 // BATCH_RECORDS)
+
+
+async def test_a_failed_batch_stays_pending_and_is_written_by_the_next_flush():
+    store = Batching(fail=1)
+    writes = WriteBehind(store)  # type: ignore[arg-type]
+    expires = time.time() + 3600
+    for n in range(3):
+        writes.set("room-roster", f"room-{n}", {"n": n}, expires)
+    await writes.flush()  # the store refuses the batch: every record stays pending
+    assert store.records == {}
+    assert all(writes.pending("room-roster", f"room-{n}") is not None for n in range(3))
+    writes.set("room-roster", "room-1", {"n": "newer"}, expires)  # a newer value wins over the failed one
+    await writes.flush()
+    assert store.records == {
+        ("room-roster", "room-0"): {"n": 0},
+        ("room-roster", "room-1"): {"n": "newer"},
+        ("room-roster", "room-2"): {"n": 2},
+    }

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sprechstunde.store import RedisStore, SQLiteStore
-from sprechstunde.store.port import Change, StoreContention, Updated, from_record, update
+from sprechstunde.store.port import Change, Put, StoreContention, Updated, from_record, update
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -111,6 +111,29 @@ async def test_expiry(store, clock):
     assert await store.scan("session") == []
     # An expired record no longer blocks creation.
     assert await store.create("session", "s", {"u": "new"}) is True
+
+
+async def test_put_many_writes_every_record_in_one_operation(store, clock):
+    await store.put("chat-history", "r0", {"messages": ["old"]})
+    await store.put_many([])  # nothing to write: no error
+    await store.put_many(
+        [
+            Put("chat-history", "r0", {"messages": ["new"]}, ttl=10),  # replaces
+            Put("chat-history", "r1", {"messages": ["a"]}, ttl=10),
+            Put("room-roster", "r1", {"participants": []}),  # another kind, no expiry
+            Put("chat-history", "r2", {"messages": ["first"]}, ttl=10),
+            Put("chat-history", "r2", {"messages": ["second"]}, ttl=10),  # named twice: the later wins
+        ]
+    )
+    assert await store.scan("chat-history") == [
+        ("r0", {"messages": ["new"]}),
+        ("r1", {"messages": ["a"]}),
+        ("r2", {"messages": ["second"]}),
+    ]
+    assert await store.get("room-roster", "r1") == {"participants": []}
+    clock.now += 11
+    assert await store.scan("chat-history") == []
+    assert await store.get("room-roster", "r1") == {"participants": []}
 
 
 async def test_create_is_atomic_under_concurrency(store):

@@ -8,16 +8,21 @@ record of up to 100 KB read, compared and written again) into every message: a b
 chatting at once queued behind 1,000 store operations and stalled for half a second (docs/benchmarks.md).
 
 So a change only replaces the record's pending value, and one writer task stores the newest value of each
-record, one record after the other: nothing waits for the write (a message is delivered first, its record
-is stored a moment later), changes to one record that come while the writer waits cost one write, and
-however many rooms change at once, the writer holds at most one store operation at a time. It writes
-while the event loop is idle, and waits while the loop is busy (a burst of messages being delivered),
-for at most MAX_WAIT_SECONDS counted from the first change it has not written yet: once that is over, it
-writes everything pending one after the other without waiting again (waiting per record let a busy node
-store ~2 records a second, its store trailing 200 active rooms by ~100 s). A failed write is put back
-unless a newer value came meanwhile, and tried again after RETRY_SECONDS. `None` deletes. A node that
-dies loses at most the changes not stored yet; `flush` (shutdown, expiry, tests) writes everything
-pending at once (once: a store that does not answer leaves it pending, for the next change to retry).
+record: nothing waits for the write (a message is delivered first, its record is stored a moment later),
+changes to one record that come while the writer waits cost one write, and however many rooms change at
+once, the writer holds at most one store operation at a time. It writes up to BATCH_RECORDS records in
+one store operation (`Store.put_many`: one Redis round trip, one SQLite transaction): written one by one,
+the 500 records of a 500-room burst took 500 Redis transactions of redis-py's work (~0.5 ms of this
+process each, some 250 ms in all) and still ran when the next burst came (in one profiled run a third
+of the loop's time around a burst; docs/benchmarks.md, issue 21). It writes while the event loop is idle
+(and, with many records pending, once no change came for QUIET_SECONDS), and waits while the loop is
+busy (a burst of messages being delivered), for at most MAX_WAIT_SECONDS
+counted from the first change it has not written yet: once that is over, it writes everything pending,
+batch after batch, without waiting again (waiting per record let a busy node store ~2 records a second,
+its store trailing 200 active rooms by ~100 s). A failed write is put back unless a newer value came
+meanwhile, and tried again after RETRY_SECONDS. `None` deletes. A node that dies loses at most the
+changes not stored yet; `flush` (shutdown, expiry, tests) writes everything pending at once (once: a
+store that does not answer leaves it pending, for the next change to retry).
 """
 
 from __future__ import annotations
@@ -27,15 +32,24 @@ import logging
 import time
 
 from sprechstunde.clock import Now
-from sprechstunde.store.port import Record, Store
+from sprechstunde.store.port import Put, Record, Store
 
 log = logging.getLogger(__name__)
 
 Pending = tuple[Record | None, float]  # the newest value (None: delete) and when it expires (epoch)
 BUSY_SECONDS = 0.002  # one turn of the event loop taking longer than this: it has other work
+# with more than QUIET_ABOVE records pending (many rooms changing at once: a burst), no change for
+# QUIET_SECONDS before the writer starts (unless overdue): the messages of a burst arrive over some
+# milliseconds, with short loop turns between them that look idle, and batches written then hold up
+# the rest of the burst. A few pending records (one room's chat) are written at the first idle turn.
+QUIET_SECONDS = 0.05
+QUIET_ABOVE = 8
 PAUSE_SECONDS = 0.005  # how long the writer steps back then
 MAX_WAIT_SECONDS = 0.5  # written after this even on a loop that stays busy
 RETRY_SECONDS = 1.0  # after a failed write (the store away), before the writer tries again
+# records per store operation: a batch costs the loop ~2 ms of encoding and parsing on Redis, so the
+# messages of a burst that arrive meanwhile wait no longer than for one loop turn
+BATCH_RECORDS = 50
 
 
 class WriteBehind:
@@ -48,10 +62,12 @@ class WriteBehind:
         self._writer: asyncio.Task | None = None
         self._hurry = False  # `flush`: no waiting for an idle loop
         self._gave_up = False  # a write failed during `flush`: the store is away, stop trying for now
+        self._changed = 0.0  # the loop's time of the latest `set`
 
     def set(self, kind: str, key: str, value: Record | None, expires_at: float) -> None:
         """Make `value` the record's newest value (None: delete it), to be written soon."""
         self._pending[(kind, key)] = (value, expires_at)
+        self._changed = asyncio.get_running_loop().time()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_all())
 
@@ -66,20 +82,27 @@ class WriteBehind:
         deadline = loop.time() + MAX_WAIT_SECONDS
         while self._pending:
             while not self._hurry and loop.time() < deadline:
+                quiet = self._changed + QUIET_SECONDS - loop.time()
+                if quiet > 0 and len(self._pending) > QUIET_ABOVE:
+                    await asyncio.sleep(min(quiet, deadline - loop.time()))
+                    continue
                 before = loop.time()
                 await asyncio.sleep(0)  # one turn of the loop: how much else is there to do?
                 if loop.time() - before < BUSY_SECONDS:
                     break
                 await asyncio.sleep(PAUSE_SECONDS)
             overdue = self._hurry or loop.time() >= deadline
-            # idle: the oldest record, then look again; overdue: everything pending, without waiting
-            batch = list(self._pending) if overdue else list(self._pending)[:1]
+            # idle: the oldest batch, then look again; overdue: everything pending, batch after batch
+            # (each one store operation, the loop getting its turns in between), without waiting
+            keys = list(self._pending) if overdue else list(self._pending)[:BATCH_RECORDS]
             failed = False
-            for key in batch:
-                entry = self._pending.pop(key, None)
-                if entry is None:
-                    continue
-                if not await self._write(*key, *entry):
+            for start in range(0, len(keys), BATCH_RECORDS):
+                batch: dict[tuple[str, str], Pending] = {}
+                for key in keys[start : start + BATCH_RECORDS]:
+                    entry = self._pending.pop(key, None)
+                    if entry is not None:
+                        batch[key] = entry
+                for key, entry in (await self._write_batch(batch)).items():
                     self._pending.setdefault(key, entry)  # unless a newer value is pending already
                     failed = True
             if failed:
@@ -89,6 +112,29 @@ class WriteBehind:
                 await asyncio.sleep(RETRY_SECONDS)
             if overdue:
                 deadline = loop.time() + MAX_WAIT_SECONDS
+
+    async def _write_batch(self, batch: dict[tuple[str, str], Pending]) -> dict[tuple[str, str], Pending]:
+        """Store `batch`: the values in one `put_many` (a test double without it: one `put` each), deletions
+        one by one.
+        Returns what failed (logged)."""
+        now = self._clock()
+        put_many = getattr(self._store, "put_many", None)
+        failed: dict[tuple[str, str], Pending] = {}
+        puts: dict[tuple[str, str], Pending] = {}
+        for key, entry in batch.items():
+            value, expires_at = entry
+            if put_many is not None and value is not None and expires_at > now:
+                puts[key] = entry
+            elif not await self._write(*key, *entry):
+                failed[key] = entry
+        if puts:
+            assert put_many is not None
+            try:
+                await put_many([Put(k, key, v, ttl=e - now) for (k, key), (v, e) in puts.items()])
+            except Exception as exc:  # as in `_write`: the live room goes on
+                log.warning("%d records (%s …) not kept in the store: %s", len(puts), next(iter(puts)), exc)
+                failed.update(puts)
+        return failed
 
     async def _write(self, kind: str, key: str, value: Record | None, expires_at: float) -> bool:
         """Store one record; False when the store failed (logged)."""

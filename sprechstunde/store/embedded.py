@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sprechstunde.store.port import Change, QueueItem, Record, check_distinct
+from sprechstunde.store.port import Change, Put, QueueItem, Record, check_distinct
 
 T = TypeVar("T")
 
@@ -134,6 +134,18 @@ class SQLiteStore:
             )
 
         await self._run(op)
+
+    async def put_many(self, puts: Sequence[Put]) -> None:
+        rows = [(p.kind, p.key, json.dumps(p.value), self._expiry(p.ttl)) for p in puts]
+        if not rows:
+            return
+
+        def op(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO records (kind, key, value, expires_at) VALUES (?,?,?,?)", rows
+            )
+
+        await self._run(self._transaction, op)
 
     async def create(self, kind: str, key: str, value: Record, *, ttl: float | None = None) -> bool:
         data = json.dumps(value)

@@ -59,6 +59,17 @@ class Change:
     ttl: float | None = None
 
 
+@dataclass(frozen=True)
+class Put:
+    """One write of `Store.put_many`: `key` of `kind` becomes `value`, expiring after `ttl` seconds
+    (None: never)."""
+
+    kind: str
+    key: str
+    value: Record
+    ttl: float | None = None
+
+
 def check_distinct(changes: Sequence[Change]) -> None:
     """Both adapters refuse a record named twice in one `compare_and_set_many` (which one would win?)."""
     names = [(c.kind, c.key) for c in changes]
@@ -72,6 +83,11 @@ class Store(Protocol):
 
     async def put(self, kind: str, key: str, value: Record, *, ttl: float | None = None) -> None:
         """Create or replace; `ttl` seconds until the record expires (None: never)."""
+
+    async def put_many(self, puts: Sequence[Put]) -> None:
+        """`put` of several records in one store operation (one Redis round trip, one SQLite transaction):
+        what a node's write-behind (signaling/persist.py) stores after a burst costs the event loop once,
+        not once per record. A record named twice: the later value wins."""
 
     async def create(self, kind: str, key: str, value: Record, *, ttl: float | None = None) -> bool:
         """Atomically create; False when a live record with that key already exists."""

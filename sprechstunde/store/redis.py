@@ -35,7 +35,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError, WatchError
 
 from sprechstunde.store import redis_scripts as scripts
-from sprechstunde.store.port import Change, QueueItem, Record, check_distinct
+from sprechstunde.store.port import Change, Put, QueueItem, Record, check_distinct
 
 DEFAULT_PREFIX = "sprechstunde:"
 
@@ -163,6 +163,20 @@ class RedisStore:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.set(self._record_prefix(kind) + key, data, px=px)
             pipe.zadd(self._index(kind), {key: 0})
+            await pipe.execute()
+
+    async def put_many(self, puts: Sequence[Put]) -> None:
+        # One MULTI/EXEC: a SET per record and one ZADD per kind, sent and answered in one round trip.
+        if not puts:
+            return
+        indexed: dict[str, dict[str, int]] = {}
+        async with self._r.pipeline(transaction=True) as pipe:
+            for put in puts:
+                data, px = self._envelope(put.value, put.ttl)
+                pipe.set(self._record_prefix(put.kind) + put.key, data, px=px)
+                indexed.setdefault(put.kind, {})[put.key] = 0
+            for kind, keys in indexed.items():
+                pipe.zadd(self._index(kind), keys)
             await pipe.execute()
 
     async def create(self, kind: str, key: str, value: Record, *, ttl: float | None = None) -> bool:
