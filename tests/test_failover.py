@@ -20,11 +20,9 @@ import socket
 import time
 
 import aiohttp
-import pytest
 from aiohttp import web
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from bench.failover import check, one_run, redis_server
 from sprechstunde.rooms.service import RoomService
 from sprechstunde.signaling.chat_history import HISTORY_KIND
 from sprechstunde.signaling.hub import ROSTER_KIND, Admission
@@ -191,22 +189,6 @@ async def test_everyone_resumes_as_themselves_on_the_node_the_room_moved_to(clus
         finally:
             for participant in (citizen, advisor):
                 await participant.close()
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("proxy", ["workers", "nginx"])
-def test_both_pages_see_each_other_again_within_3_s_after_kill_9(browser, tmp_path, proxy):
-    """The shipped page on Redis (a throwaway redis-server when none runs), behind `serve --workers 2`
-    (its first process relays to the second, which is killed) or behind deploy/nginx.conf in front of
-    two `serve` processes (the one hosting the room is killed)."""
-    with redis_server() as redis_url:
-        run = one_run(browser, redis_url, tmp_path, proxy=proxy)
-    print(
-        f"behind {proxy}: both pages decode video again {run['seconds']} s after kill -9 ({run['per_page']})"
-    )
-    assert check(run) == [], run
-    assert not run["page_errors"], run["page_errors"]
-    assert run["seconds"] < 3.0, run
 
 
 async def test_a_chat_that_could_not_be_read_is_not_overwritten(client, room_links, services, monkeypatch):
