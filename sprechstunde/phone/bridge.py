@@ -41,6 +41,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from sprechstunde.media.forwarding import ForwardingStats
+from sprechstunde.phone.ivr import first_done
 from sprechstunde.phone.sip import FRAME_BYTES, FRAME_SAMPLES, RATE, SILENCE, PhoneCall
 from sprechstunde.rooms.entries import QueueEntry
 from sprechstunde.rooms.queue import QueueService
@@ -359,11 +360,11 @@ class RoomBridge:
                 await leg.join()
             except (BridgeError, aiohttp.ClientError, OSError) as exc:
                 log.warning("call %s: could not join room for %s: %s", call.masked, entry.entry_id, exc)
-                await _first(call.ended.wait(), asyncio.sleep(self.retry_after))  # the IVR tries again
+                await first_done(call.ended.wait(), asyncio.sleep(self.retry_after))  # the IVR tries again
                 return
             call.feed = leg.mix.feed
             log.info("call %s bridged into the room of %s", call.masked, entry.entry_id)
-            await _first(call.ended.wait(), leg.ended.wait(), self._entry_moved(entry))
+            await first_done(call.ended.wait(), leg.ended.wait(), self._entry_moved(entry))
             log.info(
                 "call %s left the room of %s (%s): %d frames to the room, %d from it",
                 call.masked,
@@ -386,13 +387,3 @@ class RoomBridge:
             if current is None or current.state != "called" or current.room_id != entry.room_id:
                 return
             await asyncio.sleep(ENTRY_POLL)
-
-
-async def _first(*waits: Any) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -260,7 +260,7 @@ class PhoneLine:
                 call.play(chunk)
             change = self._change
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(change.wait(), call.ended.wait()), 0.5)
+                await asyncio.wait_for(first_done(change.wait(), call.ended.wait()), 0.5)
 
     async def _announce(self, call: PhoneCall, entry_id: str, lang: str) -> None:
         try:
@@ -282,10 +282,13 @@ class PhoneLine:
         call.play(b"".join(parts))
 
 
-async def _first(*waits: Awaitable[object]) -> None:
+async def first_done(*waits: Awaitable[object]) -> None:
+    """Wait until the first of `waits` finishes; the others are cancelled and awaited (the IVR's and the
+    bridge's "hang-up or …" waits)."""
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

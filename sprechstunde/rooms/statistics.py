@@ -45,8 +45,26 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
+class _Rates:
+    """Resolved at first contact and abandoned, as shares: the same for a day's and a channel's figures."""
+
+    resolved: int
+    tickets: int
+    abandoned: int
+    queued: int
+
+    @property
+    def resolved_rate(self) -> float | None:
+        held = self.resolved + self.tickets
+        return self.resolved / held if held else None
+
+    @property
+    def abandoned_rate(self) -> float | None:
+        return self.abandoned / self.queued if self.queued else None
+
+
 @dataclass(frozen=True)
-class ChannelStats:
+class ChannelStats(_Rates):
     """One channel's share of an office's figures (rows of the page's "by channel" table, CSV columns)."""
 
     office: str
@@ -58,15 +76,6 @@ class ChannelStats:
     abandoned: int
     wait_p50: float | None
     wait_average: float | None
-
-    @property
-    def resolved_rate(self) -> float | None:
-        held = self.resolved + self.tickets
-        return self.resolved / held if held else None
-
-    @property
-    def abandoned_rate(self) -> float | None:
-        return self.abandoned / self.queued if self.queued else None
 
 
 def channel_summary(office: str, channel: str, records: Iterable[ConsultationRecord]) -> ChannelStats:
@@ -102,7 +111,7 @@ def has_phone(records: Iterable[ConsultationRecord]) -> bool:
 
 
 @dataclass(frozen=True)
-class DayStats:
+class DayStats(_Rates):
     day: str
     office: str
     queued: int
@@ -126,15 +135,6 @@ class DayStats:
     def feedback_average(self) -> float | None:
         count = self.feedback_count
         return sum(score * n for score, n in self.feedback.items()) / count if count else None
-
-    @property
-    def resolved_rate(self) -> float | None:
-        held = self.resolved + self.tickets
-        return self.resolved / held if held else None
-
-    @property
-    def abandoned_rate(self) -> float | None:
-        return self.abandoned / self.queued if self.queued else None
 
 
 def summarize(
