@@ -181,23 +181,33 @@ def _pin(redis_url: str, prefix: str, room_id: str) -> str | None:
         client.close()
 
 
-def one_run(browser, redis_url: str, workdir: Path, *, proxy: str = "workers", timeout: float = 30.0) -> dict:
+def one_run(
+    browser,
+    redis_url: str,
+    workdir: Path,
+    *,
+    proxy: str = "workers",
+    timeout: float = 30.0,
+    chat: bool = False,
+) -> dict:
     """One consultation, one kill; the figures and what the pages showed (see the module's docstring).
     `proxy`: "workers" (`serve --workers 2`, its first process relaying) or "nginx" (deploy/nginx.conf
-    with TLS in front of two `serve` processes, as the deployment runs)."""
+    with TLS in front of two `serve` processes, as the deployment runs). `chat`: the citizen writes a
+    message just before the kill, which the store has not taken (Redis's writes paused for 1.5 s, which
+    also holds up the move: not for the timing figure); `run["chat"]` says where it is afterwards."""
     prefix = f"sprechstunde-failover-{secrets.token_hex(4)}:"
     redis_args = ("--redis", redis_url, "--redis-prefix", prefix)
     setup = _behind_workers if proxy == "workers" else _behind_nginx
     errors: list[str] = []
     try:
         with contextlib.ExitStack() as stack:
-            run = setup(stack, browser, redis_url, prefix, redis_args, workdir, timeout, errors)
+            run = setup(stack, browser, redis_url, prefix, redis_args, workdir, timeout, errors, chat)
         return run | {"proxy": proxy, "page_errors": errors}
     finally:
         _drop_prefix(redis_url, prefix)
 
 
-def _behind_workers(stack, browser, redis_url, prefix, redis_args, workdir, timeout, errors) -> dict:
+def _behind_workers(stack, browser, redis_url, prefix, redis_args, workdir, timeout, errors, chat) -> dict:
     data_dir = workdir / "data"
     server = stack.enter_context(
         ServerProcess(
@@ -225,10 +235,10 @@ def _behind_workers(stack, browser, redis_url, prefix, redis_args, workdir, time
     if host != WORKER:
         raise RuntimeError(f"the consultation runs on {host}, not on the worker")
     victim = worker_pid(server.pid, WORKER)
-    return _kill_and_watch(citizen, advisor, victim, redis_url, prefix, room, NODE, timeout)
+    return _kill_and_watch(citizen, advisor, victim, redis_url, prefix, room, NODE, timeout, chat)
 
 
-def _behind_nginx(stack, browser, redis_url, prefix, redis_args, workdir, timeout, errors) -> dict:
+def _behind_nginx(stack, browser, redis_url, prefix, redis_args, workdir, timeout, errors, chat) -> dict:
     from tests.test_deploy import render_nginx, tool
 
     nginx = tool("nginx", "nginx")
@@ -270,7 +280,9 @@ def _behind_nginx(stack, browser, redis_url, prefix, redis_args, workdir, timeou
     citizen, advisor = _in_call(stack, browser, room, timeout, errors)
     host = _pin(redis_url, prefix, room["room_id"])
     survivor = next(name for name in nodes if name != host)
-    return _kill_and_watch(citizen, advisor, nodes[host].pid, redis_url, prefix, room, survivor, timeout)
+    return _kill_and_watch(
+        citizen, advisor, nodes[host].pid, redis_url, prefix, room, survivor, timeout, chat
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -305,11 +317,14 @@ def _in_call(stack: contextlib.ExitStack, browser, room: dict, timeout: float, e
     return citizen, advisor
 
 
-def _kill_and_watch(citizen, advisor, victim: int, redis_url, prefix, room, survivor, timeout) -> dict:
+def _kill_and_watch(
+    citizen, advisor, victim: int, redis_url, prefix, room, survivor, timeout, chat=False
+) -> dict:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for page in (citizen, advisor):
         page.evaluate(WATCH)
+    said = _chat_not_stored(citizen, advisor, redis_url) if chat else None
     killed_at = time.time()
     os.kill(victim, signal.SIGKILL)
     results = {}
@@ -330,13 +345,68 @@ def _kill_and_watch(citizen, advisor, victim: int, redis_url, prefix, room, surv
         name: None if r["decodedAt"] is None else round(r["decodedAt"] / 1000 - killed_at, 3)
         for name, r in results.items()
     }
+    if said is not None:
+        said |= _chat_afterwards(citizen, advisor, redis_url, prefix, room["room_id"], said["text"], timeout)
     return {
+        "chat": said,
         # None: at least one page had no video again within `timeout`
         "seconds": None if None in seconds.values() else max(seconds.values()),
         "per_page": seconds,
         "moved_to": _pin(redis_url, prefix, room["room_id"]),
         "survivor": survivor,
         "pages": results,
+    }
+
+
+CHAT_TEXT = "Kurz vor dem Ausfall geschrieben"
+COUNT_SHOWN = """(text) => [...document.querySelectorAll('#chat-log .chat-text')]
+    .filter((node) => node.textContent === text).length"""
+
+
+def _chat_not_stored(citizen, advisor, redis_url: str) -> dict:
+    """The citizen sends a chat message while the store takes no write: the advisor sees it live, the
+    citizen's page shows it as not yet kept."""
+    from redis import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        client.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+    finally:
+        client.close()
+    citizen.fill("#chat-input", CHAT_TEXT)
+    citizen.press("#chat-input", "Enter")
+    advisor.wait_for_function(f"({COUNT_SHOWN})({json.dumps(CHAT_TEXT)}) === 1", timeout=5000)
+    pending = citizen.evaluate("() => document.querySelectorAll('#chat-log .chat-message.pending').length")
+    return {"text": CHAT_TEXT, "pending_before_kill": pending}
+
+
+def _chat_afterwards(
+    citizen, advisor, redis_url: str, prefix: str, room_id: str, text: str, timeout: float
+) -> dict:
+    """Once the citizen's page has its message acknowledged: how often each page shows it and the
+    store keeps it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from redis import Redis
+
+    with contextlib.suppress(PlaywrightTimeout):  # never: the counts below say so
+        citizen.wait_for_function(
+            "() => !document.querySelector('#chat-log .chat-message.pending')", timeout=timeout * 1000
+        )
+    shown = {
+        name: page.evaluate(COUNT_SHOWN, text) for name, page in (("citizen", citizen), ("advisor", advisor))
+    }
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        raw = client.get(f"{prefix}r:chat-history:{room_id}")
+    finally:
+        client.close()
+    messages = json.loads(raw)["v"]["messages"] if raw else []
+    return {
+        "pending_after": citizen.evaluate(
+            "() => document.querySelectorAll('#chat-log .chat-message.pending').length"
+        ),
+        "shown": shown,
+        "stored": [m["text"] for m in messages].count(text),
     }
 
 

@@ -26,3 +26,19 @@ def test_both_pages_see_each_other_again_within_3_s_after_kill_9(browser, tmp_pa
     assert check(run) == [], run
     assert not run["page_errors"], run["page_errors"]
     assert run["seconds"] < 3.0, run
+
+
+@pytest.mark.browser
+def test_a_chat_message_its_node_never_stored_is_kept_once_after_the_move(browser, tmp_path):
+    """The citizen writes just before the kill -9, while the store takes no write (Redis paused): the
+    advisor sees it live, the citizen's page marks it "wird gesendet …"; after the move the page sends
+    it again by itself, the server keeps it, and each page shows it exactly once."""
+    with redis_server() as redis_url:
+        run = one_run(browser, redis_url, tmp_path, proxy="workers", chat=True)
+    print(f"chat across the kill: {run['chat']}")
+    assert check(run) == [], run
+    assert not run["page_errors"], run["page_errors"]
+    assert run["chat"]["pending_before_kill"] == 1, run["chat"]
+    assert run["chat"]["pending_after"] == 0, run["chat"]
+    assert run["chat"]["shown"] == {"citizen": 1, "advisor": 1}, run["chat"]
+    assert run["chat"]["stored"] == 1, run["chat"]

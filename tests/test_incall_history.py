@@ -15,7 +15,13 @@ import time
 import aiohttp
 
 from sprechstunde.rooms.service import RoomService
-from sprechstunde.signaling.chat_history import HISTORY_KIND, MAX_MESSAGES, MAX_TEXT_CHARS, ChatHistory
+from sprechstunde.signaling.chat_history import (
+    HISTORY_KIND,
+    MAX_MESSAGES,
+    MAX_TEXT_CHARS,
+    ChatHistory,
+    client_message_id,
+)
 from sprechstunde.store.embedded import SQLiteStore
 from tests import test_multinode
 from tests.conftest import token_of
@@ -195,4 +201,111 @@ async def test_history_survives_the_room_moving_to_another_node(cluster):
             ]
         finally:
             for participant in (advisor, citizen):
+                await participant.close()
+
+
+async def test_a_chat_is_acknowledged_once_stored_and_a_resent_one_is_kept_once(client, room_links, services):
+    """The sender's copy (the acknowledgement) comes once the message is in the store; the page sends a
+    message it got no acknowledgement for again with the same `client_message_id` (after a reconnect):
+    acknowledged with the same `message_id`, not delivered, not kept twice."""
+    advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    citizen, _, _ = await joined(client, token_of(room_links["citizen_url"]), "Frau Yılmaz")
+    room_id = room_links["room_id"]
+    first = {
+        "type": "chat",
+        "id": "c-1",
+        "text": "Bitte bringen Sie den Mietvertrag mit.",
+        "client_message_id": "k7Qx2-aa91",
+    }
+    await advisor.send_json(first)
+    ack = await next_of(advisor, "chat")
+    assert ack["id"] == "c-1" and ack["client_message_id"] == "k7Qx2-aa91"
+    record = await services.store.get(HISTORY_KIND, room_id)
+    assert [m["message_id"] for m in record["messages"]] == [ack["message_id"]]  # stored before the ack
+    seen = await next_of(citizen, "chat")
+    assert seen["message_id"] == ack["message_id"] and "client_message_id" not in seen and "id" not in seen
+
+    await advisor.send_json(first | {"id": "c-1-again"})  # not acknowledged before a reconnect: again
+    again = await next_of(advisor, "chat")
+    assert again["id"] == "c-1-again" and again["message_id"] == ack["message_id"]
+    assert again["sent_at"] == ack["sent_at"] and again["text"] == ack["text"]
+    await say(advisor, "Und den Ausweis.")
+    assert (await next_of(citizen, "chat"))["text"] == "Und den Ausweis."  # the repeat was not delivered
+    record = await services.store.get(HISTORY_KIND, room_id)
+    assert [m["text"] for m in record["messages"]] == [
+        "Bitte bringen Sie den Mietvertrag mit.",
+        "Und den Ausweis.",
+    ]
+    # the id of a message is the page's only to choose for its own room: another room, another id
+    assert client_message_id("another-room", "k7Qx2-aa91") != ack["message_id"]
+    for ws in (advisor, citizen):
+        await ws.close()
+
+
+async def test_a_malformed_client_message_id_is_refused(client, room_links):
+    advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    for bad in ("short", "mit leerzeichen drin", "x" * 65, 12345678):
+        await advisor.send_json({"type": "chat", "id": "c-bad", "text": "Hallo", "client_message_id": bad})
+        error = await next_of(advisor, "error")
+        assert error["code"] == "bad_message" and error["id"] == "c-bad", error
+        assert "client_message_id" in error["message"]
+    await advisor.close()
+
+
+async def test_a_message_not_yet_stored_when_its_node_is_killed_is_kept_after_the_page_resends_it(cluster):
+    """kill -9 of the node hosting the room while the store has not taken a chat message yet (Redis's
+    writes held back with CLIENT PAUSE WRITE, so the race is certain): the other person saw it live, the
+    sender got no acknowledgement; on the node the room moved to, the stored chat lacks it until the
+    sender's page sends it again (same `client_message_id`), after which everyone, a later joiner too,
+    has it exactly once."""
+    from redis.asyncio import Redis
+
+    n1, n2 = cluster["nodes"]
+    rooms = RoomService(cluster["store"], cluster["signer"])
+    room = await rooms.create("buergertelefon", 3600)
+    links = rooms.links(room, "")
+    urls = [test_multinode.ws_url(n1), test_multinode.ws_url(n2)]
+    redis = Redis.from_url(test_multinode.REDIS_URL)
+    async with aiohttp.ClientSession() as session:
+        advisor = RtcParticipant(session, urls[0], token_of(links.advisor_url), "Herr Schulz")
+        citizen = RtcParticipant(session, urls[1], token_of(links.citizen_url), "Frau Yılmaz")
+        guest = RtcParticipant(session, urls[1], token_of(rooms.link(room, "guest", "")), "Dolmetscherin")
+        try:
+            await advisor.join()
+            await citizen.join()
+            await asyncio.sleep(0.3)  # the roster written (so both resume on the next node)
+            message = {
+                "type": "chat",
+                "id": "c1",
+                "text": "Gleich geschrieben",
+                "client_message_id": "u1-4f0a9c2e",
+            }
+            await redis.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+            await advisor.send(message)
+            live = await citizen.wait_for("chat", text="Gleich geschrieben")
+            await asyncio.sleep(0.3)
+            assert not [m for m in advisor.messages if m["type"] == "chat"], "acknowledged before stored"
+
+            host = n1 if advisor.ws_url.startswith(urls[0]) else n2
+            survivor = n2 if host is n1 else n1
+            os.kill(host.pid, signal.SIGKILL)
+            await asyncio.sleep(1.5)  # the pause over: what the killed node had sent is gone with it
+            order = [test_multinode.ws_url(survivor)]
+            for participant in (advisor, citizen):
+                await participant.drop()
+                welcome = await participant.join(resume=participant.resume, urls=order)
+                assert welcome["resumed"] is True
+            assert welcome["chat_history"] == []  # not stored: only the page still has it
+
+            await advisor.send(message | {"id": "c1-again"})  # what the page does after the welcome
+            ack = await advisor.wait_for("chat", id="c1-again")
+            assert ack["message_id"] == live["message_id"]  # the same message: the other page shows it once
+            await guest.join(urls=order)
+            assert [(m["message_id"], m["text"]) for m in guest.welcome["chat_history"]] == [
+                (live["message_id"], "Gleich geschrieben")
+            ]
+        finally:
+            await redis.execute_command("CLIENT", "UNPAUSE")
+            await redis.aclose()
+            for participant in (advisor, citizen, guest):
                 await participant.close()

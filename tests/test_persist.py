@@ -138,3 +138,42 @@ async def test_a_failed_batch_stays_pending_and_is_written_by_the_next_flush():
         ("room-roster", "room-1"): {"n": "newer"},
         ("room-roster", "room-2"): {"n": 2},
     }
+
+
+class Slow(Recording):
+    """A store whose writes take until `release` is set."""
+
+    def __init__(self, fail: int = 0) -> None:
+        super().__init__(fail)
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def put(self, kind: str, key: str, value: object, *, ttl: float) -> None:
+        self.started.set()
+        await self.release.wait()
+        await super().put(kind, key, value, ttl=ttl)
+
+
+async def test_settled_resolves_once_the_value_or_a_newer_one_is_written_and_on_a_failed_write():
+    """What a chat message's acknowledgement waits for: not before its record is stored, also while
+    the write is in flight; a newer value written covers it; a failed write answers False."""
+    store = Slow()
+    writes = WriteBehind(store)  # type: ignore[arg-type]
+    expires = time.time() + 3600
+    assert await writes.settled("chat-history", "r1") is True  # nothing pending: at once
+    writes.set("chat-history", "r1", {"messages": [1]}, expires)
+    first = writes.settled("chat-history", "r1")
+    await asyncio.wait_for(store.started.wait(), 2)  # the write is in flight now
+    assert not first.done()
+    in_flight = writes.settled("chat-history", "r1")  # asked while the value is being written
+    writes.set("chat-history", "r1", {"messages": [1, 2]}, expires)  # a newer value meanwhile
+    store.release.set()
+    assert await asyncio.wait_for(first, 2) is True
+    assert await asyncio.wait_for(in_flight, 2) is True
+    assert store.records[("chat-history", "r1")] == {"messages": [1, 2]}  # only after the newer value
+
+    failing = Recording(fail=1)
+    writes = WriteBehind(failing)  # type: ignore[arg-type]
+    writes.set("chat-history", "r2", {"messages": [1]}, expires)
+    assert await asyncio.wait_for(writes.settled("chat-history", "r2"), 2) is False
+    assert writes.pending("chat-history", "r2") is not None  # still to be written

@@ -19,6 +19,8 @@ at most one write per room instead of a read, compare and write of the whole rec
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -40,6 +42,12 @@ FIELDS = ("message_id", "from", "name", "role", "text", "sent_at")
 def new_message_id() -> str:
     """A message's id: unique within its room, never reused, opaque to clients."""
     return "m-" + secrets.token_hex(6)
+
+
+def client_message_id(room_id: str, client_id: str) -> str:
+    """The id of a message whose page gave it `client_id` (`chat.client_message_id`): the same each time
+    the page sends it again (after a reconnect, unsure whether it was kept), so it is kept and shown once."""
+    return "m-" + hashlib.sha256(f"{room_id}\n{client_id}".encode()).hexdigest()[:12]
 
 
 def stored(message: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +79,10 @@ class ChatHistory:
     def keep(self, room_id: str, expires_at: float, messages: list[dict[str, Any]]) -> None:
         """`messages` (already `bounded`) are the room's chat now: stored shortly, until the room expires."""
         self._writes.set(HISTORY_KIND, room_id, {"messages": messages}, expires_at)
+
+    def settled(self, room_id: str) -> asyncio.Future[bool]:
+        """Resolves once the room's chat as last given to `keep` is stored (True) or could not be (False)."""
+        return self._writes.settled(HISTORY_KIND, room_id)
 
     async def flush(self) -> None:
         """Store what `keep` was given and not yet written (shutdown; tests that read the store)."""

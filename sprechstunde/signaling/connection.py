@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,13 @@ from aiohttp import web
 from sprechstunde.media.ice import client_ice_servers
 from sprechstunde.media.session import NegotiationError
 from sprechstunde.rooms.text import strip_bidi
-from sprechstunde.signaling.chat_history import MAX_MESSAGES, MAX_TEXT_CHARS, new_message_id, stored
+from sprechstunde.signaling.chat_history import (
+    MAX_MESSAGES,
+    MAX_TEXT_CHARS,
+    client_message_id,
+    new_message_id,
+    stored,
+)
 from sprechstunde.signaling.hub import AdmissionError, LiveRoom, Participant, SignalingHub
 from sprechstunde.signaling.protocol import (
     CALL,
@@ -37,6 +44,9 @@ from sprechstunde.signaling.socket import HARD_FRAME_LIMIT, JsonSocket, open_soc
 __all__ = ["HARD_FRAME_LIMIT", "HUB_KEY", "Connection", "websocket_handler"]  # web/core/relay.py uses them
 
 DEFAULT_NAMES = {"advisor": "Beratung", "citizen": "Gast", "guest": "Gast"}
+log = logging.getLogger(__name__)
+# a chat message is acknowledged once stored, or after this long anyway (a store that hangs)
+ACK_WAIT_SECONDS = 5.0
 
 
 class Connection(JsonSocket):
@@ -160,21 +170,36 @@ class Connection(JsonSocket):
         await self.hub.start_media(room, participant)
 
     async def chat(self, message: Chat) -> None:
+        """Deliver a chat message to the others at once; acknowledge it to the sender (its own copy, with
+        the request's `id`) once it is in the store, so that a page resends what was never acknowledged
+        (its node killed in between) and nothing anyone wrote is lost. A message the page marked with
+        `client_message_id` gets an id derived from it: sent again, it is recognised, acknowledged, and
+        neither kept nor shown twice."""
         assert self.room is not None and self.participant is not None
         text = strip_bidi(message.text)  # issue 15, finding 13: no direction overrides in chat
         if not text.strip():
             raise ProtocolError("bad_message", "an empty message is not sent", request_id=message.id)
         sender = self.participant
+        room = self.room
+        ack = {"id": message.id}
+        if message.client_message_id is not None:
+            ack["client_message_id"] = message.client_message_id
+            message_id = client_message_id(room.room_id, message.client_message_id)
+            earlier = next((m for m in room.chat if m.get("message_id") == message_id), None)
+            if earlier is not None:  # sent again after a reconnect: kept already
+                self.hub.spawn(self._acknowledge(room, sender, json.dumps({"type": "chat", **earlier}), ack))
+                return
+        else:
+            message_id = new_message_id()
         base = {
             "type": "chat",
-            "message_id": new_message_id(),
+            "message_id": message_id,
             "from": sender.participant_id,
             "name": sender.name,
             "role": sender.role,
             "text": text,
             "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        room = self.room
         # in the room's history before it is sent: whoever joins meanwhile gets it in the history or live
         # (or both: the page shows a `message_id` once); the store gets the list shortly after
         chat = [*room.chat, stored(base)]  # a new list: one handed to the store stays as it was
@@ -186,9 +211,19 @@ class Connection(JsonSocket):
             drop += 1
         room.chat, room.chat_chars = chat[drop:], chars
         self.hub.keep_chat(room)
-        text = await self.room.broadcast(base, exclude=sender.participant_id)
-        # the sender's copy: the same encoding with its request's `id` appended (one encoding per message)
-        await sender.send_text(f'{text[:-1]}, "id": {json.dumps(message.id)}}}')
+        text = await room.broadcast(base, exclude=sender.participant_id)
+        # the sender's copy once stored, without holding up this socket's next messages
+        self.hub.spawn(self._acknowledge(room, sender, text, ack))
+
+    async def _acknowledge(self, room: LiveRoom, sender: Participant, text: str, ack: dict[str, Any]) -> None:
+        """The sender's copy of a chat message (`text`, encoded once for everyone) with `ack` appended,
+        once the room's chat holding it is stored or could not be (at most ACK_WAIT_SECONDS)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.hub.chat_kept(room)), ACK_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("room %s: chat not stored within %s s; acknowledged", room.room_id, ACK_WAIT_SECONDS)
+        extra = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in ack.items())
+        await sender.send_text(f"{text[:-1]}, {extra}}}")
 
     def chat_history(self, room: LiveRoom) -> list[dict[str, Any]]:
         """The room's chat so far for `welcome`, taken after the participant was seated (a message

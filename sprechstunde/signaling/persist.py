@@ -23,6 +23,11 @@ its store trailing 200 active rooms by ~100 s). A failed write is put back unles
 meanwhile, and tried again after RETRY_SECONDS. `None` deletes. A node that dies loses at most the
 changes not stored yet; `flush` (shutdown, expiry, tests) writes everything pending at once (once: a
 store that does not answer leaves it pending, for the next change to retry).
+
+Who must know that a change is stored before answering (a chat message's sender: its acknowledgement
+says "kept", and a page resends what was never acknowledged) awaits `settled`, which resolves once the
+record's value of that moment, or a newer one, has been written (True) or a write of it failed (False:
+the store is away; the record stays pending and is retried).
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ class WriteBehind:
         self._hurry = False  # `flush`: no waiting for an idle loop
         self._gave_up = False  # a write failed during `flush`: the store is away, stop trying for now
         self._changed = 0.0  # the loop's time of the latest `set`
+        # `settled` futures of records with a value pending: resolved when that value (or a newer one)
+        # was written or its write failed
+        self._waiting: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._writing: set[tuple[str, str]] = set()  # records of the batch being written now
 
     def set(self, kind: str, key: str, value: Record | None, expires_at: float) -> None:
         """Make `value` the record's newest value (None: delete it), to be written soon."""
@@ -70,6 +79,27 @@ class WriteBehind:
         self._changed = asyncio.get_running_loop().time()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_all())
+
+    def settled(self, kind: str, key: str) -> asyncio.Future[bool]:
+        """Resolves once the record's value pending now, or a newer one, is written (True) or its write
+        failed (False); at once (True) when nothing is pending."""
+        future = self._waiting.get((kind, key))
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            if (kind, key) in self._pending or (kind, key) in self._writing:
+                self._waiting[(kind, key)] = future
+            else:
+                future.set_result(True)
+        return future
+
+    def _settle(self, key: tuple[str, str], stored: bool) -> None:
+        """The record's write ended: wake who waits for it, unless a newer value came meanwhile (its own
+        write settles them, and it holds what they wait for)."""
+        if key in self._pending and stored:
+            return
+        future = self._waiting.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(stored)
 
     def pending(self, kind: str, key: str) -> Pending | None:
         """The value not written yet, if any (a reader on this node must not get an older one)."""
@@ -102,9 +132,16 @@ class WriteBehind:
                     entry = self._pending.pop(key, None)
                     if entry is not None:
                         batch[key] = entry
-                for key, entry in (await self._write_batch(batch)).items():
+                self._writing = set(batch)
+                try:
+                    lost = await self._write_batch(batch)
+                finally:
+                    self._writing = set()
+                for key, entry in lost.items():
                     self._pending.setdefault(key, entry)  # unless a newer value is pending already
                     failed = True
+                for key in batch:
+                    self._settle(key, key not in lost)
             if failed:
                 if self._hurry:
                     self._gave_up = True

@@ -115,9 +115,16 @@ class Candidate(Message):
         return candidate
 
 
+ClientMessageId = Annotated[str, Field(min_length=8, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class Chat(Message):
+    """`client_message_id`: the page's own random id of the message, the same when it sends the message
+    again (it was not acknowledged before a reconnect); the server keeps and shows such a message once."""
+
     type: Literal["chat"]
     text: ChatText
+    client_message_id: ClientMessageId | None = None
 
 
 class Ping(Message):
@@ -223,6 +230,8 @@ def _refusal(exc: ValidationError, request_id: Any) -> ProtocolError:
         message = f"field {field!r} is missing"
     elif error["type"] == "string_too_long":
         message = f"field {field!r} exceeds {error['ctx']['max_length']} characters"
+    elif error["type"] in ("string_pattern_mismatch", "string_too_short"):
+        message = f"field {field!r} is not in the expected form"
     else:
         message = f"field {field!r} has the wrong type"
     return ProtocolError("bad_message", message, request_id=request_id)

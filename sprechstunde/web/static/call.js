@@ -53,6 +53,7 @@ let peer = null;
 let participantId = null;
 let selfName = "";
 let chatMax = 2000;
+let ownDisplayName = "";
 let chatSeq = 0;
 const departed = new Set(); // participants that left; a late offer must not bring their tile back
 
@@ -317,6 +318,9 @@ function onWelcome(msg, { reconnected }) {
   if (others.some((p) => p.role === "advisor")) advisorWatch.clear(); // back after our own reconnect
   indicators.sync(others);
   callChat.restore(msg.chat_history, participantId); // the chat so far, each message once (call_chat.js)
+  ownDisplayName = typeof msg.name === "string" && msg.name ? msg.name : displayName({ role: msg.role });
+  // what this page wrote and the server never acknowledged (its node lost): again, kept once
+  for (const [clientId, text] of callChat.unacknowledged()) transmitChat(clientId, text);
   const first = state === "joining";
   if (documents) documents.refresh(); // the shared list as it is now (also catches up after a reconnect)
   setState("in-call");
@@ -391,6 +395,7 @@ function onMessage(msg) {
       if (documents) documents.handleEvent(msg);
       break;
     case "chat": {
+      if (callChat.acknowledge(msg)) break; // own message, now kept (shown since it was sent)
       const shown = callChat.show(msg, participantId);
       const own = msg.from === participantId;
       // a phone's chat is hidden behind its toggle, and so is its live log: the status line says it
@@ -551,14 +556,22 @@ function sendChat(event) {
     showNotice($("chat-error"), tr("call.chat.too_long", { max: chatMax }));
     return;
   }
-  chatSeq += 1;
-  const sent = signaling && signaling.send({ type: "chat", id: `c-${chatSeq}`, text });
-  if (!sent) {
-    showNotice($("chat-error"), tr("call.status.reconnecting"));
-    return;
-  }
+  // shown at once, marked until the server has kept it; sent now, or after the next welcome when the
+  // connection is away (call_chat.js)
+  const clientId = callChat.pending(text, ownName());
+  transmitChat(clientId, text);
   input.value = "";
   updateCounter();
+}
+
+function ownName() {
+  return ownDisplayName || displayName({ role });
+}
+
+/** Send one chat message of this page (again, after a reconnect: the same `client_message_id`). */
+function transmitChat(clientId, text) {
+  chatSeq += 1;
+  return Boolean(signaling && signaling.send({ type: "chat", id: `c-${chatSeq}`, text, client_message_id: clientId }));
 }
 
 function updateCounter() {

@@ -3,8 +3,20 @@
 // docs/protocol.md). Every message carries the server's `message_id`, so a message that arrives both
 // live and in the history (a reconnect, or a message sent while the page joined) is shown once, in the
 // order it was written. Text is only ever set as text (ui.js ChatLog).
+//
+// The page's own message is shown at once, marked "wird gesendet …" until the server acknowledges it
+// (its own copy, which comes once the message is stored): a message whose acknowledgement never came
+// (the connection or the server lost meanwhile) is sent again after the next `welcome` with the same
+// `client_message_id`, and the server keeps and shows it once (docs/protocol.md `chat`).
 
+import { tr } from "./strings.js";
 import { displayName } from "./ui.js";
+
+/** A random id for one message of this page (`client_message_id`: 8–64 of A–Z a–z 0–9 _ -). */
+export function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return "k" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 export class CallChat {
   /** `log`: the page's ChatLog, which renders into `list` (the <ol>). */
@@ -12,6 +24,51 @@ export class CallChat {
     this.log = log;
     this.list = list;
     this.shown = new Map(); // message_id → its <li>
+    this.outbox = new Map(); // client_message_id → { text, item }: own messages not acknowledged yet
+  }
+
+  /** Show the page's own message `text` at once, marked as not yet kept; returns its client id. */
+  pending(text, name) {
+    const clientId = newClientId();
+    this.log.append({ name, text, own: true, sentAt: null });
+    const item = this.list.lastElementChild;
+    item.classList.add("pending");
+    const mark = document.createElement("span");
+    mark.className = "chat-pending";
+    mark.textContent = tr("call.chat.sending");
+    item.querySelector(".chat-meta").append(" ", mark);
+    this.outbox.set(clientId, { text, item });
+    return clientId;
+  }
+
+  /** Own messages not acknowledged yet, oldest first: [client id, text]. */
+  unacknowledged() {
+    return [...this.outbox].map(([clientId, { text }]) => [clientId, text]);
+  }
+
+  /**
+   * The server's acknowledgement (the own copy of a `chat` with `client_message_id`): the message is
+   * kept; its <li> loses the mark and takes the server's id (or goes, when the history brought it
+   * already). Returns whether `msg` acknowledged a message of this page.
+   */
+  acknowledge(msg) {
+    const waiting = typeof msg.client_message_id === "string" && this.outbox.get(msg.client_message_id);
+    if (!waiting) return false;
+    this.outbox.delete(msg.client_message_id);
+    const { item } = waiting;
+    const id = typeof msg.message_id === "string" && msg.message_id ? msg.message_id : null;
+    if (id && this.shown.has(id) && this.shown.get(id) !== item) {
+      item.remove();
+      return true;
+    }
+    item.classList.remove("pending");
+    const mark = item.querySelector(".chat-pending");
+    if (mark) mark.remove();
+    if (id) {
+      this.shown.set(id, item);
+      item.dataset.messageId = id;
+    }
+    return true;
   }
 
   /**
