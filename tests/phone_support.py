@@ -74,7 +74,7 @@ class Baresip:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.records = self.dir / "rec"
         self.records.mkdir(exist_ok=True)
-        self.console = free_port()
+        self.console = free_sip_port()  # module cons listens on UDP and TCP
         # aufile ends the call at the end of the file: two minutes of silence unless a voice is given
         source = source or tone_wav(self.dir / "silence.wav", 0, 120, amplitude=0)
         (self.dir / "config").write_text(

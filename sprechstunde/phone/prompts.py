@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import shutil
 import wave
 from collections.abc import Iterable
@@ -60,7 +61,8 @@ def read_pcm(path: Path) -> bytes:
 
 
 def write_wav(path: Path, pcm: bytes) -> None:
-    draft = path.with_suffix(".part")
+    # one draft per process: `serve --workers N` renders the same prompts in N processes at once
+    draft = path.with_name(f"{path.stem}.{os.getpid()}.part")
     with wave.open(str(draft), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)

@@ -28,7 +28,7 @@ from sprechstunde.web.chatbot import cli as chatbot_cli
 from sprechstunde.web.city.settings import CityConfigError
 from sprechstunde.web.core.config import DATABASE_FILE, NODE_ID, Config, prepare_data_dir
 from sprechstunde.web.core.options import add_common, add_serve_options, config_from_args
-from sprechstunde.web.core.workers import Workers
+from sprechstunde.web.core.workers import SipPorts, Workers
 
 DEMO_OFFICE = "vhs"
 DEMO_USER = "demo"
@@ -144,12 +144,17 @@ def _serve(args: argparse.Namespace) -> None:
         raise SystemExit("error: --node-id may hold only letters, digits, - and _ (at most 40)")
     if config.workers > 1 and not config.redis_url:
         raise SystemExit("error: --workers needs --redis: the processes share their state through it")
+    try:  # with --workers N: one SIP port per process, all of them must exist
+        sip = SipPorts.of(config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if config.redis_url:  # fail at once, in one line, when Redis cannot be reached
         asyncio.run(_check_store(args))
     if config.demo:
         print(asyncio.run(_ensure_demo(config)), flush=True)
     app = create_app(config)
-    workers = Workers.plan(args.argv, config.workers, config.node_name, config.public_url)
+    workers = Workers.plan(args.argv, config.workers, config.node_name, config.public_url, sip)
     workers.start()
     print(f"Sprechstunde läuft auf / is running at {config.public_url}", flush=True)
     # Full garbage collections stop every socket for as long as they walk the heap: 50–120 ms with 1,000

@@ -377,11 +377,18 @@ class Config:
     sip_tls_cert: Path | None = setting(
         None,
         "SIP_TLS_CERT",
-        "certificate (PEM) for SIP over TLS, on the port after --sip-listen's",
+        "certificate (PEM) for SIP over TLS, on --sip-tls-port",
         metavar="FILE",
     )
     sip_tls_key: Path | None = setting(
         None, "SIP_TLS_KEY", "private key (PEM) of --sip-tls-cert", metavar="FILE"
+    )
+    sip_tls_port: int | None = setting(
+        None,
+        "SIP_TLS_PORT",
+        "port of SIP over TLS (with --workers N: of the first process, the others on the next ones); "
+        "default: the port after the last --sip-listen port",
+        metavar="PORT",
     )
     sip_calls_per_minute: int = setting(
         30, "SIP_CALLS_PER_MINUTE", "new calls accepted per source address and minute (more get 503)"

@@ -14,6 +14,7 @@ from sprechstunde.phone.service import PhoneService
 from sprechstunde.phone.sip import SipSettings, parse_listen
 from sprechstunde.web.core.config import Config
 from sprechstunde.web.core.services import Services
+from sprechstunde.web.core.workers import SipPorts
 
 PHONE = web.AppKey("phone", PhoneService)
 
@@ -24,6 +25,7 @@ def sip_settings(services: Services) -> SipSettings | None:
     if not config.sip_listen:
         return None
     host, port = parse_listen(config.sip_listen)
+    ports = SipPorts.of(config)  # with --workers N the TLS port comes after all N SIP ports
     if not config.sip_allow and not (config.sip_username and config.sip_password):
         # an open SIP port is found by scanners within minutes: never without a rule for the trunk
         raise ValueError(
@@ -37,6 +39,7 @@ def sip_settings(services: Services) -> SipSettings | None:
         password=config.sip_password,
         tls_cert=config.sip_tls_cert,
         tls_key=config.sip_tls_key,
+        tls_port=ports.tls_port(0) if ports is not None else None,
         calls_per_minute=config.sip_calls_per_minute,
         max_calls=config.sip_max_calls,
         secret=services.secret,
