@@ -57,6 +57,7 @@ MAX_SPEAKER_FRAMES = 15  # at most 300 ms buffered per speaker; older audio is d
 ENTRY_POLL = 1.0  # seconds between looks at the queue entry (consultation closed / handed over)
 JOIN_TIMEOUT = 10.0
 MAX_REDIRECTS = 3
+OPUS_BITRATE = 24_000  # the caller's voice to the room: 8 kHz telephone audio needs no more
 
 
 def participant_name(call: PhoneCall) -> str:
@@ -67,7 +68,12 @@ def participant_name(call: PhoneCall) -> str:
 class CallerTrack(MediaStreamTrack):
     """The caller's voice as an aiortc audio track: one 20 ms frame of 8 kHz PCM per `recv`, paced by
     the wall clock (aiortc pulls as fast as it is given frames); silence while the caller's frames are
-    late, and frames beyond MAX_LAG_FRAMES dropped so the delay never grows."""
+    late, and frames beyond MAX_LAG_FRAMES dropped so the delay never grows.
+
+    It hands aiortc Opus packets, encoded here from the 8 kHz mono frames as they are (narrowband
+    voice, OPUS_BITRATE), instead of frames for aiortc's own encoder, which resamples every frame to
+    48 kHz stereo and encodes that at 96 kbit/s on a thread of the executor: 250 against 140 µs a
+    frame, plus the thread's hand-over (issue 20, bench/phone.py)."""
 
     kind = "audio"
 
@@ -78,8 +84,21 @@ class CallerTrack(MediaStreamTrack):
         self._start: float | None = None
         self._pts = 0
         self.frames = 0
+        self._encoder = av.CodecContext.create("libopus", "w")
+        self._encoder.bit_rate = OPUS_BITRATE
+        self._encoder.format = "s16"
+        self._encoder.layout = "mono"
+        self._encoder.sample_rate = RATE
+        self._encoder.time_base = TIME_BASE
+        self._encoder.options = {"application": "voip"}
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
+        while True:  # the encoder's first frame gives no packet yet (its look-ahead)
+            for packet in self._encoder.encode(await self._next_frame()):
+                packet.time_base = TIME_BASE
+                return packet
+
+    async def _next_frame(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
+import functools
 import gc
 import hashlib
 import hmac
@@ -498,7 +500,33 @@ def _call_class(pj: Any, endpoint: SipEndpoint) -> type:
     return Call
 
 
+_VectorEnds = ctypes.c_void_p * 2  # libstdc++'s std::vector begins with its begin and end pointers
+
+
+def _vector_bytes(vector: Any) -> bytes:
+    """The bytes of a pjsua2 `ByteVector` (a SWIG proxy of std::vector<unsigned char>), read from its
+    storage: SWIG copies element by element, ~300 µs for one 20 ms frame — 2 % of a core per call."""
+    begin, end = _VectorEnds.from_address(int(vector.this))
+    return ctypes.string_at(begin, end - begin) if begin and end else b""
+
+
+def vector_reader(pj: Any) -> Callable[[Any], bytes]:
+    """`_vector_bytes` when this build's vector layout is the one it reads (checked against SWIG's own
+    copy of a known vector), else SWIG's copy."""
+    probe = pj.ByteVector(bytes(range(256)) * 2)
+    try:
+        if _vector_bytes(probe) == bytes(probe) and _vector_bytes(pj.ByteVector()) == b"":
+            return _vector_bytes
+    except (TypeError, ValueError, OSError):
+        pass
+    log.warning("pjsua2's ByteVector is not laid out as expected: frames copied the slow way")
+    return bytes
+
+
+@functools.cache  # one class (and one layout check) per process
 def _port_class(pj: Any) -> type:
+    read_frame = vector_reader(pj)
+
     class CallPort(pj.AudioMediaPort):
         """Runs on PJSIP's media clock: one frame in, one frame out every 20 ms."""
 
@@ -524,7 +552,7 @@ def _port_class(pj: Any) -> type:
         def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
             phone_call = self._endpoint._phone_call(self._call_id)
             if phone_call is not None and frame.size:
-                phone_call.inbound.append(bytes(frame.buf))
+                phone_call.inbound.append(read_frame(frame.buf))
                 phone_call.frames_in += 1
 
     return CallPort
