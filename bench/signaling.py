@@ -215,29 +215,8 @@ async def run_load(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--clients", type=int, default=1000, help="even number of clients [1000]")
-    parser.add_argument("--rounds", type=int, default=5, help="chat rounds (one message per room each) [5]")
-    parser.add_argument("--parallel", type=int, default=100, help="joins in flight at once [100]")
-    parser.add_argument(
-        "--spread",
-        type=float,
-        default=1.0,
-        help="seconds over which a round's messages are sent; 0: a burst [1]",
-    )
-    parser.add_argument("--settle", type=float, default=3.0, help="seconds between connecting and chat [3]")
-    parser.add_argument(
-        "--media", action="store_true", help="ask for media in hello (the server sets up a peer connection)"
-    )
-    parser.add_argument("--redis", help="redis://… : nodes keep state in Redis (fresh key prefix)")
-    parser.add_argument("--nodes", type=int, default=1, help="server processes (more than 1 needs --redis)")
-    parser.add_argument("--json", type=Path, help="write the figures to this file too")
-    args = parser.parse_args()
-    if args.nodes > 1 and not args.redis:
-        parser.error("--nodes > 1 needs --redis")
+def one_run(args: argparse.Namespace) -> dict:
+    """One run: fresh server processes (and Redis prefix), the load, the figures printed."""
     prefix = f"bench-{secrets.token_hex(4)}:" if args.redis else None
     cpus = sorted(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="sprechstunde-bench-") as tmp:
@@ -272,6 +251,7 @@ def main() -> None:
                 )
             )
         finally:
+            os.sched_setaffinity(0, set(cpus))  # the next run places its processes afresh
             for server in servers:
                 server.stop()
             if args.redis:
@@ -290,6 +270,49 @@ def main() -> None:
         f"max {result['fanout']['max_ms']} ms; per round p99 "
         f"{' / '.join(f'{v:g}' for v in result['round_p99_ms'])} ms"
     )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=1000, help="even number of clients [1000]")
+    parser.add_argument("--rounds", type=int, default=5, help="chat rounds (one message per room each) [5]")
+    parser.add_argument("--parallel", type=int, default=100, help="joins in flight at once [100]")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=1.0,
+        help="seconds over which a round's messages are sent; 0: a burst [1]",
+    )
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds between connecting and chat [3]")
+    parser.add_argument(
+        "--media", action="store_true", help="ask for media in hello (the server sets up a peer connection)"
+    )
+    parser.add_argument("--redis", help="redis://… : nodes keep state in Redis (fresh key prefix)")
+    parser.add_argument("--nodes", type=int, default=1, help="server processes (more than 1 needs --redis)")
+    parser.add_argument("--json", type=Path, help="write the figures to this file too")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="whole runs, each with fresh servers; the median p99 of them [1]",
+    )
+    args = parser.parse_args()
+    if args.nodes > 1 and not args.redis:
+        parser.error("--nodes > 1 needs --redis")
+    runs = [one_run(args) for _ in range(args.repeat)]
+    result = runs[-1] if len(runs) == 1 else {"runs": runs}
+    if len(runs) > 1:
+        p99s = [run["fanout"]["p99_ms"] for run in runs]
+        rates = [run["connect_rate_per_s"] for run in runs]
+        result |= {"p99_ms_per_run": p99s, "p99_ms_median": statistics.median(p99s)}
+        print(
+            f"\n{len(runs)} runs, each a fresh server: chat fan-out p99 per run "
+            f"{' / '.join(f'{v:g}' for v in p99s)} ms, median {statistics.median(p99s):g} ms; "
+            f"connect {' / '.join(f'{v:g}' for v in rates)} clients/s"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

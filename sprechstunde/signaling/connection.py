@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,9 +43,6 @@ from sprechstunde.signaling.socket import HARD_FRAME_LIMIT, JsonSocket, open_soc
 __all__ = ["HARD_FRAME_LIMIT", "HUB_KEY", "Connection", "websocket_handler"]  # web/core/relay.py uses them
 
 DEFAULT_NAMES = {"advisor": "Beratung", "citizen": "Gast", "guest": "Gast"}
-log = logging.getLogger(__name__)
-# a chat message is acknowledged once stored, or after this long anyway (a store that hangs)
-ACK_WAIT_SECONDS = 5.0
 
 
 class Connection(JsonSocket):
@@ -187,7 +183,7 @@ class Connection(JsonSocket):
             message_id = client_message_id(room.room_id, message.client_message_id)
             earlier = next((m for m in room.chat if m.get("message_id") == message_id), None)
             if earlier is not None:  # sent again after a reconnect: kept already
-                self.hub.spawn(self._acknowledge(room, sender, json.dumps({"type": "chat", **earlier}), ack))
+                await self._acknowledge(room, sender, json.dumps({"type": "chat", **earlier}), ack)
                 return
         else:
             message_id = new_message_id()
@@ -213,17 +209,19 @@ class Connection(JsonSocket):
         self.hub.keep_chat(room)
         text = await room.broadcast(base, exclude=sender.participant_id)
         # the sender's copy once stored, without holding up this socket's next messages
-        self.hub.spawn(self._acknowledge(room, sender, text, ack))
+        await self._acknowledge(room, sender, text, ack)
 
     async def _acknowledge(self, room: LiveRoom, sender: Participant, text: str, ack: dict[str, Any]) -> None:
         """The sender's copy of a chat message (`text`, encoded once for everyone) with `ack` appended,
-        once the room's chat holding it is stored or could not be (at most ACK_WAIT_SECONDS)."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.hub.chat_kept(room)), ACK_WAIT_SECONDS)
-        except TimeoutError:
-            log.warning("room %s: chat not stored within %s s; acknowledged", room.room_id, ACK_WAIT_SECONDS)
+        once the room's chat holding it is stored or could not be (`SignalingHub.chat_kept`): at once
+        when it is, else from the write's completion — no task per message while a burst is delivered."""
         extra = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in ack.items())
-        await sender.send_text(f"{text[:-1]}, {extra}}}")
+        copy = f"{text[:-1]}, {extra}}}"
+        kept = self.hub.chat_kept(room)
+        if kept.done():
+            await sender.send_text(copy)
+        else:
+            kept.add_done_callback(lambda _: self.hub.spawn(sender.send_text(copy)))
 
     def chat_history(self, room: LiveRoom) -> list[dict[str, Any]]:
         """The room's chat so far for `welcome`, taken after the participant was seated (a message

@@ -299,14 +299,16 @@ class SignalingHub:
         elif room.chat_repair is None or room.chat_repair.done():
             room.chat_repair = self.spawn(self._repair_chat(room))
 
-    async def chat_kept(self, room: LiveRoom) -> bool:
-        """Wait until the room's chat as it is now is in the store; False when it could not be written
-        (the store away: the chat goes on live, a later reader misses what was said meanwhile)."""
-        if self.history is None:
-            return True  # no chat kept for later: nothing to wait for
-        if not room.chat_known:
-            return False  # appended message by message while the store fails (`_repair_chat`)
-        return await self.history.settled(room.room_id)
+    def chat_kept(self, room: LiveRoom) -> asyncio.Future[bool]:
+        """Resolves once the room's chat as it is now is in the store (True), or when it could not be
+        written (False: the store away, or not answering for 5 s; the chat goes on live, a later reader
+        misses what was said meanwhile). Shared by every message of the room waiting for the same write."""
+        if self.history is not None and room.chat_known:
+            return self.history.settled(room.room_id)
+        done = asyncio.get_running_loop().create_future()
+        # no chat kept for later: nothing to wait for; while the store fails (`_repair_chat`): nothing to know
+        done.set_result(self.history is None)
+        return done
 
     async def _repair_chat(self, room: LiveRoom) -> None:
         assert self.history is not None

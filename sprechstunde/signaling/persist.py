@@ -55,6 +55,12 @@ RETRY_SECONDS = 1.0  # after a failed write (the store away), before the writer 
 # records per store operation: a batch costs the loop ~2 ms of encoding and parsing on Redis, so the
 # messages of a burst that arrive meanwhile wait no longer than for one loop turn
 BATCH_RECORDS = 50
+SETTLE_LIMIT_SECONDS = 5.0  # `settled` answers False after this even when the store never answers
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class WriteBehind:
@@ -82,12 +88,17 @@ class WriteBehind:
 
     def settled(self, kind: str, key: str) -> asyncio.Future[bool]:
         """Resolves once the record's value pending now, or a newer one, is written (True) or its write
-        failed (False); at once (True) when nothing is pending."""
+        failed (False); at once (True) when nothing is pending; after SETTLE_LIMIT_SECONDS at the latest
+        (False: a store that hangs). Everyone asking while one value is pending shares one future (a
+        burst of 500 chat messages: one per room, no task or timer per message)."""
         future = self._waiting.get((kind, key))
         if future is None:
-            future = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
             if (kind, key) in self._pending or (kind, key) in self._writing:
                 self._waiting[(kind, key)] = future
+                handle = loop.call_later(SETTLE_LIMIT_SECONDS, _resolve, future, False)
+                future.add_done_callback(lambda _: handle.cancel())
             else:
                 future.set_result(True)
         return future
@@ -98,8 +109,8 @@ class WriteBehind:
         if key in self._pending and stored:
             return
         future = self._waiting.pop(key, None)
-        if future is not None and not future.done():
-            future.set_result(stored)
+        if future is not None:
+            _resolve(future, stored)
 
     def pending(self, kind: str, key: str) -> Pending | None:
         """The value not written yet, if any (a reader on this node must not get an older one)."""
