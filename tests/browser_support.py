@@ -137,12 +137,16 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.refusing = threading.Event()  # set: new connections are closed at once (the network away)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self.listener.accept()
+                if self.refusing.is_set():
+                    client.close()
+                    continue
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
                 if self.listener.fileno() == -1:

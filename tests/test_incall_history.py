@@ -309,3 +309,27 @@ async def test_a_message_not_yet_stored_when_its_node_is_killed_is_kept_after_th
             await redis.aclose()
             for participant in (advisor, citizen, guest):
                 await participant.close()
+
+
+async def test_a_client_message_id_of_another_participant_does_not_swallow_a_message(client, room_links):
+    """The derived `message_id` depends on the room and the client's id only: a second participant whose
+    client happens to use the same `client_message_id` has its message silently dropped and is told it
+    was kept, with the first participant's text."""
+    advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
+    citizen, _, _ = await joined(client, token_of(room_links["citizen_url"]), "Frau Yılmaz")
+    await advisor.send_json(
+        {"type": "chat", "id": "a1", "text": "Vom Berater", "client_message_id": "msg-0001"}
+    )
+    while json.loads((await citizen.receive(timeout=5)).data).get("type") != "chat":
+        pass
+    await citizen.send_json(
+        {"type": "chat", "id": "b1", "text": "Von der Bürgerin", "client_message_id": "msg-0001"}
+    )
+    while True:
+        reply = json.loads((await citizen.receive(timeout=5)).data)
+        if reply.get("id") == "b1":
+            break
+    # refused, or kept as the citizen's own message: never acknowledged as someone else's text
+    assert reply["type"] == "error" or reply["text"] == "Von der Bürgerin", reply
+    for ws in (advisor, citizen):
+        await ws.close()

@@ -99,3 +99,48 @@ def test_interpreter_joining_later_sees_the_chat_so_far(browser, server):
             page.context.close()
     finally:
         proxy.close()
+
+
+def test_a_message_written_while_the_connection_is_away_is_sent_once_it_is_back(browser, server):
+    """Written while the network is away: shown at once as "wird gesendet …", sent after the reconnect,
+    shown once on both pages and marked no more; a message the server refuses (only a direction mark,
+    which the server strips) leaves the chat with the server's reason instead of waiting forever."""
+    from playwright.sync_api import expect
+
+    proxy = TcpProxy(server["port"])
+    try:
+        room = create_room(server, f"http://127.0.0.1:{proxy.port}")
+        errors: list[str] = []
+        citizen = open_page(browser, room["citizen_url"], DESKTOP, errors)
+        advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
+        join_call(citizen, advisor)
+        write(citizen, "Vorher geschrieben.")
+        expect(advisor.locator("#chat-log .chat-message")).to_have_count(1)
+        expect(citizen.locator("#chat-log .chat-message.pending")).to_have_count(0)
+
+        proxy.refusing.set()
+        proxy.drop()
+        expect(citizen.locator("#status")).to_have_text("Verbindung wird wiederhergestellt…")
+        write(citizen, "Während der Unterbrechung geschrieben.")
+        pending = citizen.locator("#chat-log .chat-message.pending")
+        expect(pending).to_have_count(1)
+        expect(pending).to_contain_text("wird gesendet …")
+        expect(citizen.get_by_label("Nachricht", exact=True)).to_have_value("")  # taken, not lost
+        proxy.refusing.clear()
+        for page in (citizen, advisor):
+            page.wait_for_function("() => window.sprechstunde.state === 'in-call'", timeout=15000)
+        expect(pending).to_have_count(0, timeout=10000)
+        expected = ["Vorher geschrieben.", "Während der Unterbrechung geschrieben."]
+        for page in (citizen, advisor):
+            expect(page.locator("#chat-log .chat-message")).to_have_count(2)
+            assert [text for _, text in chat_lines(page)] == expected
+        assert chat_lines(citizen)[1][0].endswith("(Sie)")  # still shown as the citizen's own
+
+        write(citizen, "\u200e")  # the page sends it; the server strips the mark and refuses
+        expect(citizen.locator("#chat-error")).to_contain_text("bad_message")
+        expect(citizen.locator("#chat-log .chat-message")).to_have_count(2)
+        assert not errors, errors
+        for page in (citizen, advisor):
+            page.context.close()
+    finally:
+        proxy.close()

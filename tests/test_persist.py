@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from sprechstunde.signaling import persist
 from sprechstunde.signaling.persist import BATCH_RECORDS, MAX_WAIT_SECONDS, WriteBehind
 from sprechstunde.store.port import Put
 
@@ -172,8 +173,33 @@ async def test_settled_resolves_once_the_value_or_a_newer_one_is_written_and_on_
     assert await asyncio.wait_for(in_flight, 2) is True
     assert store.records[("chat-history", "r1")] == {"messages": [1, 2]}  # only after the newer value
 
-    failing = Recording(fail=1)
+    failing = Recording(fail=1)  # one failed write: retried after RETRY_SECONDS, then kept
     writes = WriteBehind(failing)  # type: ignore[arg-type]
     writes.set("chat-history", "r2", {"messages": [1]}, expires)
-    assert await asyncio.wait_for(writes.settled("chat-history", "r2"), 2) is False
-    assert writes.pending("chat-history", "r2") is not None  # still to be written
+    retried = writes.settled("chat-history", "r2")
+    await asyncio.sleep(0.3)
+    assert failing.writes == 1 and not retried.done()  # a failed write answers nothing yet
+    assert await asyncio.wait_for(retried, 3) is True
+    assert failing.records[("chat-history", "r2")] == {"messages": [1]}
+
+
+async def test_settled_answers_false_after_the_limit_and_the_next_value_waits_for_its_own_write(monkeypatch):
+    """A store that keeps failing (or hangs): False after SETTLE_LIMIT_SECONDS; a value set after that
+    is not answered by the old, done future but waits for a write of its own."""
+    monkeypatch.setattr(persist, "SETTLE_LIMIT_SECONDS", 0.2)
+    store = Slow()
+    writes = WriteBehind(store)  # type: ignore[arg-type]
+    expires = time.time() + 3600
+    try:
+        writes.set("chat-history", "r1", {"messages": [1]}, expires)
+        first = writes.settled("chat-history", "r1")
+        await asyncio.wait_for(store.started.wait(), 2)  # the write hangs in the store
+        assert writes.pending("chat-history", "r1") == ({"messages": [1]}, expires)  # in flight: still read
+        assert await asyncio.wait_for(first, 2) is False
+        writes.set("chat-history", "r1", {"messages": [1, 2]}, expires)
+        second = writes.settled("chat-history", "r1")
+        assert not second.done()
+    finally:
+        store.release.set()
+        await writes.flush()
+    assert await asyncio.wait_for(second, 2) is True

@@ -100,7 +100,10 @@ class ChatHistory:
         entry = stored(message)
 
         def add(current: Record | None) -> Record:
-            return {"messages": bounded([*(current or {}).get("messages", []), entry])}
+            messages = (current or {}).get("messages", [])
+            if any(m.get("message_id") == entry.get("message_id") for m in messages):
+                return {"messages": messages}  # sent again (its page was not sure): kept once
+            return {"messages": bounded([*messages, entry])}
 
         try:
             await update(self._store, HISTORY_KIND, room_id, add, ttl=ttl)

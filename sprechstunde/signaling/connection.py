@@ -43,6 +43,7 @@ from sprechstunde.signaling.socket import HARD_FRAME_LIMIT, JsonSocket, open_soc
 __all__ = ["HARD_FRAME_LIMIT", "HUB_KEY", "Connection", "websocket_handler"]  # web/core/relay.py uses them
 
 DEFAULT_NAMES = {"advisor": "Beratung", "citizen": "Gast", "guest": "Gast"}
+NOT_STORED = ', "stored": false'  # in an acknowledgement: delivered, but not in the store (yet)
 
 
 class Connection(JsonSocket):
@@ -182,6 +183,8 @@ class Connection(JsonSocket):
             ack["client_message_id"] = message.client_message_id
             message_id = client_message_id(room.room_id, message.client_message_id)
             earlier = next((m for m in room.chat if m.get("message_id") == message_id), None)
+            if earlier is not None and (earlier.get("role"), earlier.get("text")) != (sender.role, text):
+                earlier, message_id = None, new_message_id()  # another's id (not a page's random one)
             if earlier is not None:  # sent again after a reconnect: kept already
                 await self._acknowledge(room, sender, json.dumps({"type": "chat", **earlier}), ack)
                 return
@@ -213,15 +216,20 @@ class Connection(JsonSocket):
 
     async def _acknowledge(self, room: LiveRoom, sender: Participant, text: str, ack: dict[str, Any]) -> None:
         """The sender's copy of a chat message (`text`, encoded once for everyone) with `ack` appended,
-        once the room's chat holding it is stored or could not be (`SignalingHub.chat_kept`): at once
-        when it is, else from the write's completion — no task per message while a burst is delivered."""
+        once the room's chat holding it is stored (`SignalingHub.chat_kept`): at once when it is, else
+        from the write's completion — no task per message while a burst is delivered. Not stored within
+        the limit (the store away): `"stored": false`, and the page offers it again after its next
+        welcome."""
         extra = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in ack.items())
-        copy = f"{text[:-1]}, {extra}}}"
+
+        def copy(in_store: bool) -> str:
+            return f"{text[:-1]}, {extra}{'' if in_store else NOT_STORED}}}"
+
         kept = self.hub.chat_kept(room)
         if kept.done():
-            await sender.send_text(copy)
+            await sender.send_text(copy(kept.result()))
         else:
-            kept.add_done_callback(lambda _: self.hub.spawn(sender.send_text(copy)))
+            kept.add_done_callback(lambda done: self.hub.spawn(sender.send_text(copy(done.result()))))
 
     def chat_history(self, room: LiveRoom) -> list[dict[str, Any]]:
         """The room's chat so far for `welcome`, taken after the participant was seated (a message

@@ -25,9 +25,9 @@ changes not stored yet; `flush` (shutdown, expiry, tests) writes everything pend
 store that does not answer leaves it pending, for the next change to retry).
 
 Who must know that a change is stored before answering (a chat message's sender: its acknowledgement
-says "kept", and a page resends what was never acknowledged) awaits `settled`, which resolves once the
-record's value of that moment, or a newer one, has been written (True) or a write of it failed (False:
-the store is away; the record stays pending and is retried).
+says "kept", and a page resends what was never acknowledged) awaits `settled`, which resolves True once
+the record's value of that moment, or a newer one, has been written, and False when no write succeeded
+within SETTLE_LIMIT_SECONDS (the store away or hanging; the record stays pending and is retried).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ RETRY_SECONDS = 1.0  # after a failed write (the store away), before the writer 
 # records per store operation: a batch costs the loop ~2 ms of encoding and parsing on Redis, so the
 # messages of a burst that arrive meanwhile wait no longer than for one loop turn
 BATCH_RECORDS = 50
-SETTLE_LIMIT_SECONDS = 5.0  # `settled` answers False after this even when the store never answers
+SETTLE_LIMIT_SECONDS = 5.0  # `settled` answers False after this without a successful write
 
 
 def _resolve(future: asyncio.Future[bool], value: bool) -> None:
@@ -75,9 +75,9 @@ class WriteBehind:
         self._gave_up = False  # a write failed during `flush`: the store is away, stop trying for now
         self._changed = 0.0  # the loop's time of the latest `set`
         # `settled` futures of records with a value pending: resolved when that value (or a newer one)
-        # was written or its write failed
+        # was written, or after the limit
         self._waiting: dict[tuple[str, str], asyncio.Future[bool]] = {}
-        self._writing: set[tuple[str, str]] = set()  # records of the batch being written now
+        self._writing: dict[tuple[str, str], Pending] = {}  # the batch being written now
 
     def set(self, kind: str, key: str, value: Record | None, expires_at: float) -> None:
         """Make `value` the record's newest value (None: delete it), to be written soon."""
@@ -87,34 +87,42 @@ class WriteBehind:
             self._writer = asyncio.ensure_future(self._write_all())
 
     def settled(self, kind: str, key: str) -> asyncio.Future[bool]:
-        """Resolves once the record's value pending now, or a newer one, is written (True) or its write
-        failed (False); at once (True) when nothing is pending; after SETTLE_LIMIT_SECONDS at the latest
-        (False: a store that hangs). Everyone asking while one value is pending shares one future (a
-        burst of 500 chat messages: one per room, no task or timer per message)."""
-        future = self._waiting.get((kind, key))
+        """Resolves True once the record's value pending now, or a newer one, is written; at once when
+        nothing is pending; False after SETTLE_LIMIT_SECONDS without a successful write (the store away
+        or hanging: a failed write is retried meanwhile). Everyone asking while one value is pending
+        shares one future (a burst of 500 chat messages: one per room, no timer per message)."""
+        record = (kind, key)
+        future = self._waiting.get(record)
         if future is None:
             loop = asyncio.get_running_loop()
             future = loop.create_future()
-            if (kind, key) in self._pending or (kind, key) in self._writing:
-                self._waiting[(kind, key)] = future
-                handle = loop.call_later(SETTLE_LIMIT_SECONDS, _resolve, future, False)
+            if record in self._pending or record in self._writing:
+                self._waiting[record] = future
+                handle = loop.call_later(SETTLE_LIMIT_SECONDS, self._give_up, record, future)
                 future.add_done_callback(lambda _: handle.cancel())
             else:
                 future.set_result(True)
         return future
 
-    def _settle(self, key: tuple[str, str], stored: bool) -> None:
-        """The record's write ended: wake who waits for it, unless a newer value came meanwhile (its own
-        write settles them, and it holds what they wait for)."""
-        if key in self._pending and stored:
+    def _give_up(self, key: tuple[str, str], future: asyncio.Future[bool]) -> None:
+        """The limit is over: answer False, and let whoever asks next wait for the next write."""
+        if self._waiting.get(key) is future:
+            del self._waiting[key]
+        _resolve(future, False)
+
+    def _settle(self, key: tuple[str, str]) -> None:
+        """The record's value was written: wake who waits for it, unless a newer value came meanwhile
+        (its own write settles them, and it holds what they wait for)."""
+        if key in self._pending:
             return
         future = self._waiting.pop(key, None)
         if future is not None:
-            _resolve(future, stored)
+            _resolve(future, True)
 
     def pending(self, kind: str, key: str) -> Pending | None:
-        """The value not written yet, if any (a reader on this node must not get an older one)."""
-        return self._pending.get((kind, key))
+        """The value not written yet or being written, if any (a reader on this node must not get an
+        older one from the store)."""
+        return self._pending.get((kind, key)) or self._writing.get((kind, key))
 
     async def _write_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -143,16 +151,17 @@ class WriteBehind:
                     entry = self._pending.pop(key, None)
                     if entry is not None:
                         batch[key] = entry
-                self._writing = set(batch)
+                self._writing = batch
                 try:
                     lost = await self._write_batch(batch)
                 finally:
-                    self._writing = set()
+                    self._writing = {}
                 for key, entry in lost.items():
                     self._pending.setdefault(key, entry)  # unless a newer value is pending already
                     failed = True
                 for key in batch:
-                    self._settle(key, key not in lost)
+                    if key not in lost:
+                        self._settle(key)
             if failed:
                 if self._hurry:
                     self._gave_up = True

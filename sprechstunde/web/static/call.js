@@ -55,6 +55,7 @@ let selfName = "";
 let chatMax = 2000;
 let ownDisplayName = "";
 let chatSeq = 0;
+const chatRequests = new Map(); // request id of a sent chat message → its client_message_id
 const departed = new Set(); // participants that left; a late offer must not bring their tile back
 
 window.sprechstunde = {
@@ -395,6 +396,7 @@ function onMessage(msg) {
       if (documents) documents.handleEvent(msg);
       break;
     case "chat": {
+      if (typeof msg.id === "string") chatRequests.delete(msg.id);
       if (callChat.acknowledge(msg)) break; // own message, now kept (shown since it was sent)
       const shown = callChat.show(msg, participantId);
       const own = msg.from === participantId;
@@ -430,7 +432,11 @@ function onMessage(msg) {
         break;
       }
       const text = tr("call.status.error", { code: msg.code || "?", message: msg.message || "" });
-      if (typeof msg.id === "string" && msg.id.startsWith("c-")) showNotice($("chat-error"), text);
+      if (typeof msg.id === "string" && msg.id.startsWith("c-")) {
+        showNotice($("chat-error"), text);
+        callChat.refused(chatRequests.get(msg.id)); // not sent again: the server said why
+        chatRequests.delete(msg.id);
+      }
       status.show(text, { kind: "error" });
       break;
     }
@@ -571,7 +577,9 @@ function ownName() {
 /** Send one chat message of this page (again, after a reconnect: the same `client_message_id`). */
 function transmitChat(clientId, text) {
   chatSeq += 1;
-  return Boolean(signaling && signaling.send({ type: "chat", id: `c-${chatSeq}`, text, client_message_id: clientId }));
+  const id = `c-${chatSeq}`;
+  chatRequests.set(id, clientId); // an `error` for this request refuses the message (see onMessage)
+  return Boolean(signaling && signaling.send({ type: "chat", id, text, client_message_id: clientId }));
 }
 
 function updateCounter() {

@@ -48,27 +48,35 @@ export class CallChat {
 
   /**
    * The server's acknowledgement (the own copy of a `chat` with `client_message_id`): the message is
-   * kept; its <li> loses the mark and takes the server's id (or goes, when the history brought it
-   * already). Returns whether `msg` acknowledged a message of this page.
+   * kept; its <li> loses the mark and takes the server's id (and the place of a copy the history brought
+   * meanwhile). With `stored: false` (delivered, the store away) it stays in the outbox, without the
+   * mark, to be offered again after the next welcome. Returns whether `msg` acknowledged a message of
+   * this page.
    */
   acknowledge(msg) {
     const waiting = typeof msg.client_message_id === "string" && this.outbox.get(msg.client_message_id);
     if (!waiting) return false;
-    this.outbox.delete(msg.client_message_id);
+    if (msg.stored !== false) this.outbox.delete(msg.client_message_id);
     const { item } = waiting;
-    const id = typeof msg.message_id === "string" && msg.message_id ? msg.message_id : null;
-    if (id && this.shown.has(id) && this.shown.get(id) !== item) {
-      item.remove();
-      return true;
-    }
     item.classList.remove("pending");
     const mark = item.querySelector(".chat-pending");
     if (mark) mark.remove();
+    const id = typeof msg.message_id === "string" && msg.message_id ? msg.message_id : null;
     if (id) {
+      const copy = this.shown.get(id);
+      if (copy && copy !== item) copy.replaceWith(item); // in the history's place, shown once, as own
       this.shown.set(id, item);
       item.dataset.messageId = id;
     }
     return true;
+  }
+
+  /** The server refused an own message (an `error` for its request): never sent again, removed. */
+  refused(clientId) {
+    const waiting = clientId && this.outbox.get(clientId);
+    if (!waiting) return;
+    this.outbox.delete(clientId);
+    waiting.item.remove();
   }
 
   /**
