@@ -158,3 +158,18 @@ async def test_page_without_callers_keeps_its_old_shape(client, services):
     html = await (await client.get("/statistics?office=vhs&lang=de")).text()
     assert 'id="stats-channels"' not in html and "Nach Kanal" not in html
     assert "1,0 / 4,0 min" in html  # the existing summary is unchanged
+
+
+async def test_api_gives_each_row_its_channels(client, services):
+    """/api/statistics: the day rows and the total carry `channels` (video, phone) with the same
+    definitions as the page and the CSV."""
+    await _admin_with_figures(client, services)
+    data = await (await client.get("/api/statistics?office=vhs")).json()
+    phone_total = data["total"]["channels"]["phone"]
+    assert (phone_total["queued"], phone_total["consultations"], phone_total["abandoned"]) == (5, 3, 2)
+    assert phone_total["resolved"] == 2 and phone_total["tickets"] == 1
+    assert phone_total["wait_p50_seconds"] == 600 and phone_total["wait_average_seconds"] == 540
+    assert phone_total["abandoned_rate"] == pytest.approx(2 / 5)
+    video_day = data["days"][-1]["channels"]["video"]
+    assert (video_day["queued"], video_day["consultations"], video_day["wait_p50_seconds"]) == (3, 2, 60)
+    assert video_day["wait_average_seconds"] == 150

@@ -355,6 +355,21 @@ def _row_json(row: statistics.DayStats) -> dict[str, Any]:
         "feedback_count": row.feedback_count,
         "feedback_average": row.feedback_average,
         "feedback_distribution": {str(score): row.feedback.get(score, 0) for score in statistics.SCORES},
+        "channels": {name: _channel_json(figures) for name, figures in row.channels.items()},
+    }
+
+
+def _channel_json(figures: statistics.ChannelStats) -> dict[str, Any]:
+    return {
+        "queued": figures.queued,
+        "consultations": figures.consultations,
+        "resolved": figures.resolved,
+        "tickets": figures.tickets,
+        "abandoned": figures.abandoned,
+        "resolved_first_contact": figures.resolved_rate,
+        "abandoned_rate": figures.abandoned_rate,
+        "wait_p50_seconds": figures.wait_p50,
+        "wait_average_seconds": figures.wait_average,
     }
 
 

@@ -123,6 +123,20 @@ class QuestionOut(Answer):
     office: OfficeRef
 
 
+class ChannelRow(Answer):
+    """One channel's share: citizens on the waiting page (`video`) or callers (`phone`)."""
+
+    queued: int
+    consultations: int
+    resolved: int
+    tickets: int
+    abandoned: int
+    resolved_first_contact: float | None
+    abandoned_rate: float | None
+    wait_p50_seconds: float | None
+    wait_average_seconds: float | None
+
+
 class StatsRow(Answer):
     queued: int
     consultations: int
@@ -139,6 +153,7 @@ class StatsRow(Answer):
     feedback_count: int = Field(0, description="survey answers (end screen, anonymous)")
     feedback_average: float | None = Field(None, description="mean survey score, 1–5")
     feedback_distribution: dict[str, int] = Field(default_factory=dict, description="score → answers")
+    channels: dict[str, ChannelRow] = Field(default_factory=dict, description="video / phone → their share")
 
 
 class StatsDay(StatsRow):
