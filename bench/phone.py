@@ -1,57 +1,121 @@
+# Over 500 lines: one benchmark driver (server, callers, advisors, CPU windows, report) read top to bottom.
 """Phone benchmark (issue 20): N simultaneous SIP callers bridged into consultation rooms, the server's CPU
 per call beside one video consultation's, and the longest audio gap each advisor hears.
 
-One `sprechstunde serve --sip-listen` process; N baresip callers (Debian) each send a 1 kHz tone, choose
-Deutsch / Volkshochschule by DTMF and wait; N advisors sign in, take "Nächste Person" on the console
-socket and join the room with an aiortc client sending 600 Hz (so the bridge decodes, mixes and
-re-encodes in both directions). Over a fixed window the advisors record every received audio frame's
-arrival time and level: a gap is the longest stretch without a frame that carries the tone (no frame at
-all, or a silent one). The server's CPU time comes from /proc/<pid>/stat (every thread, PJSIP's too),
-minus its idle rate measured before the calls. After the callers hang up, one video consultation (two
-participants replaying bench/clip.py's 640×480 VP8 + Opus through bench/loadclient.py) runs through the
-same process over a window of the same length: the baseline the per-call figure is printed against.
+`sprechstunde serve --sip-listen 127.0.0.1:P` answers the calls. The pjsua2-python wheel holds 4 calls per
+process (PJSUA_MAX_CALLS), so with W = --workers (default: callers ÷ 4, rounded up) above 1 it is
+`serve --workers W --redis … --sip-listen 127.0.0.1:P` on a fresh Redis prefix (removed afterwards):
+process k answers SIP on P+k, and caller i dials P + (i mod W), as a PBX's trunk group spreads its calls.
+With W = 1 the server is one process without Redis, as in the earlier 4-caller figures.
 
-The pjsua2-python wheel caps one process at 4 calls (PJSUA_MAX_CALLS), so the default is 4 callers.
+N baresip callers (Debian) each send a 1 kHz tone, choose Deutsch / Volkshochschule by DTMF and wait; N
+advisors sign in, take "Nächste Person" on the first process's console socket and join the room through
+the first process's /ws (a room held by a worker answers `wrong_node`, and the advisor follows it to
+`?node=…`, which the first process relays), each an aiortc client sending 600 Hz (so the bridge decodes,
+mixes and re-encodes in both directions). Over a fixed window the advisors record every received audio
+frame's arrival time and whether it carries the caller's tone: a gap is the longest stretch without a
+frame that carries the tone (no frame at all, or a silent one).
 
-    .venv/bin/python -m bench.phone                 # 4 callers, 20 s windows
-    .venv/bin/python -m bench.phone --callers 2 --seconds 10
+The advisors are kept light, so that the figures are the server's and not this process's: 20 advisors
+encoding and decoding every frame took ~12 % of a core each, and their starved event loop let ICE
+consent checks fail. What an advisor does instead:
+* Sending: 1 s of the 600 Hz tone is encoded once per run (libopus, 48 kHz mono, 32 kbit/s, 20 ms
+  frames); each advisor's track hands aiortc those packets in a loop, paced by the wall clock, with pts
+  rising at 1/48000. aiortc only packs them (no encoder, no executor thread); the bridge still decodes
+  and mixes them on the server.
+* Receiving: aiortc's receive path as usual (SRTP, RTP, jitter buffer), but its Opus decoder is replaced
+  in this process while the advisors run (`light_audio_receivers`): per encoded frame the advisor gets
+  the payload size, and takes the arrival time when its consumer reads the frame on this process's event
+  loop. A frame carries the tone when its Opus payload has at least TONE_MIN_BYTES = 16 (the bridge's
+  24 kbit/s narrowband encoder spends 6–8 bytes on a silent frame and 17–47 on the tone, measured).
+  Every 10th frame is also decoded with libopus (after the 3 frames before it, for the decoder's state)
+  and checked: RMS ≥ SILENT_RMS and more power at 1 kHz than at 600 Hz. The share of checked frames on
+  which size and decoding agree is printed; below 95 % the run fails (exit status 1).
+* This process's event loop is watched (a 20 ms ticker notes how late it wakes); a window in which it
+  was over 100 ms late is flagged: a starved load generator's gaps are its own, not the server's.
 
-Results: a table on stdout and bench/results/phone.json (the server's log next to it).
+CPU over the window, from /proc: the server's is utime + stime of the first process and of each worker
+process (every thread, PJSIP's too), minus their idle rate measured the same way before the calls. Beside
+it, what the load generator costs on the same cores: this process (the N aiortc advisors) and the
+baresip processes, and the machine's busy share from /proc/stat. After the callers hang up, one video
+consultation (two participants replaying bench/clip.py's 640×480 VP8 + Opus through bench/loadclient.py)
+joins through the first process over a window of the same length: the baseline the per-call figure is
+printed against (its CPU summed over the same processes, wherever the room lands).
+
+    .venv/bin/python -m bench.phone                          # 20 callers on 5 processes, 20 s windows
+    .venv/bin/python -m bench.phone --callers 4 --workers 1  # one process, as the first figures
+    .venv/bin/python -m bench.phone --callers 2 --workers 2 --seconds 5
+
+Without a Redis server at --redis (default redis://127.0.0.1:6379/0), Debian's `redis-server` is started
+on a free port for the run (bench/failover.py). A caller that cannot start or whose call is refused (486
+Busy Here: more than 4 callers on one process) ends the run with one line per caller, exit status 1.
+
+Results: a table on stdout and bench/results/phone.json (the server's log, every process's, next to it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
+import fractions
 import json
 import math
+import operator
+import os
+import re
+import secrets
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import av
+from aiortc import rtcrtpreceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench import loadclient
 from bench.clip import build_clip
-from bench.media_relay import cpu_seconds, create_rooms
+from bench.failover import DEFAULT_REDIS, redis_server
+from bench.media_relay import CLK_TCK, NODE_ID, _children, create_rooms, delete_prefix, wait_workers
 from bench.server import ServerProcess
-from tests.phone_support import Baresip, free_sip_port, tone_wav
+from tests.phone_support import Baresip, free_sip_port, goertzel, tone_wav
 from tests.rtc_client import RtcParticipant
-from tests.test_phone_bridge import ToneTrack
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 PASSWORD = "richtig-langes-passwort"
 CALLER_TONE = 1000.0
 ADVISOR_TONE = 600.0
+CALLS_PER_PROCESS = 4  # the pjsua2-python wheel's PJSUA_MAX_CALLS
 GAP_LIMIT_MS = 100.0  # the acceptance criterion: no gap over this at the advisor
 SILENT_RMS = 1000.0  # a frame below this carries no tone (the tone arrives at RMS ≈ 5000)
+# an Opus payload this long carries the tone. The bridge's encoder (CallerTrack: 8 kHz mono, 24 kbit/s),
+# measured: silence 6–8 bytes, the tone 37–47 (17–30 for ~20 frames after a silence), the first silent
+# frame after the tone 13–28 (its decoded tail is as often loud as not)
+TONE_MIN_BYTES = 16
+SAMPLE_EVERY = 10  # every 10th received frame is decoded to check the size classification …
+WARM_UP_FRAMES = 3  # … after decoding the 3 frames before it
+MIN_AGREEMENT = 0.95  # below this share of agreeing sampled frames the run fails
+OPUS_RATE = 48_000
+OPUS_FRAME = 960  # 20 ms
+OPUS_TIME_BASE = fractions.Fraction(1, OPUS_RATE)
+TONE_BITRATE = 32_000  # the advisor's tone, as a browser sends voice
+TONE_AMPLITUDE = 8000
+LAG_TICK = 0.02  # the event-loop lag ticker's period (s)
+LAG_LIMIT_MS = 100.0  # a load generator's loop later than this: the figures are not the server's
+CALL_ENDED = ("session closed:", "terminated")  # baresip's lines for a refused or ended call
+SETTLE_SECONDS = 60.0  # at most this long for the start-up's prompt rendering to calm down
 # every day open (the benchmark must not depend on the hour it runs at), no holidays
 OFFICES = """timezone = "Europe/Berlin"
 holiday_state = ""
@@ -71,47 +135,339 @@ sun = "00:00-23:59"
 """
 
 
+# --- the advisors' audio, kept light: a pre-encoded tone out, frames sized (and a tenth decoded) in ---
+
+
+def encode_tone(frequency: float, seconds: float = 1.0) -> list[bytes]:
+    """`seconds` of a steady tone as 20 ms Opus packets (PyAV's libopus, 48 kHz mono, TONE_BITRATE),
+    encoded once per run: the second half of twice that, so the encoder has settled and the last packet
+    leads into the first as seamlessly as any two (a whole number of periods per 20 ms frame)."""
+    if not (frequency * OPUS_FRAME / OPUS_RATE).is_integer():
+        raise ValueError(f"{frequency} Hz is no whole number of periods per 20 ms: the loop would click")
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.bit_rate = TONE_BITRATE
+    encoder.format = "s16"
+    encoder.layout = "mono"
+    encoder.sample_rate = OPUS_RATE
+    encoder.time_base = OPUS_TIME_BASE
+    encoder.options = {"application": "voip"}
+    step = 2 * math.pi * frequency / OPUS_RATE
+    pcm = array("h", (int(TONE_AMPLITUDE * math.sin(step * i)) for i in range(OPUS_FRAME))).tobytes()
+    count = round(seconds * OPUS_RATE / OPUS_FRAME)
+    packets: list[bytes] = []
+    for n in range(2 * count):
+        frame = av.AudioFrame(format="s16", layout="mono", samples=OPUS_FRAME)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = OPUS_RATE
+        frame.pts = n * OPUS_FRAME
+        frame.time_base = OPUS_TIME_BASE
+        packets += [bytes(packet) for packet in encoder.encode(frame)]
+    return packets[-count:]
+
+
+class OpusToneTrack(MediaStreamTrack):
+    """The advisor's microphone: `encode_tone`'s packets in a loop, one per 20 ms of the wall clock
+    (as CallerTrack and aiortc's own tracks pace), pts rising by 960 at 1/48000. aiortc's sender only
+    packs an av.Packet: nothing is encoded in this process, and no executor thread is used."""
+
+    kind = "audio"
+
+    def __init__(self, packets: list[bytes]) -> None:
+        super().__init__()
+        self._packets = packets
+        self._start: float | None = None
+        self._pts = 0
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += OPUS_FRAME
+            wait = self._start + self._pts / OPUS_RATE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        packet = av.Packet(self._packets[self._pts // OPUS_FRAME % len(self._packets)])
+        packet.pts = self._pts
+        packet.time_base = OPUS_TIME_BASE
+        return packet
+
+
+@dataclass(slots=True)
+class Heard:
+    """What an advisor's receiver hands its track for one Opus frame, in place of decoded audio."""
+
+    size: int  # bytes of the Opus payload
+    tone: bool | None  # the decoded frame carries the caller's tone (every 10th frame, else None)
+
+
+def carries_tone(frame: av.AudioFrame) -> bool:
+    """A decoded frame carries the caller's tone when its RMS reaches SILENT_RMS and it has more power at
+    CALLER_TONE than at ADVISOR_TONE (Goertzel on the first channel, taken down to 8 kHz: the bridge's
+    Opus is narrowband)."""
+    channels = len(frame.layout.channels)
+    stride = channels * max(1, frame.sample_rate // 8000)
+    samples = array("h", bytes(frame.planes[0])[: frame.samples * 2 * channels])[::stride]
+    if not samples:
+        return False
+    rms = math.sqrt(sum(map(operator.mul, samples, samples)) / len(samples))
+    rate, pcm = frame.sample_rate * channels // stride, samples.tolist()
+    return rms >= SILENT_RMS and goertzel(pcm, rate, CALLER_TONE) > goertzel(pcm, rate, ADVISOR_TONE)
+
+
+class SampledOpusDecoder:
+    """Stands in for aiortc's OpusDecoder in the advisors' receivers (`light_audio_receivers`): per
+    encoded frame one `Heard` with its payload size. Every SAMPLE_EVERY-th frame is decoded by its own
+    libopus decoder (48 kHz mono) and checked with `carries_tone`, after decoding the WARM_UP_FRAMES
+    frames before it: the decoder skips the others, and a frame decoded right after such a skip comes
+    out far too quiet (SILK's gains and prediction carry over from frame to frame). So 4 of 10 frames
+    are decoded, 1 of 10 analysed, on the receiver's decoder thread as aiortc's decoding was."""
+
+    def __init__(self) -> None:
+        self._decoder = av.CodecContext.create("libopus", "r")
+        self._decoder.format = "s16"
+        self._decoder.layout = "mono"
+        self._recent: collections.deque[bytes] = collections.deque(maxlen=WARM_UP_FRAMES)
+        self._count = 0
+
+    def decode(self, encoded_frame: Any) -> list[Heard]:
+        data = encoded_frame.data
+        self._count += 1
+        tone = self._check([*self._recent, data]) if self._count % SAMPLE_EVERY == 0 else None
+        self._recent.append(data)
+        return [Heard(len(data), tone)]
+
+    def _check(self, payloads: list[bytes]) -> bool:
+        frames: list[av.AudioFrame] = []
+        try:
+            for data in payloads:
+                frames = self._decoder.decode(av.Packet(data))
+        except av.FFmpegError:
+            return False  # counts against the size classification
+        return bool(frames) and carries_tone(frames[-1])
+
+
+@contextlib.contextmanager
+def light_audio_receivers() -> Iterator[None]:
+    """While open, aiortc receivers of this process that start decoding Opus get a SampledOpusDecoder
+    (aiortc.rtcrtpreceiver.get_decoder, which its decoder thread calls at the first frame). Used around
+    the advisors only: the video case's load clients never decode (loadclient.CountingReceiver)."""
+    original = rtcrtpreceiver.get_decoder
+
+    def get_decoder(codec: Any) -> Any:
+        return SampledOpusDecoder() if codec.mimeType.lower() == "audio/opus" else original(codec)
+
+    rtcrtpreceiver.get_decoder = get_decoder
+    try:
+        yield
+    finally:
+        rtcrtpreceiver.get_decoder = original
+
+
 class GapAdvisor(RtcParticipant):
-    """An advisor that notes, for every received audio frame, when it came and whether it was loud."""
+    """An advisor sending OpusToneTrack's 600 Hz that notes, for every audio frame it receives, when
+    its consumer read it from the track (time.monotonic() on this process's event loop, so a busy loop
+    shows as a gap), the Opus payload's size and, for every SAMPLE_EVERY-th frame, whether the decoded
+    frame carries the caller's tone. A frame carries the tone when its payload has at least
+    TONE_MIN_BYTES: the bridge's 24 kbit/s narrowband encoder spends 6–8 bytes on silence and 17–47 on
+    the tone. Needs `light_audio_receivers` open while it joins and receives.
+    `join` (RtcParticipant's) follows a `wrong_node` reply to the worker holding the call."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.audio: list[tuple[float, bool]] = []
+        self.audio: list[tuple[float, int, bool | None]] = []  # arrival, payload bytes, decoded tone
+        self.failure: str | None = None
+
+    @property
+    def node(self) -> str:
+        """The server process it talks to: `?node=` of the URL that welcomed it, else the first."""
+        return parse_qs(urlsplit(self.ws_url).query).get("node", [NODE_ID])[0]
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         try:
             while True:
-                frame = await track.recv()
+                heard = await track.recv()
                 self.frames[track.kind] += 1
                 if track.kind != "audio":
                     continue
-                channels = len(frame.layout.channels)
-                data = array("h", bytes(frame.planes[0])[: frame.samples * 2 * channels])[::channels]
-                rms = math.sqrt(sum(x * x for x in data) / len(data)) if data else 0.0
-                self.audio.append((time.monotonic(), rms >= SILENT_RMS))
+                if not isinstance(heard, Heard):
+                    self.failure = f"received {type(heard).__name__}: light_audio_receivers not open"
+                    return
+                self.audio.append((time.monotonic(), heard.size, heard.tone))
         except (MediaStreamError, asyncio.CancelledError):
             pass
 
     def loud_frames(self) -> int:
-        return sum(1 for _, loud in self.audio if loud)
+        return sum(1 for _, size, _ in self.audio if size >= TONE_MIN_BYTES)
 
     def window(self, t0: float, t1: float) -> dict[str, Any]:
-        """Frames, silent frames and the longest stretch without a loud frame inside [t0, t1]."""
-        inside = [(t, loud) for t, loud in self.audio if t0 <= t <= t1]
-        loud = [t for t, is_loud in inside if is_loud]
+        """Frames, silent frames and the longest stretch without a frame carrying the tone inside
+        [t0, t1]; the sampled frames and how many of them the size classification got right."""
+        inside = [(t, size, tone) for t, size, tone in self.audio if t0 <= t <= t1]
+        loud = [t for t, size, _ in inside if size >= TONE_MIN_BYTES]
         points = [t0, *loud, t1]
         gaps = [b - a for a, b in zip(points, points[1:], strict=False)]
         worst = max(range(len(gaps)), key=gaps.__getitem__)
+        checked = [(size, tone) for _, size, tone in inside if tone is not None]
         return {
+            "node": self.node,
             "frames": len(inside),
             "silent_frames": len(inside) - len(loud),
             "max_gap_ms": round(gaps[worst] * 1000, 1),
             "max_gap_at_s": round(points[worst] - t0, 2),
             "gaps_over_limit": sum(1 for g in gaps if g * 1000 > GAP_LIMIT_MS),
+            "checked": len(checked),
+            "agreed": sum(1 for size, tone in checked if (size >= TONE_MIN_BYTES) == tone),
+            "checked_sizes": {
+                kind: dict(sorted(collections.Counter(s for s, t in checked if t == is_tone).items()))
+                for kind, is_tone in (("tone", True), ("silent", False))
+            },
         }
 
 
-def add_advisors(data_dir: Path, count: int) -> list[str]:
+class LoopLag:
+    """How late this process's event loop runs: a task asks to wake every LAG_TICK seconds and notes how
+    much later than asked it woke. A starved load generator reads frames late (false gaps), lets ICE
+    consent checks time out, and its figures are then its own, not the server's."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (woke at, seconds late)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            due = time.monotonic() + LAG_TICK
+            await asyncio.sleep(LAG_TICK)
+            now = time.monotonic()
+            self.samples.append((now, now - due))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def worst_ms(self, t0: float, t1: float) -> float:
+        """The latest wake-up (ms) of the ticks that woke inside [t0, t1]."""
+        return round(max((late for at, late in self.samples if t0 <= at <= t1), default=0.0) * 1000, 1)
+
+
+# --- CPU over a window: named processes from /proc/<pid>/stat, the machine from /proc/stat ---
+
+
+@dataclass
+class Sample:
+    at: float
+    names: dict[str, int]  # the processes measured by name: their pids
+    seconds: dict[int, tuple[str, float]]  # every process: its name (comm) and CPU seconds so far
+    jiffies: list[int]  # all CPUs since boot: user nice system idle iowait irq softirq steal
+
+
+def _every_process() -> dict[int, tuple[str, float]]:
+    """utime + stime (all threads) of every process on the machine, with its command name."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            head, _, rest = text.rpartition(")")
+            fields = rest.split()
+            found[int(entry.name)] = (head.partition("(")[2], (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return found
+
+
+def sample(processes: dict[str, int]) -> Sample:
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return Sample(time.monotonic(), processes, _every_process(), [int(v) for v in first[1:9]])
+
+
+def machine_cpus() -> int:
+    return sum(1 for line in Path("/proc/stat").read_text().splitlines() if re.match(r"cpu\d", line))
+
+
+def _command(pid: int, comm: str) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return comm
+    text = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv) if a)
+    return (text or comm)[:60]
+
+
+def rates(before: Sample, after: Sample) -> dict[str, Any]:
+    """Cores each named process used between two samples (None: it ended meanwhile); the machine's busy
+    share (user, system and interrupt time of all CPUs; steal apart); the other processes that used
+    more than 1 % of a core."""
+    wall = after.at - before.at
+
+    def used(pid: int) -> float | None:
+        if pid not in before.seconds or pid not in after.seconds:
+            return None
+        return (after.seconds[pid][1] - before.seconds[pid][1]) / wall
+
+    cores = {name: used(pid) for name, pid in before.names.items()}
+    named = set(before.names.values())
+    others = [(used(pid), pid, comm) for pid, (comm, _) in after.seconds.items() if pid not in named]
+    busiest = sorted((c, pid, comm) for c, pid, comm in others if c is not None and c >= 0.01)[::-1]
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        b - a for a, b in zip(before.jiffies, after.jiffies, strict=True)
+    )
+    jiffies = max(1, user + nice + system + idle + iowait + irq + softirq + steal)
+    return {
+        "t0": before.at,
+        "t1": after.at,
+        "cores": cores,
+        "machine_busy_share": (user + nice + system + irq + softirq) / jiffies,
+        "machine_steal_share": steal / jiffies,
+        "other_processes": {f"{_command(pid, comm)} ({pid})": c for c, pid, comm in busiest},
+    }
+
+
+async def measure(processes: dict[str, int], seconds: float) -> dict[str, Any]:
+    before = sample(processes)
+    await asyncio.sleep(seconds)
+    return rates(before, sample(processes))
+
+
+def machine(window: dict[str, Any]) -> dict[str, Any]:
+    """What a window's record keeps of the machine."""
+    keys = ("machine_busy_share", "machine_steal_share", "other_processes")
+    return {key.removeprefix("machine_"): window[key] for key in keys}
+
+
+def group(window: dict[str, Any], prefix: str) -> dict[str, float | None]:
+    """The cores of the processes named `prefix:…`, by the rest of their name."""
+    return {name.split(":", 1)[1]: v for name, v in window["cores"].items() if name.startswith(prefix + ":")}
+
+
+def total(values: dict[str, float | None]) -> float:
+    return sum(v for v in values.values() if v is not None)
+
+
+def server_processes(nodes: list[tuple[str, int]]) -> dict[str, int]:
+    """The processes whose CPU is the server's: the first and every worker, as `server:<node id>`."""
+    return {f"server:{node}": pid for node, pid in nodes}
+
+
+async def settle(processes: dict[str, int], workers: int) -> float:
+    """Wait (at most SETTLE_SECONDS) until the server processes use little CPU: at start-up every
+    process renders the fixed prompts with espeak-ng. Returns the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < SETTLE_SECONDS:
+        if total(group(await measure(processes, 1.0), "server")) < 0.05 * workers:
+            break
+    return time.monotonic() - start
+
+
+# --- the callers, the advisors ---
+
+
+def add_advisors(data_dir: Path, count: int, store_args: list[str]) -> list[str]:
     names = [f"berater{i}" for i in range(count)]
     procs = [
         subprocess.Popen(
@@ -131,6 +487,7 @@ def add_advisors(data_dir: Path, count: int) -> list[str]:
                 "--password-stdin",
                 "--data-dir",
                 str(data_dir),
+                *store_args,
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -147,11 +504,76 @@ def add_advisors(data_dir: Path, count: int) -> list[str]:
     return names
 
 
-async def cpu_rate(pid: int, seconds: float) -> float:
-    """Server cores used over `seconds` of wall time (CPU seconds ÷ wall seconds)."""
-    before, start = cpu_seconds(pid), time.monotonic()
-    await asyncio.sleep(seconds)
-    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+def free_sip_ports(count: int) -> int:
+    """P with P … P+count-1 free for UDP and TCP on 127.0.0.1."""
+    for _ in range(200):
+        port = free_sip_port()
+        if port + count - 1 > 65535:
+            continue
+        try:
+            for other in range(port + 1, port + count):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind(("127.0.0.1", other))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free SIP ports found")
+
+
+def node_of(k: int) -> str:
+    """The node id of process k of `serve --workers`."""
+    return NODE_ID if k == 0 else f"{NODE_ID}-w{k}"
+
+
+def tail(phone: Baresip, lines: int = 4) -> str:
+    return " | ".join(line.strip() for line in phone.text().splitlines()[-lines:])
+
+
+def call_ended(text: str) -> str | None:
+    """baresip's line saying the call was refused or ended, if there is one in `text`."""
+    return next((line.strip() for line in text.splitlines() if any(m in line for m in CALL_ENDED)), None)
+
+
+def ended_after_answer(phone: Baresip) -> str | None:
+    """Why an answered call has ended since (None: still on), from baresip's log."""
+    text = phone.text()
+    answered = text.find("Call established")
+    if phone.process.poll() is not None:
+        return f"baresip exited with {phone.process.returncode}"
+    return call_ended(text[answered:]) if answered >= 0 else "never answered"
+
+
+async def start_caller(i: int, work: Path, voice: Path, started: list[Baresip]) -> Baresip:
+    """A ready baresip for caller i; its TLS transport takes a port next to its SIP port, which may be
+    taken: then a fresh one, three tries."""
+    for attempt in range(3):
+        phone = Baresip(work / f"caller{i}-{attempt}", user=f"49215100{i:04d}", source=voice)
+        started.append(phone)
+        deadline = time.monotonic() + 15
+        while "baresip is ready" not in phone.text():
+            if phone.process.poll() is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            return phone
+        if "already in use" not in phone.text() or attempt == 2:
+            raise RuntimeError(f"baresip did not start: {tail(phone)}")
+        await asyncio.to_thread(phone.close)
+    raise AssertionError("unreachable")
+
+
+async def established(phone: Baresip, timeout: float) -> None:
+    """Until baresip says the call is answered; RuntimeError at once when it is refused (486 …)."""
+    deadline = time.monotonic() + timeout
+    while "Call established" not in (text := phone.text()):
+        if (ended := call_ended(text)) is not None:
+            raise RuntimeError(f"refused: {ended}")
+        if phone.process.poll() is not None:
+            raise RuntimeError(f"baresip exited with {phone.process.returncode}: {tail(phone)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not answered within {timeout:.0f} s: {tail(phone)}")
+        await asyncio.sleep(0.05)
 
 
 async def claim(base: str, username: str) -> str:
@@ -163,7 +585,7 @@ async def claim(base: str, username: str) -> str:
                 raise RuntimeError(f"login {username}: {r.status} {await r.text()}")
         console = await http.ws_connect(base + "/ws/console", headers={"Origin": base})
         try:
-            for attempt in range(100):
+            for attempt in range(60):
                 await console.send_json({"type": "next", "id": f"n{attempt}"})
                 while True:
                     message = await console.receive_json(timeout=10)
@@ -172,147 +594,316 @@ async def claim(base: str, username: str) -> str:
                 if message["type"] == "claimed":
                     return message["advisor_url"].rsplit("/join/", 1)[1]
                 await asyncio.sleep(0.5)  # queue_empty: the callers are still choosing
-            raise RuntimeError(f"{username} found nobody to claim")
+            raise RuntimeError(f"{username} found nobody to claim within 30 s")
         finally:
             await console.close()
 
 
-async def phone_case(server: ServerProcess, data_dir: Path, args: argparse.Namespace, work: Path) -> dict:
-    sip_port = int(args.sip_listen.rsplit(":", 1)[1])
-    names = add_advisors(data_dir, args.callers)
+async def phone_case(
+    server: ServerProcess,
+    nodes: list[tuple[str, int]],
+    data_dir: Path,
+    args: argparse.Namespace,
+    work: Path,
+    lag: LoopLag,
+) -> dict:
+    names = add_advisors(data_dir, args.callers, args.store_args)
+    tone = encode_tone(ADVISOR_TONE)  # once for every advisor
     voice = tone_wav(work / "voice.wav", CALLER_TONE, args.seconds * 3 + 120)
-    callers: list[Baresip] = []
+    started: list[Baresip] = []  # every baresip process, also a failed start's
+    phones: dict[int, Baresip] = {}  # caller i's
     advisors: list[GapAdvisor] = []
     http = aiohttp.ClientSession()
+
+    def where(i: int) -> str:
+        k = i % args.workers
+        return f"caller {i} (127.0.0.1:{args.sip_port + k}, {node_of(k)})"
+
     try:
 
         async def call(i: int) -> None:
             await asyncio.sleep(0.5 * i)
-            for attempt in range(3):
-                # baresip's TLS transport takes a port next to its SIP port, which may be taken: retry
-                phone = Baresip(work / f"caller{i}-{attempt}", user=f"49215100{i:04d}", source=voice)
-                callers.append(phone)
-                try:
-                    await phone.ready(timeout=15)
-                    break
-                except TimeoutError:
-                    if "already in use" not in phone.text() or attempt == 2:
-                        raise RuntimeError(f"caller {i}: baresip did not start\n{phone.text()}") from None
-            try:
-                await phone.dial(f"sip:beratung@127.0.0.1:{sip_port}")
-                await phone.established(timeout=20)
-            except TimeoutError as exc:
-                raise RuntimeError(f"caller {i}: {exc}") from exc
+            phones[i] = phone = await start_caller(i, work, voice, started)
+            await phone.dial(f"sip:beratung@127.0.0.1:{args.sip_port + i % args.workers}")
+            await established(phone, timeout=20)
             await phone.press("1")  # Deutsch
             await asyncio.sleep(1.0)
             await phone.press("1")  # Volkshochschule
 
-        await asyncio.gather(*(call(i) for i in range(args.callers)))
+        outcomes = await asyncio.gather(*(call(i) for i in range(args.callers)), return_exceptions=True)
+        failed = [f"{where(i)}: {o}" for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {args.callers} callers failed:\n  " + "\n  ".join(failed))
         await asyncio.sleep(2.0)
+        gone = [f"{where(i)}: {why}" for i, p in phones.items() if (why := ended_after_answer(p))]
+        if gone:
+            raise RuntimeError("calls ended before an advisor took them:\n  " + "\n  ".join(gone))
         tokens = [await claim(server.url, name) for name in names]
-        ws_url = f"ws://127.0.0.1:{server.port}/ws"
+        ws_url = f"ws://127.0.0.1:{server.port}/ws"  # the first process's, for every advisor
         for i, token in enumerate(tokens):
-            advisor = GapAdvisor(http, ws_url, token, f"Berater {i}", tracks=[ToneTrack(ADVISOR_TONE)])
-            await advisor.join()
+            advisor = GapAdvisor(http, ws_url, token, f"Berater {i}", tracks=[OpusToneTrack(tone)])
             advisors.append(advisor)
+            try:
+                await advisor.join()
+            except (RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
+                raise RuntimeError(f"advisor {i} could not join through {ws_url}: {exc!r}") from exc
         deadline = time.monotonic() + 30
         while any(a.loud_frames() < 100 for a in advisors):  # 2 s of the caller's tone everywhere
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no caller tone at some advisor: {[a.loud_frames() for a in advisors]}")
+            if time.monotonic() > deadline or any(a.failure for a in advisors):
+                heard = [f"{i} ({a.node}): {a.failure or a.loud_frames()}" for i, a in enumerate(advisors)]
+                raise RuntimeError(f"no caller tone at some advisor (loud frames): {', '.join(heard)}")
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
-        t0 = time.monotonic()
-        cores = await cpu_rate(server.pid, args.seconds)
-        t1 = time.monotonic()
-        windows = [advisor.window(t0, t1) for advisor in advisors]
-        lost = [phone.dir.name for phone in callers if phone.process.poll() is not None]
-        return {"callers": args.callers, "cores": cores, "advisors": windows, "callers_ended_early": lost}
+        processes = server_processes(nodes) | {"bench": os.getpid()}
+        processes |= {f"baresip:{i}": phone.process.pid for i, phone in phones.items()}
+        window = await measure(processes, args.seconds)
+        children = _children(server.pid)
+        restarted = [node for node, pid in nodes[1:] if pid not in children]
+        windows = [advisor.window(window["t0"], window["t1"]) for advisor in advisors]
+        lost = [where(i) + f": {why}" for i, p in phones.items() if (why := ended_after_answer(p))]
+        sizes: dict[str, collections.Counter[int]] = {"tone": collections.Counter()}
+        sizes["silent"] = collections.Counter()
+        for w in windows:
+            for kind, counts in w.pop("checked_sizes").items():
+                sizes[kind].update(counts)
+        checked, agreed = sum(w["checked"] for w in windows), sum(w["agreed"] for w in windows)
+        return {
+            "callers": args.callers,
+            "cores": total(group(window, "server")),
+            "processes": group(window, "server"),
+            "calls_per_process": {n: sum(w["node"] == n for w in windows) for n, _ in nodes},
+            "workers_restarted": restarted,
+            "advisors": windows,
+            "callers_ended_early": lost,
+            "tone_check": {
+                "min_bytes": TONE_MIN_BYTES,
+                "checked": checked,
+                "agreed": agreed,
+                "share": agreed / checked if checked else 0.0,
+                "sizes": {kind: dict(sorted(counts.items())) for kind, counts in sizes.items()},
+            },
+            "load": {"bench_process": window["cores"]["bench"], "baresip": group(window, "baresip")},
+            "loop_lag_ms": lag.worst_ms(window["t0"], window["t1"]),
+            "machine": machine(window),
+        }
     finally:
         for advisor in advisors:
             await advisor.close()
         await http.close()
-        for phone in callers:
-            phone.hangup()
+        for phone in phones.values():
+            with contextlib.suppress(OSError):
+                phone.hangup()
         await asyncio.sleep(1.0)
-        for phone in callers:
-            phone.close()
+        for phone in started:
+            await asyncio.to_thread(phone.close)
 
 
-async def video_case(server: ServerProcess, data_dir: Path, seconds: float) -> dict:
-    """One 1:1 video consultation (the media benchmark's load participants, replaying the clip)."""
+async def video_case(
+    server: ServerProcess,
+    nodes: list[tuple[str, int]],
+    data_dir: Path,
+    args: argparse.Namespace,
+    lag: LoopLag,
+) -> dict:
+    """One 1:1 video consultation (the media benchmark's load participants, replaying the clip), joined
+    through the first process."""
     clip = build_clip()
-    tokens = create_rooms(data_dir, server.url, 1)[0]
+    tokens = create_rooms(data_dir, server.url, 1, args.store_args)[0]
     now = time.monotonic()
     participants = [
         {"token": tokens[role], "name": role, "role": role, "consultation": 0, "join_at": now + i * 0.2}
         for i, role in enumerate(("citizen", "advisor"))
     ]
     t0 = now + 6.0
-    schedule = {"t0": t0, "t1": t0 + seconds, "ws_url": f"ws://127.0.0.1:{server.port}/ws"}
+    schedule = {"t0": t0, "t1": t0 + args.seconds, "ws_url": f"ws://127.0.0.1:{server.port}/ws"}
     run = asyncio.ensure_future(loadclient._run(participants, clip, schedule))
     await asyncio.sleep(max(0.0, t0 - time.monotonic()))
-    cores = await cpu_rate(server.pid, seconds)
+    window = await measure(server_processes(nodes) | {"bench": os.getpid()}, args.seconds)
     result = await run
-    received = {
-        p["role"]: {kind: p[kind]["count"] for kind in ("audio", "video")} for p in result["participants"]
+    people = result["participants"]
+    received = {p["role"]: {kind: p[kind]["count"] for kind in ("audio", "video")} for p in people}
+    hosts = sorted({NODE_ID if p["node"] in (None, loadclient.FIRST_NODE) else p["node"] for p in people})
+    return {
+        "cores": total(group(window, "server")),
+        "processes": group(window, "server"),
+        "hosted_on": hosts,
+        "received": received,
+        "errors": [p["error"] for p in people],
+        "load": {"bench_process": window["cores"]["bench"]},
+        "loop_lag_ms": lag.worst_ms(window["t0"], window["t1"]),
+        "machine": machine(window),
     }
-    return {"cores": cores, "received": received, "errors": [p["error"] for p in result["participants"]]}
 
 
 async def main_async(args: argparse.Namespace) -> dict:
     RESULTS.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-phone-") as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        args.store_args, extra = [], []
+        if args.workers > 1:
+            redis_url = stack.enter_context(redis_server(args.redis))
+            prefix = f"sprechstunde-bench-phone-{secrets.token_hex(4)}:"
+            stack.callback(delete_prefix, redis_url, prefix)  # after the server has stopped (LIFO)
+            args.store_args = ["--redis", redis_url, "--redis-prefix", prefix]
+            extra = ["--workers", str(args.workers), "--node-id", NODE_ID, *args.store_args]
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-phone-")))
         data_dir = work / "data"
         offices = work / "offices.toml"
         offices.write_text(OFFICES)
-        args.sip_listen = f"127.0.0.1:{free_sip_port()}"
-        extra = ["--offices", str(offices), "--sip-listen", args.sip_listen, "--sip-allow", "127.0.0.1/32",
-                 "--sip-calls-per-minute", "100"]  # fmt: skip
-        with ServerProcess(data_dir, *extra, log_path=RESULTS / "phone-server.log") as server:
-            server.wait_healthy()
-            await asyncio.sleep(8.0)  # the start-up renders the fixed prompts (espeak-ng) in the background
-            idle = await cpu_rate(server.pid, 5.0)
-            phone = await phone_case(server, data_dir, args, work)
+        args.sip_port = free_sip_ports(args.workers)
+        extra = ["--offices", str(offices), "--sip-listen", f"127.0.0.1:{args.sip_port}",
+                 "--sip-allow", "127.0.0.1/32", "--sip-calls-per-minute", "100", *extra]  # fmt: skip
+        log_path = RESULTS / "phone-server.log"
+        launched = time.monotonic()
+        server = stack.enter_context(ServerProcess(data_dir, *extra, log_path=log_path))
+        server.wait_healthy()
+        nodes = [(NODE_ID, server.pid)]
+        if args.workers > 1:  # each worker registers once its SIP port is up
+            nodes = await asyncio.to_thread(wait_workers, server, redis_url, prefix, args.workers)
+        started = time.monotonic() - launched
+        await asyncio.sleep(8.0)  # the start-up renders the fixed prompts (espeak-ng) in the background
+        settled = await settle(server_processes(nodes), args.workers)
+        lag = LoopLag()  # from the idle window on: how late this process's event loop runs
+        lag.start()
+        try:
+            idle_window = await measure(server_processes(nodes), 5.0)
+            with light_audio_receivers():  # the advisors' receivers size every frame, decode a tenth
+                phone = await phone_case(server, nodes, data_dir, args, work, lag)
             await asyncio.sleep(3.0)
-            video = await video_case(server, data_dir, args.seconds)
+            video = await video_case(server, nodes, data_dir, args, lag)
+        finally:
+            await lag.stop()
+    idle = total(group(idle_window, "server"))
     phone["per_call_cores"] = max(0.0, phone["cores"] - idle) / args.callers
     video["consultation_cores"] = max(0.0, video["cores"] - idle)
-    return {"idle_cores": idle, "seconds": args.seconds, "phone": phone, "video": video}
+    return {
+        "workers": args.workers,
+        "sip_ports": [args.sip_port, args.sip_port + args.workers - 1],
+        "cpus": machine_cpus(),
+        "idle_cores": idle,
+        "idle_processes": group(idle_window, "server"),
+        "idle_machine": machine(idle_window),
+        "idle_loop_lag_ms": lag.worst_ms(idle_window["t0"], idle_window["t1"]),
+        "start_seconds": round(started, 1),  # until every process answered (workers: registered)
+        "settle_seconds": round(settled, 1),
+        "seconds": args.seconds,
+        "phone": phone,
+        "video": video,
+    }
+
+
+def _pct(cores: float | None) -> str:
+    return "gone" if cores is None else f"{cores * 100:.1f}"
+
+
+def _machine(record: dict[str, Any], cpus: int, accounted: float) -> str:
+    """The machine's busy share of a window, what other processes took, and what no process's time
+    shows (interrupts, processes that came and went), after `accounted` cores of ours."""
+    busy = record["busy_share"] * cpus
+    others = record["other_processes"]
+    line = f"machine busy {busy * 100:.0f} % of {cpus * 100} %"
+    if record["steal_share"] >= 0.01:
+        line += f" (hypervisor steal {record['steal_share'] * cpus * 100:.0f} % more)"
+    if others:
+        top = ", ".join(f"{name} {c * 100:.0f}" for name, c in list(others.items())[:3])
+        line += f"; other processes {total(others) * 100:.0f} % ({top})"
+    return line + f"; in no process's time {(busy - accounted - total(others)) * 100:.0f} %"
+
+
+def _span(sizes: dict[int, int]) -> str:
+    """'lo–hi' of the sizes that occurred (JSON keys may be strings), '–' when none did."""
+    found = sorted(int(size) for size in sizes)
+    return f"{found[0]}–{found[-1]}" if found else "–"
+
+
+def _lag(worst_ms: float) -> None:
+    """The load generator's event-loop lag in a window, and what it means for the figures."""
+    print(f"  load generator's event loop: at most {worst_ms:.0f} ms late ({LAG_TICK * 1000:.0f} ms ticker)")
+    if worst_ms > LAG_LIMIT_MS:
+        print(f"  WARNING: this process's event loop lagged over {LAG_LIMIT_MS:.0f} ms: the load generator "
+              "was starved; this window's gaps and frame counts are its own, not the server's")  # fmt: skip
 
 
 def report(result: dict) -> None:
-    phone, video = result["phone"], result["video"]
+    phone, video, cpus = result["phone"], result["video"], result["cpus"]
     idle, per_call, per_video = result["idle_cores"], phone["per_call_cores"], video["consultation_cores"]
     gaps = [w["max_gap_ms"] for w in phone["advisors"]]
-    print(f"server idle: {idle * 100:.1f} % of a core")
-    print(f"\n{phone['callers']} simultaneous callers, {result['seconds']:.0f} s window:")
-    print("  advisor  frames  silent  longest gap (ms)  gaps > 100 ms")
+    workers, (first, last) = result["workers"], result["sip_ports"]
+    each = ", ".join(f"{node} {_pct(c)}" for node, c in result["idle_processes"].items())
+    print(f"server idle: {idle * 100:.1f} % of a core ({each})")
+    print(f"  {_machine(result['idle_machine'], cpus, idle)}")
+    _lag(result["idle_loop_lag_ms"])
+    ports = f"127.0.0.1:{first}" + (f"-{last}" if last != first else "")
+    print(f"\n{phone['callers']} simultaneous callers on {workers} process{'es' * (workers > 1)} "
+          f"(SIP {ports}), {result['seconds']:.0f} s window:")  # fmt: skip
+    print("  advisor  node         frames  silent  longest gap (ms)  gaps > 100 ms")
     for i, w in enumerate(phone["advisors"]):
         row = f"{w['frames']:>6}  {w['silent_frames']:>6}  {w['max_gap_ms']:>16.1f}"
-        print(f"  {i:>7}  {row}  {w['gaps_over_limit']:>13}")
+        print(f"  {i:>7}  {w['node']:<11}  {row}  {w['gaps_over_limit']:>13}")
     verdict = "within" if max(gaps) <= GAP_LIMIT_MS else "OVER"
+    over = sum(1 for g in gaps if g > GAP_LIMIT_MS)
     median = statistics.median(gaps)
-    print(f"  longest gap at any advisor: {max(gaps):.1f} ms ({verdict} 100 ms), median {median:.1f} ms")
-    total = phone["cores"] * 100
-    print(f"  server: {total:.1f} % of a core in all, {per_call * 100:.1f} % per call above idle")
-    print(f"\nvideo consultation (2 × 640×480 VP8 + Opus): {per_video * 100:.1f} % of a core above idle")
-    print(f"  received frames: {video['received']}")
+    print(f"  longest gap at any advisor: {max(gaps):.1f} ms ({verdict} 100 ms), median {median:.1f} ms; "
+          f"{over} of {len(gaps)} advisors had a gap > 100 ms")  # fmt: skip
+    if phone["callers_ended_early"] or phone["workers_restarted"]:
+        print(f"  WARNING: calls ended during the window: {phone['callers_ended_early']}; "
+              f"workers started again: {phone['workers_restarted']}")  # fmt: skip
+    each = ", ".join(f"{n} {_pct(c)} ({phone['calls_per_process'].get(n, 0)} calls)"
+                     for n, c in phone["processes"].items())  # fmt: skip
+    print(f"  server: {phone['cores'] * 100:.1f} % of a core in all, {per_call * 100:.1f} % per call above "
+          f"idle; per process: {each}")  # fmt: skip
+    check = phone["tone_check"]
+    sizes = check["sizes"]
+    print(f"  tone by payload size (≥ {check['min_bytes']} bytes) vs. decoded (every {SAMPLE_EVERY}th frame) "
+          f"{check['agreed']} of {check['checked']} agree ({check['share'] * 100:.1f} %); decoded sizes: "
+          f"tone {_span(sizes['tone'])}, silent {_span(sizes['silent'])} bytes")  # fmt: skip
+    bench, baresip = phone["load"]["bench_process"] or 0.0, total(phone["load"]["baresip"])
+    print(f"  load generator: this process (the {len(gaps)} aiortc advisors) {bench * 100:.1f} % of a core "
+          f"({bench / len(gaps) * 100:.1f} % per advisor), {len(phone['load']['baresip'])} baresip "
+          f"{baresip * 100:.1f} % in all")  # fmt: skip
+    _lag(phone["loop_lag_ms"])
+    print(f"  {_machine(phone['machine'], cpus, phone['cores'] + bench + baresip)}")
+    hosts = ", ".join(video["hosted_on"])
+    print(f"\nvideo consultation (2 × 640×480 VP8 + Opus, on {hosts}): {per_video * 100:.1f} % of a core "
+          f"above idle ({video['cores'] * 100:.1f} % in all)")  # fmt: skip
+    bench = video["load"]["bench_process"] or 0.0
+    print(f"  received frames: {video['received']}; load generator (this process) {bench * 100:.1f} %")
+    _lag(video["loop_lag_ms"])
+    print(f"  {_machine(video['machine'], cpus, video['cores'] + bench)}")
+    if any(video["errors"]):
+        print(f"  errors: {video['errors']}")
     if per_video > 0:
         print(f"\nper phone call ÷ per video consultation: {per_call / per_video:.2f}")
-    if per_call > 0:
-        processes = math.ceil(20 / 4)
+    if per_call > 0 and phone["callers"] < 20:
+        processes = math.ceil(20 / CALLS_PER_PROCESS)
         print(f"20 callers extrapolated: {20 * per_call:.2f} cores ({processes} processes of 4 calls)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--callers", type=int, default=4, help="simultaneous callers (one process holds 4)")
+    parser.add_argument("--callers", type=int, default=20, help="simultaneous callers [20]")
+    parser.add_argument(
+        "--workers", type=int, help="server processes, 4 calls each [callers ÷ 4, rounded up]; > 1: Redis"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window (each case)")
+    parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"Redis for --workers > 1 [{DEFAULT_REDIS}]")
     args = parser.parse_args()
-    result = asyncio.run(main_async(args))
+    if args.callers < 1 or (args.workers is not None and args.workers < 1):
+        parser.error("--callers and --workers must be at least 1")
+    args.workers = args.workers or math.ceil(args.callers / CALLS_PER_PROCESS)
+    if args.callers > CALLS_PER_PROCESS * args.workers:
+        print(f"note: {args.callers} callers on {args.workers} process(es) of {CALLS_PER_PROCESS} calls: "
+              "the calls beyond will be refused (486 Busy Here)", file=sys.stderr)  # fmt: skip
+    try:
+        result = asyncio.run(main_async(args))
+    except RuntimeError as exc:
+        sys.exit(f"phone benchmark failed: {exc}\n(server log: {RESULTS / 'phone-server.log'})")
     (RESULTS / "phone.json").write_text(json.dumps(result, indent=2))
     report(result)
+    check = result["phone"]["tone_check"]
+    if check["share"] < MIN_AGREEMENT:
+        sys.exit(f"phone benchmark failed: the payload-size classification (≥ {TONE_MIN_BYTES} bytes: tone) "
+                 f"agreed with the decoded frames in only {check['agreed']} of {check['checked']} sampled "
+                 f"frames (< {MIN_AGREEMENT:.0%}): the gap figures above do not hold")  # fmt: skip
 
 
 if __name__ == "__main__":

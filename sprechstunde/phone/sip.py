@@ -44,6 +44,7 @@ FRAME_MS = 20
 FRAME_SAMPLES = RATE * FRAME_MS // 1000
 FRAME_BYTES = FRAME_SAMPLES * 2  # 16-bit mono PCM
 SILENCE = bytes(FRAME_BYTES)
+RELEASE_AFTER_SECONDS = 1.0  # an ended call's pjsua2 objects are kept this long (see SipEndpoint._gone)
 # what the outbound buffer holds at most (10 s): a source that runs ahead is cut, never memory
 MAX_OUTBOUND = 500
 MAX_INBOUND = 50  # 1 s of the caller's audio waiting for the room: older frames are dropped
@@ -245,7 +246,10 @@ class SipEndpoint:
         self._error: BaseException | None = None
         self._calls: dict[int, tuple[Any, PhoneCall | None]] = {}  # call id → (pjsua2 Call, asyncio side)
         self._tasks: set[asyncio.Task] = set()
-        self._gone: list[Any] = []  # pjsua2 objects of ended calls, released after the callback returns
+        # pjsua2 objects of ended calls (when each ended), released RELEASE_AFTER_SECONDS later: PJSIP's
+        # media clock may still call into the call's audio port just after the hang-up, and a port
+        # freed under it crashed the process (bench/phone.py, 1 run in 5)
+        self._gone: list[tuple[float, Any]] = []
         self.refused: collections.Counter[int] = collections.Counter()
         self.ports: dict[str, int] = {}
 
@@ -297,7 +301,9 @@ class SipEndpoint:
         try:
             while self._running.is_set():
                 ep.libHandleEvents(10)
-                self._gone.clear()
+                if self._gone and self._gone[0][0] < time.monotonic() - RELEASE_AFTER_SECONDS:
+                    limit = time.monotonic() - RELEASE_AFTER_SECONDS
+                    self._gone = [(ended, call) for ended, call in self._gone if ended >= limit]
                 while True:
                     try:
                         command = self._commands.get_nowait()
@@ -310,7 +316,7 @@ class SipEndpoint:
         finally:
             try:
                 ep.hangupAllCalls()
-                for _ in range(20):
+                for _ in range(int(RELEASE_AFTER_SECONDS * 100) + 20):  # the last ports released safely too
                     ep.libHandleEvents(10)
             finally:
                 # every pjsua2 object must be gone before the library: a Call destroyed later asserts
@@ -460,7 +466,10 @@ class SipEndpoint:
         if entry is None:
             return
         call, phone_call = entry
-        self._gone.append(call)
+        port = getattr(call, "port", None)
+        if port is not None:
+            port.detached = True  # its callbacks answer silence from now on
+        self._gone.append((time.monotonic(), call))
         if phone_call is not None:
             self._post(phone_call.ended.set)
             self._post(lambda: phone_call.digits.put_nowait(""))  # wakes a wait for a digit
@@ -534,9 +543,13 @@ def _port_class(pj: Any) -> type:
             super().__init__()
             self._endpoint = endpoint
             self._call_id = call_id
+            self.detached = False
 
         def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
-            phone_call = self._endpoint._phone_call(self._call_id)
+            # getattr: at shutdown PJSIP's media clock may still call into a port whose Python half is
+            # already torn down (no `_endpoint`); it gets silence instead of an AttributeError.
+            endpoint = None if getattr(self, "detached", True) else getattr(self, "_endpoint", None)
+            phone_call = endpoint._phone_call(self._call_id) if endpoint is not None else None
             data = None
             if phone_call is not None:
                 if phone_call.outbound:
@@ -550,7 +563,11 @@ def _port_class(pj: Any) -> type:
             frame.size = FRAME_BYTES
 
         def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
-            phone_call = self._endpoint._phone_call(self._call_id)
+            # None: the call ended, or torn down at shutdown (see above)
+            endpoint = None if getattr(self, "detached", True) else getattr(self, "_endpoint", None)
+            if endpoint is None:
+                return
+            phone_call = endpoint._phone_call(self._call_id)
             if phone_call is not None and frame.size:
                 phone_call.inbound.append(read_frame(frame.buf))
                 phone_call.frames_in += 1
