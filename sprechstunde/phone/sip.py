@@ -246,10 +246,14 @@ class SipEndpoint:
         self._error: BaseException | None = None
         self._calls: dict[int, tuple[Any, PhoneCall | None]] = {}  # call id → (pjsua2 Call, asyncio side)
         self._tasks: set[asyncio.Task] = set()
-        # pjsua2 objects of ended calls (when each ended), released RELEASE_AFTER_SECONDS later: PJSIP's
-        # media clock may still call into the call's audio port just after the hang-up, and a port
-        # freed under it crashed the process (bench/phone.py, 1 run in 5)
-        self._gone: list[tuple[float, Any]] = []
+        # Call objects of ended calls, released once the callback that ended them has returned (not
+        # later: pjsua2's ~Call hangs up whatever call holds its slot id by then, and the wheel's 4 slots
+        # are reused at once)
+        self._gone: list[Any] = []
+        # their audio ports (when each call ended), released RELEASE_AFTER_SECONDS later: PJSIP's media
+        # clock may still call into a port just after the hang-up, and a port freed under it crashed the
+        # process (bench/phone.py, 1 run in 5)
+        self._retired: list[tuple[float, Any]] = []
         self.refused: collections.Counter[int] = collections.Counter()
         self.ports: dict[str, int] = {}
 
@@ -301,9 +305,10 @@ class SipEndpoint:
         try:
             while self._running.is_set():
                 ep.libHandleEvents(10)
-                if self._gone and self._gone[0][0] < time.monotonic() - RELEASE_AFTER_SECONDS:
+                self._gone.clear()
+                if self._retired and self._retired[0][0] < time.monotonic() - RELEASE_AFTER_SECONDS:
                     limit = time.monotonic() - RELEASE_AFTER_SECONDS
-                    self._gone = [(ended, call) for ended, call in self._gone if ended >= limit]
+                    self._retired = [(ended, port) for ended, port in self._retired if ended >= limit]
                 while True:
                     try:
                         command = self._commands.get_nowait()
@@ -316,12 +321,16 @@ class SipEndpoint:
         finally:
             try:
                 ep.hangupAllCalls()
-                for _ in range(int(RELEASE_AFTER_SECONDS * 100) + 20):  # the last ports released safely too
+                deadline = (
+                    time.monotonic() + RELEASE_AFTER_SECONDS + 0.2
+                )  # the last ports released safely too
+                while time.monotonic() < deadline:
                     ep.libHandleEvents(10)
             finally:
                 # every pjsua2 object must be gone before the library: a Call destroyed later asserts
                 self._calls.clear()
                 self._gone.clear()
+                self._retired.clear()
                 self._account = None
                 gc.collect()
                 ep.libDestroy()
@@ -382,6 +391,8 @@ class SipEndpoint:
         call = _call_class(pj, self)(account, prm.callId)
         source = prm.rdata.srcAddress.rsplit(":", 1)[0].strip("[]")
         status, header = self.gate.admit(source, prm.rdata.wholeMsg, len(self._calls))
+        if not self._running.is_set():  # shutting down: answered, it would be cut off a moment later
+            status, header = 503, ""
         op = pj.CallOpParam(True)
         if status:
             self.refused[status] += 1
@@ -468,8 +479,10 @@ class SipEndpoint:
         call, phone_call = entry
         port = getattr(call, "port", None)
         if port is not None:
+            call.port = None
             port.detached = True  # its callbacks answer silence from now on
-        self._gone.append((time.monotonic(), call))
+            self._retired.append((time.monotonic(), port))
+        self._gone.append(call)
         if phone_call is not None:
             self._post(phone_call.ended.set)
             self._post(lambda: phone_call.digits.put_nowait(""))  # wakes a wait for a digit
@@ -510,23 +523,28 @@ def _call_class(pj: Any, endpoint: SipEndpoint) -> type:
 
 
 _VectorEnds = ctypes.c_void_p * 2  # libstdc++'s std::vector begins with its begin and end pointers
+MAX_FRAME_READ = 1 << 16  # bytes; a 20 ms frame is 320 (the proxy is only read inside the callback)
 
 
 def _vector_bytes(vector: Any) -> bytes:
     """The bytes of a pjsua2 `ByteVector` (a SWIG proxy of std::vector<unsigned char>), read from its
     storage: SWIG copies element by element, ~300 µs for one 20 ms frame — 2 % of a core per call."""
     begin, end = _VectorEnds.from_address(int(vector.this))
-    return ctypes.string_at(begin, end - begin) if begin and end else b""
+    if not (begin and end):
+        return b""
+    if not 0 <= end - begin <= MAX_FRAME_READ:
+        return bytes(vector)  # not a frame as this reader knows them: SWIG's own copy
+    return ctypes.string_at(begin, end - begin)
 
 
 def vector_reader(pj: Any) -> Callable[[Any], bytes]:
     """`_vector_bytes` when this build's vector layout is the one it reads (checked against SWIG's own
     copy of a known vector), else SWIG's copy."""
-    probe = pj.ByteVector(bytes(range(256)) * 2)
     try:
+        probe = pj.ByteVector(bytes(range(256)) * 2)
         if _vector_bytes(probe) == bytes(probe) and _vector_bytes(pj.ByteVector()) == b"":
             return _vector_bytes
-    except (TypeError, ValueError, OSError):
+    except Exception:  # another build (no `.this`, another layout): the slow copy
         pass
     log.warning("pjsua2's ByteVector is not laid out as expected: frames copied the slow way")
     return bytes
@@ -535,6 +553,7 @@ def vector_reader(pj: Any) -> Callable[[Any], bytes]:
 @functools.cache  # one class (and one layout check) per process
 def _port_class(pj: Any) -> type:
     read_frame = vector_reader(pj)
+    silent = pj.ByteVector(SILENCE)
 
     class CallPort(pj.AudioMediaPort):
         """Runs on PJSIP's media clock: one frame in, one frame out every 20 ms."""
@@ -559,7 +578,7 @@ def _port_class(pj: Any) -> type:
                 if data is not None:
                     phone_call.frames_out += 1
             frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-            frame.buf = pj.ByteVector(data or SILENCE)
+            frame.buf = pj.ByteVector(data) if data else silent  # the setter copies: one silence for all
             frame.size = FRAME_BYTES
 
         def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
