@@ -321,10 +321,11 @@ class SipEndpoint:
         finally:
             try:
                 ep.hangupAllCalls()
-                deadline = (
-                    time.monotonic() + RELEASE_AFTER_SECONDS + 0.2
-                )  # the last ports released safely too
-                while time.monotonic() < deadline:
+                hung_up = time.monotonic() + 0.2  # the calls just hung up end (and retire their ports)
+                while time.monotonic() < hung_up:
+                    ep.libHandleEvents(10)
+                # then the last retired port's time, so that none is freed under the media clock
+                while self._retired and time.monotonic() < self._retired[-1][0] + RELEASE_AFTER_SECONDS:
                     ep.libHandleEvents(10)
             finally:
                 # every pjsua2 object must be gone before the library: a Call destroyed later asserts
