@@ -40,16 +40,22 @@ def chat_lines(page) -> list[tuple[str, str]]:
     ]
 
 
+def call_behind(proxy: TcpProxy, browser, server, errors: list[str]) -> tuple:
+    """A new room reached through `proxy`; citizen and advisor pages in the call: (room, citizen, advisor)."""
+    room = create_room(server, f"http://127.0.0.1:{proxy.port}")
+    citizen = open_page(browser, room["citizen_url"], DESKTOP, errors)
+    advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
+    join_call(citizen, advisor)
+    return room, citizen, advisor
+
+
 def test_interpreter_joining_later_sees_the_chat_so_far(browser, server):
     from playwright.sync_api import expect
 
     proxy = TcpProxy(server["port"])
     try:
-        room = create_room(server, f"http://127.0.0.1:{proxy.port}")
         errors: list[str] = []
-        citizen = open_page(browser, room["citizen_url"], DESKTOP, errors)
-        advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
-        join_call(citizen, advisor)
+        room, citizen, advisor = call_behind(proxy, browser, server, errors)
         write(advisor, ADVISOR_TEXT)
         expect(citizen.locator("#chat-log .chat-message")).to_have_count(1)
         write(citizen, CITIZEN_TEXT)
@@ -109,11 +115,8 @@ def test_a_message_written_while_the_connection_is_away_is_sent_once_it_is_back(
 
     proxy = TcpProxy(server["port"])
     try:
-        room = create_room(server, f"http://127.0.0.1:{proxy.port}")
         errors: list[str] = []
-        citizen = open_page(browser, room["citizen_url"], DESKTOP, errors)
-        advisor = open_page(browser, room["advisor_url"], DESKTOP, errors)
-        join_call(citizen, advisor)
+        room, citizen, advisor = call_behind(proxy, browser, server, errors)
         write(citizen, "Vorher geschrieben.")
         expect(advisor.locator("#chat-log .chat-message")).to_have_count(1)
         expect(citizen.locator("#chat-log .chat-message.pending")).to_have_count(0)

@@ -15,6 +15,7 @@ import sys
 import aiohttp
 import pytest
 
+from bench.phone import OFFICES  # open every hour of every day, no holidays
 from bench.server import ROOT, ServerProcess
 from sprechstunde.rooms.entries import QueueEntry
 from sprechstunde.rooms.queue import ENTRY_KIND
@@ -32,16 +33,6 @@ needs_baresip = pytest.mark.skipif(
     not (shutil.which("baresip") and shutil.which("espeak-ng")), reason="baresip and espeak-ng (./run test)"
 )
 PASSWORD = "richtig-langes-passwort"
-# open every hour of every day (the test must not depend on when it runs), no holidays
-OFFICES = """timezone = "Europe/Berlin"
-holiday_state = ""
-languages = ["de", "en"]
-
-[offices.vhs]
-name_de = "Volkshochschule"
-name_en = "Adult Education Centre"
-[offices.vhs.hours]
-""" + "".join(f'{day} = "00:00-23:59"\n' for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
 
 
 def test_each_worker_gets_its_own_sip_port():
