@@ -480,8 +480,14 @@ class TranscodingPublication(Publication):
         return self._relay.subscribe(source, buffered=False)
 
     def close(self) -> None:
+        """The publisher left: its subscribers' tracks wait, on a fresh event, for a source again (the
+        publisher coming back, or their line's reuse). The old source must not stay: a relayed view of it
+        ends at once, and with the event left set, `next_source` would hand it back without ever yielding
+        to the event loop, which froze the whole server in transcode mode."""
         super().close()
+        self._source = None
         self._source_changed.set()
+        self._source_changed = asyncio.Event()
 
 
 class RelayedTrack(MediaStreamTrack):

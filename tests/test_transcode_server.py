@@ -1,0 +1,43 @@
+"""`--media-mode transcode` (and the no-shared-codec fallback) when someone leaves: the server, a real
+`serve` process, keeps answering. A publisher's leaving once sent its subscribers' relayed tracks into a
+loop that never yielded to the event loop — every consultation on the node froze and Ctrl-C did nothing.
+The server runs in its own process here so that such a freeze fails the test instead of freezing it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from tests.browser_support import create_room, running_server
+from tests.conftest import token_of
+from tests.rtc_client import RtcParticipant
+
+
+async def test_a_publisher_leaving_a_transcoded_call_leaves_the_server_responsive(tmp_path):
+    with running_server(tmp_path, "--media-mode", "transcode") as server:
+        links = create_room(server)
+        ws_url = server["base_url"].replace("http", "ws", 1) + "/ws"
+        async with aiohttp.ClientSession() as session:
+            citizen = RtcParticipant(session, ws_url, token_of(links["citizen_url"]), "Frau Yılmaz")
+            advisor = RtcParticipant(session, ws_url, token_of(links["advisor_url"]), "Beraterin")
+            try:
+                for person in (citizen, advisor):
+                    await person.join()
+                await asyncio.gather(*(p.wait_frames(video=10, audio=10) for p in (citizen, advisor)))
+                await citizen.send({"type": "leave", "id": "bye"})
+                await advisor.wait_for("participant-left", timeout=5)
+                # the advisor's relayed track now has no source: the server must go on answering
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline:
+                    async with session.get(server["base_url"] + "/healthz", timeout=2) as response:
+                        assert response.status == 200
+                    await asyncio.sleep(0.2)
+            finally:
+                for person in (citizen, advisor):
+                    await person.close()
+        started = time.monotonic()
+        server["process"].send_signal(2)  # SIGINT, as an operator's Ctrl-C
+        server["process"].wait(timeout=10)
+        assert time.monotonic() - started < 5
