@@ -109,6 +109,9 @@ class CallerTrack(MediaStreamTrack):
             wait = self._start + self._pts / RATE - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            elif wait < -MAX_LAG_FRAMES * FRAME_SAMPLES / RATE:
+                # the loop stalled: carry on from now instead of sending the missed frames back to back
+                self._start -= wait
         inbound = self._call.inbound
         while len(inbound) > MAX_LAG_FRAMES:
             inbound.popleft()
@@ -240,6 +243,9 @@ class RoomLeg:
             await self._reader
             if reply.get("code") != "wrong_node" or not reply.get("url"):
                 raise BridgeError(f"hello refused: {reply.get('code')}")
+            # the refused socket's reader marked the leg ended on its way out: the call goes on elsewhere
+            self.ended.clear()
+            self.reason = ""
             url = reply["url"]
         raise BridgeError("too many redirects")
 

@@ -1,0 +1,50 @@
+"""The phone bridge's room leg follows a `wrong_node` redirect (several nodes: the room lives on another
+one) and stays in the room: closing the refused socket on the way is not the end of the call's leg."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from sprechstunde.phone.bridge import RoomLeg
+from sprechstunde.phone.sip import PhoneCall
+
+
+async def test_a_redirected_leg_stays_joined(aiohttp_server):
+    hellos: list[str] = []
+
+    async def refusing(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive_json()
+        hellos.append("first")
+        url = str(request.url.with_path("/other")).replace("http", "ws", 1)
+        await ws.send_json({"type": "error", "id": "h", "code": "wrong_node", "url": url})
+        await ws.receive()  # until the leg closes the socket
+        return ws
+
+    async def hosting(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive_json()
+        hellos.append("other")
+        await ws.send_json({"type": "welcome", "participant_id": "p-phone", "ice_servers": []})
+        async for _ in ws:  # the room goes on until the leg leaves
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", refusing)
+    app.router.add_get("/other", hosting)
+    server = await aiohttp_server(app)
+    call = PhoneCall(None, 1, "+4921511234567", "127.0.0.1")  # type: ignore[arg-type]  # no SIP here
+    leg = RoomLeg(call, str(server.make_url("/ws")).replace("http", "ws", 1), "token", None)
+    try:
+        welcome = await leg.join()
+        assert welcome["participant_id"] == "p-phone"
+        assert hellos == ["first", "other"]
+        await asyncio.sleep(0.2)
+        assert not leg.ended.is_set(), leg.reason
+    finally:
+        await leg.close()
