@@ -258,3 +258,14 @@ def screenshot(page, name: str) -> None:
     directory = os.environ.get("SPRECHSTUNDE_SCREENSHOTS")
     if directory:
         page.screenshot(path=str(Path(directory) / f"shot-{name}.png"), full_page=True)
+
+
+def guest_url(server, room: dict) -> str:
+    """An interpreter's link to the room, as the advisor's call page hands out (role "guest")."""
+    from sprechstunde.rooms.tokens import TokenSigner
+    from sprechstunde.web.core.config import prepare_data_dir
+
+    signer = TokenSigner(prepare_data_dir(server["data_dir"]))
+    base, token = room["citizen_url"].rsplit("/join/", 1)
+    grant = signer.verify_join(token)
+    return f"{base}/join/{signer.join_token(grant.room_id, 'guest', grant.expires_at)}"

@@ -18,6 +18,7 @@ from tests.browser_support import (
     TcpProxy,
     assert_media_flows,
     create_room,
+    guest_url,
     join_call,
     open_page,
     screenshot,
@@ -97,17 +98,6 @@ async () => {
   return out;
 }
 """
-
-
-def guest_url(server, room: dict) -> str:
-    """An interpreter's link to the room, as the advisor's call page hands out (role "guest")."""
-    from sprechstunde.rooms.tokens import TokenSigner
-    from sprechstunde.web.core.config import prepare_data_dir
-
-    signer = TokenSigner(prepare_data_dir(server["data_dir"]))
-    base, token = room["citizen_url"].rsplit("/join/", 1)
-    grant = signer.verify_join(token)
-    return f"{base}/join/{signer.join_token(grant.room_id, 'guest', grant.expires_at)}"
 
 
 def decoding_videos(page) -> list[dict]:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import DESKTOP, TcpProxy, create_room, join_call, open_page
-from tests.test_browser import guest_url
+from tests.browser_support import DESKTOP, TcpProxy, create_room, guest_url, join_call, open_page
 
 pytestmark = pytest.mark.browser
 

@@ -159,7 +159,7 @@ def test_phone_unread_badge_and_leave_confirmation(browser, server):
 def test_pinned_tile_is_large_among_three(browser, server):
     from playwright.sync_api import expect
 
-    from tests.test_browser import guest_url
+    from tests.browser_support import guest_url
 
     room = create_room(server)
     errors: list[str] = []

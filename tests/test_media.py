@@ -405,6 +405,39 @@ async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(aiohttp_cli
             await person.close()
 
 
+async def test_transcode_mode_does_not_pile_up_pictures_while_someone_is_alone(aiohttp_client, tmp_path):
+    """An advisor waiting alone in transcode mode: aiortc decodes their camera into the track's unbounded
+    queue; without a reader that grew by every picture (some 14 MB a second at 640×480)."""
+    from sprechstunde.web.core.app import create_app
+    from sprechstunde.web.core.config import Config
+    from sprechstunde.web.core.services import SERVICES
+
+    config = Config(
+        data_dir=tmp_path / "data", media_addresses=["127.0.0.1"], demo=False, media_mode="transcode"
+    )
+    client = await aiohttp_client(create_app(config))
+    services = client.app[SERVICES]
+    room = await services.rooms.create("vhs", 3600)
+    url = str(client.make_url("/ws"))
+    advisor = TimedParticipant(
+        client.session, url, token_of(services.rooms.link(room, "advisor", "http://t")), "a"
+    )
+    try:
+        await advisor.join()
+        uplink = server_peer(services, advisor)._uplink["video"].receiver
+        deadline = time.monotonic() + 10
+        while True:
+            stats = [s for s in (await uplink.getStats()).values() if s.type == "inbound-rtp"]
+            if stats and stats[0].packetsReceived > 100:
+                break
+            assert time.monotonic() < deadline, "no video reached the server"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # some 60 pictures at 30 a second
+        assert uplink.track._queue.qsize() < 10, uplink.track._queue.qsize()
+    finally:
+        await advisor.close()
+
+
 async def test_a_second_interpreter_reuses_the_first_ones_media_lines(participant, services):
     citizen, advisor = await call(participant)
     first = participant("guest", "Dolmetscher A")

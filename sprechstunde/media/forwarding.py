@@ -460,19 +460,51 @@ class TranscodingPublication(Publication):
         self._relay = MediaRelay()
         self._source: MediaStreamTrack | None = None
         self._source_changed = asyncio.Event()
+        self._drain: asyncio.Task | None = None
 
     def attach(self, receiver: RTCRtpReceiver, mime: str | None = None) -> None:
         self._receiver = receiver
         self.mime = mime.lower() if mime else None
         self._source = receiver.track
+        self._start_drain(receiver.track)
+        self.wake()
+
+    def _start_drain(self, source: MediaStreamTrack | None) -> None:
+        """Keep reading the decoded source even while nobody subscribes: aiortc's decoder fills the
+        track's unbounded queue otherwise (some 14 MB a second of 640×480 pictures while an advisor waits
+        alone), and the first subscriber's relay would then work through the whole backlog at once."""
+        if self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
+        if source is not None:
+            self._drain = asyncio.get_running_loop().create_task(self._drain_frames(self.relay(source)))
+
+    @staticmethod
+    async def _drain_frames(view: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await view.recv()
+        except MediaStreamError:
+            pass
+        finally:
+            view.stop()
+
+    def wake(self) -> None:
+        """Wake the subscribers waiting for a source, to look again."""
         self._source_changed.set()
         self._source_changed = asyncio.Event()
 
     def subscribe(self) -> MediaStreamTrack:
         return RelayedTrack(self)
 
-    async def next_source(self, current: MediaStreamTrack | None) -> MediaStreamTrack:
+    async def next_source(
+        self, current: MediaStreamTrack | None, live: Callable[[], bool]
+    ) -> MediaStreamTrack:
+        """The publisher's decoded track once it is not `current`; MediaStreamError once `live()` is
+        false (the subscriber's track was stopped)."""
         while self._source is None or self._source is current:
+            if not live():
+                raise MediaStreamError
             await self._source_changed.wait()
         return self._source
 
@@ -486,8 +518,8 @@ class TranscodingPublication(Publication):
         to the event loop, which froze the whole server in transcode mode."""
         super().close()
         self._source = None
-        self._source_changed.set()
-        self._source_changed = asyncio.Event()
+        self._start_drain(None)
+        self.wake()
 
 
 class RelayedTrack(MediaStreamTrack):
@@ -503,7 +535,7 @@ class RelayedTrack(MediaStreamTrack):
     async def recv(self) -> Any:
         while self.readyState == "live":
             if self._view is None:
-                self._source = await self._publication.next_source(self._source)
+                self._source = await self._publication.next_source(self._source, self._live)
                 self._view = self._publication.relay(self._source)
             try:
                 frame = await self._view.recv()
@@ -513,3 +545,15 @@ class RelayedTrack(MediaStreamTrack):
             self._publication.frames_out += 1
             return frame
         raise MediaStreamError
+
+    def _live(self) -> bool:
+        return self.readyState == "live"
+
+    def stop(self) -> None:
+        """Also end the relay's view (else its proxy stays in the relay until the source ends) and wake a
+        recv waiting for a source, so that it ends too."""
+        super().stop()
+        if self._view is not None:
+            self._view.stop()
+            self._view = None
+        self._publication.wake()

@@ -64,6 +64,10 @@ def _prefer_codecs(transceiver: RTCRtpTransceiver, kind: str, first: str | None 
     )
 
 
+def _discard(codec: Any, frame: Any) -> None:
+    """The sink of a media line nobody receives."""
+
+
 def _too_many_candidates(limit: int) -> dict[str, str]:
     return {
         "type": "error",
@@ -131,8 +135,10 @@ class MediaPeer:
             return
         source = next((s for s, t in self._uplink.items() if t is transceiver), None)
         if source is None:
-            # A client that offers more tracks than microphone, camera and screen: not forwarded.
+            # A client that offers more tracks than microphone, camera and screen: not forwarded, and
+            # not decoded either (aiortc's decoder would fill the unread track's queue without bound).
             log.info("peer %s: extra %s track ignored", self.peer_id, track.kind)
+            fork_receiver.tap_receiver(transceiver.receiver, _discard, prompt=True)
             return
         fork_receiver.speed_up_receiver(transceiver.receiver)
         publication = self._session.publication(self.peer_id, source)
@@ -146,14 +152,10 @@ class MediaPeer:
             return
         spare = self._spare[publication.kind]
         if spare:
-            # a media line someone else's stream used before: its sender and codec carry on
+            # a media line someone else's stream used before: its sender, track and codec carry on
             transceiver = spare.pop()
             transceiver.direction = "sendonly"
-            current = transceiver.sender.track
-            if hasattr(current, "switch"):
-                current.switch(publication)
-            else:  # transcode mode: a fresh relayed track
-                transceiver.sender.replaceTrack(publication.subscribe())
+            transceiver.sender.track.switch(publication)
         else:
             track = publication.subscribe()
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
@@ -173,14 +175,16 @@ class MediaPeer:
             if transceiver is None:
                 continue
             track = transceiver.sender.track
+            transceiver.direction = "inactive"
             if hasattr(track, "park"):
                 track.park()  # aiortc's sender would stop for good if its track ended
+                self._spare[kind].append(transceiver)
             else:
+                # transcode mode: the line is not used again — its sender's task may still be inside the
+                # old track's recv and would end with it, taking a newcomer's stream down too
                 transceiver.sender.replaceTrack(None)
                 if track is not None:
                     track.stop()
-            transceiver.direction = "inactive"
-            self._spare[kind].append(transceiver)
 
     @property
     def sends_screen(self) -> bool:
