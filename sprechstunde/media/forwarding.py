@@ -477,10 +477,10 @@ class TranscodingPublication(Publication):
             self._drain.cancel()
             self._drain = None
         if source is not None:
-            self._drain = asyncio.get_running_loop().create_task(self._drain_frames(self.relay(source)))
+            self._drain = asyncio.get_running_loop().create_task(self._drain_frames(source))
 
-    @staticmethod
-    async def _drain_frames(view: MediaStreamTrack) -> None:
+    async def _drain_frames(self, source: MediaStreamTrack) -> None:
+        view = self.relay(source)
         try:
             while True:
                 await view.recv()
@@ -501,21 +501,21 @@ class TranscodingPublication(Publication):
         self, current: MediaStreamTrack | None, live: Callable[[], bool]
     ) -> MediaStreamTrack:
         """The publisher's decoded track once it is not `current`; MediaStreamError once `live()` is
-        false (the subscriber's track was stopped)."""
-        while self._source is None or self._source is current:
+        false (the subscriber's track was stopped), even if a new source came in the same instant."""
+        while True:
             if not live():
                 raise MediaStreamError
+            if self._source is not None and self._source is not current:
+                return self._source
             await self._source_changed.wait()
-        return self._source
 
     def relay(self, source: MediaStreamTrack) -> MediaStreamTrack:
         return self._relay.subscribe(source, buffered=False)
 
     def close(self) -> None:
-        """The publisher left: its subscribers' tracks wait, on a fresh event, for a source again (the
-        publisher coming back, or their line's reuse). The old source must not stay: a relayed view of it
-        ends at once, and with the event left set, `next_source` would hand it back without ever yielding
-        to the event loop, which froze the whole server in transcode mode."""
+        """The publisher left: its subscribers' tracks wait, on a fresh event, until `unsubscribe` stops
+        them. The event must not stay set: `next_source` looped on its `wait()`, which returns at once
+        without yielding, for the ended source it had just been given — the whole server froze."""
         super().close()
         self._source = None
         self._start_drain(None)
@@ -551,7 +551,8 @@ class RelayedTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         """Also end the relay's view (else its proxy stays in the relay until the source ends) and wake a
-        recv waiting for a source, so that it ends too."""
+        recv waiting for a source, so that it ends too. A recv waiting inside the view stays parked
+        until its sender is stopped with the peer connection (transcode mode does not reuse the line)."""
         super().stop()
         if self._view is not None:
             self._view.stop()

@@ -168,7 +168,8 @@ class MediaPeer:
         self._downlink[key] = transceiver
 
     def unsubscribe(self, publisher_id: str, sources: tuple[str, ...] = SOURCES) -> None:
-        """Stop receiving the publisher's `sources`; their lines go inactive, spare for reuse."""
+        """Stop receiving the publisher's `sources`; their lines go inactive, spare for reuse (forward
+        mode; in transcode mode they stay unused until the connection closes)."""
         for source in sources:
             kind = MEDIA_KIND[source]
             transceiver = self._downlink.pop((publisher_id, source), None)

@@ -110,8 +110,11 @@ class CallerTrack(MediaStreamTrack):
             if wait > 0:
                 await asyncio.sleep(wait)
             elif wait < -MAX_LAG_FRAMES * FRAME_SAMPLES / RATE:
-                # the loop stalled: carry on from now instead of sending the missed frames back to back
+                # the loop stalled: carry on from now instead of sending the missed frames back to back,
+                # with no more than the newest frame queued (else the lag would stay for the whole call)
                 self._start -= wait
+                while len(self._call.inbound) > 1:
+                    self._call.inbound.popleft()
         inbound = self._call.inbound
         while len(inbound) > MAX_LAG_FRAMES:
             inbound.popleft()
