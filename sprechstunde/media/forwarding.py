@@ -452,7 +452,8 @@ class ForwardedTrack(MediaStreamTrack):
 class TranscodingPublication(Publication):
     """The baseline an SFU must beat: aiortc decodes the publisher's track and every subscriber's
     sender re-encodes it (aiortc's `MediaRelay`). Selected with `--media-mode transcode`; kept for
-    the benchmark and as the fallback when participants share no codec.
+    the benchmark. (Participants who share no codec are served by `ForwardedTrack` decoding for the one
+    subscriber who needs it, `encodes_here`, not by this class.)
     """
 
     def __init__(self, kind: str, stats: ForwardingStats | None = None, source: str | None = None) -> None:
