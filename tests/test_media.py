@@ -372,8 +372,10 @@ async def test_participants_without_a_shared_codec_are_transcoded_and_the_server
     assert "no shared video codec: decoding video/h264 and re-encoding it as video/vp8" in caplog.text
 
 
-async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(aiohttp_client, tmp_path):
-    """`--media-mode transcode` (the benchmark's baseline): aiortc decodes and re-encodes."""
+@pytest.fixture
+async def transcode_room(aiohttp_client, tmp_path):
+    """An in-process server in `--media-mode transcode` (the benchmark's baseline) with one room:
+    (test client, services, room)."""
     from sprechstunde.web.core.app import create_app
     from sprechstunde.web.core.config import Config
     from sprechstunde.web.core.services import SERVICES
@@ -383,7 +385,12 @@ async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(aiohttp_cli
     )
     client = await aiohttp_client(create_app(config))
     services = client.app[SERVICES]
-    room = await services.rooms.create("vhs", 3600)
+    return client, services, await services.rooms.create("vhs", 3600)
+
+
+async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(transcode_room):
+    """`--media-mode transcode` (the benchmark's baseline): aiortc decodes and re-encodes."""
+    client, services, room = transcode_room
     url = str(client.make_url("/ws"))
     people = [
         TimedParticipant(client.session, url, token_of(services.rooms.link(room, role, "http://t")), role)
@@ -405,19 +412,10 @@ async def test_transcode_mode_still_carries_a_call_and_a_late_joiner(aiohttp_cli
             await person.close()
 
 
-async def test_transcode_mode_does_not_pile_up_pictures_while_someone_is_alone(aiohttp_client, tmp_path):
+async def test_transcode_mode_does_not_pile_up_pictures_while_someone_is_alone(transcode_room):
     """An advisor waiting alone in transcode mode: aiortc decodes their camera into the track's unbounded
     queue; without a reader that grew by every picture (some 14 MB a second at 640×480)."""
-    from sprechstunde.web.core.app import create_app
-    from sprechstunde.web.core.config import Config
-    from sprechstunde.web.core.services import SERVICES
-
-    config = Config(
-        data_dir=tmp_path / "data", media_addresses=["127.0.0.1"], demo=False, media_mode="transcode"
-    )
-    client = await aiohttp_client(create_app(config))
-    services = client.app[SERVICES]
-    room = await services.rooms.create("vhs", 3600)
+    client, services, room = transcode_room
     url = str(client.make_url("/ws"))
     advisor = TimedParticipant(
         client.session, url, token_of(services.rooms.link(room, "advisor", "http://t")), "a"

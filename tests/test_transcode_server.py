@@ -1,4 +1,4 @@
-"""`--media-mode transcode` (and the no-shared-codec fallback) when someone leaves: the server, a real
+"""`--media-mode transcode` when someone leaves: the server, a real
 `serve` process, keeps answering. A publisher's leaving once sent its subscribers' relayed tracks into a
 loop that never yielded to the event loop — every consultation on the node froze and Ctrl-C did nothing.
 The server runs in its own process here so that such a freeze fails the test instead of freezing it.

@@ -101,6 +101,7 @@ class CallerTrack(MediaStreamTrack):
     async def _next_frame(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        keep = MAX_LAG_FRAMES  # caller frames that may wait behind this one
         if self._start is None:
             self._start = time.monotonic()
             self._call.inbound.clear()  # what was said to the menu is not for the room
@@ -113,10 +114,9 @@ class CallerTrack(MediaStreamTrack):
                 # the loop stalled: carry on from now instead of sending the missed frames back to back,
                 # with no more than the newest frame queued (else the lag would stay for the whole call)
                 self._start -= wait
-                while len(self._call.inbound) > 1:
-                    self._call.inbound.popleft()
+                keep = 1
         inbound = self._call.inbound
-        while len(inbound) > MAX_LAG_FRAMES:
+        while len(inbound) > keep:
             inbound.popleft()
         data = inbound.popleft() if inbound else SILENCE
         frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
