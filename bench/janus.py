@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import secrets
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ import aiohttp
 from bench.clip import Clip
 from bench.janus_client import JANUS_PROTOCOL, JanusParticipant, JanusSession
 from bench.loadclient import collect_results, start_clients, stop_clients
-from bench.server import free_port, interrupt
+from bench.server import PinnedProcess, free_port
 
 LIB_DIRS = (
     Path("/usr/lib/x86_64-linux-gnu/janus"),
@@ -151,7 +150,7 @@ def write_config(folder: Path, ws_port: int, modules: Path, address: str, debug_
     return folder
 
 
-class JanusProcess:
+class JanusProcess(PinnedProcess):
     """Janus with a configuration written for this run, optionally pinned to one core; its threads
     inherit the affinity, so /proc/<pid>/stat counts all of its work there."""
 
@@ -161,25 +160,8 @@ class JanusProcess:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.address = address
-        self.log_path = log_path
         write_config(folder, self.port, modules, address)
-        command = [str(binary), "-F", str(folder)]
-        taskset = shutil.which("taskset") if cpu is not None else None
-        if taskset:
-            command = [taskset, "-c", str(cpu), *command]  # taskset execs: the pid stays Janus's
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        if cpu is not None and not taskset:
-            os.sched_setaffinity(self.proc.pid, {cpu})
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__([str(binary), "-F", str(folder)], log_path=log_path, cpu=cpu, cwd=folder)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Block until the WebSocket API answers `info` with the videoroom plugin loaded."""
@@ -196,10 +178,6 @@ class JanusProcess:
                 raise RuntimeError(f"janus runs without the videoroom plugin:\n{self.log()}")
             return
         raise RuntimeError(f"janus did not answer on {self.url} within {timeout} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        """SIGINT, as Janus's own Ctrl-C handling expects; SIGKILL if it hangs."""
-        interrupt(self.proc)
 
 
 async def _info(url: str) -> dict[str, Any]:

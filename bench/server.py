@@ -1,5 +1,5 @@
 """`sprechstunde serve` as a subprocess on loopback: one way to start the real server from benchmarks and
-the browser tests."""
+the browser tests, and the benchmarks' reference programs (Janus, the bare relay) the same way."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,32 +37,31 @@ def interrupt(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-class ServerProcess:
-    """The server with the demo account off and media announced on 127.0.0.1; optionally pinned to one
-    core (`cpu`) so that its CPU time can be measured apart from the load."""
+class PinnedProcess:
+    """A program of a benchmark or test as a subprocess in its own session, its output in `log_path`,
+    optionally pinned to one core (`cpu`; its threads inherit the affinity, so its CPU time can be read
+    apart from the load's)."""
+
+    url = ""  # http://… of a process that answers GET /healthz (`wait_healthy`)
 
     def __init__(
         self,
-        data_dir: Path,
-        *extra_args: str,
+        command: list[str],
+        *,
         log_path: Path,
-        port: int | None = None,
         cpu: int | None = None,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        command = [
-            sys.executable, "-m", "sprechstunde", "serve", "--no-demo", "--host", "127.0.0.1",
-            "--port", str(self.port), "--data-dir", str(data_dir), *extra_args,
-        ]  # fmt: skip
+        command = [*prefix, *command]  # e.g. valgrind (bench/signaling_cost.py)
         taskset = shutil.which("taskset") if cpu is not None else None
         if taskset:
-            command = [taskset, "-c", str(cpu), *command]  # taskset execs: the pid stays the server's
-        env = dict(os.environ, SPRECHSTUNDE_MEDIA_ADDRESSES="127.0.0.1", PYTHONUNBUFFERED="1")
+            command = [taskset, "-c", str(cpu), *command]  # taskset execs: the pid stays the program's
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         if cpu is not None and not taskset:
             os.sched_setaffinity(self.proc.pid, {cpu})
@@ -88,13 +89,35 @@ class ServerProcess:
         raise RuntimeError(f"server did not answer /healthz within {timeout} s:\n{self.log()}")
 
     def stop(self) -> None:
-        """SIGINT first, so the server shuts down as an operator's Ctrl-C would."""
+        """SIGINT first, as an operator's Ctrl-C would stop it (SIGKILL after 10 s)."""
         interrupt(self.proc)
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class ServerProcess(PinnedProcess):
+    """`sprechstunde serve` with the demo account off and media announced on 127.0.0.1."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra_args: str,
+        log_path: Path,
+        port: int | None = None,
+        cpu: int | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [
+            sys.executable, "-m", "sprechstunde", "serve", "--no-demo", "--host", "127.0.0.1",
+            "--port", str(self.port), "--data-dir", str(data_dir), *extra_args,
+        ]  # fmt: skip
+        env = dict(os.environ, SPRECHSTUNDE_MEDIA_ADDRESSES="127.0.0.1", PYTHONUNBUFFERED="1")
+        super().__init__(command, log_path=log_path, cpu=cpu, env=env, prefix=prefix)
