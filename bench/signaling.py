@@ -7,16 +7,22 @@ unanswered. Figures:
 
 - connect   clients per second until all are in, and the hello → welcome time per client (p50/p99)
 - fan-out   one chat message per room per round, sender → the other participant (p50/p99/max), all rooms
-            within `--spread` seconds (0: a burst, every room in the same instant), several rounds
+            within `--spread` seconds (0: a burst: every room's message written from one turn of this
+            process's loop, encoded beforehand, no task per message), several rounds; and the servers'
+            CPU time per message (scheduler counters from a round's first message to its last arrival)
 
 The server runs in its own process pinned to CPU 0 when the machine has two or more; the clients run in
-this process on the other CPU, so a figure includes this client's own event loop delay.
+this process on the other CPU, so a figure includes this client's own event loop delay. Before each run
+the same clients measure the baseline, bench/bare_relay.py (an aiohttp relay with nothing of
+Sprechstunde in it), on the same CPU: the fan-out p99 is printed as a ratio to it, which the machine's
+varying speed moves far less than the milliseconds (`--no-baseline` skips it).
 
     .venv/bin/python -m bench.signaling [--clients 1000] [--rounds 5] [--spread 0] [--media]
-                                        [--redis URL [--nodes 2]] [--json out]
+                                        [--redis URL [--nodes 2]] [--repeat N] [--json out]
 
 With `--redis` the nodes keep state in Redis (one fresh key prefix per run); with `--nodes 2` two server
 processes share it and each room's two clients go to the same node, as nginx's room affinity does.
+bench/signaling_cost.py counts the instructions per message instead of timing them.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
-from bench.server import ServerProcess
+from bench.bare_relay import BareRelayProcess
+from bench.server import PinnedProcess, ServerProcess
 from sprechstunde.rooms.service import RoomService
 from sprechstunde.rooms.tokens import TokenSigner
 from sprechstunde.store import open_store
@@ -72,6 +80,29 @@ async def make_rooms(data_dir: Path, count: int, redis: str | None, prefix: str 
         return rooms
     finally:
         await store.close()
+
+
+def cpu_ms(pids: tuple[int, ...]) -> float:
+    """CPU time the processes `pids` (all their threads) have run so far, in ms, read from the
+    scheduler's counters in nanoseconds (/proc/<pid>/task/*/schedstat); NaN where there are none."""
+    if not pids:
+        return float("nan")
+    total = 0
+    for pid in pids:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*/schedstat"))
+        if not tasks:
+            return float("nan")
+        for task in tasks:
+            try:
+                total += int(task.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass  # a thread that ended meanwhile
+    return total / 1e6
+
+
+def ws_of(client: Client) -> aiohttp.ClientWebSocketResponse:
+    assert client.ws is not None, "not connected"
+    return client.ws
 
 
 class Client:
@@ -144,7 +175,12 @@ async def run_load(
     settle: float,
     spread: float,
     media: bool = False,
+    pids: tuple[int, ...] = (),
+    on_round: Callable[[str], None] | None = None,
 ) -> dict:
+    """Connect a citizen and an advisor per room to `urls`, then `rounds` rounds of one chat message per
+    room; `pids`: the server processes whose CPU time per round is counted; `on_round` is called with
+    "start" right before a round's first message and with "arrived" right after its last arrival."""
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as http:
         pairs = [
@@ -172,20 +208,29 @@ async def run_load(
 
         latencies: list[float] = []
         per_round: list[float] = []  # each round's p99: a stall shows as one round, not as noise
+        server_cpu: list[float] = []  # the servers' CPU time from a round's first message to its last arrival
         lost = 0
         sent_at: dict[str, float] = {}
         for round_no in range(rounds):
+            # the frames encoded beforehand: what is timed is the server's work, not this client's
+            texts = [f"r{round_no}-{i}" for i in range(len(pairs))]
+            frames = [json.dumps({"type": "chat", "id": 2, "text": text}) for text in texts]
+            if on_round is not None:
+                on_round("start")
+            cpu_before = cpu_ms(pids)
+            if spread:  # every room once per round, at an even offset within `spread` seconds
 
-            async def send(index: int, sender: Client, delay: float, round_no: int = round_no) -> None:
-                await asyncio.sleep(delay)
-                text = f"r{round_no}-{index}"
-                sent_at[text] = time.perf_counter()
-                assert sender.ws is not None
-                await sender.ws.send_str(json.dumps({"type": "chat", "id": 2, "text": text}))
+                async def send(index: int, delay: float, texts=texts, frames=frames) -> None:
+                    await asyncio.sleep(delay)
+                    sent_at[texts[index]] = time.perf_counter()
+                    await ws_of(pairs[index][0]).send_str(frames[index])
 
-            # every room sends once per round, at an even offset within `spread` seconds (0: all at once)
-            step = spread / len(pairs)
-            await asyncio.gather(*(send(i, sender, i * step) for i, (sender, _) in enumerate(pairs)))
+                step = spread / len(pairs)
+                await asyncio.gather(*(send(i, i * step) for i in range(len(pairs))))
+            else:  # a burst: all of them from one turn of this loop, no task per message
+                for (sender, _), text, frame in zip(pairs, texts, frames, strict=True):
+                    sent_at[text] = time.perf_counter()
+                    await ws_of(sender).send_str(frame)
             this_round: list[float] = []
             for _sender, receiver in pairs:
                 try:
@@ -194,6 +239,9 @@ async def run_load(
                     lost += 1
                     continue
                 this_round.append(arrived - sent_at[message["text"]])
+            server_cpu.append(cpu_ms(pids) - cpu_before)
+            if on_round is not None:
+                on_round("arrived")
             latencies += this_round
             per_round.append(round(percentile(this_round, 99) * 1000, 1))
             await asyncio.sleep(0.5)
@@ -207,6 +255,10 @@ async def run_load(
         "hello_to_welcome": summary_ms(joins),
         "fanout": summary_ms(latencies),
         "round_p99_ms": per_round,
+        # per message: the servers' CPU time of a round over its messages (NaN where /proc is missing)
+        "server_cpu_us_per_message": round(statistics.median(server_cpu) * 1000 / len(pairs), 1)
+        if server_cpu
+        else float("nan"),
         "chat_messages": len(latencies),
         "spread_seconds": spread,
         "lost": lost,
@@ -215,45 +267,58 @@ async def run_load(
     }
 
 
+def measure(processes: list[PinnedProcess], rooms: list[dict], args: argparse.Namespace) -> dict:
+    """The load against `processes` (servers or bare relays, started already), which are stopped after."""
+    cpus = sorted(os.sched_getaffinity(0))
+    try:
+        for process in processes:
+            process.wait_healthy(timeout=30)
+        if len(cpus) > 1:
+            os.sched_setaffinity(0, {cpus[-1]})  # the clients on the last CPU, apart from node 1
+        return asyncio.run(
+            run_load(
+                [p.url for p in processes],
+                rooms,
+                args.rounds,
+                args.parallel,
+                args.settle,
+                args.spread,
+                args.media,
+                tuple(p.pid for p in processes),
+            )
+        )
+    finally:
+        os.sched_setaffinity(0, set(cpus))  # the next run places its processes afresh
+        for process in processes:
+            process.stop()
+
+
 def one_run(args: argparse.Namespace) -> dict:
-    """One run: fresh server processes (and Redis prefix), the load, the figures printed."""
+    """One run: the baseline (bare relays) and then fresh server processes (and Redis prefix) under the
+    same load, the figures printed."""
     prefix = f"bench-{secrets.token_hex(4)}:" if args.redis else None
     cpus = sorted(os.sched_getaffinity(0))
+
+    def core(node: int) -> int | None:  # node 1 on CPU 0, … ; the clients on the last CPU
+        return cpus[node % max(1, len(cpus) - 1)] if len(cpus) > 1 else None
+
     with tempfile.TemporaryDirectory(prefix="sprechstunde-bench-") as tmp:
         data = Path(tmp) / "data"
         rooms = asyncio.run(make_rooms(data, args.clients // 2, args.redis, prefix))
+        baseline = None
+        if args.baseline:
+            relays = [BareRelayProcess(Path(tmp) / f"relay{i}.log", cpu=core(i)) for i in range(args.nodes)]
+            baseline = measure(relays, rooms, args)
         extra = ("--redis", args.redis, "--redis-prefix", prefix) if args.redis else ()
-        servers = [
-            ServerProcess(
-                data,
-                "--log-level",
-                "warning",
-                *extra,
-                log_path=Path(tmp) / f"node{i}.log",
-                cpu=cpus[i % max(1, len(cpus) - 1)] if len(cpus) > 1 else None,
-            )  # fmt: skip
-            for i in range(args.nodes)
-        ]
         try:
-            for server in servers:
-                server.wait_healthy(timeout=30)
-            if len(cpus) > 1:
-                os.sched_setaffinity(0, {cpus[-1]})  # the clients on the last CPU, apart from node 1
-            result = asyncio.run(
-                run_load(
-                    [s.url for s in servers],
-                    rooms,
-                    args.rounds,
-                    args.parallel,
-                    args.settle,
-                    args.spread,
-                    args.media,
+            servers = [
+                ServerProcess(
+                    data, "--log-level", "warning", *extra, log_path=Path(tmp) / f"node{i}.log", cpu=core(i)
                 )
-            )
+                for i in range(args.nodes)
+            ]
+            result = measure(servers, rooms, args)
         finally:
-            os.sched_setaffinity(0, set(cpus))  # the next run places its processes afresh
-            for server in servers:
-                server.stop()
             if args.redis:
                 asyncio.run(_drop_prefix(args.redis, prefix))
     result["store"] = "redis" if args.redis else "sqlite"
@@ -268,8 +333,26 @@ def one_run(args: argparse.Namespace) -> dict:
         f"{result['lost']} lost): "
         f"p50 {result['fanout']['p50_ms']} ms, p99 {result['fanout']['p99_ms']} ms, "
         f"max {result['fanout']['max_ms']} ms; per round p99 "
-        f"{' / '.join(f'{v:g}' for v in result['round_p99_ms'])} ms"
+        f"{' / '.join(f'{v:g}' for v in result['round_p99_ms'])} ms; "
+        f"server CPU {result['server_cpu_us_per_message']:g} µs per message"
     )
+    if baseline is not None:
+        ratio = result["fanout"]["p99_ms"] / baseline["fanout"]["p99_ms"]
+        result["baseline"] = {
+            "what": "bench/bare_relay.py: aiohttp relay, same clients, same run",
+            "fanout": baseline["fanout"],
+            "round_p99_ms": baseline["round_p99_ms"],
+            "server_cpu_us_per_message": baseline["server_cpu_us_per_message"],
+            "lost": baseline["lost"],
+        }
+        result["p99_ratio_to_baseline"] = round(ratio, 2)
+        print(
+            "baseline, a bare aiohttp relay (same clients, same run): "
+            f"p50 {baseline['fanout']['p50_ms']} ms, p99 {baseline['fanout']['p99_ms']} ms; per round p99 "
+            f"{' / '.join(f'{v:g}' for v in baseline['round_p99_ms'])} ms; "
+            f"server CPU {baseline['server_cpu_us_per_message']:g} µs per message\n"
+            f"chat fan-out p99: Sprechstunde / bare relay = {ratio:.2f}"
+        )
     return result
 
 
@@ -294,6 +377,12 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1, help="server processes (more than 1 needs --redis)")
     parser.add_argument("--json", type=Path, help="write the figures to this file too")
     parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the baseline (bench/bare_relay.py under the same load before each run)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -313,6 +402,15 @@ def main() -> None:
             f"{' / '.join(f'{v:g}' for v in p99s)} ms, median {statistics.median(p99s):g} ms; "
             f"connect {' / '.join(f'{v:g}' for v in rates)} clients/s"
         )
+        if args.baseline:
+            bare = [run["baseline"]["fanout"]["p99_ms"] for run in runs]
+            ratios = [run["p99_ratio_to_baseline"] for run in runs]
+            result |= {"baseline_p99_ms_per_run": bare, "p99_ratio_median": statistics.median(ratios)}
+            print(
+                f"baseline (bare aiohttp relay) p99 per run {' / '.join(f'{v:g}' for v in bare)} ms; "
+                f"ratio per run {' / '.join(f'{v:.2f}' for v in ratios)}, "
+                f"median {statistics.median(ratios):.2f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -1,4 +1,5 @@
-"""bench/signaling.py keeps running: a small load (figures are printed, not asserted)."""
+"""bench/signaling.py keeps running: a small load, with its baseline (bench/bare_relay.py) under the same
+clients (figures are printed, not asserted)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,6 @@ def test_signaling_benchmark_runs(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["clients"] == 20 and figures["lost"] == 0 and figures["chat_messages"] == 20
     assert figures["fanout"]["p50_ms"] > 0
+    assert "bare aiohttp relay" in result.stdout
+    assert figures["baseline"]["lost"] == 0 and figures["baseline"]["fanout"]["n"] == 20
+    assert figures["p99_ratio_to_baseline"] > 0
