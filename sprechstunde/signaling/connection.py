@@ -220,7 +220,7 @@ class Connection(JsonSocket):
         from the write's completion — no task per message while a burst is delivered. Not stored within
         the limit (the store away): `"stored": false`, and the page offers it again after its next
         welcome."""
-        extra = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in ack.items())
+        extra = json.dumps(ack)[1:-1]  # its fields, to append to the message's own
 
         def copy(in_store: bool) -> str:
             return f"{text[:-1]}, {extra}{'' if in_store else NOT_STORED}}}"
