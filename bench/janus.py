@@ -163,8 +163,9 @@ class JanusProcess(PinnedProcess):
         write_config(folder, self.port, modules, address)
         super().__init__([str(binary), "-F", str(folder)], log_path=log_path, cpu=cpu, cwd=folder)
 
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Block until the WebSocket API answers `info` with the videoroom plugin loaded."""
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        """Block until the WebSocket API answers `info` with the videoroom plugin loaded (Janus has no
+        /healthz). SIGINT stops it, as Janus's own Ctrl-C handling expects (`PinnedProcess.stop`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -254,7 +255,7 @@ def run_janus_case(n: int, clip: Clip, plan: Any, results: Path) -> dict:
         try:
             address = media_address()
             janus = JanusProcess(binary, modules, Path(tmp), results / f"janus-{n}.log", server_cpu, address)
-            janus.wait_ready()
+            janus.wait_healthy()
             rooms = asyncio.run(create_rooms(janus.url, n))
             time.sleep(1.0)
             idle = bench.memory_mb(janus.pid)

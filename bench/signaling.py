@@ -14,8 +14,11 @@ unanswered. Figures:
 The server runs in its own process pinned to CPU 0 when the machine has two or more; the clients run in
 this process on the other CPU, so a figure includes this client's own event loop delay. Before each run
 the same clients measure the baseline, bench/bare_relay.py (an aiohttp relay with nothing of
-Sprechstunde in it), on the same CPU: the fan-out p99 is printed as a ratio to it, which the machine's
-varying speed moves far less than the milliseconds (`--no-baseline` skips it).
+Sprechstunde in it), on the same CPU: the fan-out p99 is printed as a ratio to it. The baseline shows
+what this machine and these clients allow at the time of the run; it does not cancel the machine's
+speed changing from one round to the next (`--no-baseline` skips it). The relay sends the sender no
+acknowledgement, so the clients read 500 frames less per round from it; Sprechstunde's arrive some
+50 ms after the round, behind its store write.
 
     .venv/bin/python -m bench.signaling [--clients 1000] [--rounds 5] [--spread 0] [--media]
                                         [--redis URL [--nodes 2]] [--repeat N] [--json out]
@@ -177,10 +180,13 @@ async def run_load(
     media: bool = False,
     pids: tuple[int, ...] = (),
     on_round: Callable[[str], None] | None = None,
+    pause: float = 0.5,
 ) -> dict:
     """Connect a citizen and an advisor per room to `urls`, then `rounds` rounds of one chat message per
-    room; `pids`: the server processes whose CPU time per round is counted; `on_round` is called with
-    "start" right before a round's first message and with "arrived" right after its last arrival."""
+    room, `pause` seconds apart; `pids`: the server processes whose CPU time per round is counted.
+    `on_round` (bench/signaling_cost.py) is called with "settled" once everyone is in, "idle" after a
+    further `pause` without messages, and per round with "start" right before its first message,
+    "arrived" right after its last arrival and "after" at the end of the pause that follows."""
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as http:
         pairs = [
@@ -205,6 +211,10 @@ async def run_load(
         await asyncio.sleep(settle)
         # this process's own full collections (its 1,000 sockets) would count as the server's latency
         gc.freeze()
+        if on_round is not None:
+            on_round("settled")
+            await asyncio.sleep(pause)
+            on_round("idle")
 
         latencies: list[float] = []
         per_round: list[float] = []  # each round's p99: a stall shows as one round, not as noise
@@ -220,7 +230,9 @@ async def run_load(
             cpu_before = cpu_ms(pids)
             if spread:  # every room once per round, at an even offset within `spread` seconds
 
-                async def send(index: int, delay: float, texts=texts, frames=frames) -> None:
+                async def send(
+                    index: int, delay: float, texts: list[str] = texts, frames: list[str] = frames
+                ) -> None:
                     await asyncio.sleep(delay)
                     sent_at[texts[index]] = time.perf_counter()
                     await ws_of(pairs[index][0]).send_str(frames[index])
@@ -239,12 +251,14 @@ async def run_load(
                     lost += 1
                     continue
                 this_round.append(arrived - sent_at[message["text"]])
-            server_cpu.append(cpu_ms(pids) - cpu_before)
+            server_cpu.append(max(0.0, cpu_ms(pids) - cpu_before))  # (a thread that ended takes its time)
             if on_round is not None:
                 on_round("arrived")
             latencies += this_round
             per_round.append(round(percentile(this_round, 99) * 1000, 1))
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(pause)
+            if on_round is not None:
+                on_round("after")
         await asyncio.gather(*(c.close() for c in clients))
     return {
         "clients": len(clients),
@@ -267,10 +281,14 @@ async def run_load(
     }
 
 
-def measure(processes: list[PinnedProcess], rooms: list[dict], args: argparse.Namespace) -> dict:
-    """The load against `processes` (servers or bare relays, started already), which are stopped after."""
+def measure(start: Callable[[int], PinnedProcess], rooms: list[dict], args: argparse.Namespace) -> dict:
+    """The load against `args.nodes` processes (servers or bare relays) made by `start(node)`; all of
+    those started are stopped after, whatever happens."""
     cpus = sorted(os.sched_getaffinity(0))
+    processes: list[PinnedProcess] = []
     try:
+        for node in range(args.nodes):
+            processes.append(start(node))
         for process in processes:
             process.wait_healthy(timeout=30)
         if len(cpus) > 1:
@@ -304,20 +322,19 @@ def one_run(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="sprechstunde-bench-") as tmp:
         data = Path(tmp) / "data"
-        rooms = asyncio.run(make_rooms(data, args.clients // 2, args.redis, prefix))
-        baseline = None
-        if args.baseline:
-            relays = [BareRelayProcess(Path(tmp) / f"relay{i}.log", cpu=core(i)) for i in range(args.nodes)]
-            baseline = measure(relays, rooms, args)
         extra = ("--redis", args.redis, "--redis-prefix", prefix) if args.redis else ()
+
+        def relay(node: int) -> PinnedProcess:
+            return BareRelayProcess(Path(tmp) / f"relay{node}.log", cpu=core(node))
+
+        def server(node: int) -> PinnedProcess:
+            log_path = Path(tmp) / f"node{node}.log"
+            return ServerProcess(data, "--log-level", "warning", *extra, log_path=log_path, cpu=core(node))
+
         try:
-            servers = [
-                ServerProcess(
-                    data, "--log-level", "warning", *extra, log_path=Path(tmp) / f"node{i}.log", cpu=core(i)
-                )
-                for i in range(args.nodes)
-            ]
-            result = measure(servers, rooms, args)
+            rooms = asyncio.run(make_rooms(data, args.clients // 2, args.redis, prefix))
+            baseline = measure(relay, rooms, args) if args.baseline else None
+            result = measure(server, rooms, args)
         finally:
             if args.redis:
                 asyncio.run(_drop_prefix(args.redis, prefix))
@@ -337,7 +354,9 @@ def one_run(args: argparse.Namespace) -> dict:
         f"server CPU {result['server_cpu_us_per_message']:g} µs per message"
     )
     if baseline is not None:
-        ratio = result["fanout"]["p99_ms"] / baseline["fanout"]["p99_ms"]
+        if baseline["lost"]:
+            raise RuntimeError(f"the bare relay lost {baseline['lost']} messages: no baseline")
+        ratio = result["fanout"]["p99_ms"] / max(baseline["fanout"]["p99_ms"], 0.01)
         result["baseline"] = {
             "what": "bench/bare_relay.py: aiohttp relay, same clients, same run",
             "fanout": baseline["fanout"],
