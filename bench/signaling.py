@@ -60,6 +60,19 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
+def slashed(values: list[float], spec: str = "g") -> str:
+    """Figures of several rounds or runs as printed: `12.5 / 9.8 / 14`."""
+    return " / ".join(format(value, spec) for value in values)
+
+
+def rounds_text(figures: dict) -> str:
+    """The per-round part of a load's fan-out line (Sprechstunde's and the baseline's alike)."""
+    return (
+        f"per round p99 {slashed(figures['round_p99_ms'])} ms; "
+        f"server CPU {figures['server_cpu_us_per_message']:g} µs per message"
+    )
+
+
 def summary_ms(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
@@ -334,6 +347,8 @@ def one_run(args: argparse.Namespace) -> dict:
         try:
             rooms = asyncio.run(make_rooms(data, args.clients // 2, args.redis, prefix))
             baseline = measure(relay, rooms, args) if args.baseline else None
+            if baseline is not None and baseline["lost"]:  # before the servers' run, not after it
+                raise RuntimeError(f"the bare relay lost {baseline['lost']} messages: no baseline")
             result = measure(server, rooms, args)
         finally:
             if args.redis:
@@ -349,13 +364,9 @@ def one_run(args: argparse.Namespace) -> dict:
         f"{result['rooms']} per {result['spread_seconds']} s{' (burst)' if not args.spread else ''}, "
         f"{result['lost']} lost): "
         f"p50 {result['fanout']['p50_ms']} ms, p99 {result['fanout']['p99_ms']} ms, "
-        f"max {result['fanout']['max_ms']} ms; per round p99 "
-        f"{' / '.join(f'{v:g}' for v in result['round_p99_ms'])} ms; "
-        f"server CPU {result['server_cpu_us_per_message']:g} µs per message"
+        f"max {result['fanout']['max_ms']} ms; {rounds_text(result)}"
     )
     if baseline is not None:
-        if baseline["lost"]:
-            raise RuntimeError(f"the bare relay lost {baseline['lost']} messages: no baseline")
         ratio = result["fanout"]["p99_ms"] / max(baseline["fanout"]["p99_ms"], 0.01)
         result["baseline"] = {
             "what": "bench/bare_relay.py: aiohttp relay, same clients, same run",
@@ -367,9 +378,8 @@ def one_run(args: argparse.Namespace) -> dict:
         result["p99_ratio_to_baseline"] = round(ratio, 2)
         print(
             "baseline, a bare aiohttp relay (same clients, same run): "
-            f"p50 {baseline['fanout']['p50_ms']} ms, p99 {baseline['fanout']['p99_ms']} ms; per round p99 "
-            f"{' / '.join(f'{v:g}' for v in baseline['round_p99_ms'])} ms; "
-            f"server CPU {baseline['server_cpu_us_per_message']:g} µs per message\n"
+            f"p50 {baseline['fanout']['p50_ms']} ms, p99 {baseline['fanout']['p99_ms']} ms; "
+            f"{rounds_text(baseline)}\n"
             f"chat fan-out p99: Sprechstunde / bare relay = {ratio:.2f}"
         )
     return result
@@ -418,16 +428,15 @@ def main() -> None:
         result |= {"p99_ms_per_run": p99s, "p99_ms_median": statistics.median(p99s)}
         print(
             f"\n{len(runs)} runs, each a fresh server: chat fan-out p99 per run "
-            f"{' / '.join(f'{v:g}' for v in p99s)} ms, median {statistics.median(p99s):g} ms; "
-            f"connect {' / '.join(f'{v:g}' for v in rates)} clients/s"
+            f"{slashed(p99s)} ms, median {statistics.median(p99s):g} ms; connect {slashed(rates)} clients/s"
         )
         if args.baseline:
             bare = [run["baseline"]["fanout"]["p99_ms"] for run in runs]
             ratios = [run["p99_ratio_to_baseline"] for run in runs]
             result |= {"baseline_p99_ms_per_run": bare, "p99_ratio_median": statistics.median(ratios)}
             print(
-                f"baseline (bare aiohttp relay) p99 per run {' / '.join(f'{v:g}' for v in bare)} ms; "
-                f"ratio per run {' / '.join(f'{v:.2f}' for v in ratios)}, "
+                f"baseline (bare aiohttp relay) p99 per run {slashed(bare)} ms; "
+                f"ratio per run {slashed(ratios, '.2f')}, "
                 f"median {statistics.median(ratios):.2f}"
             )
     if args.json:
