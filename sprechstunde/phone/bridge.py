@@ -4,13 +4,15 @@ When an advisor takes a phone entry ("Nächste Person"), `RoomBridge` joins the 
 capability (the join token `RoomService.admission_links` signs, as the waiting room hands it to a video
 citizen) over the project's own signaling — a WebSocket to this server's `/ws`, so the hub, seats,
 `wrong_node` redirects and the media session treat the caller exactly like a browser. The SFU is not
-touched: the bridge is an aiortc client in this process.
+touched: the bridge is an aiortc client in this process, on the same shortcuts as the server's own
+connections (media/aiortc_fork: its transport past aioice's queue, its receivers tapped for encoded frames).
 
 * Caller → room: one audio track fed with the caller's 20 ms G.711 frames (`PhoneCall.inbound`, already
-  8 kHz PCM from PJSIP); aiortc encodes them to Opus for the browsers.
-* Room → caller: every audio track the room offers (advisor, interpreter) is decoded by aiortc (Opus,
-  48 kHz), resampled to 8 kHz mono (`av.AudioResampler`), buffered per speaker and mixed in
-  `PhoneCall.feed`, which PJSIP's media clock asks for every outbound frame (G.711 to the caller).
+  8 kHz PCM from PJSIP), encoded here to narrowband Opus (`CallerTrack`) and sent by aiortc.
+* Room → caller: the Opus packets of every audio track the room offers (advisor, interpreter) are taken
+  from the receiver as they arrive, decoded to mono and resampled to 8 kHz on the event loop (`Speaker`;
+  no decoder thread), buffered per speaker and mixed in `PhoneCall.feed`, which PJSIP's media clock asks
+  for every outbound frame (G.711 to the caller).
   Video lines are answered `inactive`: a telephone needs no pictures and the server sends none.
 
 This is the one place the server transcodes audio; each 20 ms frame crossing it, in either direction,
@@ -36,10 +38,18 @@ from typing import Any
 
 import aiohttp
 import av
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
+from sprechstunde.media.aiortc_fork import transport as fork_transport
 from sprechstunde.media.forwarding import ForwardingStats
 from sprechstunde.phone.ivr import first_done
 from sprechstunde.phone.sip import FRAME_BYTES, FRAME_SAMPLES, RATE, SILENCE, PhoneCall
@@ -130,13 +140,41 @@ class CallerTrack(MediaStreamTrack):
         return frame
 
 
-class _Speaker:
-    """One room track's audio at 8 kHz, in 20 ms frames (filled on the event loop, read on the media
-    clock's thread: deque appends and pops are atomic)."""
+class Speaker:
+    """One room track's audio at 8 kHz, in 20 ms frames: its Opus packets decoded and resampled on the
+    event loop as they arrive (`hear`), read on the media clock's thread (`take`; deque appends and pops
+    are atomic)."""
 
     def __init__(self) -> None:
         self.frames: collections.deque[bytes] = collections.deque(maxlen=MAX_SPEAKER_FRAMES)
         self.primed = False
+        # FFmpeg's libopus decodes at 48 kHz; mono output (a stereo stream is mixed down by libopus) takes
+        # 34 µs a frame and its resampling 19 µs, against 51 and 25 µs for aiortc's stereo
+        self._decoder = av.CodecContext.create("libopus", "r")
+        self._decoder.layout = "mono"
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        self._pending = bytearray()
+
+    def hear(self, payload: bytes) -> int:
+        """Decode one Opus packet into the speaker's 8 kHz frames; returns how many 20 ms frames it
+        completed. A packet libopus refuses is skipped (the caller hears a gap, not an error); an empty
+        one (a padding-only RTP packet) too: handed to FFmpeg it would end the stream, and every packet
+        after it would decode to nothing."""
+        if not payload:
+            return 0
+        pending = self._pending
+        try:
+            for frame in self._decoder.decode(av.Packet(payload)):
+                for out in self._resampler.resample(frame):
+                    pending += bytes(out.planes[0])[: out.samples * 2]
+        except av.error.FFmpegError:
+            return 0
+        completed = 0
+        while len(pending) >= FRAME_BYTES:
+            self.frames.append(bytes(pending[:FRAME_BYTES]))
+            del pending[:FRAME_BYTES]
+            completed += 1
+        return completed
 
     def take(self) -> bytes | None:
         if not self.primed:
@@ -154,26 +192,32 @@ class RoomMix:
 
     def __init__(self, stats: ForwardingStats | None) -> None:
         self._stats = stats
-        self._speakers: tuple[_Speaker, ...] = ()  # replaced, never mutated: read from another thread
+        self._speakers: tuple[Speaker, ...] = ()  # replaced, never mutated: read from another thread
         self.frames_in = 0  # 20 ms frames decoded from the room
 
-    async def consume(self, track: MediaStreamTrack) -> None:
-        """Decode one remote audio track (aiortc) into 8 kHz frames until it ends."""
-        speaker = _Speaker()
+    def listen(self, receiver: RTCRtpReceiver, track: MediaStreamTrack) -> asyncio.Task:
+        """Mix one remote audio track (its receiver not started yet) for the caller until it ends.
+
+        Its encoded Opus packets are taken from the receiver as they arrive (the forwarding tap of
+        media/aiortc_fork/receiver.py, as the server's own receivers) and decoded here, on the loop:
+        aiortc's decoder thread, which decodes to 48 kHz stereo and hands each frame back to the loop,
+        cost more than the decoding (issue 20, bench/phone.py). The track only tells when it ends."""
+        speaker = Speaker()
+
+        def heard(_codec: Any, frame: Any) -> None:
+            completed = speaker.hear(frame.data)
+            self.frames_in += completed
+            if self._stats is not None:
+                self._stats.decoded += completed
+
+        fork_receiver.tap_receiver(receiver, heard, prompt=True)
         self._speakers = (*self._speakers, speaker)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        pending = bytearray()
+        return asyncio.ensure_future(self._until_ended(track, speaker))
+
+    async def _until_ended(self, track: MediaStreamTrack, speaker: Speaker) -> None:
         try:
             while True:
-                frame = await track.recv()
-                for out in resampler.resample(frame):
-                    pending += bytes(out.planes[0])[: out.samples * 2]
-                while len(pending) >= FRAME_BYTES:
-                    speaker.frames.append(bytes(pending[:FRAME_BYTES]))
-                    del pending[:FRAME_BYTES]
-                    self.frames_in += 1
-                    if self._stats is not None:
-                        self._stats.decoded += 1
+                await track.recv()  # a tapped track yields nothing: it raises once the receiver stops
         except (MediaStreamError, asyncio.CancelledError):
             pass
         finally:
@@ -295,10 +339,14 @@ class RoomLeg:
         self._pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            task = asyncio.ensure_future(self.mix.consume(track))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if track.kind != "audio" or self._pc is None:
+            return
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                task = self.mix.listen(transceiver.receiver, track)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
 
     async def _answer(self, sdp: str) -> None:
         assert self._pc is not None and self._ws is not None
@@ -310,6 +358,10 @@ class RoomLeg:
             if transceiver.kind == "video":
                 transceiver.direction = "inactive"  # no camera, no screen, and none of theirs
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.receiver.transport is not None:
+                # the server's shortcut past aioice's queue and coroutines, on this end of the loopback
+                fork_transport.shortcut_transport(transceiver.receiver.transport)
         await self._ws.send_json({"type": "answer", "sdp": self._pc.localDescription.sdp})
 
     async def close(self) -> None:
