@@ -220,7 +220,7 @@ class JanusParticipant(LoadParticipant):
         if answer is None:
             raise RuntimeError(f"publish without an answer: {configured}")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-        _shortcut(self.pc)
+        fork_transport.shortcut_transports(self.pc)  # the clients' own cost, as loadclient's
         await self.janus.trickle_done(handle)
 
     async def _on_publisher_event(self, message: dict[str, Any]) -> None:
@@ -257,7 +257,7 @@ class JanusParticipant(LoadParticipant):
             answer = await self.sub_pc.createAnswer()
             pin_host_addresses(self.sub_pc)
             await self.sub_pc.setLocalDescription(answer)
-            _shortcut(self.sub_pc)
+            fork_transport.shortcut_transports(self.sub_pc)
             answer = {"type": "answer", "sdp": _sha256_only(self.sub_pc.localDescription.sdp)}
             await self.janus.message(handle, {"request": "start"}, answer)
             await self.janus.trickle_done(handle)
@@ -294,11 +294,3 @@ def _sha256_only(sdp: str) -> str:
     return "\r\n".join(
         line for line in lines if not line.startswith(("a=fingerprint:sha-384", "a=fingerprint:sha-512"))
     )
-
-
-def _shortcut(pc: RTCPeerConnection) -> None:
-    """The clients' own receive cost cut as for our server's clients (loadclient's _answer)."""
-    for transceiver in pc.getTransceivers():
-        for transport in (transceiver.receiver.transport, transceiver.sender.transport):
-            if transport is not None:
-                fork_transport.shortcut_transport(transport)

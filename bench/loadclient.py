@@ -310,9 +310,7 @@ class LoadParticipant:
         answer = await self.pc.createAnswer()
         pin_host_addresses(self.pc)
         await self.pc.setLocalDescription(answer)
-        for transceiver in self.pc.getTransceivers():  # the clients' own cost, cut as the server's is
-            if transceiver.receiver.transport is not None:
-                fork_transport.shortcut_transport(transceiver.receiver.transport)
+        fork_transport.shortcut_transports(self.pc)  # the clients' own cost, cut as the server's is
         await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
 
     async def snapshot(self) -> Snapshot:

@@ -23,11 +23,12 @@ consent checks fail. What an advisor does instead:
   frames); each advisor's track hands aiortc those packets in a loop, paced by the wall clock, with pts
   rising at 1/48000. aiortc only packs them (no encoder, no executor thread); the bridge still decodes
   and mixes them on the server.
-* Receiving: aiortc's receive path as usual (SRTP, RTP, jitter buffer), but its Opus decoder is replaced
-  in this process while the advisors run (`light_audio_receivers`): per encoded frame the advisor gets
-  the payload size, and takes the arrival time when its consumer reads the frame on this process's event
-  loop. A frame carries the tone when its Opus payload has at least TONE_MIN_BYTES = 16 (the bridge's
-  24 kbit/s narrowband encoder spends 6–8 bytes on a silent frame and 17–47 on the tone, measured).
+* Receiving: aiortc's receive path (SRTP, RTP statistics, RTCP) on the shortcuts the server's own
+  connections use (media/aiortc_fork: the transport past aioice's queue, the receiver tapped for encoded
+  frames, as the phone bridge's leg): per Opus packet the advisor notes, on this process's event loop,
+  its arrival time and payload size; nothing is handed to a decoder thread. A frame carries the tone
+  when its Opus payload has at least TONE_MIN_BYTES = 16 (the bridge's 24 kbit/s narrowband encoder
+  spends 6–8 bytes on a silent frame and 17–47 on the tone, measured).
   Every 10th frame is also decoded with libopus (after the 3 frames before it, for the decoder's state)
   and checked: RMS ≥ SILENT_RMS and more power at 1 kHz than at 600 Hz. The share of checked frames on
   which size and decoding agree is printed; below 95 % the run fails (exit status 1).
@@ -82,7 +83,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import av
-from aiortc import rtcrtpreceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench import loadclient
@@ -90,6 +90,8 @@ from bench.clip import build_clip
 from bench.failover import DEFAULT_REDIS, redis_server
 from bench.media_relay import CLK_TCK, NODE_ID, _children, create_rooms, delete_prefix, wait_workers
 from bench.server import ServerProcess
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
+from sprechstunde.media.aiortc_fork import transport as fork_transport
 from tests.phone_support import Baresip, free_sip_port, goertzel, tone_wav
 from tests.rtc_client import RtcParticipant
 
@@ -218,12 +220,12 @@ def carries_tone(frame: av.AudioFrame) -> bool:
 
 
 class SampledOpusDecoder:
-    """Stands in for aiortc's OpusDecoder in the advisors' receivers (`light_audio_receivers`): per
-    encoded frame one `Heard` with its payload size. Every SAMPLE_EVERY-th frame is decoded by its own
+    """What an advisor makes of each Opus packet it receives (`GapAdvisor`): one `Heard` with its
+    payload size. Every SAMPLE_EVERY-th frame is decoded by its own
     libopus decoder (48 kHz mono) and checked with `carries_tone`, after decoding the WARM_UP_FRAMES
     frames before it: the decoder skips the others, and a frame decoded right after such a skip comes
     out far too quiet (SILK's gains and prediction carry over from frame to frame). So 4 of 10 frames
-    are decoded, 1 of 10 analysed, on the receiver's decoder thread as aiortc's decoding was."""
+    are decoded, 1 of 10 analysed, on the event loop as the packets arrive."""
 
     def __init__(self) -> None:
         self._decoder = av.CodecContext.create("libopus", "r")
@@ -249,55 +251,47 @@ class SampledOpusDecoder:
         return bool(frames) and carries_tone(frames[-1])
 
 
-@contextlib.contextmanager
-def light_audio_receivers() -> Iterator[None]:
-    """While open, aiortc receivers of this process that start decoding Opus get a SampledOpusDecoder
-    (aiortc.rtcrtpreceiver.get_decoder, which its decoder thread calls at the first frame). Used around
-    the advisors only: the video case's load clients never decode (loadclient.CountingReceiver)."""
-    original = rtcrtpreceiver.get_decoder
-
-    def get_decoder(codec: Any) -> Any:
-        return SampledOpusDecoder() if codec.mimeType.lower() == "audio/opus" else original(codec)
-
-    rtcrtpreceiver.get_decoder = get_decoder
-    try:
-        yield
-    finally:
-        rtcrtpreceiver.get_decoder = original
-
-
 class GapAdvisor(RtcParticipant):
     """An advisor sending OpusToneTrack's 600 Hz that notes, for every audio frame it receives, when
     its consumer read it from the track (time.monotonic() on this process's event loop, so a busy loop
     shows as a gap), the Opus payload's size and, for every SAMPLE_EVERY-th frame, whether the decoded
     frame carries the caller's tone. A frame carries the tone when its payload has at least
     TONE_MIN_BYTES: the bridge's 24 kbit/s narrowband encoder spends 6–8 bytes on silence and 17–47 on
-    the tone. Needs `light_audio_receivers` open while it joins and receives.
-    `join` (RtcParticipant's) follows a `wrong_node` reply to the worker holding the call."""
+    the tone. Its audio receivers are tapped (no decoder thread, the packets taken as they arrive) and
+    its transport takes the server's shortcuts, so that 20 advisors beside the server cost it as
+    little CPU as they can. `join` (RtcParticipant's) follows a `wrong_node` reply to the worker holding
+    the call."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.audio: list[tuple[float, int, bool | None]] = []  # arrival, payload bytes, decoded tone
-        self.failure: str | None = None
 
     @property
     def node(self) -> str:
         """The server process it talks to: `?node=` of the URL that welcomed it, else the first."""
         return parse_qs(urlsplit(self.ws_url).query).get("node", [NODE_ID])[0]
 
-    async def _consume(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                heard = await track.recv()
-                self.frames[track.kind] += 1
-                if track.kind != "audio":
-                    continue
-                if not isinstance(heard, Heard):
-                    self.failure = f"received {type(heard).__name__}: light_audio_receivers not open"
-                    return
-                self.audio.append((time.monotonic(), heard.size, heard.tone))
-        except (MediaStreamError, asyncio.CancelledError):
-            pass
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        transceivers = self.pc.getTransceivers() if self.pc is not None else []
+        receiver = next((t.receiver for t in transceivers if t.receiver.track is track), None)
+        if track.kind != "audio" or receiver is None:
+            super()._on_track(track)
+            return
+        decoder = SampledOpusDecoder()
+
+        def heard(_codec: Any, frame: Any) -> None:
+            if not frame.data:
+                return  # a padding-only packet: no audio (and handed to libopus, the end of its stream)
+            for packet in decoder.decode(frame):
+                self.frames["audio"] += 1
+                self.audio.append((time.monotonic(), packet.size, packet.tone))
+
+        fork_receiver.tap_receiver(receiver, heard, prompt=True)
+
+    async def _send_answer(self, sdp: str) -> None:
+        assert self.pc is not None
+        fork_transport.shortcut_transports(self.pc)
+        await super()._send_answer(sdp)
 
     def loud_frames(self) -> int:
         return sum(1 for _, size, _ in self.audio if size >= TONE_MIN_BYTES)
@@ -650,8 +644,8 @@ async def phone_case(
                 raise RuntimeError(f"advisor {i} could not join through {ws_url}: {exc!r}") from exc
         deadline = time.monotonic() + 30
         while any(a.loud_frames() < 100 for a in advisors):  # 2 s of the caller's tone everywhere
-            if time.monotonic() > deadline or any(a.failure for a in advisors):
-                heard = [f"{i} ({a.node}): {a.failure or a.loud_frames()}" for i, a in enumerate(advisors)]
+            if time.monotonic() > deadline:
+                heard = [f"{i} ({a.node}): {a.loud_frames()}" for i, a in enumerate(advisors)]
                 raise RuntimeError(f"no caller tone at some advisor (loud frames): {', '.join(heard)}")
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
@@ -772,8 +766,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         lag.start()
         try:
             idle_window = await measure(server_processes(nodes), 5.0)
-            with light_audio_receivers():  # the advisors' receivers size every frame, decode a tenth
-                phone = await phone_case(server, nodes, data_dir, args, work, lag)
+            phone = await phone_case(server, nodes, data_dir, args, work, lag)
             await asyncio.sleep(3.0)
             video = await video_case(server, nodes, data_dir, args, lag)
         finally:

@@ -236,9 +236,7 @@ class MediaPeer:
     def _negotiated(self) -> None:
         """Note the client's video codecs; tell each forwarded track which codec its subscriber's
         sender settled on. Media on the (now existing) transport skips aioice's plumbing."""
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.transport is not None:
-                fork_transport.shortcut_transport(transceiver.receiver.transport)
+        fork_transport.shortcut_transports(self.pc)
         # camera and screen: one bitrate estimate for the publisher's connection, not one each
         uplink = self._uplink
         fork_estimator.share_publisher_estimate(uplink["screen"].receiver, uplink["video"].receiver)

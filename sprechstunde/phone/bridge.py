@@ -11,8 +11,8 @@ connections (media/aiortc_fork: its transport past aioice's queue, its receivers
   8 kHz PCM from PJSIP), encoded here to narrowband Opus (`CallerTrack`) and sent by aiortc.
 * Room → caller: the Opus packets of every audio track the room offers (advisor, interpreter) are taken
   from the receiver as they arrive, decoded to mono and resampled to 8 kHz on the event loop (`Speaker`;
-  no decoder thread), buffered per speaker and mixed in `PhoneCall.feed`, which PJSIP's media clock asks
-  for every outbound frame (G.711 to the caller).
+  aiortc's decoder thread idles), buffered per speaker and mixed in `PhoneCall.feed`, which PJSIP's
+  media clock asks for every outbound frame (G.711 to the caller).
   Video lines are answered `inactive`: a telephone needs no pictures and the server sends none.
 
 This is the one place the server transcodes audio; each 20 ms frame crossing it, in either direction,
@@ -358,10 +358,8 @@ class RoomLeg:
             if transceiver.kind == "video":
                 transceiver.direction = "inactive"  # no camera, no screen, and none of theirs
         await self._pc.setLocalDescription(await self._pc.createAnswer())
-        for transceiver in self._pc.getTransceivers():
-            if transceiver.receiver.transport is not None:
-                # the server's shortcut past aioice's queue and coroutines, on this end of the loopback
-                fork_transport.shortcut_transport(transceiver.receiver.transport)
+        # the server's shortcut past aioice's queue and coroutines, on this end of the loopback too
+        fork_transport.shortcut_transports(self._pc)
         await self._ws.send_json({"type": "answer", "sdp": self._pc.localDescription.sdp})
 
     async def close(self) -> None:

@@ -109,8 +109,9 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
             queued(data, component)
 
     def direct_pair() -> Any:
-        """The selected candidate pair, when the transport is up and the pair sends straight to a
-        socket (not through a TURN relay, whose sending has to be awaited); else None."""
+        """The selected candidate pair, when the transport is up and the pair's protocol is aioice's
+        StunProtocol, whose `send_data` is one `transport.sendto` (on a relayed pair that transport is
+        aioice's TurnTransport, which sends through the relay itself); else None."""
         pair = connection._nominated.get(1)
         if (
             dtls._state is State.CONNECTED
@@ -145,7 +146,7 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
             send_direct(data, pair.protocol, pair.remote_addr)
             return
         data = protect(data)
-        await pair.protocol.send_data(data, pair.remote_addr)  # a relayed (TURN) pair wraps it itself
+        await pair.protocol.send_data(data, pair.remote_addr)  # another protocol class: its own sending
         count(data)
 
     connection.data_received = data_received  # type: ignore[method-assign]
@@ -155,6 +156,16 @@ def shortcut_transport(dtls: RTCDtlsTransport) -> None:
     dtls._direct_pair = direct_pair  # type: ignore[attr-defined]
     dtls._send_direct = send_direct  # type: ignore[attr-defined]
     dtls._shortcut = True  # type: ignore[attr-defined]
+
+
+def shortcut_transports(pc: Any) -> None:
+    """`shortcut_transport` on every transport under a peer connection, once its local description is
+    set (gathering is done then, so every socket's protocol is there). A transport already shortcut is
+    left as it is: renegotiations may call this again."""
+    for transceiver in pc.getTransceivers():
+        for transport in (transceiver.receiver.transport, transceiver.sender.transport):
+            if transport is not None:
+                shortcut_transport(transport)
 
 
 def _skip_stun(protocol: aioice.ice.StunProtocol, deliver: Callable[[bytes, int], None]) -> None:
