@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sprechstunde.l10n import day_text, time_text
-from sprechstunde.phone.prompts import Prompts
+from sprechstunde.phone.prompts import PromptError, Prompts
 from sprechstunde.phone.sip import FRAME_BYTES, RATE, PhoneCall
 from sprechstunde.rooms import hours
 from sprechstunde.rooms.consultations import PHONE
@@ -269,15 +269,26 @@ class PhoneLine:
             return
         if status.state != "waiting" or status.position is None:
             return
-        parts = [await self.prompts.say(lang, "phone.position", position=status.position)]
         if status.advisor_free:
-            parts.append(await self.prompts.say(lang, "phone.estimate.soon"))
+            estimate: tuple[str, dict[str, object]] = ("phone.estimate.soon", {})
         elif status.estimated_wait is None:
-            parts.append(await self.prompts.say(lang, "phone.estimate.none"))
+            estimate = ("phone.estimate.none", {})
         else:
             minutes = max(1, math.ceil(status.estimated_wait / 60))
-            key = "phone.estimate.one" if minutes == 1 else "phone.estimate.minutes"
-            parts.append(await self.prompts.say(lang, key, minutes=minutes))
+            estimate = (
+                "phone.estimate.one" if minutes == 1 else "phone.estimate.minutes",
+                {"minutes": minutes},
+            )
+        try:
+            parts = [
+                await self.prompts.say(lang, "phone.position", position=status.position),
+                await self.prompts.say(lang, estimate[0], **estimate[1]),
+            ]
+        except PromptError as exc:
+            # the place in line matters more than hearing it: the caller waits on, the next announcement
+            # tries again
+            log.warning("call %s: position not announced: %s", call.masked, exc)
+            return
         call.interrupt()  # the announcement replaces the hold music queued
         call.play(b"".join(parts))
 

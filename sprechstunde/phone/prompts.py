@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import wave
 from collections.abc import Iterable
@@ -60,9 +61,17 @@ def read_pcm(path: Path) -> bytes:
     return b"".join(chunks)
 
 
+def scratch(path: Path, suffix: str) -> Path:
+    """A file beside `path` that no other render uses: `serve --workers N` renders the same prompt (the
+    fixed ones at start-up, "Sie sind an Position 1 …" whenever callers wait) in N processes at once,
+    and a shared name let one process read, or delete, what another's espeak-ng was still writing (a
+    waiting caller was hung up, bench/phone.py with 20 callers on 5 processes)."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
 def write_wav(path: Path, pcm: bytes) -> None:
-    # one draft per process: `serve --workers N` renders the same prompts in N processes at once
-    draft = path.with_name(f"{path.stem}.{os.getpid()}.part")
+    """`pcm` as an 8 kHz mono WAV at `path`, which appears whole or not at all."""
+    draft = scratch(path, ".part")
     with wave.open(str(draft), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
@@ -105,7 +114,7 @@ class Prompts:
 
     async def _render(self, voice: str, text: str, path: Path) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        raw = path.with_suffix(".espeak.wav")
+        raw = scratch(path, ".espeak.wav")
         process = await asyncio.create_subprocess_exec(
             "espeak-ng",
             "-v",
@@ -119,12 +128,17 @@ class Prompts:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, err = await process.communicate()
-        if process.returncode != 0 or not raw.exists():
-            raise PromptError(f"espeak-ng -v {voice} failed: {err.decode(errors='replace').strip()}")
-        pcm = await asyncio.to_thread(read_pcm, raw)
-        await asyncio.to_thread(write_wav, path, pcm)
-        raw.unlink(missing_ok=True)
+        try:
+            _, err = await process.communicate()
+            if process.returncode != 0 or not raw.exists():
+                raise PromptError(f"espeak-ng -v {voice} failed: {err.decode(errors='replace').strip()}")
+            try:
+                pcm = await asyncio.to_thread(read_pcm, raw)
+            except av.FFmpegError as exc:
+                raise PromptError(f"espeak-ng -v {voice} wrote no readable audio: {exc}") from None
+            await asyncio.to_thread(write_wav, path, pcm)
+        finally:
+            raw.unlink(missing_ok=True)
 
     async def warm(self, items: Iterable[tuple[str, str]]) -> None:
         """Render (lang, text) pairs ahead of the first call; a failure is logged, not raised."""
