@@ -100,6 +100,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PASSWORD = "richtig-langes-passwort"
 CALLER_TONE = 1000.0
 ADVISOR_TONE = 600.0
+SETTLE_AFTER_COLLECTION = 1.0  # seconds between the load generator's last collection and the window
 CALLS_PER_PROCESS = 4  # the pjsua2-python wheel's PJSUA_MAX_CALLS
 GAP_LIMIT_MS = 100.0  # the acceptance criterion: no gap over this at the advisor
 SILENT_RMS = 1000.0  # a frame below this carries no tone (the tone arrives at RMS ≈ 5000)
@@ -653,8 +654,10 @@ async def phone_case(
         processes |= {f"baresip:{i}": phone.process.pid for i, phone in phones.items()}
         # this process holds 20 aiortc clients: a full collection of its heap stalls every advisor at
         # once for 0.5–1 s (seen: the ticker 600 ms late, gaps of ~1 s at all 20 advisors in the same
-        # instant), which would count as the server's gaps; the load generator collects before and after
+        # instant), which would count as the server's gaps; the load generator collects before and after,
+        # and the window starts once the packets that waited during that collection are read
         with paused_collections():
+            await asyncio.sleep(SETTLE_AFTER_COLLECTION)
             window = await measure(processes, args.seconds)
         children = _children(server.pid)
         restarted = [node for node, pid in nodes[1:] if pid not in children]
