@@ -21,6 +21,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from bench.clip import Clip
 from bench.loadclient import CountingReceiver, LoadParticipant, pin_host_addresses
+from sprechstunde.media.aiortc_fork import receiver as fork_receiver
 from sprechstunde.media.aiortc_fork import transport as fork_transport
 
 JANUS_PROTOCOL = "janus-protocol"
@@ -266,11 +267,10 @@ class JanusParticipant(LoadParticipant):
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.sub_pc is not None
-        for transceiver in self.sub_pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                self.receivers[track.kind] = transceiver.receiver
-                CountingReceiver(self, transceiver.receiver, track.kind).install()
-                return
+        transceiver = fork_receiver.transceiver_of(self.sub_pc, track)
+        if transceiver is not None:
+            self.receivers[track.kind] = transceiver.receiver
+            CountingReceiver(self, transceiver.receiver, track.kind).install()
 
     async def close(self) -> None:
         try:

@@ -263,11 +263,10 @@ class LoadParticipant:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.pc is not None
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                self.receivers[track.kind] = transceiver.receiver
-                CountingReceiver(self, transceiver.receiver, track.kind).install()
-                return
+        transceiver = fork_receiver.transceiver_of(self.pc, track)
+        if transceiver is not None:
+            self.receivers[track.kind] = transceiver.receiver
+            CountingReceiver(self, transceiver.receiver, track.kind).install()
 
     async def _read(self, replied: asyncio.Future) -> None:
         """Handle the server's messages; `replied` gets the reply to hello (welcome or error)."""
@@ -410,29 +409,27 @@ class LateJoiner(LoadParticipant):
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.pc is not None
-        if track.kind != "video":
+        transceiver = fork_receiver.transceiver_of(self.pc, track)
+        if track.kind != "video" or transceiver is None:
             return
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                decoder = av.CodecContext.create("libvpx", "r")
-                state = {"done": False, "seen": False}
+        decoder = av.CodecContext.create("libvpx", "r")
+        state = {"done": False, "seen": False}
 
-                def sink(codec: Any, frame: Any, decoder: Any = decoder, state: dict = state) -> None:
-                    if state["done"]:
-                        return
-                    if not state["seen"]:
-                        state["seen"] = True
-                        self.first_keyframe.append(_is_vp8_keyframe(frame.data))
-                    try:
-                        pictures = decoder.decode(av.Packet(frame.data))
-                    except av.error.FFmpegError:
-                        return  # a delta frame without its keyframe: wait for one
-                    if pictures:
-                        state["done"] = True
-                        self.first_decoded.append(time.monotonic())
-
-                fork_receiver.tap_receiver(transceiver.receiver, sink)
+        def sink(codec: Any, frame: Any, decoder: Any = decoder, state: dict = state) -> None:
+            if state["done"]:
                 return
+            if not state["seen"]:
+                state["seen"] = True
+                self.first_keyframe.append(_is_vp8_keyframe(frame.data))
+            try:
+                pictures = decoder.decode(av.Packet(frame.data))
+            except av.error.FFmpegError:
+                return  # a delta frame without its keyframe: wait for one
+            if pictures:
+                state["done"] = True
+                self.first_decoded.append(time.monotonic())
+
+        fork_receiver.tap_receiver(transceiver.receiver, sink)
 
     def late_summary(self, expected: int) -> dict[str, Any]:
         times = (

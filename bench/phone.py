@@ -273,9 +273,8 @@ class GapAdvisor(RtcParticipant):
         return parse_qs(urlsplit(self.ws_url).query).get("node", [NODE_ID])[0]
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        transceivers = self.pc.getTransceivers() if self.pc is not None else []
-        receiver = next((t.receiver for t in transceivers if t.receiver.track is track), None)
-        if track.kind != "audio" or receiver is None:
+        transceiver = fork_receiver.transceiver_of(self.pc, track) if self.pc is not None else None
+        if track.kind != "audio" or transceiver is None:
             super()._on_track(track)
             return
         decoder = SampledOpusDecoder()
@@ -287,7 +286,7 @@ class GapAdvisor(RtcParticipant):
                 self.frames["audio"] += 1
                 self.audio.append((time.monotonic(), packet.size, packet.tone))
 
-        fork_receiver.tap_receiver(receiver, heard, prompt=True)
+        fork_receiver.tap_receiver(transceiver.receiver, heard, prompt=True)
 
     async def _send_answer(self, sdp: str) -> None:
         assert self.pc is not None

@@ -128,10 +128,8 @@ class MediaPeer:
             await self._send(_too_many_candidates(self._candidates.limit))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                break
-        else:
+        transceiver = fork_receiver.transceiver_of(self.pc, track)
+        if transceiver is None:
             return
         source = next((s for s, t in self._uplink.items() if t is transceiver), None)
         if source is None:

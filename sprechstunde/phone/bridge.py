@@ -339,14 +339,12 @@ class RoomLeg:
         self._pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind != "audio" or self._pc is None:
+        transceiver = fork_receiver.transceiver_of(self._pc, track) if self._pc is not None else None
+        if track.kind != "audio" or transceiver is None:
             return
-        for transceiver in self._pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                task = self.mix.listen(transceiver.receiver, track)
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                return
+        task = self.mix.listen(transceiver.receiver, track)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, sdp: str) -> None:
         assert self._pc is not None and self._ws is not None

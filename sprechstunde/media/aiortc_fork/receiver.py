@@ -16,6 +16,7 @@ from typing import Any
 from aiortc.codecs import depayload
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver, StreamStatistics
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RTCP_PSFB_APP, RTP_HISTORY_SIZE, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
 from sprechstunde.media import rtp_header
@@ -134,6 +135,15 @@ class PromptJitterBuffer(JitterBuffer):
         # padding-only packets (bandwidth probes) carry no payload: forwarded they would be invalid VP8
         payloads = [p.payload for p in packets if p.payload] or None
         return PayloadFrame(b"".join([p._data for p in packets]), timestamp, payloads)
+
+
+def transceiver_of(pc: Any, track: Any) -> RTCRtpTransceiver | None:
+    """The transceiver whose receiver carries `track`, a remote track the peer connection's "track"
+    event announced (the place to tap its receiver: it has not started yet); None if it has none."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.receiver.track is track:
+            return transceiver
+    return None
 
 
 def tap_receiver(receiver: RTCRtpReceiver, sink: FrameSink, prompt: bool = False) -> None:
