@@ -280,8 +280,6 @@ class GapAdvisor(RtcParticipant):
         decoder = SampledOpusDecoder()
 
         def heard(_codec: Any, frame: Any) -> None:
-            if not frame.data:
-                return  # a padding-only packet: no audio (and handed to libopus, the end of its stream)
             for packet in decoder.decode(frame):
                 self.frames["audio"] += 1
                 self.audio.append((time.monotonic(), packet.size, packet.tone))

@@ -213,8 +213,6 @@ class Publication:
     def _deliver(self, epoch: object, codec: Any, frame: Any) -> None:
         if epoch != self._epoch:
             return  # a late frame from a receiver that has been replaced
-        if not frame.data:
-            return  # only padding (a sender's bandwidth probe): nothing to forward
         if codec is not self.codec:
             self.codec = codec
             self.mime = codec.mimeType.lower()

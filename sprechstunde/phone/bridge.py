@@ -158,8 +158,8 @@ class Speaker:
     def hear(self, payload: bytes) -> int:
         """Decode one Opus packet into the speaker's 8 kHz frames; returns how many 20 ms frames it
         completed. A packet libopus refuses is skipped (the caller hears a gap, not an error); an empty
-        one (a padding-only RTP packet) too: handed to FFmpeg it would end the stream, and every packet
-        after it would decode to nothing."""
+        one too: handed to FFmpeg it would end the stream, and every packet after it would decode to
+        nothing (the receiver's tap hands none on, `FrameTap`; this holds for any other caller)."""
         if not payload:
             return 0
         pending = self._pending

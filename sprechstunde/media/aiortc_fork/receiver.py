@@ -59,6 +59,10 @@ FrameSink = Callable[[Any, Any], None]
 class FrameTap:
     """Stands in for the receiver's decoder queue: encoded frames go to `sink`, not to a decoder.
 
+    A frame without data (padding only: a sender's bandwidth probe) is not handed on: there is nothing
+    to forward, and a decoder given an empty packet takes it for the end of the stream (libopus then
+    decodes nothing more).
+
     The decoder thread aiortc starts still blocks on `get()`; it receives only the end-of-stream
     sentinel, so it exits when the receiver stops and no thread leaks.
     """
@@ -72,7 +76,8 @@ class FrameTap:
             self._sentinel.put(None)
         else:
             codec, frame = item
-            self._sink(codec, frame)
+            if frame.data:
+                self._sink(codec, frame)
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
         return self._sentinel.get(*args, **kwargs)
