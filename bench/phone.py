@@ -254,14 +254,13 @@ class SampledOpusDecoder:
 
 class GapAdvisor(RtcParticipant):
     """An advisor sending OpusToneTrack's 600 Hz that notes, for every audio frame it receives, when
-    its consumer read it from the track (time.monotonic() on this process's event loop, so a busy loop
-    shows as a gap), the Opus payload's size and, for every SAMPLE_EVERY-th frame, whether the decoded
-    frame carries the caller's tone. A frame carries the tone when its payload has at least
-    TONE_MIN_BYTES: the bridge's 24 kbit/s narrowband encoder spends 6–8 bytes on silence and 17–47 on
-    the tone. Its audio receivers are tapped (no decoder thread, the packets taken as they arrive) and
-    its transport takes the server's shortcuts, so that 20 advisors beside the server cost it as
-    little CPU as they can. `join` (RtcParticipant's) follows a `wrong_node` reply to the worker holding
-    the call."""
+    it arrived (time.monotonic() on this process's event loop, so a busy loop shows as a gap), the Opus
+    payload's size and, for every SAMPLE_EVERY-th frame, whether the decoded frame carries the caller's
+    tone. A frame carries the tone when its payload has at least TONE_MIN_BYTES: the bridge's 24 kbit/s
+    narrowband encoder spends 6–8 bytes on silence and 17–47 on the tone. Its audio receivers are
+    tapped (no decoder thread, the packets taken as they arrive) and its transport takes the server's
+    shortcuts, so that 20 advisors beside the server cost it as little CPU as they can. `join`
+    (RtcParticipant's) follows a `wrong_node` reply to the worker holding the call."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

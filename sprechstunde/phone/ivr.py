@@ -269,21 +269,16 @@ class PhoneLine:
             return
         if status.state != "waiting" or status.position is None:
             return
-        if status.advisor_free:
-            estimate: tuple[str, dict[str, object]] = ("phone.estimate.soon", {})
-        elif status.estimated_wait is None:
-            estimate = ("phone.estimate.none", {})
-        else:
-            minutes = max(1, math.ceil(status.estimated_wait / 60))
-            estimate = (
-                "phone.estimate.one" if minutes == 1 else "phone.estimate.minutes",
-                {"minutes": minutes},
-            )
         try:
-            parts = [
-                await self.prompts.say(lang, "phone.position", position=status.position),
-                await self.prompts.say(lang, estimate[0], **estimate[1]),
-            ]
+            parts = [await self.prompts.say(lang, "phone.position", position=status.position)]
+            if status.advisor_free:
+                parts.append(await self.prompts.say(lang, "phone.estimate.soon"))
+            elif status.estimated_wait is None:
+                parts.append(await self.prompts.say(lang, "phone.estimate.none"))
+            else:
+                minutes = max(1, math.ceil(status.estimated_wait / 60))
+                key = "phone.estimate.one" if minutes == 1 else "phone.estimate.minutes"
+                parts.append(await self.prompts.say(lang, key, minutes=minutes))
         except PromptError as exc:
             # the place in line matters more than hearing it: the caller waits on, the next announcement
             # tries again
