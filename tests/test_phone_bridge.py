@@ -137,9 +137,21 @@ async def _claimed_caller(app, caller, tmp_path):  # noqa: F811 (the fixture is 
     return services, phone, anna, consultation, token
 
 
-async def test_caller_and_advisor_hear_each_other_and_closing_hangs_up(app, caller, tmp_path, config):  # noqa: F811
-    services, phone, anna, consultation, token = await _claimed_caller(app, caller, tmp_path)
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "over-webrtc"])
+async def test_caller_and_advisor_hear_each_other_and_closing_hangs_up(
+    app,
+    caller,  # noqa: F811
+    tmp_path,
+    config,
+    in_process,
+):
+    """The room is hosted by the process that holds the call: the caller's media joins its session
+    directly (media/local.py). Over WebRTC: as to a room on another node (the leg's own peer
+    connection to the server), here forced by taking the local way away."""
     bridge = app[PHONE].line.connect
+    if not in_process:
+        bridge.local_media = None
+    services, phone, anna, consultation, token = await _claimed_caller(app, caller, tmp_path)
     before = services.hub.forwarding.decoded
     async with aiohttp.ClientSession() as session:
         advisor = ListeningAdvisor(
@@ -167,6 +179,7 @@ async def test_caller_and_advisor_hear_each_other_and_closing_hangs_up(app, call
         assert at_1k > 0.5, f"the caller's 1 kHz tone at the advisor: {at_1k:.2f}"
         assert best_window(heard, ADVISOR_RATE, 600) < 0.1  # not an echo of the advisor's own tone
         leg = bridge.legs[consultation.entry.entry_id]
+        assert leg.in_process is in_process
         assert leg.mix.frames_in > 50  # the advisor's audio decoded for the caller
         await asyncio.sleep(2.0)  # two more seconds of the advisor's tone into the caller's recording
 
@@ -267,6 +280,7 @@ async def test_an_interpreter_hears_the_caller_and_the_caller_hears_both(app, ca
         assert tones[1000] > 0.5, f"the caller's 1 kHz at the interpreter: {tones[1000]:.2f}"
         assert tones[600] > 0.5, f"the advisor's 600 Hz at the interpreter: {tones[600]:.2f}"
         leg = app[PHONE].line.connect.legs[consultation.entry.entry_id]
+        assert leg.in_process  # the room is hosted here: no peer connection of the caller's own
         await asyncio.sleep(3.0)  # both browser voices into the caller's recording
         assert leg.mix.frames_in > 100
         done = await services.queue.finish(anna, consultation.entry.entry_id, "resolved")

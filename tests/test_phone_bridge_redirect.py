@@ -17,8 +17,7 @@ async def test_a_redirected_leg_stays_joined(aiohttp_server):
     async def refusing(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await ws.receive_json()
-        hellos.append("first")
+        hellos.append(("first", (await ws.receive_json())["media"]))
         url = str(request.url.with_path("/other")).replace("http", "ws", 1)
         await ws.send_json({"type": "error", "id": "h", "code": "wrong_node", "url": url})
         await ws.receive()  # until the leg closes the socket
@@ -27,8 +26,7 @@ async def test_a_redirected_leg_stays_joined(aiohttp_server):
     async def hosting(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await ws.receive_json()
-        hellos.append("other")
+        hellos.append(("other", (await ws.receive_json())["media"]))
         await ws.send_json({"type": "welcome", "participant_id": "p-phone", "ice_servers": []})
         async for _ in ws:  # the room goes on until the leg leaves
             pass
@@ -39,11 +37,19 @@ async def test_a_redirected_leg_stays_joined(aiohttp_server):
     app.router.add_get("/other", hosting)
     server = await aiohttp_server(app)
     call = PhoneCall(None, 1, "+4921511234567", "127.0.0.1")  # type: ignore[arg-type]  # no SIP here
-    leg = RoomLeg(call, str(server.make_url("/ws")).replace("http", "ws", 1), "token", None)
+    local_asked: list[str] = []
+
+    async def local(room_id, participant_id, listener):  # this process's media session
+        local_asked.append(participant_id)
+
+    url = str(server.make_url("/ws")).replace("http", "ws", 1)
+    leg = RoomLeg(call, url, "token", None, local)
     try:
         welcome = await leg.join()
         assert welcome["participant_id"] == "p-phone"
-        assert hellos == ["first", "other"]
+        # to its own process without a peer connection; redirected, the room is elsewhere: over WebRTC
+        assert hellos == [("first", False), ("other", True)]
+        assert not leg.in_process and local_asked == []
         await asyncio.sleep(0.2)
         assert not leg.ended.is_set(), leg.reason
     finally:

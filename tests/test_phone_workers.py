@@ -168,6 +168,9 @@ async def test_a_call_on_the_second_sip_port_is_bridged_on_that_worker(tmp_path,
                     finally:
                         await advisor.close()
                 assert (await store.get(PIN_KIND, room_id))["node"] == "stadt-w1"
+                # the worker holds both the call and the room: the caller's media joined its session
+                # directly, not over a peer connection to itself (media/local.py)
+                assert "bridged into the room of" in server.log() and "(in this process)" in server.log()
 
                 # the first process's own SIP port answers too, and its menu puts a caller in the queue
                 second = caller(user="4921519876")

@@ -92,7 +92,7 @@ class Publication:
         self.kind = kind
         self.source = source or kind
         self.stats = stats
-        self._subscribers: set[ForwardedTrack] = set()
+        self._subscribers: set[ForwardedTrack | FrameListener] = set()
         self._receiver: RTCRtpReceiver | None = None
         self._epoch: object = object()  # one token per publisher connection, unique across publications
         self._last_request = 0.0
@@ -125,6 +125,16 @@ class Publication:
             # would only use up the rate limit that a newcomer's request needs moments later.
             self.request_keyframe()
 
+    def attach_local(self, mime: str) -> Callable[[Any, Any], None]:
+        """Take encoded frames from a publisher inside this process (the phone bridge's caller) from
+        now on: returns the function it hands each frame to (`codec`, and a frame with `data` and
+        `timestamp` in the codec's clock), as a receiver's tap would. A publisher with no receiver
+        gets no keyframe requests and no bitrate estimate (audio needs neither)."""
+        self._receiver = None
+        self._epoch = epoch = object()
+        self.mime = mime.lower()
+        return lambda codec, frame: self._deliver(epoch, codec, frame)
+
     def detach(self, receiver: RTCRtpReceiver | None = None) -> None:
         if receiver is None or receiver is self._receiver:
             self._receiver = None
@@ -134,14 +144,20 @@ class Publication:
         self.add_subscriber(track)
         return track
 
-    def add_subscriber(self, track: ForwardedTrack) -> None:
+    def listen(self, hear: Callable[[bytes], None]) -> FrameListener:
+        """A subscriber inside this process: `hear` gets each encoded frame's bytes as it arrives."""
+        listener = FrameListener(self, hear)
+        self.add_subscriber(listener)
+        return listener
+
+    def add_subscriber(self, track: ForwardedTrack | FrameListener) -> None:
         self._subscribers.add(track)
         if self._receiver is not None:
             # Ask now, not when the newcomer's connection is up: the keyframe arrives while ICE and
             # DTLS complete and waits in the track's queue, so the first picture follows at once.
             self.request_keyframe()
 
-    def unsubscribe(self, track: ForwardedTrack) -> None:
+    def unsubscribe(self, track: ForwardedTrack | FrameListener) -> None:
         self._subscribers.discard(track)
 
     def bitrate_cap(self) -> int | None:
@@ -221,6 +237,36 @@ class Publication:
         payloads = getattr(frame, "payloads", None)  # as the publisher packetised them
         for track in self._subscribers:
             track.push(epoch, frame.timestamp, frame.data, key, payloads)
+
+
+class FrameListener:
+    """A subscriber inside this process (the phone bridge, media/local.py): each encoded frame of the
+    publication handed to a function as it arrives, with no sender, RTP or queue between. Counted as
+    forwarded, as a subscriber's sender would count it. Parked (the publisher left, or the listener
+    unsubscribed), it hears nothing more."""
+
+    estimate: int | None = None  # no link to estimate: it never caps the publisher
+
+    def __init__(self, publication: Publication, hear: Callable[[bytes], None]) -> None:
+        self._publication: Publication | None = publication
+        self._hear = hear
+
+    def push(
+        self, epoch: object, timestamp: int, data: bytes, key: bool, payloads: list[bytes] | None = None
+    ) -> None:
+        publication = self._publication
+        if publication is None:
+            return
+        publication.frames_out += 1
+        if publication.stats is not None:
+            publication.stats.frames[publication.source] += 1
+            publication.stats.bytes[publication.source] += len(data)
+        self._hear(data)
+
+    def park(self) -> None:
+        if self._publication is not None:
+            self._publication.unsubscribe(self)
+        self._publication = None
 
 
 LIGHT_PACKETS = ("video/vp8", "audio/opus")  # the codecs whose packetiser takes an EncodedPacket

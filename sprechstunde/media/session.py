@@ -27,6 +27,7 @@ from sprechstunde.media.aiortc_fork import transport as fork_transport
 from sprechstunde.media.forwarding import ForwardingStats, Publication, TranscodingPublication
 from sprechstunde.media.ice import IceConfig, server_rtc_configuration
 from sprechstunde.media.ice_policy import TOO_MANY_CANDIDATES, CandidateBudget
+from sprechstunde.media.local import Listener, LocalPeer
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,8 @@ class MediaSession:
         self._config = config
         self._stats = stats  # totals of the whole process, shared by every room's publications
         self._publication_class = Publication if mode == "forward" else TranscodingPublication
-        self._peers: dict[str, MediaPeer] = {}
+        # each participant's media: a peer connection, or an in-process participant (media/local.py)
+        self._peers: dict[str, MediaPeer | LocalPeer] = {}
         self._publications: dict[str, dict[str, Publication]] = {}
         # newcomers whose codec is not negotiated yet: the others subscribe once they answered
         self._unpublished: set[str] = set()
@@ -335,10 +337,11 @@ class MediaSession:
         return SOURCES if peer_id == self.screen_sharer else CAMERA_SOURCES
 
     def peer(self, peer_id: str) -> MediaPeer:
-        try:
-            return self._peers[peer_id]
-        except KeyError:
-            raise NegotiationError("not_joined", "no media connection for this participant") from None
+        """The participant's peer connection (an in-process participant has none to negotiate)."""
+        peer = self._peers.get(peer_id)
+        if not isinstance(peer, MediaPeer):
+            raise NegotiationError("not_joined", "no media connection for this participant")
+        return peer
 
     async def connect(self, peer_id: str, send: SendSignal) -> None:
         """A participant joined, or came back on a new connection: (re)build its peer connection."""
@@ -360,6 +363,24 @@ class MediaSession:
             # before that answer anyway.
             self._unpublished.add(peer_id)
         await peer.negotiate()
+
+    async def connect_local(self, peer_id: str, listener: Listener) -> LocalPeer:
+        """An in-process participant (the phone bridge's caller, media/local.py) joins without a peer
+        connection: it hears everyone's microphone from now on, and everyone receives its audio from
+        their next negotiation on (sent at once: its codec is known, Opus)."""
+        old = self._peers.pop(peer_id, None)
+        if old is not None:
+            await old.close()
+        peer = LocalPeer(peer_id, self.publication(peer_id, "audio"), listener)
+        self._peers[peer_id] = peer
+        for source in SOURCES:
+            self.publication(peer_id, source)
+        for other_id in self._peers:
+            if other_id != peer_id and other_id not in self._unpublished:
+                peer.subscribe(other_id, self.publication(other_id, "audio"), "audio")
+        self._unpublished.add(peer_id)
+        await self.published(peer_id)
+        return peer
 
     def _shared_video_codec(self, peer_id: str) -> str | None:
         """The first preferred video codec every other participant's client accepted, if any."""

@@ -51,6 +51,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from sprechstunde.media.aiortc_fork import receiver as fork_receiver
 from sprechstunde.media.aiortc_fork import transport as fork_transport
 from sprechstunde.media.forwarding import ForwardingStats
+from sprechstunde.media.local import Listener, LocalPeer
 from sprechstunde.phone.ivr import first_done
 from sprechstunde.phone.sip import FRAME_BYTES, FRAME_SAMPLES, RATE, SILENCE, PhoneCall
 from sprechstunde.rooms.entries import QueueEntry
@@ -68,6 +69,11 @@ ENTRY_POLL = 1.0  # seconds between looks at the queue entry (consultation close
 JOIN_TIMEOUT = 10.0
 MAX_REDIRECTS = 3
 OPUS_BITRATE = 24_000  # the caller's voice to the room: 8 kHz telephone audio needs no more
+OPUS_STEP = 960  # one 20 ms packet on Opus's 48 kHz RTP clock
+
+# The caller's media inside this process's media session (`SignalingHub.start_local_media`): room id,
+# the participant id of the welcome, where the room's audio goes; None when the room is not here.
+LocalMedia = Callable[[str, str, Listener], Awaitable[LocalPeer | None]]
 
 
 def participant_name(call: PhoneCall) -> str:
@@ -193,25 +199,47 @@ class RoomMix:
     def __init__(self, stats: ForwardingStats | None) -> None:
         self._stats = stats
         self._speakers: tuple[Speaker, ...] = ()  # replaced, never mutated: read from another thread
+        self._by_publisher: dict[str, Speaker] = {}  # in the media session: whose microphone each is
         self.frames_in = 0  # 20 ms frames decoded from the room
 
+    def _add(self) -> tuple[Speaker, Callable[[bytes], None]]:
+        """A new speaker in the mix, and the function its Opus packets go to (decoded on the loop)."""
+        speaker = Speaker()
+
+        def heard(payload: bytes) -> None:
+            completed = speaker.hear(payload)
+            self.frames_in += completed
+            if self._stats is not None:
+                self._stats.decoded += completed
+
+        self._speakers = (*self._speakers, speaker)
+        return speaker, heard
+
+    def _remove(self, speaker: Speaker) -> None:
+        self._speakers = tuple(s for s in self._speakers if s is not speaker)
+
+    def hear(self, publisher_id: str) -> Callable[[bytes], None]:
+        """In the room's media session (`LocalPeer`): one participant's microphone joins the mix."""
+        self.forget(publisher_id)
+        speaker, heard = self._add()
+        self._by_publisher[publisher_id] = speaker
+        return heard
+
+    def forget(self, publisher_id: str) -> None:
+        speaker = self._by_publisher.pop(publisher_id, None)
+        if speaker is not None:
+            self._remove(speaker)
+
     def listen(self, receiver: RTCRtpReceiver, track: MediaStreamTrack) -> asyncio.Task:
-        """Mix one remote audio track (its receiver not started yet) for the caller until it ends.
+        """Over a peer connection: mix one remote audio track (its receiver not started yet) for the
+        caller until it ends.
 
         Its encoded Opus packets are taken from the receiver as they arrive (the forwarding tap of
         media/aiortc_fork/receiver.py, as the server's own receivers) and decoded here, on the loop:
         aiortc's decoder thread, which decodes to 48 kHz stereo and hands each frame back to the loop,
         cost more than the decoding (issue 20, bench/phone.py). The track only tells when it ends."""
-        speaker = Speaker()
-
-        def heard(_codec: Any, frame: Any) -> None:
-            completed = speaker.hear(frame.data)
-            self.frames_in += completed
-            if self._stats is not None:
-                self._stats.decoded += completed
-
-        fork_receiver.tap_receiver(receiver, heard, prompt=True)
-        self._speakers = (*self._speakers, speaker)
+        speaker, heard = self._add()
+        fork_receiver.tap_receiver(receiver, lambda _codec, frame: heard(frame.data), prompt=True)
         return asyncio.ensure_future(self._until_ended(track, speaker))
 
     async def _until_ended(self, track: MediaStreamTrack, speaker: Speaker) -> None:
@@ -221,7 +249,7 @@ class RoomMix:
         except (MediaStreamError, asyncio.CancelledError):
             pass
         finally:
-            self._speakers = tuple(s for s in self._speakers if s is not speaker)
+            self._remove(speaker)
 
     def feed(self) -> bytes | None:
         """The next 20 ms for the caller: the sum of every speaker's next frame, None while all are quiet."""
@@ -243,12 +271,23 @@ class BridgeError(Exception):
 
 
 class RoomLeg:
-    """The caller's participant in one room: signaling socket + aiortc peer connection."""
+    """The caller's participant in one room: a signaling socket, and its media either inside this
+    process's media session (`local`, when the room is hosted here: media/local.py) or over an aiortc
+    peer connection (the room lives on another node)."""
 
-    def __init__(self, call: PhoneCall, url: str, token: str, stats: ForwardingStats | None) -> None:
+    def __init__(
+        self,
+        call: PhoneCall,
+        url: str,
+        token: str,
+        stats: ForwardingStats | None,
+        local: LocalMedia | None = None,
+    ) -> None:
         self.call = call
         self.url = url
         self.token = token
+        self._local = local
+        self.in_process = False  # whether the caller's media is in this process's session (no WebRTC)
         self.track = CallerTrack(call, stats)
         self.mix = RoomMix(stats)
         self.ended = asyncio.Event()  # the room says the consultation is over (or the socket closed)
@@ -263,10 +302,16 @@ class RoomLeg:
         self._hello: asyncio.Future[dict[str, Any]] | None = None
 
     async def join(self) -> dict[str, Any]:
-        """Say hello (following `wrong_node` redirects) and return the welcome; BridgeError if refused."""
+        """Say hello (following `wrong_node` redirects) and return the welcome; BridgeError if refused.
+
+        The first hello goes to this process's own socket: welcomed there, the room is hosted here and
+        the caller's media joins its session directly (`hello` `media: false`, no peer connection).
+        A redirect means the room lives on another node: the caller joins there over WebRTC."""
         self._session = aiohttp.ClientSession()
         url = self.url
+        local = self._local
         for _ in range(MAX_REDIRECTS + 1):
+            self.in_process = local is not None
             self._ws = await self._session.ws_connect(url, heartbeat=20.0)
             self._hello = asyncio.get_running_loop().create_future()
             self._reader = asyncio.ensure_future(self._read())
@@ -277,6 +322,7 @@ class RoomLeg:
                     "v": PROTOCOL_VERSION,
                     "token": self.token,
                     "name": participant_name(self.call),
+                    "media": not self.in_process,
                 }
             )
             try:
@@ -285,6 +331,8 @@ class RoomLeg:
                 raise BridgeError("no welcome from the room") from None
             if reply["type"] == "welcome":
                 self.welcome = reply
+                if local is not None:
+                    await self._join_media(local, reply)
                 return reply
             await self._ws.close()
             await self._reader
@@ -294,7 +342,28 @@ class RoomLeg:
             self.ended.clear()
             self.reason = ""
             url = reply["url"]
+            local = None
         raise BridgeError("too many redirects")
+
+    async def _join_media(self, local: LocalMedia, welcome: dict[str, Any]) -> None:
+        """The caller's media in this process's session: the room's audio into the mix, the caller's
+        Opus packets straight into its publication, paced by `CallerTrack`."""
+        peer = await local(str(welcome.get("room_id")), str(welcome.get("participant_id")), self.mix)
+        if peer is None:  # left or moved in the instant since the welcome: the IVR tries again
+            raise BridgeError("the room's media is not in this process")
+        task = asyncio.ensure_future(self._speak(peer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _speak(self, peer: LocalPeer) -> None:
+        timestamp = 0
+        try:
+            while not peer.closed:
+                packet = await self.track.recv()
+                peer.send(bytes(packet), timestamp)
+                timestamp = (timestamp + OPUS_STEP) % 2**32
+        except MediaStreamError:
+            pass  # the call is over (the track stopped)
 
     async def _read(self) -> None:
         assert self._ws is not None
@@ -305,7 +374,8 @@ class RoomLeg:
                 message = json.loads(msg.data)
                 kind = message.get("type")
                 if kind == "welcome":
-                    self._open(message.get("ice_servers", []))
+                    if not self.in_process:
+                        self._open(message.get("ice_servers", []))
                     self._settle(message)
                 elif kind == "error" and message.get("id") == "h":
                     self._settle(message)
@@ -393,6 +463,7 @@ class RoomBridge:
         *,
         retry_after: float = 2.0,
         pin_here: Callable[[str, float], Awaitable[Any]] | None = None,
+        local_media: LocalMedia | None = None,
     ) -> None:
         self.queue = queue
         self.rooms = rooms
@@ -401,6 +472,9 @@ class RoomBridge:
         self.retry_after = retry_after
         # several nodes: pins a room to this process unless it is live elsewhere (NodeRegistry.pin_here)
         self.pin_here = pin_here
+        # the room's media session in this process (the hub's), for a caller whose room is hosted here;
+        # None: always over WebRTC, as to a room on another node
+        self.local_media = local_media
         self.legs: dict[str, RoomLeg] = {}  # entry id → the caller's participant (for tests, metrics)
 
     def signaling_url(self) -> str:
@@ -429,7 +503,7 @@ class RoomBridge:
             log.info("call %s: room of %s is gone, hanging up", call.masked, entry.entry_id)
             await call.hangup()
             return
-        leg = RoomLeg(call, self.signaling_url(), links[0], self.stats)
+        leg = RoomLeg(call, self.signaling_url(), links[0], self.stats, self.local_media)
         self.legs[entry.entry_id] = leg
         try:
             try:
@@ -439,7 +513,12 @@ class RoomBridge:
                 await first_done(call.ended.wait(), asyncio.sleep(self.retry_after))  # the IVR tries again
                 return
             call.feed = leg.mix.feed
-            log.info("call %s bridged into the room of %s", call.masked, entry.entry_id)
+            log.info(
+                "call %s bridged into the room of %s (%s)",
+                call.masked,
+                entry.entry_id,
+                "in this process" if leg.in_process else "over WebRTC",
+            )
             await first_done(call.ended.wait(), leg.ended.wait(), self._entry_moved(entry))
             log.info(
                 "call %s left the room of %s (%s): %d frames to the room, %d from it",

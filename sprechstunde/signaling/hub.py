@@ -18,6 +18,7 @@ from aiohttp import web
 from sprechstunde.errors import DomainError
 from sprechstunde.media.forwarding import ForwardingStats
 from sprechstunde.media.ice import IceConfig
+from sprechstunde.media.local import Listener, LocalPeer
 from sprechstunde.media.session import MediaSession
 from sprechstunde.signaling.chat_history import ChatHistory, bounded
 from sprechstunde.signaling.nodes import NodeRegistry
@@ -420,6 +421,23 @@ class SignalingHub:
     async def start_media(self, room: LiveRoom, participant: Participant) -> None:
         if participant.media:
             await room.media.connect(participant.participant_id, participant.send)
+
+    async def start_local_media(
+        self, room_id: str, participant_id: str, listener: Listener
+    ) -> LocalPeer | None:
+        """The media of a participant seated here without a peer connection (`hello` `media: false`)
+        that lives in this process: the phone bridge's caller (media/local.py). None when this process
+        holds no such participant (the bridge was sent to another node, or has left meanwhile), or
+        when the media is transcoded (`--media-mode transcode`, the benchmark's baseline, decodes
+        every publisher's stream from its receiver: there is none here)."""
+        room = self.rooms.get(room_id)
+        participant = room.participants.get(participant_id) if room is not None else None
+        if room is None or participant is None or participant.media or self.media_mode != "forward":
+            return None
+        async with room.lock:
+            if room.participants.get(participant_id) is not participant or participant.ws is None:
+                return None
+            return await room.media.connect_local(participant_id, listener)
 
     async def disconnected(self, room: LiveRoom, participant: Participant, ws: web.WebSocketResponse) -> None:
         """The socket closed without `leave`: keep the place for the grace period."""

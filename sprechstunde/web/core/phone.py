@@ -66,6 +66,7 @@ def setup(app: web.Application, services: Services) -> None:
         signaling_url(services.config),
         services.hub.forwarding,
         pin_here=nodes.pin_here if nodes is not None else None,
+        local_media=services.hub.start_local_media,  # a room hosted here: no WebRTC to itself
     )
     phone = app[PHONE] = PhoneService(
         settings,
