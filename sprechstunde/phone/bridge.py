@@ -2,18 +2,26 @@
 
 When an advisor takes a phone entry ("Nächste Person"), `RoomBridge` joins the room with the citizen's
 capability (the join token `RoomService.admission_links` signs, as the waiting room hands it to a video
-citizen) over the project's own signaling — a WebSocket to this server's `/ws`, so the hub, seats,
-`wrong_node` redirects and the media session treat the caller exactly like a browser. The SFU is not
-touched: the bridge is an aiortc client in this process, on the same shortcuts as the server's own
-connections (media/aiortc_fork: its transport past aioice's queue, its receivers tapped for encoded frames).
+citizen) over the project's own signaling — a WebSocket to this server's `/ws`, so the hub, seats and
+`wrong_node` redirects treat the caller exactly like a browser. Its media takes one of two ways:
 
-* Caller → room: one audio track fed with the caller's 20 ms G.711 frames (`PhoneCall.inbound`, already
-  8 kHz PCM from PJSIP), encoded here to narrowband Opus (`CallerTrack`) and sent by aiortc.
-* Room → caller: the Opus packets of every audio track the room offers (advisor, interpreter) are taken
-  from the receiver as they arrive, decoded to mono and resampled to 8 kHz on the event loop (`Speaker`;
-  aiortc's decoder thread idles), buffered per speaker and mixed in `PhoneCall.feed`, which PJSIP's
-  media clock asks for every outbound frame (G.711 to the caller).
+* The room is hosted by this process (the usual case: the SIP node pins its caller's room to itself,
+  `RoomBridge.pin`): the caller joins without a peer connection (`hello` `media: false`) and its media
+  enters the room's media session directly (`SignalingHub.start_local_media`, media/local.py): its Opus
+  packets into its publication, the others' microphones handed to the mix as their packets arrive.
+* The room lives on another node (the hello was redirected): an aiortc client in this process with a
+  peer connection to that node, on the same shortcuts as the server's own connections
+  (media/aiortc_fork: its transport past aioice's queue, its receivers tapped for encoded frames).
   Video lines are answered `inactive`: a telephone needs no pictures and the server sends none.
+
+Either way:
+
+* Caller → room: the caller's 20 ms G.711 frames (`PhoneCall.inbound`, already 8 kHz PCM from PJSIP),
+  paced by the clock and encoded here to narrowband Opus (`CallerTrack`).
+* Room → caller: the Opus packets of every other participant's microphone (advisor, interpreter),
+  decoded to mono and resampled to 8 kHz on the event loop as they arrive (`Speaker`), buffered per
+  speaker and mixed in `PhoneCall.feed`, which PJSIP's media clock asks for every outbound frame (G.711
+  to the caller).
 
 This is the one place the server transcodes audio; each 20 ms frame crossing it, in either direction,
 counts in `ForwardingStats.decoded` (`sprechstunde_media_frames_transcoded`).
@@ -86,10 +94,11 @@ class CallerTrack(MediaStreamTrack):
     the wall clock (aiortc pulls as fast as it is given frames); silence while the caller's frames are
     late, and frames beyond MAX_LAG_FRAMES dropped so the delay never grows.
 
-    It hands aiortc Opus packets, encoded here from the 8 kHz mono frames as they are (narrowband
-    voice, OPUS_BITRATE), instead of frames for aiortc's own encoder, which resamples every frame to
-    48 kHz stereo and encodes that at 96 kbit/s on a thread of the executor: 250 against 140 µs a
-    frame, plus the thread's hand-over (issue 20, bench/phone.py)."""
+    It hands its reader (aiortc's sender, or `RoomLeg._speak` in this process's media session) Opus
+    packets, encoded here from the 8 kHz mono frames as they are (narrowband voice, OPUS_BITRATE),
+    instead of frames for aiortc's own encoder, which resamples every frame to 48 kHz stereo and
+    encodes that at 96 kbit/s on a thread of the executor: 250 against 140 µs a frame, plus the
+    thread's hand-over (issue 20, bench/phone.py)."""
 
     kind = "audio"
 
