@@ -28,6 +28,18 @@ async def test_processes_rendering_one_prompt_at_once_each_get_it_whole(tmp_path
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".wav", ".wav"]  # no drafts left behind
 
 
+async def test_a_cache_file_that_does_not_decode_is_rendered_again(tmp_path):
+    text = "Sie sind an Position 3."
+    expected = await Prompts(tmp_path / "fresh").speak("de", text)
+    prompts = Prompts(tmp_path / "cache")
+    await prompts.speak("de", text)
+    [cached] = (tmp_path / "cache").iterdir()
+    cached.write_bytes(b"RIFF\x00\x00not a wave at all")  # a damaged disk, or a hand-made file
+    again = Prompts(tmp_path / "cache")  # a new process: nothing in memory
+    assert await again.speak("de", text) == expected
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name]  # replaced, no drafts
+
+
 class FailingPrompts(Prompts):
     async def speak(self, lang: str, text: str) -> bytes:
         raise PromptError("espeak-ng -v de failed: no voice")

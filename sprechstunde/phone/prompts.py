@@ -107,10 +107,23 @@ class Prompts:
         lock = self._locks.setdefault(path, asyncio.Lock())
         async with lock:
             if path not in self._memory:
-                if not path.exists():
-                    await self._render(voice, text, path)
-                self._memory[path] = await asyncio.to_thread(read_pcm, path)
+                self._memory[path] = await self._load(voice, text, path)
         return self._memory[path]
+
+    async def _load(self, voice: str, text: str, path: Path) -> bytes:
+        """The prompt's PCM from its cache file, rendered first when there is none. A cache file that
+        does not decode (written whole or not at all, so only a damaged disk or a hand-made file) is
+        rendered again instead of failing every call that would hear it."""
+        if path.exists():
+            try:
+                return await asyncio.to_thread(read_pcm, path)
+            except av.FFmpegError as exc:
+                log.warning("prompt %s in the cache does not decode (%s): rendering it again", path.name, exc)
+        await self._render(voice, text, path)
+        try:
+            return await asyncio.to_thread(read_pcm, path)
+        except av.FFmpegError as exc:
+            raise PromptError(f"prompt {path.name} does not decode after rendering: {exc}") from None
 
     async def _render(self, voice: str, text: str, path: Path) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
