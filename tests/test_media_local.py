@@ -1,7 +1,8 @@
 """An in-process participant (media/local.py, the phone bridge's caller when the room is hosted here): its
 Opus packets go straight into its publication and it hears the others' microphones as their packets
 arrive, with no peer connection. The session treats it as a participant without a connection to
-negotiate; the hub hands it out only to a participant seated here without media."""
+negotiate; the hub hands it out only to a participant seated here without media, and the app offers it
+to the phone bridge only where publications forward."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import pytest
 
 from sprechstunde.media.forwarding import ForwardingStats
 from sprechstunde.media.ice import IceConfig
+from sprechstunde.media.local import LocalPeer
 from sprechstunde.media.session import MediaSession, NegotiationError
 from sprechstunde.signaling.hub import Admission, SignalingHub
+from sprechstunde.web.core.app import create_app
+from sprechstunde.web.core.config import Config
+from sprechstunde.web.core.phone import PHONE
 
 
 class Ears:
@@ -45,7 +50,7 @@ async def test_local_participants_hear_each_other_and_forget_who_left():
     await session.remove("p-anna")
     assert caller_ears.forgotten == ["p-anna"]
     caller.send(b"after", 3 * 960)
-    assert anna_ears.heard["p-call"][-1] == b"caller 2"  # nobody hears a participant who left
+    assert anna_ears.heard["p-call"][-1] == b"caller 2"  # and who left hears nothing more
     await session.close()
 
 
@@ -58,6 +63,25 @@ async def test_a_local_participant_has_no_connection_to_negotiate_and_no_screen(
     with pytest.raises(NegotiationError) as screen:
         await session.share_screen("p-call", True)
     assert screen.value.code == "screen_unavailable"
+    await session.close()
+
+
+class Sharer(LocalPeer):
+    """A participant whose connection can send a screen (as a browser's can), for `share_screen`."""
+
+    sends_screen = True
+
+
+async def test_a_screen_share_ending_leaves_the_sharers_voice_with_the_caller(monkeypatch):
+    session = MediaSession(IceConfig())
+    ears = Ears()
+    await session.connect_local("p-call", ears)
+    monkeypatch.setattr("sprechstunde.media.session.LocalPeer", Sharer)
+    anna = await session.connect_local("p-anna", Ears())
+    assert await session.share_screen("p-anna", True)
+    assert await session.share_screen("p-anna", False)  # everyone unsubscribes from her screen alone
+    anna.send(b"still talking", 0)
+    assert ears.heard["p-anna"] == [b"still talking"] and ears.forgotten == []
     await session.close()
 
 
@@ -103,3 +127,18 @@ async def test_the_hub_hands_local_media_only_to_a_participant_seated_here_witho
     else:
         assert peer is not None and peer.peer_id == phone.participant_id
     await hub.close()
+
+
+@pytest.mark.parametrize("mode", ["forward", "transcode"])
+def test_the_phone_bridge_is_offered_local_media_only_in_forward_mode(tmp_path, mode):
+    """In transcode mode the caller's first hello must ask for media (a peer connection), else the
+    hub would refuse it local media every time and the caller would never reach the room."""
+    config = Config(
+        data_dir=tmp_path,
+        demo=False,
+        media_mode=mode,
+        sip_listen="127.0.0.1:5999",  # not started: only the wiring is looked at
+        sip_allow=["127.0.0.1/32"],
+    )
+    bridge = create_app(config)[PHONE].line.connect
+    assert (bridge.local_media is not None) is (mode == "forward")

@@ -59,7 +59,11 @@ class LocalPeer:
             return
         self._listening[publisher_id] = publication.listen(self._listener.hear(publisher_id))
 
-    def unsubscribe(self, publisher_id: str, sources: tuple[str, ...] = ()) -> None:
+    def unsubscribe(self, publisher_id: str, sources: tuple[str, ...] = ("audio",)) -> None:
+        """Stop hearing the publisher when its microphone is among `sources` (its screen ending is
+        nothing to a telephone: `share_screen` unsubscribes everyone from the screen alone)."""
+        if "audio" not in sources:
+            return
         listener = self._listening.pop(publisher_id, None)
         if listener is not None:
             listener.park()
@@ -74,4 +78,4 @@ class LocalPeer:
     async def close(self) -> None:
         self.closed = True
         for publisher_id in list(self._listening):
-            self.unsubscribe(publisher_id)
+            self.unsubscribe(publisher_id, ("audio",))

@@ -357,7 +357,14 @@ class RoomLeg:
     async def _join_media(self, local: LocalMedia, welcome: dict[str, Any]) -> None:
         """The caller's media in this process's session: the room's audio into the mix, the caller's
         Opus packets straight into its publication, paced by `CallerTrack`."""
-        peer = await local(str(welcome.get("room_id")), str(welcome.get("participant_id")), self.mix)
+        room_id, participant_id = str(welcome.get("room_id")), str(welcome.get("participant_id"))
+        try:
+            peer = await asyncio.wait_for(local(room_id, participant_id, self.mix), JOIN_TIMEOUT)
+        except TimeoutError:
+            raise BridgeError("the room's media session did not take the caller in time") from None
+        except Exception as exc:  # e.g. another participant's renegotiation failing on the way
+            log.exception("phone bridge of %s: the room's media session failed", self.call.masked)
+            raise BridgeError(f"the room's media session failed: {exc!r}") from None
         if peer is None:  # left or moved in the instant since the welcome: the IVR tries again
             raise BridgeError("the room's media is not in this process")
         task = asyncio.ensure_future(self._speak(peer))
@@ -365,6 +372,8 @@ class RoomLeg:
         task.add_done_callback(self._tasks.discard)
 
     async def _speak(self, peer: LocalPeer) -> None:
+        """The caller's voice into the room until the call or the participant ends. Should encoding
+        fail, the leg ends (the IVR joins the caller again) rather than leave the room without them."""
         timestamp = 0
         try:
             while not peer.closed:
@@ -373,6 +382,10 @@ class RoomLeg:
                 timestamp = (timestamp + OPUS_STEP) % 2**32
         except MediaStreamError:
             pass  # the call is over (the track stopped)
+        except Exception:
+            log.exception("phone bridge of %s: the caller's audio to the room failed", self.call.masked)
+            self.reason = self.reason or "media failed"
+            self.ended.set()
 
     async def _read(self) -> None:
         assert self._ws is not None

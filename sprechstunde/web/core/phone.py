@@ -66,7 +66,9 @@ def setup(app: web.Application, services: Services) -> None:
         signaling_url(services.config),
         services.hub.forwarding,
         pin_here=nodes.pin_here if nodes is not None else None,
-        local_media=services.hub.start_local_media,  # a room hosted here: no WebRTC to itself
+        # a room hosted here: no WebRTC to itself; transcode mode (the benchmark's baseline) decodes each
+        # publisher from its receiver, so there the caller's media always takes a peer connection
+        local_media=services.hub.start_local_media if services.hub.media_mode == "forward" else None,
     )
     phone = app[PHONE] = PhoneService(
         settings,
