@@ -171,6 +171,22 @@ async def test_caller_and_advisor_hear_each_other_and_closing_hangs_up(
             m["participant"]["name"] for m in advisor.messages if m["type"] == "participant-joined"
         ]
         assert "Telefon …34" in names  # masked: the full number is never shown in the room
+
+        async def camera_off():  # the page shows the caller's name, not a black picture
+            phone_id = next(
+                p["participant_id"]
+                for m in [advisor.welcome, *advisor.messages]
+                for p in m.get("participants", []) + [m.get("participant") or {}]
+                if p.get("name", "").startswith("Telefon")
+            )
+            welcome = advisor.welcome["participants"]
+            states = [p["media"] for p in welcome if p["participant_id"] == phone_id]
+            states += [
+                m for m in advisor.messages if m["type"] == "media-state" and m["participant_id"] == phone_id
+            ]
+            return bool(states) and states[-1]["video"] is False and states[-1]["audio"] is True
+
+        await until(camera_off, what="the phone participant's camera off")
         # 3 s of the caller's voice at the advisor (after "Sie werden jetzt verbunden")
         enough = 4 * ADVISOR_RATE
         await until(lambda: _ready(len(advisor.heard) >= enough), what="4 s of audio at the advisor")

@@ -340,6 +340,8 @@ class RoomLeg:
                 raise BridgeError("no welcome from the room") from None
             if reply["type"] == "welcome":
                 self.welcome = reply
+                # a telephone has no camera: the others' pages show the caller's name, not a black picture
+                await self._ws.send_json({"type": "media-state", "audio": True, "video": False})
                 if local is not None:
                     await self._join_media(local, reply)
                 return reply
