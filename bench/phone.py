@@ -70,6 +70,7 @@ import re
 import secrets
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -252,19 +253,81 @@ class SampledOpusDecoder:
         return bool(frames) and carries_tone(frames[-1])
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux: the kernel stamps each datagram's arrival
+TIMESPEC = struct.Struct("@qq")  # struct timespec: seconds, nanoseconds
+
+
+class KernelArrivals:
+    """When each datagram reached a peer connection's UDP sockets, as the kernel stamped it
+    (SO_TIMESTAMPNS), instead of when this process's event loop got round to reading it. The advisors
+    of a real consultation run on other machines; here they share the server's two cores, and a
+    moment in which this process waits for a core would otherwise count as the server's gap. The
+    sockets are read here (recvmsg, the kernel's stamp beside each datagram) and each datagram handed
+    to aioice's protocol as asyncio's transport would; `now` is the arrival of the one being handled,
+    on time.monotonic()'s clock, for the receiver's tap to read synchronously."""
+
+    def __init__(self) -> None:
+        self.now: float | None = None
+        self.stamped = 0
+
+    def install(self, pc: Any) -> None:
+        """Every UDP socket of the peer connection's ICE (after gathering: once its description is set)."""
+        for connection in fork_transport.ice_connections(pc):
+            for protocol in connection._protocols:
+                self.watch(getattr(protocol, "transport", None), protocol)
+
+    def watch(self, transport: Any, protocol: Any) -> None:
+        """Read an asyncio datagram transport's socket here, handing `protocol` what it would get."""
+        sock = getattr(transport, "_sock", None)
+        if sock is None or sock.type != socket.SOCK_DGRAM:
+            return
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        # asyncio's public add_reader refuses a socket its transport reads: the private pair swaps the
+        # reader and leaves the transport (sending, closing) as it is
+        loop = asyncio.get_running_loop()
+        loop._remove_reader(sock.fileno())  # type: ignore[attr-defined]
+        loop._add_reader(sock.fileno(), self._read, sock, protocol)  # type: ignore[attr-defined]
+
+    def _read(self, sock: socket.socket, protocol: Any) -> None:
+        for _ in range(64):  # what is waiting, without starving the rest of the loop
+            try:
+                data, ancillary, _flags, address = sock.recvmsg(65536, socket.CMSG_SPACE(TIMESPEC.size))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            self.now = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
+                    seconds, nanoseconds = TIMESPEC.unpack_from(value)
+                    # the stamp is wall-clock time: moved onto the monotonic clock the windows use
+                    self.now = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+                    self.stamped += 1
+            try:
+                protocol.datagram_received(data, address)
+            finally:
+                self.now = None
+
+
 class GapAdvisor(RtcParticipant):
     """An advisor sending OpusToneTrack's 600 Hz that notes, for every audio frame it receives, when
-    it arrived (time.monotonic() on this process's event loop, so a busy loop shows as a gap), the Opus
-    payload's size and, for every SAMPLE_EVERY-th frame, whether the decoded frame carries the caller's
-    tone. A frame carries the tone when its payload has at least TONE_MIN_BYTES: the bridge's 24 kbit/s
-    narrowband encoder spends 6–8 bytes on silence and 17–47 on the tone. Its audio receivers are
-    tapped (no decoder thread, the packets taken as they arrive) and its transport takes the server's
-    shortcuts, so that 20 advisors beside the server cost it as little CPU as they can. `join`
-    (RtcParticipant's) follows a `wrong_node` reply to the worker holding the call."""
+    it arrived — by default the kernel's stamp on the datagram at its socket (`KernelArrivals`), else
+    (`--arrival loop`) time.monotonic() when this process's event loop read it, so that a busy loop
+    shows as a gap — the Opus payload's size and, for every SAMPLE_EVERY-th frame, whether the decoded
+    frame carries the caller's tone. A frame carries the tone when its payload has at least
+    TONE_MIN_BYTES: the bridge's 24 kbit/s narrowband encoder spends 6–8 bytes on silence and 17–47 on
+    the tone. Its audio receivers are tapped (no decoder thread, the packets taken as they arrive) and
+    its transport takes the server's shortcuts, so that 20 advisors beside the server cost it as little
+    CPU as they can. `join` (RtcParticipant's) follows a `wrong_node` reply to the worker holding the
+    call."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kernel_arrivals: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.audio: list[tuple[float, int, bool | None]] = []  # arrival, payload bytes, decoded tone
+        # per stamped frame: the kernel's stamp, and how much later this process's loop read it
+        self.read_late: list[tuple[float, float]] = []
+        self.arrivals = KernelArrivals() if kernel_arrivals else None
 
     @property
     def node(self) -> str:
@@ -279,15 +342,21 @@ class GapAdvisor(RtcParticipant):
         decoder = SampledOpusDecoder()
 
         def heard(_codec: Any, frame: Any) -> None:
+            read = time.monotonic()
+            stamped = self.arrivals.now if self.arrivals is not None else None
+            if stamped is not None:
+                self.read_late.append((stamped, read - stamped))
             for packet in decoder.decode(frame):
                 self.frames["audio"] += 1
-                self.audio.append((time.monotonic(), packet.size, packet.tone))
+                self.audio.append((read if stamped is None else stamped, packet.size, packet.tone))
 
         fork_receiver.tap_receiver(transceiver.receiver, heard, prompt=True)
 
     async def _send_answer(self, sdp: str) -> None:
         assert self.pc is not None
         fork_transport.shortcut_transports(self.pc)
+        if self.arrivals is not None:
+            self.arrivals.install(self.pc)
         await super()._send_answer(sdp)
 
     def loud_frames(self) -> int:
@@ -302,8 +371,11 @@ class GapAdvisor(RtcParticipant):
         gaps = [b - a for a, b in zip(points, points[1:], strict=False)]
         worst = max(range(len(gaps)), key=gaps.__getitem__)
         checked = [(size, tone) for _, size, tone in inside if tone is not None]
+        late = [seconds for at, seconds in self.read_late if t0 <= at <= t1]
         return {
             "node": self.node,
+            "kernel_stamped": len(late),
+            "read_late_max_ms": round(max(late, default=0.0) * 1000, 1),
             "frames": len(inside),
             "silent_frames": len(inside) - len(loud),
             "max_gap_ms": round(gaps[worst] * 1000, 1),
@@ -639,7 +711,10 @@ async def phone_case(
         tokens = [await claim(server.url, name) for name in names]
         ws_url = f"ws://127.0.0.1:{server.port}/ws"  # the first process's, for every advisor
         for i, token in enumerate(tokens):
-            advisor = GapAdvisor(http, ws_url, token, f"Berater {i}", tracks=[OpusToneTrack(tone)])
+            advisor = GapAdvisor(
+                http, ws_url, token, f"Berater {i}", tracks=[OpusToneTrack(tone)],
+                kernel_arrivals=args.arrival == "kernel",
+            )  # fmt: skip
             advisors.append(advisor)
             try:
                 await advisor.join()
@@ -789,6 +864,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "idle_machine": machine(idle_window),
         "idle_loop_lag_ms": lag.worst_ms(idle_window["t0"], idle_window["t1"]),
         "generator_nice": args.generator_priority,
+        "arrival": args.arrival,
         "start_seconds": round(started, 1),  # until every process answered (workers: registered)
         "settle_seconds": round(settled, 1),
         "seconds": args.seconds,
@@ -841,6 +917,16 @@ def report(result: dict) -> None:
     ports = f"127.0.0.1:{first}" + (f"-{last}" if last != first else "")
     print(f"\n{phone['callers']} simultaneous callers on {workers} process{'es' * (workers > 1)} "
           f"(SIP {ports}), {result['seconds']:.0f} s window:")  # fmt: skip
+    frames = sum(w["frames"] for w in phone["advisors"])
+    stamped = sum(w.get("kernel_stamped", 0) for w in phone["advisors"])
+    if result.get("arrival") == "kernel":
+        late = max((w.get("read_late_max_ms", 0.0) for w in phone["advisors"]), default=0.0)
+        print(f"  arrival: the kernel's stamp at the advisor's socket ({stamped} of {frames} frames; the "
+              f"advisors' loop read them up to {late:.0f} ms later)")  # fmt: skip
+        if stamped < frames:
+            print("  WARNING: frames without the kernel's stamp count when the loop read them")
+    else:
+        print("  arrival: when the advisor's event loop read the frame (--arrival loop)")
     print("  advisor  node         frames  silent  longest gap (ms)  gaps > 100 ms")
     for i, w in enumerate(phone["advisors"]):
         row = f"{w['frames']:>6}  {w['silent_frames']:>6}  {w['max_gap_ms']:>16.1f}"
@@ -912,7 +998,7 @@ def raise_priority(nice: int) -> int:
     five server processes at once (their loops 50–185 ms late while using 4–12 ms of CPU: waiting for
     a core, not working), gaps that were the benchmark's own. Returns the niceness in effect (0 when
     not allowed: not root)."""
-    if nice >= 0:
+    if nice == 0:
         return 0
     try:
         os.setpriority(os.PRIO_PROCESS, 0, nice)  # Linux: this thread; threads and children inherit it
@@ -935,7 +1021,13 @@ def main() -> None:
     parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"Redis for --workers > 1 [{DEFAULT_REDIS}]")
     parser.add_argument(
         "--generator-nice", type=int, default=0,
-        help="niceness of the load generator (advisors, phones), the server at 0; negative: above it [0]",
+        help="niceness of the load generator (advisors, phones), the server at 0; negative: above it, "
+        "positive: below it [0]",
+    )  # fmt: skip
+    parser.add_argument(
+        "--arrival", choices=("kernel", "loop"), default="kernel",
+        help="when a frame arrived at an advisor: the kernel's stamp at its socket, or when this "
+        "process's event loop read it [kernel]",
     )  # fmt: skip
     args = parser.parse_args()
     if args.callers < 1 or (args.workers is not None and args.workers < 1):
