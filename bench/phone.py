@@ -25,15 +25,19 @@ consent checks fail. What an advisor does instead:
   and mixes them on the server.
 * Receiving: aiortc's receive path (SRTP, RTP statistics, RTCP) on the shortcuts the server's own
   connections use (media/aiortc_fork: the transport past aioice's queue, the receiver tapped for encoded
-  frames, as the phone bridge's leg): per Opus packet the advisor notes, on this process's event loop,
-  its arrival time and payload size; nothing is handed to a decoder thread. A frame carries the tone
+  frames, as the phone bridge's leg): per Opus packet the advisor notes its arrival time — the
+  kernel's stamp on the datagram at its socket (SO_TIMESTAMPNS; `--arrival loop`: when this process's
+  event loop read it) — and its payload size; nothing is handed to a decoder thread. A frame carries the tone
   when its Opus payload has at least TONE_MIN_BYTES = 16 (the bridge's 24 kbit/s narrowband encoder
   spends 6–8 bytes on a silent frame and 17–47 on the tone, measured).
   Every 10th frame is also decoded with libopus (after the 3 frames before it, for the decoder's state)
   and checked: RMS ≥ SILENT_RMS and more power at 1 kHz than at 600 Hz. The share of checked frames on
   which size and decoding agree is printed; below 95 % the run fails (exit status 1).
 * This process's event loop is watched (a 20 ms ticker notes how late it wakes); a window in which it
-  was over 100 ms late is flagged: a starved load generator's gaps are its own, not the server's.
+  was over 100 ms late is flagged: a starved load generator's gaps are its own, not the server's (with
+  the kernel's arrival stamps they no longer count, but its sending of the advisors' audio still lags).
+* `--generator-nice` sets the load generator's and its phones' niceness against the server's 0: equal
+  by default, negative ahead of the server, positive behind it (as if the server had its cores alone).
 
 CPU over the window, from /proc: the server's is utime + stime of the first process and of each worker
 process (every thread, PJSIP's too), minus their idle rate measured the same way before the calls. Beside
@@ -991,13 +995,13 @@ def paused_collections() -> Iterator[None]:
 
 def raise_priority(nice: int) -> int:
     """Run the load generator (this process's threads and the baresip phones it starts from now on) at
-    `nice`, above the server (0) when negative. By default they share the CPU equally (0): since the
-    generator got light (1.4–1.8 % of a core per advisor) its loop mostly keeps up at equal priority
-    (10–33 ms late in 6 of 7 20-caller runs, 106 ms once; a lag over LAG_LIMIT_MS is printed as a
-    warning), while raised to −10 the generator's and the 20 phones' bursts took both cores from all
-    five server processes at once (their loops 50–185 ms late while using 4–12 ms of CPU: waiting for
-    a core, not working), gaps that were the benchmark's own. Returns the niceness in effect (0 when
-    not allowed: not root)."""
+    `nice`: ahead of the server (0) when negative, behind it when positive. By default they share the
+    CPU equally (0): since the generator got light (1.4–1.8 % of a core per advisor) its loop mostly
+    keeps up at equal priority (10–33 ms late in 6 of 7 20-caller runs, 106 ms once; a lag over
+    LAG_LIMIT_MS is printed as a warning), while raised to −10 the generator's and the 20 phones'
+    bursts took both cores from all five server processes at once (their loops 50–185 ms late while
+    using 4–12 ms of CPU: waiting for a core, not working), gaps that were the benchmark's own.
+    Returns the niceness in effect (0 when a raise is not allowed: not root)."""
     if nice == 0:
         return 0
     try:
