@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp import web
 
-from sprechstunde.phone.bridge import RoomLeg
+from sprechstunde.phone import bridge
+from sprechstunde.phone.bridge import BridgeError, RoomLeg
 from sprechstunde.phone.sip import PhoneCall
 
 
@@ -52,5 +54,42 @@ async def test_a_redirected_leg_stays_joined(aiohttp_server):
         assert not leg.in_process and local_asked == []
         await asyncio.sleep(0.2)
         assert not leg.ended.is_set(), leg.reason
+    finally:
+        await leg.close()
+
+
+async def test_a_media_session_too_slow_to_take_the_caller_is_given_up_but_not_cut_off(
+    aiohttp_server, monkeypatch
+):
+    """The leg gives up after JOIN_TIMEOUT (the IVR joins again), but the media session's work runs to
+    its end: cut off inside another participant's renegotiation, it would leave that connection
+    waiting for an offer never sent."""
+
+    async def welcoming(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive_json()
+        await ws.send_json({"type": "welcome", "room_id": "r-1", "participant_id": "p-phone"})
+        async for _ in ws:
+            pass
+        return ws
+
+    finished: list[str] = []
+
+    async def slow_local(room_id, participant_id, listener):
+        await asyncio.sleep(0.3)
+        finished.append(participant_id)
+
+    monkeypatch.setattr(bridge, "JOIN_TIMEOUT", 0.1)
+    app = web.Application()
+    app.router.add_get("/ws", welcoming)
+    server = await aiohttp_server(app)
+    call = PhoneCall(None, 1, "+4921511234567", "127.0.0.1")  # type: ignore[arg-type]  # no SIP here
+    leg = RoomLeg(call, str(server.make_url("/ws")).replace("http", "ws", 1), "token", None, slow_local)
+    try:
+        with pytest.raises(BridgeError, match="in time"):
+            await leg.join()
+        await asyncio.sleep(0.4)
+        assert finished == ["p-phone"]
     finally:
         await leg.close()

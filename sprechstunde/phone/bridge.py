@@ -360,9 +360,14 @@ class RoomLeg:
         """The caller's media in this process's session: the room's audio into the mix, the caller's
         Opus packets straight into its publication, paced by `CallerTrack`."""
         room_id, participant_id = str(welcome.get("room_id")), str(welcome.get("participant_id"))
+        # shielded: given up on, it still finishes (another participant's renegotiation may be inside
+        # it, and cut off between its offer and sending it would leave that connection waiting); the
+        # leg's `leave` then takes the caller out again
+        joining = asyncio.ensure_future(local(room_id, participant_id, self.mix))
         try:
-            peer = await asyncio.wait_for(local(room_id, participant_id, self.mix), JOIN_TIMEOUT)
+            peer = await asyncio.wait_for(asyncio.shield(joining), JOIN_TIMEOUT)
         except TimeoutError:
+            joining.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
             raise BridgeError("the room's media session did not take the caller in time") from None
         except Exception as exc:  # e.g. another participant's renegotiation failing on the way
             log.exception("phone bridge of %s: the room's media session failed", self.call.masked)
