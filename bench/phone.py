@@ -268,7 +268,9 @@ class KernelArrivals:
     moment in which this process waits for a core would otherwise count as the server's gap. The
     sockets are read here (recvmsg, the kernel's stamp beside each datagram) and each datagram handed
     to aioice's protocol as asyncio's transport would; `now` is the arrival of the one being handled,
-    on time.monotonic()'s clock, for the receiver's tap to read synchronously."""
+    on time.monotonic()'s clock, for the receiver's tap to read synchronously. (The kernel turns its
+    stamping on a moment after the first socket asks; a datagram before that is stamped when read.
+    The advisors' sockets ask at their answer, seconds before the window.)"""
 
     def __init__(self) -> None:
         self.now: float | None = None
