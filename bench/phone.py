@@ -37,7 +37,8 @@ consent checks fail. What an advisor does instead:
   was over 100 ms late is flagged: a starved load generator's gaps are its own, not the server's (with
   the kernel's arrival stamps they no longer count, but its sending of the advisors' audio still lags).
 * `--generator-nice` sets the load generator's and its phones' niceness against the server's 0: equal
-  by default, negative ahead of the server, positive behind it (as if the server had its cores alone).
+  by default, negative ahead of the server, positive behind it (the scheduler then favours the server
+  whenever both want a core; still not a server with its cores alone).
 
 CPU over the window, from /proc: the server's is utime + stime of the first process and of each worker
 process (every thread, PJSIP's too), minus their idle rate measured the same way before the calls. Beside
