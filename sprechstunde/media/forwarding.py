@@ -160,6 +160,13 @@ class Publication:
     def unsubscribe(self, track: ForwardedTrack | FrameListener) -> None:
         self._subscribers.discard(track)
 
+    def count_out(self, size: int) -> None:
+        """One frame of `size` bytes handed to a subscriber (its sender, or a listener in this process)."""
+        self.frames_out += 1
+        if self.stats is not None:
+            self.stats.frames[self.source] += 1
+            self.stats.bytes[self.source] += size
+
     def bitrate_cap(self) -> int | None:
         """The most the publisher should send: what the weakest subscriber's link takes (REMB)."""
         estimates = [t.estimate for t in self._subscribers if t.estimate is not None]
@@ -257,10 +264,7 @@ class FrameListener:
         publication = self._publication
         if publication is None:
             return
-        publication.frames_out += 1
-        if publication.stats is not None:
-            publication.stats.frames[publication.source] += 1
-            publication.stats.bytes[publication.source] += len(data)
+        publication.count_out(len(data))
         self._hear(data)
 
     def park(self) -> None:
@@ -468,13 +472,8 @@ class ForwardedTrack(MediaStreamTrack):
         return packet
 
     def _count(self, size: int) -> None:
-        publication = self._publication
-        if publication is None:
-            return
-        publication.frames_out += 1
-        if publication.stats is not None:
-            publication.stats.frames[publication.source] += 1
-            publication.stats.bytes[publication.source] += size
+        if self._publication is not None:
+            self._publication.count_out(size)
 
     def _continuous(self, epoch: object, timestamp: int) -> int:
         """Keep timestamps rising when the publisher reconnects and its clock restarts at zero."""
