@@ -431,11 +431,11 @@ class SignalingHub:
         when the media is transcoded (`--media-mode transcode`, the benchmark's baseline, decodes
         every publisher's stream from its receiver: there is none here)."""
         room = self.rooms.get(room_id)
-        participant = room.participants.get(participant_id) if room is not None else None
-        if room is None or participant is None or participant.media or self.media_mode != "forward":
+        if room is None or self.media_mode != "forward":
             return None
-        async with room.lock:
-            if room.participants.get(participant_id) is not participant or participant.ws is None:
+        async with room.lock:  # checked under the lock: not removed or disconnected meanwhile
+            participant = room.participants.get(participant_id)
+            if participant is None or participant.media or participant.ws is None:
                 return None
             return await room.media.connect_local(participant_id, listener)
 
