@@ -31,6 +31,7 @@ async def test_processes_rendering_one_prompt_at_once_each_get_it_whole(tmp_path
 async def test_a_cache_file_that_does_not_decode_is_rendered_again(tmp_path):
     text = "Sie sind an Position 3."
     expected = await Prompts(tmp_path / "fresh").speak("de", text)
+    assert await Prompts(tmp_path / "fresh").speak("de", text) == expected  # rendered = read from the cache
     prompts = Prompts(tmp_path / "cache")
     await prompts.speak("de", text)
     [cached] = (tmp_path / "cache").iterdir()

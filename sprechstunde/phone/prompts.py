@@ -119,13 +119,11 @@ class Prompts:
                 return await asyncio.to_thread(read_pcm, path)
             except av.FFmpegError as exc:
                 log.warning("prompt %s in the cache does not decode (%s): rendering it again", path.name, exc)
-        await self._render(voice, text, path)
-        try:
-            return await asyncio.to_thread(read_pcm, path)
-        except av.FFmpegError as exc:
-            raise PromptError(f"prompt {path.name} does not decode after rendering: {exc}") from None
+        return await self._render(voice, text, path)
 
-    async def _render(self, voice: str, text: str, path: Path) -> None:
+    async def _render(self, voice: str, text: str, path: Path) -> bytes:
+        """espeak-ng's reading of `text`, resampled; written to the cache at `path` and returned (not
+        decoded again from the file just written)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         raw = scratch(path, ".espeak.wav")
         process = await asyncio.create_subprocess_exec(
@@ -150,6 +148,7 @@ class Prompts:
             except av.FFmpegError as exc:
                 raise PromptError(f"espeak-ng -v {voice} wrote no readable audio: {exc}") from None
             await asyncio.to_thread(write_wav, path, pcm)
+            return pcm
         finally:
             raw.unlink(missing_ok=True)
 
