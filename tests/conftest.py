@@ -1,11 +1,28 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from sprechstunde.web.core.app import create_app
 from sprechstunde.web.core.config import Config
 from sprechstunde.web.core.services import SERVICES
 from tests.browser_support import launched_browser, running_server
+
+
+@pytest.fixture(autouse=True)
+def root_logging_kept():
+    """A test that runs `main(["serve", …])` in this process sets up `serve`'s root logging: a handler on
+    the stderr pytest captured for that test, and level INFO. Left behind, every later INFO record (aioice
+    logs each ICE check) failed to write to the closed capture and printed a stack trace instead, for the
+    rest of the suite. What a test added is taken away again (pytest's own capture handlers stay)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler and handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
