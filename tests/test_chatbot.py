@@ -206,7 +206,7 @@ def test_the_shipped_knowledge_base_is_valid_and_indexes_fast():
     assert len(base) >= 40
     start = time.perf_counter()
     Engine(base)
-    assert time.perf_counter() - start < 1.5  # 0.25 s when the machine is idle
+    assert time.perf_counter() - start < 1.5  # 0.25 s on an idle machine; 0.7 s on a slow day of the CI VM
 
 
 def test_a_broken_file_names_its_path_and_line(tmp_path):

@@ -29,6 +29,7 @@ STEMMERS = {
 PREFIX_STEM = 6  # languages without a stemmer: the first letters of a word stand for its stem
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+ARABIC_SCRIPT = re.compile("[\u0600-\u06ff]")
 ARABIC_DIACRITICS = re.compile("[\u064b-\u065f\u0670\u0640]")
 ARABIC_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ة": "ه", "ى": "ي", "ؤ": "و", "ئ": "ي"})
 SPECIAL_LETTERS = str.maketrans({"ß": "ss", "ı": "i", "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ": "d"})
@@ -55,7 +56,7 @@ def fold_german_digraphs(word: str) -> str:
 
 def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower()
-    if any("\u0600" <= c <= "\u06ff" for c in text):
+    if ARABIC_SCRIPT.search(text):
         text = ARABIC_DIACRITICS.sub("", text).translate(ARABIC_LETTERS)
     return text
 
