@@ -525,13 +525,15 @@ class RoomBridge:
             return
         log.info("room of %s on node %s", entry.entry_id, node.node_id)
 
-    async def __call__(self, call: PhoneCall, entry: QueueEntry) -> None:
+    async def __call__(self, call: PhoneCall, entry: QueueEntry) -> bool:
+        """Bridge the call into the entry's room until the call, the leg or the entry's claim ends:
+        True once the caller was in the room, False if joining failed (after `retry_after`)."""
         room_id = entry.room_id
         links = await self.rooms.admission_links(room_id) if room_id else None
         if links is None:
             log.info("call %s: room of %s is gone, hanging up", call.masked, entry.entry_id)
             await call.hangup()
-            return
+            return False
         leg = RoomLeg(call, self.signaling_url(), links[0], self.stats, self.local_media)
         self.legs[entry.entry_id] = leg
         try:
@@ -540,7 +542,7 @@ class RoomBridge:
             except (BridgeError, aiohttp.ClientError, OSError) as exc:
                 log.warning("call %s: could not join room for %s: %s", call.masked, entry.entry_id, exc)
                 await first_done(call.ended.wait(), asyncio.sleep(self.retry_after))  # the IVR tries again
-                return
+                return False
             call.feed = leg.mix.feed
             log.info(
                 "call %s bridged into the room of %s (%s)",
@@ -563,6 +565,7 @@ class RoomBridge:
             self.legs.pop(entry.entry_id, None)
         if leg.reason == "consultation-ended" and not call.ended.is_set():
             await call.hangup()  # closed by the advisor: nothing more for the caller on this line
+        return True
 
     async def _entry_moved(self, entry: QueueEntry) -> None:
         """Returns once the entry is no longer `called` into this room (closed, handed over, released)."""

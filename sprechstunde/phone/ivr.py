@@ -41,8 +41,9 @@ ATTEMPTS = 3  # a menu is offered this often before the call ends
 AFTER_PROMPT = 6.0  # seconds to press a key once the menu has been read
 CALLBACK_SOURCE = "callback"
 
-Connect = Callable[[PhoneCall, QueueEntry], Awaitable[None]]
-"""Bridges a claimed caller into the consultation room until the call or the room ends."""
+Connect = Callable[[PhoneCall, QueueEntry], Awaitable[bool]]
+"""Bridges a claimed caller into the consultation room until the call or the room ends: True once the
+caller was in the room, False when joining it failed (the IVR tries again)."""
 Pin = Callable[[QueueEntry], Awaitable[None]]
 """Pins a claimed caller's room to this node (several nodes), before the advisor's browser arrives."""
 
@@ -233,17 +234,22 @@ class PhoneLine:
         call.play(await self.prompts.say(lang, "phone.queued"))
         next_announcement = 0.0
         music_at = 0
+        announced: str | None = None  # the room the caller was told they are being connected to
         while not call.ended.is_set():
             current = await self.queue.get(entry.entry_id)
             if current is None or current.state not in ("waiting", "called"):
                 return
             if current.state == "called" and current.room_id:
-                call.interrupt()
                 if self.pin is not None:  # at once: the advisor's browser is on its way to the room
                     await self.pin(current)
-                await self._say_and_wait(call, lang, "phone.connecting")
+                if announced != current.room_id:
+                    # said once per room: a join that failed is tried again without saying it again
+                    call.interrupt()
+                    await self._say_and_wait(call, lang, "phone.connecting")
+                    announced = current.room_id
                 if self.connect is not None and not call.ended.is_set():
-                    await self.connect(call, current)
+                    if await self.connect(call, current):
+                        announced = None  # back in line or in the room again: that is said anew
                 else:
                     await call.ended.wait()
                 if call.ended.is_set():
