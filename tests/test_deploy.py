@@ -43,7 +43,7 @@ from sprechstunde.media.ice import turn_credentials
 from sprechstunde.web.core.cli import build_parser
 from sprechstunde.web.core.config import settings
 from tests.test_readiness import RedisServer
-from tests.test_turn import free_udp_port, wait_for_stun
+from tests.test_turn import free_udp_and_tcp_port, free_udp_port, wait_for_stun
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -319,7 +319,9 @@ async def allocate(port: int, username: str, password: str, transport: str = "ud
 async def test_turnserver_conf_is_accepted_and_grants_the_nodes_credentials(tmp_path):
     binary = tool("turnserver", "coturn")
     self_signed(tmp_path / "certs")
-    port, tls_port = free_udp_port(), free_port()
+    # coturn binds both ports on UDP and TCP (the TLS one for DTLS too)
+    port = free_udp_and_tcp_port()
+    tls_port = free_udp_and_tcp_port(avoid=(port, port + 1))
     relay = free_udp_port() // 2 * 2
     command = [
         binary, "-c", str(DEPLOY / "turnserver.conf"),

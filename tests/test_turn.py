@@ -39,6 +39,26 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def free_tcp(port: int) -> bool:
+    """Whether a TCP socket can bind `port` on loopback right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_udp_and_tcp_port(avoid: tuple[int, ...] = ()) -> int:
+    """A loopback port free for UDP and for TCP. coturn binds a listening port on both protocols and, when
+    the TCP one is taken (the kernel hands the same numbers to both: a test's client connection may hold
+    it), retries that bind once a second for a minute, answering nothing on UDP meanwhile."""
+    port = free_udp_port()
+    while port in avoid or not free_tcp(port):
+        port = free_udp_port()
+    return port
+
+
 def wait_for_stun(port: int, process: subprocess.Popen, log: Path, timeout: float = 10.0) -> None:
     """Until coturn answers a STUN binding request: on a busy machine it takes a moment to listen."""
     request = struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, os.urandom(12))
@@ -53,7 +73,8 @@ def wait_for_stun(port: int, process: subprocess.Popen, log: Path, timeout: floa
                     return
             except OSError:
                 pass
-    pytest.fail(f"coturn did not answer on port {port} within {timeout} s")
+    text = log.read_text(errors="replace") if log.exists() else "(no log)"
+    pytest.fail(f"coturn did not answer on port {port} within {timeout} s:\n{text[-3000:]}")
 
 
 @pytest.fixture
@@ -63,7 +84,7 @@ def coturn(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("coturn (turnserver) is missing; ./run test installs it")
         pytest.skip("coturn not installed; run ./run test")
-    port = free_udp_port()
+    port = free_udp_and_tcp_port()
     process = subprocess.Popen(
         [
             binary,
@@ -78,6 +99,8 @@ def coturn(tmp_path):
             "--realm=sprechstunde.test",
             "--no-tls",
             "--no-dtls",
+            "--no-tcp",  # the test's client relays over UDP: no TCP listener to bind
+            "--no-rfc5780",  # nor the alternative port (listening port + 1)
             "--no-cli",
             "--no-multicast-peers",
             "--allow-loopback-peers",

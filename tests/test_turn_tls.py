@@ -15,7 +15,6 @@ import base64
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from tests.browser_support import (
     screenshot,
 )
 from tests.test_deploy import DEPLOY, render_nginx, tool
-from tests.test_turn import free_udp_port, wait_for_stun
+from tests.test_turn import free_udp_and_tcp_port, free_udp_port, wait_for_stun
 
 pytestmark = pytest.mark.browser
 
@@ -120,25 +119,13 @@ def spki_sha256(certificate: Path) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def free_tcp(port: int) -> bool:
-    """Whether a TCP socket can bind `port` on loopback right now."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def start_coturn(tmp_path: Path, tls_port: int) -> subprocess.Popen:
     """coturn with deploy/turnserver.conf; only addresses, ports and files are the test's. The relay may
     reach the media server on 127.0.0.1, which the shipped config denies (allowed-peer-ip wins)."""
     binary = tool("turnserver", "coturn")
     # coturn binds its listening port on UDP and TCP and its TLS port on TCP and UDP (DTLS): the ports the
     # kernel hands out for one protocol may be the other's, so keep them and the relay range apart
-    port = free_udp_port()
-    while port in (tls_port, tls_port + 1) or not free_tcp(port):
-        port = free_udp_port()
+    port = free_udp_and_tcp_port(avoid=(tls_port, tls_port + 1))
     relay = min(free_udp_port() // 2 * 2, 65000)
     while relay <= max(port, tls_port) <= relay + 40 or relay <= min(port, tls_port) <= relay + 40:
         relay = min(free_udp_port() // 2 * 2, 65000)
@@ -199,7 +186,8 @@ def test_relay_only_call_through_turn_over_tls_on_the_https_port(tmp_path):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (./run test installs it)")
     from playwright.sync_api import sync_playwright
 
-    port, turn_tls = free_port(), free_port()
+    port = free_port()
+    turn_tls = free_udp_and_tcp_port(avoid=(port,))  # coturn's TLS port: TCP, and UDP for DTLS
     base = f"https://localhost:{port}"
     turns = f"turns:localhost:{port}?transport=tcp"
     data = tmp_path / "data"
