@@ -95,10 +95,10 @@ from bench import loadclient
 from bench.clip import build_clip
 from bench.failover import DEFAULT_REDIS, redis_server
 from bench.media_relay import CLK_TCK, NODE_ID, _children, create_rooms, delete_prefix, wait_workers
-from bench.server import ServerProcess
+from bench.server import ServerProcess, free_udp_and_tcp_port
 from sprechstunde.media.aiortc_fork import receiver as fork_receiver
 from sprechstunde.media.aiortc_fork import transport as fork_transport
-from tests.phone_support import Baresip, free_sip_port, goertzel, tone_wav
+from tests.phone_support import Baresip, goertzel, tone_wav
 from tests.rtc_client import RtcParticipant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -595,7 +595,7 @@ def add_advisors(data_dir: Path, count: int, store_args: list[str]) -> list[str]
 def free_sip_ports(count: int) -> int:
     """P with P … P+count-1 free for UDP and TCP on 127.0.0.1."""
     for _ in range(200):
-        port = free_sip_port()
+        port = free_udp_and_tcp_port()
         if port + count - 1 > 65535:
             continue
         try:

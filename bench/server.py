@@ -19,10 +19,35 @@ from typing import Self
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port the kernel has just found free for `kind` (TCP unless told)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    return free_port(socket.SOCK_DGRAM)
+
+
+def free_tcp(port: int) -> bool:
+    """Whether a TCP socket can bind `port` on loopback right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_udp_and_tcp_port(avoid: tuple[int, ...] = ()) -> int:
+    """A loopback port free for UDP and for TCP, for servers that listen on both (SIP, coturn). The kernel
+    hands the same numbers to both protocols, and a local client connection may hold the TCP one: coturn
+    then retries that bind once a second for a minute, answering nothing on UDP meanwhile."""
+    port = free_udp_port()
+    while port in avoid or not free_tcp(port):
+        port = free_udp_port()
+    return port
 
 
 def interrupt(proc: subprocess.Popen) -> None:

@@ -12,23 +12,7 @@ import subprocess
 import wave
 from pathlib import Path
 
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_sip_port() -> int:
-    """A port free for UDP and TCP alike."""
-    while True:
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
+from bench.server import free_udp_and_tcp_port
 
 
 def tone_wav(path: Path, frequency: float, seconds: float, rate: int = 8000, amplitude: int = 8000) -> Path:
@@ -74,14 +58,14 @@ class Baresip:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.records = self.dir / "rec"
         self.records.mkdir(exist_ok=True)
-        self.console = free_sip_port()  # module cons listens on UDP and TCP
+        self.console = free_udp_and_tcp_port()  # module cons listens on UDP and TCP
         # aufile ends the call at the end of the file: two minutes of silence unless a voice is given
         source = source or tone_wav(self.dir / "silence.wav", 0, 120, amplitude=0)
         (self.dir / "config").write_text(
             "\n".join(
                 [
                     "poll_method epoll",
-                    f"sip_listen 127.0.0.1:{free_sip_port()}",
+                    f"sip_listen 127.0.0.1:{free_udp_and_tcp_port()}",
                     "net_interface 127.0.0.1",
                     f"audio_source aufile,{source}",
                     f"audio_alert aufile,{source}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import socket
 from datetime import timedelta
 from email import policy
 
@@ -13,6 +12,7 @@ import icalendar
 import pytest
 from aiosmtpd.controller import Controller
 
+from bench.server import free_port
 from sprechstunde.scheduling.mail import BookingLinks, BookingMailer, SmtpMailer, SmtpSettings
 from sprechstunde.web.core.app import create_app
 from sprechstunde.web.core.config import Config
@@ -31,12 +31,6 @@ class Inbox:
         self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -38,12 +38,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.server import ServerProcess, free_port
+from bench.server import ServerProcess, free_port, free_udp_and_tcp_port, free_udp_port
 from sprechstunde.media.ice import turn_credentials
 from sprechstunde.web.core.cli import build_parser
 from sprechstunde.web.core.config import settings
 from tests.test_readiness import RedisServer
-from tests.test_turn import free_udp_and_tcp_port, free_udp_port, wait_for_stun
+from tests.test_turn import wait_for_stun
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

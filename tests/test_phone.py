@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bench.server import free_udp_and_tcp_port
 from sprechstunde.rooms import hours
 from sprechstunde.rooms.offices import load_offices
 from sprechstunde.rooms.queue import ENTRY_KIND
@@ -21,7 +22,7 @@ from sprechstunde.web.core.app import create_app
 from sprechstunde.web.core.config import Config
 from sprechstunde.web.core.phone import PHONE
 from sprechstunde.web.core.services import SERVICES
-from tests.phone_support import Baresip, free_sip_port
+from tests.phone_support import Baresip
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("baresip") and shutil.which("espeak-ng")), reason="baresip and espeak-ng (./run test)"
@@ -47,7 +48,7 @@ SUNDAY = OPEN + timedelta(days=5, hours=1)
 
 @pytest.fixture
 def sip_port() -> int:
-    return free_sip_port()
+    return free_udp_and_tcp_port()
 
 
 @pytest.fixture

@@ -17,13 +17,14 @@ import av
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from bench.server import free_udp_and_tcp_port
 from sprechstunde.rooms.staff import StaffMember
 from sprechstunde.web.consultations.ending import consultation_ended
 from sprechstunde.web.core.app import create_app
 from sprechstunde.web.core.config import Config
 from sprechstunde.web.core.phone import PHONE
 from sprechstunde.web.core.services import SERVICES
-from tests.phone_support import free_sip_port, goertzel, read_wav, tone_wav
+from tests.phone_support import goertzel, read_wav, tone_wav
 from tests.rtc_client import RtcParticipant
 from tests.test_phone import NUMBER, OPEN, caller, phone_entries, until  # noqa: F401 (fixture)
 
@@ -99,8 +100,8 @@ def config(tmp_path) -> Config:
         data_dir=tmp_path / "data",
         media_addresses=["127.0.0.1"],
         demo=False,
-        port=free_sip_port(),
-        sip_listen=f"127.0.0.1:{free_sip_port()}",
+        port=free_udp_and_tcp_port(),
+        sip_listen=f"127.0.0.1:{free_udp_and_tcp_port()}",
         sip_allow=["127.0.0.1/32"],
         sip_calls_per_minute=40,
         phone_announce_seconds=30,

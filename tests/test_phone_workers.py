@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from bench.phone import OFFICES  # open every hour of every day, no holidays
-from bench.server import ROOT, ServerProcess
+from bench.server import ROOT, ServerProcess, free_udp_and_tcp_port
 from sprechstunde.rooms.entries import QueueEntry
 from sprechstunde.rooms.queue import ENTRY_KIND
 from sprechstunde.signaling.nodes import NODE_KIND, PIN_KIND
@@ -24,7 +24,7 @@ from sprechstunde.store import RedisStore
 from sprechstunde.store.port import from_record
 from sprechstunde.web.core.config import Config
 from sprechstunde.web.core.workers import SipPorts, Workers
-from tests.phone_support import free_sip_port, tone_wav
+from tests.phone_support import tone_wav
 from tests.test_phone import NUMBER, caller, until  # noqa: F401 (fixture)
 from tests.test_phone_bridge import ADVISOR_RATE, ListeningAdvisor, ToneTrack, best_window
 from tests.test_store import REDIS_URL, redis_namespace
@@ -66,7 +66,7 @@ def test_sip_ports_beyond_65535_stop_start_up(tmp_path):
 def _free_sip_pair() -> int:
     """P with P and P+1 free for UDP and TCP."""
     while True:
-        port = free_sip_port()
+        port = free_udp_and_tcp_port()
         if port >= 65535:
             continue
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.server import free_udp_and_tcp_port
 from sprechstunde.media.ice import IceConfig, client_ice_servers, turn_credentials
 from sprechstunde.web.core.app import create_app
 from sprechstunde.web.core.services import SERVICES
@@ -31,32 +32,6 @@ def test_turn_rest_credentials_are_time_limited_hmac():
     )
     assert servers[0] == {"urls": ["stun:s:3478"]}
     assert servers[1]["username"].endswith(":p-2") and servers[1]["credential"]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_tcp(port: int) -> bool:
-    """Whether a TCP socket can bind `port` on loopback right now."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_udp_and_tcp_port(avoid: tuple[int, ...] = ()) -> int:
-    """A loopback port free for UDP and for TCP. coturn binds a listening port on both protocols and, when
-    the TCP one is taken (the kernel hands the same numbers to both: a test's client connection may hold
-    it), retries that bind once a second for a minute, answering nothing on UDP meanwhile."""
-    port = free_udp_port()
-    while port in avoid or not free_tcp(port):
-        port = free_udp_port()
-    return port
 
 
 def wait_for_stun(port: int, process: subprocess.Popen, log: Path, timeout: float = 10.0) -> None:

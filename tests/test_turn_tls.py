@@ -23,7 +23,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from bench.server import ServerProcess, free_port
+from bench.server import ServerProcess, free_port, free_udp_and_tcp_port, free_udp_port
 from sprechstunde.media.ice import tls_turn_url
 from tests.browser_support import (
     CHROMIUM,
@@ -37,7 +37,7 @@ from tests.browser_support import (
     screenshot,
 )
 from tests.test_deploy import DEPLOY, render_nginx, tool
-from tests.test_turn import free_udp_and_tcp_port, free_udp_port, wait_for_stun
+from tests.test_turn import wait_for_stun
 
 pytestmark = pytest.mark.browser
 
