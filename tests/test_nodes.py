@@ -39,6 +39,39 @@ async def test_a_burst_of_new_rooms_is_spread_before_the_next_heartbeat(tmp_path
         await store.close()
 
 
+async def test_a_room_hosted_here_is_joined_without_reading_the_node_list(tmp_path):
+    """Issue 21 (joins per second with Redis): the second participant of a room this node hosts, and
+    every reconnect to it, costs one read of the pin; the node list is read for rooms pinned elsewhere
+    or not at all."""
+    clock = Clock()
+    store = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+    here = NodeRegistry(store, "a", "http://a.example", lambda: (0, 0), clock=clock)
+    there = NodeRegistry(store, "b", "http://b.example", lambda: (9, 18), clock=clock)
+    scans: list[str] = []
+    scan = store.scan
+
+    async def counted_scan(kind: str, *args, **kwargs):
+        scans.append(kind)
+        return await scan(kind, *args, **kwargs)
+
+    store.scan = counted_scan
+    try:
+        await here.beat()
+        await there.beat()
+        clock.now += 0.1
+        assert (await here.home("room", clock.now + 3600)).node_id == "a"  # new: the list picks a
+        assert len(scans) == 1
+        for _ in range(3):  # the second participant, then reconnects
+            home = await here.home("room", clock.now + 3600)
+            assert (home.node_id, home.url) == ("a", "http://a.example")
+        assert len(scans) == 1
+        # asked at the other node, the room is found on a: that reads the list (a's liveness)
+        assert (await there.home("room", clock.now + 3600)).node_id == "a"
+        assert len(scans) == 2
+    finally:
+        await store.close()
+
+
 async def test_a_phone_consultation_is_pinned_to_the_node_holding_the_call(tmp_path):
     """Issue 20: the SIP node pins its caller's room to itself, even when another node is less loaded,
     unless the room is live elsewhere already; a gone node's pin does not hold it back."""

@@ -296,6 +296,11 @@ class NodeRegistry:
         chosen: list[Node] = []  # the node of the last attempt
 
         async def pin_to_live_node(pin: Record | None) -> Record | None:
+            if pin is not None and pin.get("node") == self.node_id:
+                # hosted here, and this node is alive by definition (as `alive` has it): the second
+                # participant and every reconnect of a room here need not read the node list
+                chosen[:] = [self.me()]
+                return pin
             nodes = {n.node_id: n for n in await self.alive()}
             if pin is not None and pin.get("node") in nodes:
                 chosen[:] = [nodes[pin["node"]]]
