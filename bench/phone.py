@@ -95,7 +95,7 @@ from bench import loadclient
 from bench.clip import build_clip
 from bench.failover import DEFAULT_REDIS, redis_server
 from bench.media_relay import CLK_TCK, NODE_ID, _children, create_rooms, delete_prefix, wait_workers
-from bench.server import ServerProcess, free_udp_and_tcp_port
+from bench.server import ServerProcess, bindable, free_udp_and_tcp_port
 from sprechstunde.media.aiortc_fork import receiver as fork_receiver
 from sprechstunde.media.aiortc_fork import transport as fork_transport
 from tests.phone_support import Baresip, goertzel, tone_wav
@@ -598,14 +598,9 @@ def free_sip_ports(count: int) -> int:
         port = free_udp_and_tcp_port()
         if port + count - 1 > 65535:
             continue
-        try:
-            for other in range(port + 1, port + count):
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    with socket.socket(socket.AF_INET, kind) as s:
-                        s.bind(("127.0.0.1", other))
+        others = range(port + 1, port + count)
+        if all(bindable(other, socket.SOCK_DGRAM, socket.SOCK_STREAM) for other in others):
             return port
-        except OSError:
-            continue
     raise RuntimeError(f"no {count} consecutive free SIP ports found")
 
 

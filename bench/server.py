@@ -30,13 +30,14 @@ def free_udp_port() -> int:
     return free_port(socket.SOCK_DGRAM)
 
 
-def free_tcp(port: int) -> bool:
-    """Whether a TCP socket can bind `port` on loopback right now."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+def bindable(port: int, *kinds: int) -> bool:
+    """Whether `port` can be bound on loopback right now by a socket of each of `kinds`."""
+    for kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
     return True
 
 
@@ -45,7 +46,7 @@ def free_udp_and_tcp_port(avoid: tuple[int, ...] = ()) -> int:
     hands the same numbers to both protocols, and a local client connection may hold the TCP one: coturn
     then retries that bind once a second for a minute, answering nothing on UDP meanwhile."""
     port = free_udp_port()
-    while port in avoid or not free_tcp(port):
+    while port in avoid or not bindable(port, socket.SOCK_STREAM):
         port = free_udp_port()
     return port
 
