@@ -203,3 +203,35 @@ async def test_settled_answers_false_after_the_limit_and_the_next_value_waits_fo
         store.release.set()
         await writes.flush()
     assert await asyncio.wait_for(second, 2) is True
+
+
+async def test_each_record_waits_its_own_limit_and_a_write_settles_those_not_given_up(monkeypatch):
+    """One timer serves every record waiting (a burst of 500 rooms: no timer per chat message): a record
+    asked about later is not given up with an earlier one, each answers False at its own limit, and
+    a record whose write completes first answers True."""
+    monkeypatch.setattr(persist, "SETTLE_LIMIT_SECONDS", 0.3)
+    store = Slow()
+    writes = WriteBehind(store)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    expires = time.time() + 3600
+    try:
+        writes.set("chat-history", "early", {"messages": [1]}, expires)
+        early = writes.settled("chat-history", "early")
+        asked = loop.time()
+        await asyncio.wait_for(store.started.wait(), 2)  # its write hangs in the store
+        await asyncio.sleep(0.15)
+        writes.set("chat-history", "late", {"messages": [2]}, expires)
+        late = writes.settled("chat-history", "late")
+        late_asked = loop.time()
+        assert await asyncio.wait_for(early, 2) is False
+        assert 0.3 <= loop.time() - asked < 0.45
+        assert not late.done()  # asked 0.15 s later: its limit is not over
+        assert await asyncio.wait_for(late, 2) is False
+        assert 0.3 <= loop.time() - late_asked < 0.45
+        writes.set("chat-history", "third", {"messages": [3]}, expires)
+        third = writes.settled("chat-history", "third")
+    finally:
+        store.release.set()
+        await writes.flush()
+    assert await asyncio.wait_for(third, 2) is True  # written before its limit
+    assert store.records[("chat-history", "third")] == {"messages": [3]}

@@ -20,10 +20,12 @@ at most one write per room instead of a read, compare and write of the whole rec
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sprechstunde.clock import Now
@@ -42,6 +44,17 @@ FIELDS = ("message_id", "from", "name", "role", "text", "sent_at")
 def new_message_id() -> str:
     """A message's id: unique within its room, never reused, opaque to clients."""
     return "m-" + secrets.token_hex(6)
+
+
+def sent_at() -> str:
+    """When a message is sent, as it carries it (`sent_at`: ISO 8601, UTC, to the second). Formatted once
+    per second: a burst of 500 messages asks for it 500 times within the same one."""
+    return _second(int(time.time()))
+
+
+@functools.lru_cache(maxsize=1)
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")
 
 
 def client_message_id(room_id: str, client_id: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from sprechstunde.signaling.chat_history import (
     MAX_TEXT_CHARS,
     client_message_id,
     new_message_id,
-    stored,
+    sent_at,
 )
 from sprechstunde.signaling.hub import AdmissionError, LiveRoom, Participant, SignalingHub
 from sprechstunde.signaling.protocol import (
@@ -190,27 +189,27 @@ class Connection(JsonSocket):
                 return
         else:
             message_id = new_message_id()
-        base = {
-            "type": "chat",
+        entry = {  # as the history keeps it (chat_history.FIELDS)
             "message_id": message_id,
             "from": sender.participant_id,
             "name": sender.name,
             "role": sender.role,
             "text": text,
-            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sent_at": sent_at(),
         }
         # in the room's history before it is sent: whoever joins meanwhile gets it in the history or live
         # (or both: the page shows a `message_id` once); the store gets the list shortly after
-        chat = [*room.chat, stored(base)]  # a new list: one handed to the store stays as it was
+        chat = [*room.chat, entry]  # a new list: one handed to the store stays as it was
         chars = room.chat_chars + len(text)
         drop = max(0, len(chat) - MAX_MESSAGES)  # the oldest go first, as `bounded` does
-        chars -= sum(len(m.get("text", "")) for m in chat[:drop])
+        if drop:
+            chars -= sum(len(m.get("text", "")) for m in chat[:drop])
         while chars > MAX_TEXT_CHARS and drop < len(chat) - 1:
             chars -= len(chat[drop].get("text", ""))
             drop += 1
-        room.chat, room.chat_chars = chat[drop:], chars
+        room.chat, room.chat_chars = (chat[drop:] if drop else chat), chars
         self.hub.keep_chat(room)
-        text = await room.broadcast(base, exclude=sender.participant_id)
+        text = await room.broadcast({"type": "chat", **entry}, exclude=sender.participant_id)
         # the sender's copy once stored, without holding up this socket's next messages
         await self._acknowledge(room, sender, text, ack)
 
@@ -220,9 +219,9 @@ class Connection(JsonSocket):
         from the write's completion — no task per message while a burst is delivered. Not stored within
         the limit (the store away): `"stored": false`, and the page offers it again after its next
         welcome."""
-        extra = json.dumps(ack)[1:-1]  # its fields, to append to the message's own
 
         def copy(in_store: bool) -> str:
+            extra = json.dumps(ack)[1:-1]  # its fields, appended to the message's own
             return f"{text[:-1]}, {extra}{'' if in_store else NOT_STORED}}}"
 
         kept = self.hub.chat_kept(room)

@@ -74,9 +74,12 @@ class WriteBehind:
         self._hurry = False  # `flush`: no waiting for an idle loop
         self._gave_up = False  # a write failed during `flush`: the store is away, stop trying for now
         self._changed = 0.0  # the loop's time of the latest `set`
-        # `settled` futures of records with a value pending: resolved when that value (or a newer one)
-        # was written, or after the limit
-        self._waiting: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        # `settled` futures of records with a value pending, with the loop time at which they give up:
+        # resolved when that value (or a newer one) was written, or after the limit. Oldest first (the
+        # order they were asked in), so one timer, `_limit`, serves them all: a timer per record cost
+        # every chat message of a burst a push onto the loop's heap of timers and a cancellation.
+        self._waiting: dict[tuple[str, str], tuple[asyncio.Future[bool], float]] = {}
+        self._limit: asyncio.TimerHandle | None = None
         self._writing: dict[tuple[str, str], Pending] = {}  # the batch being written now
 
     def set(self, kind: str, key: str, value: Record | None, expires_at: float) -> None:
@@ -92,32 +95,41 @@ class WriteBehind:
         or hanging: a failed write is retried meanwhile). Everyone asking while one value is pending
         shares one future (a burst of 500 chat messages: one per room, no timer per message)."""
         record = (kind, key)
-        future = self._waiting.get(record)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            if record in self._pending or record in self._writing:
-                self._waiting[record] = future
-                handle = loop.call_later(SETTLE_LIMIT_SECONDS, self._give_up, record, future)
-                future.add_done_callback(lambda _: handle.cancel())
-            else:
-                future.set_result(True)
+        waiting = self._waiting.get(record)
+        if waiting is not None:
+            return waiting[0]
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if record in self._pending or record in self._writing:
+            self._waiting[record] = (future, loop.time() + SETTLE_LIMIT_SECONDS)
+            if self._limit is None:
+                self._limit = loop.call_later(SETTLE_LIMIT_SECONDS, self._give_up)
+        else:
+            future.set_result(True)
         return future
 
-    def _give_up(self, key: tuple[str, str], future: asyncio.Future[bool]) -> None:
-        """The limit is over: answer False, and let whoever asks next wait for the next write."""
-        if self._waiting.get(key) is future:
-            del self._waiting[key]
-        _resolve(future, False)
+    def _give_up(self) -> None:
+        """Answer False to those waiting longer than the limit, and let whoever asks next about their
+        records wait for the next write; then wait for the oldest one left, if any."""
+        self._limit = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._waiting:
+            record, (future, deadline) = next(iter(self._waiting.items()))
+            if deadline > now:
+                self._limit = loop.call_at(deadline, self._give_up)
+                return
+            del self._waiting[record]
+            _resolve(future, False)
 
     def _settle(self, key: tuple[str, str]) -> None:
         """The record's value was written: wake who waits for it, unless a newer value came meanwhile
         (its own write settles them, and it holds what they wait for)."""
         if key in self._pending:
             return
-        future = self._waiting.pop(key, None)
-        if future is not None:
-            _resolve(future, True)
+        waiting = self._waiting.pop(key, None)
+        if waiting is not None:
+            _resolve(waiting[0], True)
 
     def pending(self, kind: str, key: str) -> Pending | None:
         """The value not written yet or being written, if any (a reader on this node must not get an
