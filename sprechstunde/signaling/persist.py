@@ -113,7 +113,7 @@ class WriteBehind:
         records wait for the next write; then wait for the oldest one left, if any."""
         self._limit = None
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = loop.time() + 0.001  # (the loop runs a timer up to its clock's resolution early)
         while self._waiting:
             record, (future, deadline) = next(iter(self._waiting.items()))
             if deadline > now:
