@@ -15,7 +15,7 @@ import time
 import aiohttp
 
 from sprechstunde.rooms.service import RoomService
-from sprechstunde.signaling import connection
+from sprechstunde.signaling import chat_history, connection
 from sprechstunde.signaling.chat_history import (
     HISTORY_KIND,
     MAX_MESSAGES,
@@ -84,20 +84,23 @@ async def test_a_guest_joining_later_gets_the_chat_so_far(client, room_links, se
 async def test_the_live_room_bounds_its_chat_as_the_store_does(client, room_links, services, monkeypatch):
     """The hosting node keeps the room's chat in memory (signaling/connection.py): by count and by
     characters, the newest kept, oldest first, the same as `bounded` keeps in the store."""
-    monkeypatch.setattr(connection, "MAX_MESSAGES", 4)
-    monkeypatch.setattr(connection, "MAX_TEXT_CHARS", 30)
+    for module in (connection, chat_history):
+        monkeypatch.setattr(module, "MAX_MESSAGES", 4)
+        monkeypatch.setattr(module, "MAX_TEXT_CHARS", 30)
     advisor, _, _ = await joined(client, token_of(room_links["advisor_url"]), "Herr Schulz")
-    texts = ["eins", "zwei", "drei", "vier", "fünf"]  # one more than the count
-    for text in texts:
-        await say(advisor, text)
+    sent = [await say(advisor, text) for text in ("eins", "zwei", "drei", "vier", "fünf")]
     citizen, _, history = await joined(client, token_of(room_links["citizen_url"]), "Frau Yılmaz")
-    assert [m["text"] for m in history] == texts[1:]
-    long = "x" * 12  # three of them are over the characters: the two newest stay, with nothing older
-    for n in range(3):
-        await say(citizen, f"{long}{n}")
+    assert [m["text"] for m in history] == ["zwei", "drei", "vier", "fünf"]  # one more than the count
+    assert history == [chat_history.stored(m) for m in chat_history.bounded(sent)]
+    # three of 13 characters are over 30: the two newest stay, with nothing older
+    sent += [await say(citizen, f"{n}-langer Text") for n in range(3)]
     guest_token = token_of(services.rooms.link(await services.rooms.get(room_links["room_id"]), "guest", "t"))
     guest, _, history = await joined(client, guest_token, "Dolmetscherin Ada")
-    assert [m["text"] for m in history] == [f"{long}1", f"{long}2"]
+    assert [m["text"] for m in history] == ["1-langer Text", "2-langer Text"]
+    assert history == [chat_history.stored(m) for m in chat_history.bounded(sent)]
+    stored = services.hub.history
+    await stored.flush()  # the store's copy: the same
+    assert await stored.messages(room_links["room_id"]) == history  # (nothing pending: read from the store)
     for ws in (advisor, citizen, guest):
         await ws.close()
 

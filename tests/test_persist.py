@@ -207,31 +207,49 @@ async def test_settled_answers_false_after_the_limit_and_the_next_value_waits_fo
 
 async def test_each_record_waits_its_own_limit_and_a_write_settles_those_not_given_up(monkeypatch):
     """One timer serves every record waiting (a burst of 500 rooms: no timer per chat message): a record
-    asked about later is not given up with an earlier one, each answers False at its own limit, and
-    a record whose write completes first answers True."""
+    asked about later is not given up with an earlier one, each answers False at its own limit; asked
+    again, a record waits anew (behind the others) and a write that completes first answers True; once
+    nobody waits, the next record asked about still gets its own limit."""
     monkeypatch.setattr(persist, "SETTLE_LIMIT_SECONDS", 0.3)
     store = Slow()
     writes = WriteBehind(store)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     expires = time.time() + 3600
+
+    async def answer(future: asyncio.Future[bool], asked: float) -> tuple[bool, float]:
+        value = await asyncio.wait_for(future, 2)
+        return value, loop.time() - asked
+
     try:
         writes.set("chat-history", "early", {"messages": [1]}, expires)
-        early = writes.settled("chat-history", "early")
-        asked = loop.time()
+        early, early_asked = writes.settled("chat-history", "early"), loop.time()
         await asyncio.wait_for(store.started.wait(), 2)  # its write hangs in the store
         await asyncio.sleep(0.15)
         writes.set("chat-history", "late", {"messages": [2]}, expires)
-        late = writes.settled("chat-history", "late")
-        late_asked = loop.time()
-        assert await asyncio.wait_for(early, 2) is False
-        assert 0.3 <= loop.time() - asked < 0.45
+        late, late_asked = writes.settled("chat-history", "late"), loop.time()
+        value, took = await answer(early, early_asked)
+        assert value is False and 0.3 <= took < 0.45
         assert not late.done()  # asked 0.15 s later: its limit is not over
-        assert await asyncio.wait_for(late, 2) is False
-        assert 0.3 <= loop.time() - late_asked < 0.45
+        again, again_asked = writes.settled("chat-history", "early"), loop.time()  # still in flight
+        assert again is not early and not again.done()
+        value, took = await answer(late, late_asked)
+        assert value is False and 0.3 <= took < 0.45
+        assert not again.done()
+        store.release.set()  # the write of "early" completes within its new limit
+        value, took = await answer(again, again_asked)
+        assert value is True and took < 0.3
+        await writes.flush()
+        assert store.records[("chat-history", "late")] == {"messages": [2]}
+        # nobody waits now: a record asked about next gets its own limit from a timer armed anew
+        store.release.clear()
+        store.started.clear()
         writes.set("chat-history", "third", {"messages": [3]}, expires)
-        third = writes.settled("chat-history", "third")
+        third, third_asked = writes.settled("chat-history", "third"), loop.time()
+        await asyncio.wait_for(store.started.wait(), 2)
+        value, took = await answer(third, third_asked)
+        assert value is False and 0.3 <= took < 0.45
     finally:
         store.release.set()
         await writes.flush()
-    assert await asyncio.wait_for(third, 2) is True  # written before its limit
     assert store.records[("chat-history", "third")] == {"messages": [3]}
+    assert await writes.settled("chat-history", "third") is True  # written: nothing to wait for

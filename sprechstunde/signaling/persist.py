@@ -56,6 +56,8 @@ RETRY_SECONDS = 1.0  # after a failed write (the store away), before the writer 
 # messages of a burst that arrive meanwhile wait no longer than for one loop turn
 BATCH_RECORDS = 50
 SETTLE_LIMIT_SECONDS = 5.0  # `settled` answers False after this without a successful write
+# the loop runs a timer up to its clock's resolution early: a limit that close is over
+EARLY_SECONDS = max(0.001, time.get_clock_info("monotonic").resolution)
 
 
 def _resolve(future: asyncio.Future[bool], value: bool) -> None:
@@ -80,6 +82,7 @@ class WriteBehind:
         # every chat message of a burst a push onto the loop's heap of timers and a cancellation.
         self._waiting: dict[tuple[str, str], tuple[asyncio.Future[bool], float]] = {}
         self._limit: asyncio.TimerHandle | None = None
+        self._settle_limit = SETTLE_LIMIT_SECONDS  # one for the instance: deadlines come in order
         self._writing: dict[tuple[str, str], Pending] = {}  # the batch being written now
 
     def set(self, kind: str, key: str, value: Record | None, expires_at: float) -> None:
@@ -101,9 +104,10 @@ class WriteBehind:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if record in self._pending or record in self._writing:
-            self._waiting[record] = (future, loop.time() + SETTLE_LIMIT_SECONDS)
+            deadline = loop.time() + self._settle_limit
+            self._waiting[record] = (future, deadline)
             if self._limit is None:
-                self._limit = loop.call_later(SETTLE_LIMIT_SECONDS, self._give_up)
+                self._limit = loop.call_at(deadline, self._give_up)
         else:
             future.set_result(True)
         return future
@@ -113,14 +117,15 @@ class WriteBehind:
         records wait for the next write; then wait for the oldest one left, if any."""
         self._limit = None
         loop = asyncio.get_running_loop()
-        now = loop.time() + 0.001  # (the loop runs a timer up to its clock's resolution early)
-        while self._waiting:
-            record, (future, deadline) = next(iter(self._waiting.items()))
+        now = loop.time() + EARLY_SECONDS
+        over: list[tuple[str, str]] = []
+        for record, (_, deadline) in self._waiting.items():  # oldest first: stop at the first not over
             if deadline > now:
                 self._limit = loop.call_at(deadline, self._give_up)
-                return
-            del self._waiting[record]
-            _resolve(future, False)
+                break
+            over.append(record)
+        for record in over:
+            _resolve(self._waiting.pop(record)[0], False)
 
     def _settle(self, key: tuple[str, str]) -> None:
         """The record's value was written: wake who waits for it, unless a newer value came meanwhile
