@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.server import ROOT, ServerProcess, free_port
+from bench.server import ROOT, ServerProcess, free_port, machine_speed, speed_line
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 NODE = "stadt"
@@ -461,6 +461,8 @@ def main() -> None:
     args = parser.parse_args()
     from tests.browser_support import launched_browser
 
+    speed = machine_speed()
+    print(speed_line(speed), flush=True)
     runs = []
     with redis_server(args.redis) as redis_url, launched_browser() as browser:
         for number in range(1, args.runs + 1):
@@ -483,7 +485,8 @@ def main() -> None:
     )
     if args.json:
         median_seconds = None if math.isinf(median) else median
-        args.json.write_text(json.dumps({"median_seconds": median_seconds, "runs": runs}, indent=2))
+        figures = {"median_seconds": median_seconds, "machine_speed_seconds": speed, "runs": runs}
+        args.json.write_text(json.dumps(figures, indent=2))
     if any(r["problems"] for r in runs):
         sys.exit(1)
 

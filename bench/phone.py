@@ -95,7 +95,7 @@ from bench import loadclient
 from bench.clip import build_clip
 from bench.failover import DEFAULT_REDIS, redis_server
 from bench.media_relay import CLK_TCK, NODE_ID, _children, create_rooms, delete_prefix, wait_workers
-from bench.server import ServerProcess, bindable, free_udp_and_tcp_port
+from bench.server import ServerProcess, bindable, free_udp_and_tcp_port, machine_speed, speed_line
 from sprechstunde.media.aiortc_fork import receiver as fork_receiver
 from sprechstunde.media.aiortc_fork import transport as fork_transport
 from tests.phone_support import Baresip, goertzel, tone_wav
@@ -1056,8 +1056,10 @@ def main() -> None:
     if args.callers > CALLS_PER_PROCESS * args.workers:
         print(f"note: {args.callers} callers on {args.workers} process(es) of {CALLS_PER_PROCESS} calls: "
               "the calls beyond will be refused (486 Busy Here)", file=sys.stderr)  # fmt: skip
+    speed = machine_speed()
+    print(speed_line(speed), flush=True)
     try:
-        result = asyncio.run(main_async(args))
+        result = asyncio.run(main_async(args)) | {"machine_speed_seconds": speed}
     except RuntimeError as exc:
         sys.exit(f"phone benchmark failed: {exc}\n(server log: {RESULTS / 'phone-server.log'})")
     (RESULTS / "phone.json").write_text(json.dumps(result, indent=2))
