@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.server import ROOT, ServerProcess, free_port, machine_speed, speed_line
+from bench.server import ROOT, ServerProcess, free_port, machine_speed
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 NODE = "stadt"
@@ -462,7 +462,6 @@ def main() -> None:
     from tests.browser_support import launched_browser
 
     speed = machine_speed()
-    print(speed_line(speed), flush=True)
     runs = []
     with redis_server(args.redis) as redis_url, launched_browser() as browser:
         for number in range(1, args.runs + 1):

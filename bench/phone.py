@@ -95,7 +95,7 @@ from bench import loadclient
 from bench.clip import build_clip
 from bench.failover import DEFAULT_REDIS, redis_server
 from bench.media_relay import CLK_TCK, NODE_ID, _children, create_rooms, delete_prefix, wait_workers
-from bench.server import ServerProcess, bindable, free_udp_and_tcp_port, machine_speed, speed_line
+from bench.server import ServerProcess, bindable, free_udp_and_tcp_port, machine_speed
 from sprechstunde.media.aiortc_fork import receiver as fork_receiver
 from sprechstunde.media.aiortc_fork import transport as fork_transport
 from tests.phone_support import Baresip, goertzel, tone_wav
@@ -1057,7 +1057,6 @@ def main() -> None:
         print(f"note: {args.callers} callers on {args.workers} process(es) of {CALLS_PER_PROCESS} calls: "
               "the calls beyond will be refused (486 Busy Here)", file=sys.stderr)  # fmt: skip
     speed = machine_speed()
-    print(speed_line(speed), flush=True)
     try:
         result = asyncio.run(main_async(args)) | {"machine_speed_seconds": speed}
     except RuntimeError as exc:

@@ -52,17 +52,16 @@ def free_udp_and_tcp_port(avoid: tuple[int, ...] = ()) -> int:
 
 
 def machine_speed() -> float:
-    """Seconds one core of this machine takes for `sum(range(10**8))` right now, printed first by the
-    benchmarks whose figures are absolute times. On the shared 2-core VMs here the same code runs up to
-    twice as fast in one hour as in another (1.3 s on 2026-12-07 afternoon, 2.1–3.1 s that morning:
-    docs/benchmarks.md, docs/phone.md); compare figures taken at about the same speed."""
+    """Seconds one core of this machine takes for `sum(range(10**8))` right now, printed (and returned for
+    the JSON) first by the benchmarks whose figures are absolute times. On the shared 2-core VMs here the
+    same code runs up to twice as fast in one hour as in another (1.3 s on 2026-12-07 afternoon, 2.1–3.1 s
+    that morning: docs/benchmarks.md, docs/phone.md); compare figures taken at about the same speed."""
     started = time.perf_counter()
     sum(range(10**8))
-    return round(time.perf_counter() - started, 2)
-
-
-def speed_line(seconds: float) -> str:
-    return f"machine speed: sum(range(10**8)) took {seconds:g} s on one core (compare runs of about the same)"
+    seconds = round(time.perf_counter() - started, 2)
+    line = f"machine speed: sum(range(10**8)) took {seconds:g} s on one core (compare runs of about the same)"
+    print(line, flush=True)
+    return seconds
 
 
 def interrupt(proc: subprocess.Popen) -> None:

@@ -45,7 +45,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.bare_relay import BareRelayProcess
-from bench.server import PinnedProcess, ServerProcess, machine_speed, speed_line
+from bench.server import PinnedProcess, ServerProcess, machine_speed
 from sprechstunde.rooms.service import RoomService
 from sprechstunde.rooms.tokens import TokenSigner
 from sprechstunde.store import open_store
@@ -421,7 +421,6 @@ def main() -> None:
     if args.nodes > 1 and not args.redis:
         parser.error("--nodes > 1 needs --redis")
     speed = machine_speed()
-    print(speed_line(speed), flush=True)
     runs = [one_run(args) for _ in range(args.repeat)]
     result = runs[-1] if len(runs) == 1 else {"runs": runs}
     result["machine_speed_seconds"] = speed
